@@ -1,0 +1,3 @@
+module github.com/voxscriber/webhooks/e2e
+
+go 1.26.0

@@ -1,0 +1,180 @@
+// Package config reads the suite's 12-factor configuration from environment
+// variables. Every service reads only the variables it needs, through the
+// same parsers, and reports every bad value at once, naming the variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Env reads typed values from an environment and collects errors.
+type Env struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+// FromOS reads the process environment.
+func FromOS() *Env { return &Env{lookup: os.LookupEnv} }
+
+// FromMap reads a fixed map (tests).
+func FromMap(m map[string]string) *Env {
+	return &Env{lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }}
+}
+
+func (e *Env) get(name string) (string, bool) {
+	v, ok := e.lookup(name)
+	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+func (e *Env) fail(name, v string, err error) {
+	e.errs = append(e.errs, fmt.Errorf("%s=%q: %w", name, v, err))
+}
+
+// Err returns every error met so far, or nil.
+func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// String returns the variable or def when unset or empty.
+func (e *Env) String(name, def string) string {
+	if v, ok := e.get(name); ok {
+		return v
+	}
+	return def
+}
+
+// Bool parses true/false/1/0.
+func (e *Env) Bool(name string, def bool) bool {
+	v, ok := e.get(name)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, v, errors.New("want true or false"))
+		return def
+	}
+	return b
+}
+
+// Int parses a decimal integer no smaller than min.
+func (e *Env) Int(name string, def, min int) int {
+	v, ok := e.get(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		e.fail(name, v, fmt.Errorf("want an integer >= %d", min))
+		return def
+	}
+	return n
+}
+
+// Duration parses a positive Go duration ("5s", "1m30s").
+func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	v, ok := e.get(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		e.fail(name, v, errors.New("want a positive duration such as 5s or 2m"))
+		return def
+	}
+	return d
+}
+
+// Schedule parses a retry schedule (see ParseSchedule).
+func (e *Env) Schedule(name string, def []time.Duration) []time.Duration {
+	v, ok := e.get(name)
+	if !ok {
+		return def
+	}
+	s, err := ParseSchedule(v)
+	if err != nil {
+		e.fail(name, v, err)
+		return def
+	}
+	return s
+}
+
+// MaxAttempts bounds the length of a retry schedule.
+const MaxAttempts = 20
+
+// DefaultSchedule is the seed's retry schedule: immediately, then after 1
+// minute, 5 minutes, 30 minutes and 2 hours.
+var DefaultSchedule = []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour}
+
+// ParseSchedule parses comma-separated Go durations, the delays before
+// attempts 1..n: "0s,1m,5m,30m,2h". Each is >= 0 and at most 7 days; there
+// are 1 to MaxAttempts of them.
+func ParseSchedule(s string) ([]time.Duration, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > MaxAttempts {
+		return nil, fmt.Errorf("at most %d attempts, got %d", MaxAttempts, len(parts))
+	}
+	out := make([]time.Duration, 0, len(parts))
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		d, err := time.ParseDuration(p)
+		if err != nil {
+			return nil, fmt.Errorf("attempt %d: %q is not a duration such as 0s, 1m or 2h", i+1, p)
+		}
+		if d < 0 || d > 7*24*time.Hour {
+			return nil, fmt.Errorf("attempt %d: %s is outside 0s..168h", i+1, p)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// Default listen addresses; each is also where the other services dial.
+const (
+	DefaultRedisURL      = "redis://127.0.0.1:6379/0"
+	DefaultRegistryAddr  = ":9091"
+	DefaultIngestionAddr = ":9092"
+	DefaultDeliveryAddr  = ":9093"
+	DefaultGatewayAddr   = ":8080"
+)
+
+// Common is what every service reads.
+type Common struct {
+	RedisURL string
+	// InternalToken, when set, guards the internal RPCs between services.
+	InternalToken string
+	// Dev relaxes start-up checks meant for production (SECRETS_KEY).
+	Dev      bool
+	LogLevel string
+	// MetricsAddr serves /metrics (empty: off).
+	MetricsAddr string
+	// JaegerUIURL, when set, turns trace ids into links.
+	JaegerUIURL string
+}
+
+// ReadCommon reads the variables every service shares.
+func ReadCommon(e *Env) Common {
+	return Common{
+		RedisURL:      e.String("REDIS_URL", DefaultRedisURL),
+		InternalToken: e.String("INTERNAL_TOKEN", ""),
+		Dev:           e.Bool("DEV_MODE", false),
+		LogLevel:      e.String("LOG_LEVEL", "info"),
+		MetricsAddr:   e.String("METRICS_ADDR", ""),
+		JaegerUIURL:   strings.TrimRight(e.String("JAEGER_UI_URL", ""), "/"),
+	}
+}
+
+// DialTarget turns a listen address such as ":9091" into a dial target.
+func DialTarget(addr string) string {
+	if strings.HasPrefix(addr, ":") {
+		return "127.0.0.1" + addr
+	}
+	if strings.HasPrefix(addr, "0.0.0.0:") {
+		return "127.0.0.1" + strings.TrimPrefix(addr, "0.0.0.0")
+	}
+	return addr
+}

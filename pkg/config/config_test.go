@@ -1,0 +1,57 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSchedule(t *testing.T) {
+	got, err := ParseSchedule("0s, 1m,5m,30m,2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 || got[1] != time.Minute || got[4] != 2*time.Hour {
+		t.Fatalf("got %v", got)
+	}
+	for _, bad := range []string{"", "1m,,2m", "-1s", "soon", "200h", strings.Repeat("1s,", 20) + "1s"} {
+		if _, err := ParseSchedule(bad); err == nil {
+			t.Errorf("ParseSchedule(%q) accepted", bad)
+		}
+	}
+}
+
+func TestEnvCollectsErrorsNamingTheVariable(t *testing.T) {
+	e := FromMap(map[string]string{"DELIVERY_TIMEOUT": "fast", "ENDPOINT_ALLOW_HTTP": "yes please", "N": "3"})
+	if d := e.Duration("DELIVERY_TIMEOUT", 5*time.Second); d != 5*time.Second {
+		t.Fatalf("fallback %v", d)
+	}
+	e.Bool("ENDPOINT_ALLOW_HTTP", false)
+	if n := e.Int("N", 1, 1); n != 3 {
+		t.Fatalf("Int = %d", n)
+	}
+	err := e.Err()
+	if err == nil || !strings.Contains(err.Error(), "DELIVERY_TIMEOUT") || !strings.Contains(err.Error(), "ENDPOINT_ALLOW_HTTP") {
+		t.Fatalf("Err = %v", err)
+	}
+}
+
+func FuzzParseSchedule(f *testing.F) {
+	for _, s := range []string{"0s,1m,5m,30m,2h", "1ms", "", ",", "1h1h", "9999999999h", "-0s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseSchedule(s)
+		if err != nil {
+			return
+		}
+		if len(got) == 0 || len(got) > MaxAttempts {
+			t.Fatalf("accepted %d attempts", len(got))
+		}
+		for _, d := range got {
+			if d < 0 || d > 7*24*time.Hour {
+				t.Fatalf("accepted delay %v", d)
+			}
+		}
+	})
+}

@@ -1,0 +1,90 @@
+// Package eventstore keeps each event once in Redis: ingestion writes it,
+// the delivery service reads its payload at send time. The key layout lives
+// here only.
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+)
+
+// Event is a stored event.
+type Event struct {
+	ID             string
+	AccountID      string
+	Type           string
+	Payload        []byte // the exact JSON body receivers get
+	CreateTime     time.Time
+	IdempotencyKey string
+	UploadID       string
+	TraceID        string
+	// FanoutDone is set once every delivery of the event is scheduled.
+	FanoutDone    bool
+	DeliveryCount int
+}
+
+// Store reads and writes events.
+type Store struct {
+	rdb       redis.UniversalClient
+	retention time.Duration
+}
+
+// New returns a Store whose events expire after retention.
+func New(rdb redis.UniversalClient, retention time.Duration) *Store {
+	return &Store{rdb: rdb, retention: retention}
+}
+
+// Key is the Redis key of an event (one hash per event).
+func Key(id string) string { return "wh:evt:" + id }
+
+// Put writes the event (FanoutDone false) with its expiry.
+func (s *Store) Put(ctx context.Context, e *Event) error {
+	k := Key(e.ID)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k,
+			"account", e.AccountID, "type", e.Type, "payload", e.Payload,
+			"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
+			"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0)
+		p.PExpire(ctx, k, s.retention)
+		return nil
+	})
+	return err
+}
+
+// MarkFannedOut records that n deliveries were scheduled.
+func (s *Store) MarkFannedOut(ctx context.Context, id string, n int) error {
+	return s.rdb.HSet(ctx, Key(id), "fanout", 1, "count", n).Err()
+}
+
+// Get returns the event or an apierr.ErrNotFound error.
+func (s *Store) Get(ctx context.Context, id string) (*Event, error) {
+	m, err := s.rdb.HGetAll(ctx, Key(id)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 || m["account"] == "" {
+		return nil, apierr.NotFound("event", id)
+	}
+	ms, _ := strconv.ParseInt(m["created"], 10, 64)
+	n, _ := strconv.Atoi(m["count"])
+	return &Event{
+		ID: id, AccountID: m["account"], Type: m["type"], Payload: []byte(m["payload"]),
+		CreateTime: time.UnixMilli(ms).UTC(), IdempotencyKey: m["idem"], UploadID: m["upload"],
+		TraceID: m["trace"], FanoutDone: m["fanout"] == "1", DeliveryCount: n,
+	}, nil
+}
+
+// Payload returns only the body of an event.
+func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
+	b, err := s.rdb.HGet(ctx, Key(id), "payload").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, apierr.NotFound("event", id)
+	}
+	return b, err
+}

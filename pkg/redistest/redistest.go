@@ -1,0 +1,125 @@
+// Package redistest starts a private redis-server for a test, on a free
+// port in a temporary directory, and stops it when the test ends. Tests never
+// depend on a Redis already running on the machine.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a running redis-server.
+type Server struct {
+	Addr   string
+	URL    string
+	Dir    string
+	Client *redis.Client
+	cmd    *exec.Cmd
+	args   []string
+	t      testing.TB
+}
+
+// Options tune the server.
+type Options struct {
+	// AOF turns on the append-only file with appendfsync always.
+	AOF bool
+}
+
+// Start launches redis-server and waits until it answers.
+func Start(t testing.TB, opts ...Options) *Server {
+	t.Helper()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found on PATH (apt-get install redis-server): %v", err)
+	}
+	dir := t.TempDir()
+	port := FreePort(t)
+	aof := "no"
+	if o.AOF {
+		aof = "yes"
+	}
+	s := &Server{
+		Addr: "127.0.0.1:" + strconv.Itoa(port),
+		Dir:  dir,
+		t:    t,
+		args: []string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", aof, "--appendfsync", "always",
+			"--dir", dir, "--pidfile", filepath.Join(dir, "redis.pid"),
+			"--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"),
+		},
+	}
+	s.URL = "redis://" + s.Addr + "/0"
+	s.cmd = s.launch(bin)
+	s.Client = redis.NewClient(&redis.Options{Addr: s.Addr})
+	t.Cleanup(func() {
+		_ = s.Client.Close()
+		s.Stop()
+	})
+	return s
+}
+
+func (s *Server) launch(bin string) *exec.Cmd {
+	s.t.Helper()
+	cmd := exec.Command(bin, s.args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+			s.t.Fatalf("redis-server did not answer on %s:\n%s", s.Addr, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd
+}
+
+// Stop kills the server (SIGKILL: nothing is flushed beyond what AOF with
+// appendfsync always already has).
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart kills the server and starts it again on the same port and dir.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	bin, _ := exec.LookPath("redis-server")
+	s.cmd = s.launch(bin)
+}
+
+// FreePort returns a TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// String describes the server.
+func (s *Server) String() string { return fmt.Sprintf("redis-server at %s (%s)", s.Addr, s.Dir) }
