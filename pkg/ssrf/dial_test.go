@@ -146,8 +146,7 @@ func TestDialContextNames(t *testing.T) {
 // TestDialContextRebinding registers a name while it points at a public
 // address, then repoints it at loopback: the dial must be refused.
 func TestDialContextRebinding(t *testing.T) {
-	srv, port := newReceiver(t)
-	_ = srv
+	_, port := newReceiver(t)
 	resolver := &switchResolver{}
 	resolver.set("93.184.216.34")
 	p := ssrf.Policy{AllowHTTP: true, Resolver: resolver}
