@@ -255,7 +255,7 @@ func (s *Suite) NewAccount(name string) (id, key string) {
 	s.t.Helper()
 	var out struct {
 		Account struct{ ID string } `json:"account"`
-		APIKey  string            `json:"apiKey"`
+		APIKey  string              `json:"apiKey"`
 	}
 	s.MustDo(200, "POST", "/v1/accounts", adminToken, map[string]any{"name": name}, &out)
 	if out.Account.ID == "" || out.APIKey == "" {

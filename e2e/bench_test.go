@@ -1,0 +1,261 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/signing"
+)
+
+var (
+	resultsPath = flag.String("results", "", "write the benchmark report (markdown) to this file")
+	benchEvents = flag.Int("bench-events", 20000, "events for the throughput runs")
+)
+
+// arrivals is a receiver that answers 200 at once and remembers when each
+// event id first arrived.
+type arrivals struct {
+	mu    sync.Mutex
+	first map[string]time.Time
+	n     atomic.Int64
+}
+
+func (a *arrivals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	now := time.Now()
+	id := r.Header.Get("X-Webhook-Id")
+	a.mu.Lock()
+	if _, ok := a.first[id]; !ok {
+		a.first[id] = now
+	}
+	a.mu.Unlock()
+	a.n.Add(1)
+	w.WriteHeader(200)
+}
+
+func (a *arrivals) at(id string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.first[id]
+	return t, ok
+}
+
+type report struct {
+	rows []string
+}
+
+func (r *report) add(metric, value, target string) {
+	r.rows = append(r.rows, fmt.Sprintf("| %s | %s | %s |", metric, value, target))
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			return strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+		}
+	}
+	return runtime.GOARCH
+}
+
+func (r *report) write(b *testing.B) {
+	out := fmt.Sprintf("# Benchmark results\n\n%s, %s, %d cores, Go %s. Everything local: redis-server (AOF, appendfsync always), the four services as processes, a Go receiver answering 200 at once. Reproduce: `make bench`.\n\n| metric | value | target |\n|---|---|---|\n%s\n",
+		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version(), strings.Join(r.rows, "\n"))
+	b.Log("\n" + out)
+	if *resultsPath != "" {
+		_ = os.MkdirAll(filepath.Dir(*resultsPath), 0o755)
+		if err := os.WriteFile(*resultsPath, []byte(out), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSuite measures the whole suite: deliveries per second end to end
+// next to a plain Go loop POSTing the same signed bodies to the same
+// receiver, and publish-to-receiver latency at fixed rates.
+func BenchmarkSuite(b *testing.B) {
+	var rep report
+	n := *benchEvents
+
+	rcv := &arrivals{first: map[string]time.Time{}}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+
+	// The physical limit: a plain loop, same receiver, same signed bodies.
+	plain := plainLoop(b, srv.URL, n, 64)
+	rep.add("plain Go loop (64 goroutines, signed bodies)", fmt.Sprintf("%.0f req/s", plain), "—")
+
+	s := startSuite(b, SuiteOptions{Env: map[string]string{"LOG_LEVEL": "error"}})
+	acct, key := s.NewAccount("bench")
+	s.NewEndpoint(key, srv.URL+"/hook", "transcription.progress")
+	ing, ctx := s.Ingestion()
+
+	// Throughput: publish n events in batches of 500, wait for all.
+	rcv.n.Store(0)
+	start := time.Now()
+	var batch []*ingestionv1.PublishEventRequest
+	for i := 0; i < n; i++ {
+		batch = append(batch, progressReq(acct, i))
+		if len(batch) == 500 || i == n-1 {
+			if _, err := ing.PublishEvents(ctx, &ingestionv1.PublishEventsRequest{Events: batch}); err != nil {
+				b.Fatal(err)
+			}
+			batch = nil
+		}
+	}
+	ingestDur := time.Since(start)
+	waitFor(b, func() bool { return rcv.n.Load() >= int64(n) }, 5*time.Minute)
+	e2e := float64(n) / time.Since(start).Seconds()
+	rep.add("ingest (PublishEvents, batches of 500)", fmt.Sprintf("%.0f events/s", float64(n)/ingestDur.Seconds()), "—")
+	rep.add("end-to-end deliveries/s", fmt.Sprintf("%.0f /s", e2e), "≥ 1,000 (issue 2); ≥ 5,000 (issue 8)")
+	rep.add("ratio to the plain loop", fmt.Sprintf("%.2f", e2e/plain), "≥ 0.5 (issue 8)")
+
+	for _, rate := range []int{500, 1000, 2000} {
+		p50, p99, p999, lost := latencyAt(b, ing, ctx, acct, rcv, rate, 5*time.Second)
+		rep.add(fmt.Sprintf("publish→receiver latency at %d events/s (p50 / p99 / p99.9)", rate),
+			fmt.Sprintf("%s / %s / %s%s", p50, p99, p999, lost), "p99 ≤ 50 ms at 500/s; ≤ 20 ms at 1,000/s")
+	}
+	rep.write(b)
+}
+
+func progressReq(acct string, i int) *ingestionv1.PublishEventRequest {
+	st, _ := structpb.NewStruct(map[string]any{"uploadId": fmt.Sprintf("upl_%d", i), "percentage": float64(i % 100), "estimate": 12})
+	return &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.progress", Data: st}
+}
+
+func plainLoop(b *testing.B, url string, n, workers int) float64 {
+	secret := signing.GenerateSecret()
+	bodies := make([][]byte, 1000)
+	for i := range bodies {
+		body, err := events.Envelope(ids.New(ids.Event, time.Now()), "transcription.progress", time.Now(),
+			map[string]any{"uploadId": fmt.Sprintf("upl_%d", i), "percentage": float64(i % 100), "estimate": 12}, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies[i] = body
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 5 * time.Second}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1))
+				if i > n {
+					return
+				}
+				body := bodies[i%len(bodies)]
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+				for k, v := range signing.Headers([]string{secret}, "evt_x", time.Now().Unix(), body) {
+					req.Header.Set(k, v)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// latencyAt publishes single events at a fixed rate and measures the time
+// from PublishEvent returning to the receiver's handler (0 when the webhook
+// arrived before the acknowledgement).
+func latencyAt(b *testing.B, ing ingestionv1.IngestionServiceClient, ctx context.Context, acct string, rcv *arrivals, rate int, d time.Duration) (p50, p99, p999 time.Duration, note string) {
+	total := int(d.Seconds() * float64(rate))
+	type pub struct {
+		id string
+		at time.Time
+	}
+	pubs := make(chan pub, total)
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	start := time.Now()
+	for i := 0; i < total; i++ {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			resp, err := ing.PublishEvent(ctx, progressReq(acct, i))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			pubs <- pub{resp.GetEvent().GetId(), time.Now()}
+		}(i)
+	}
+	wg.Wait()
+	close(pubs)
+	var all []pub
+	for p := range pubs {
+		all = append(all, p)
+	}
+	waitFor(b, func() bool {
+		for _, p := range all {
+			if _, ok := rcv.at(p.id); !ok {
+				return false
+			}
+		}
+		return true
+	}, time.Minute)
+	lat := make([]time.Duration, 0, len(all))
+	for _, p := range all {
+		t, _ := rcv.at(p.id)
+		lat = append(lat, max(0, t.Sub(p.at)))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(f float64) time.Duration {
+		return lat[min(len(lat)-1, int(f*float64(len(lat))))].Round(100 * time.Microsecond)
+	}
+	achieved := float64(total) / time.Since(start).Seconds()
+	if achieved < float64(rate)*0.95 {
+		note = fmt.Sprintf(" (publisher reached only %.0f/s)", achieved)
+	}
+	return q(0.50), q(0.99), q(0.999), note
+}
+
+func waitFor(b *testing.B, f func() bool, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out after %v", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
