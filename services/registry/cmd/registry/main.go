@@ -1,0 +1,111 @@
+// Command registry serves accounts, API keys, webhook endpoints, their
+// subscriptions, signing secrets and settings over gRPC.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/pkg/ssrf"
+	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/registry/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/registry/internal/redisstore"
+	"github.com/voxscriber/webhooks/services/registry/internal/registry"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "registry:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// 1. Configuration.
+	env := config.FromOS()
+	common := config.ReadCommon(env)
+	addr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
+	adminToken := env.String("ADMIN_TOKEN", "")
+	secretsKey := env.String("SECRETS_KEY", "")
+	allowHTTP := env.Bool("ENDPOINT_ALLOW_HTTP", false)
+	allowedCIDRs, cidrErr := ssrf.ParseCIDRs(env.String("ENDPOINT_ALLOWED_CIDRS", ""))
+	if cidrErr != nil {
+		cidrErr = fmt.Errorf("ENDPOINT_ALLOWED_CIDRS: %w", cidrErr)
+	}
+	if err := errors.Join(env.Err(), cidrErr); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+
+	// 2. Telemetry.
+	tel, err := telemetry.Setup(ctx, "registry", common.LogLevel, os.Stderr)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer shutdownTelemetry(tel)
+	log := tel.Logger
+
+	// 3. The secrets key, checked against what Redis already holds.
+	box, devKey, err := registry.OpenSecretsKey(secretsKey, common.Dev)
+	if err != nil {
+		return err
+	}
+	if devKey {
+		log.Warn("DEV_MODE: SECRETS_KEY is unset, so endpoint secrets are sealed with the PUBLIC development key registry.DevSecretsKey; they are NOT protected at rest. Never run like this in production.")
+	}
+	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	store := redisstore.New(rdb)
+	if err := registry.VerifySecretsKey(ctx, store, box); err != nil {
+		return err
+	}
+
+	// 4. Domain and gRPC edge.
+	svc, err := registry.NewService(registry.Config{
+		Store:     store,
+		Box:       box,
+		URLPolicy: ssrf.Policy{AllowHTTP: allowHTTP, AllowedCIDRs: allowedCIDRs},
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("registry configured", "addr", addr, "redis", redisx.Redact(common.RedisURL),
+		"admin_api", adminToken != "", "endpoint_allow_http", allowHTTP, "endpoint_allowed_cidrs", len(allowedCIDRs))
+
+	// 5. Serve until SIGINT/SIGTERM.
+	return serve.Service{
+		Name:   "registry",
+		Addr:   addr,
+		Logger: log,
+		Auth: authn.Config{
+			Policy:        grpcapi.Policy(),
+			Resolver:      svc,
+			AdminToken:    adminToken,
+			InternalToken: common.InternalToken,
+		},
+		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
+		Ready:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	}.Run(ctx)
+}
+
+func shutdownTelemetry(tel *telemetry.Telemetry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tel.Shutdown(ctx)
+}

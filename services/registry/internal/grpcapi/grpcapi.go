@@ -1,0 +1,354 @@
+// Package grpcapi is the registry's gRPC edge: thin handlers that translate
+// protobuf messages to the domain (internal/registry) and back. Domain
+// errors become status codes in the serve package's interceptor.
+package grpcapi
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/services/registry/internal/registry"
+)
+
+// Policy is the credential each registry method needs.
+func Policy() authn.Policy {
+	p := authn.Policy{
+		registryv1.RegistryService_CreateAccount_FullMethodName:  authn.Admin,
+		registryv1.RegistryService_ListEventTypes_FullMethodName: authn.Public,
+	}
+	for _, m := range registryv1.RegistryService_ServiceDesc.Methods {
+		name := "/" + registryv1.RegistryService_ServiceDesc.ServiceName + "/" + m.MethodName
+		if _, set := p[name]; !set {
+			p[name] = authn.Customer
+		}
+	}
+	for _, m := range registryv1.RegistryInternalService_ServiceDesc.Methods {
+		p["/"+registryv1.RegistryInternalService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.Internal
+	}
+	return p
+}
+
+// Register registers both registry services on g.
+func Register(g *grpc.Server, svc *registry.Service) {
+	registryv1.RegisterRegistryServiceServer(g, NewServer(svc))
+	registryv1.RegisterRegistryInternalServiceServer(g, NewInternalServer(svc))
+}
+
+// Server implements the customer-facing RegistryService.
+type Server struct {
+	registryv1.UnimplementedRegistryServiceServer
+	svc *registry.Service
+}
+
+var _ registryv1.RegistryServiceServer = (*Server)(nil)
+
+// NewServer returns the RegistryService handlers.
+func NewServer(svc *registry.Service) *Server { return &Server{svc: svc} }
+
+// account returns the caller's account, set by the authn interceptor.
+func account(ctx context.Context) (string, error) {
+	acct, ok := authn.AccountID(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "missing Authorization: Bearer <api key>")
+	}
+	return acct, nil
+}
+
+// CreateAccount implements registryv1.RegistryServiceServer.
+func (s *Server) CreateAccount(ctx context.Context, req *registryv1.CreateAccountRequest) (*registryv1.CreateAccountResponse, error) {
+	a, key, err := s.svc.CreateAccount(ctx, req.GetName(), req.GetNotificationEmail())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.CreateAccountResponse{
+		Account: &registryv1.Account{Id: a.ID, Name: a.Name, CreateTime: ts(a.CreateTime)},
+		ApiKey:  key,
+	}, nil
+}
+
+// ListEventTypes implements registryv1.RegistryServiceServer.
+func (s *Server) ListEventTypes(context.Context, *registryv1.ListEventTypesRequest) (*registryv1.ListEventTypesResponse, error) {
+	cat := events.Catalogue()
+	out := &registryv1.ListEventTypesResponse{EventTypes: make([]*registryv1.EventType, 0, len(cat))}
+	for _, t := range cat {
+		schema, err := structpb.NewStruct(t.JSONSchema())
+		if err != nil {
+			return nil, fmt.Errorf("schema of %s: %w", t.Name, err)
+		}
+		out.EventTypes = append(out.EventTypes, &registryv1.EventType{Name: t.Name, Description: t.Description, Schema: schema})
+	}
+	return out, nil
+}
+
+// CreateEndpoint implements registryv1.RegistryServiceServer.
+func (s *Server) CreateEndpoint(ctx context.Context, req *registryv1.CreateEndpointRequest) (*registryv1.CreateEndpointResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, secret, err := s.svc.CreateEndpoint(ctx, acct, registry.EndpointInput{
+		URL:         req.GetUrl(),
+		EventTypes:  req.GetEventTypes(),
+		Description: req.GetDescription(),
+		Secret:      req.GetSecret(),
+		Headers:     req.GetHeaders(),
+		Status:      statusFromProto(req.GetStatus()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.CreateEndpointResponse{Endpoint: endpointToProto(e), Secret: secret}, nil
+}
+
+// GetEndpoint implements registryv1.RegistryServiceServer.
+func (s *Server) GetEndpoint(ctx context.Context, req *registryv1.GetEndpointRequest) (*registryv1.GetEndpointResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.svc.GetEndpoint(ctx, acct, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.GetEndpointResponse{Endpoint: endpointToProto(e)}, nil
+}
+
+// ListEndpoints implements registryv1.RegistryServiceServer.
+func (s *Server) ListEndpoints(ctx context.Context, req *registryv1.ListEndpointsRequest) (*registryv1.ListEndpointsResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	eps, next, err := s.svc.ListEndpoints(ctx, acct, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &registryv1.ListEndpointsResponse{Endpoints: make([]*registryv1.Endpoint, len(eps)), NextPageToken: next}
+	for i, e := range eps {
+		out.Endpoints[i] = endpointToProto(e)
+	}
+	return out, nil
+}
+
+// UpdateEndpoint implements registryv1.RegistryServiceServer.
+func (s *Server) UpdateEndpoint(ctx context.Context, req *registryv1.UpdateEndpointRequest) (*registryv1.UpdateEndpointResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetId()
+	if id == "" {
+		id = req.GetEndpoint().GetId()
+	}
+	in := req.GetEndpoint()
+	e, err := s.svc.UpdateEndpoint(ctx, acct, id, registry.EndpointInput{
+		URL:         in.GetUrl(),
+		EventTypes:  in.GetEventTypes(),
+		Description: in.GetDescription(),
+		Headers:     in.GetHeaders(),
+		Status:      statusFromProto(in.GetStatus()),
+	}, req.GetUpdateMask().GetPaths())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.UpdateEndpointResponse{Endpoint: endpointToProto(e)}, nil
+}
+
+// DeleteEndpoint implements registryv1.RegistryServiceServer.
+func (s *Server) DeleteEndpoint(ctx context.Context, req *registryv1.DeleteEndpointRequest) (*registryv1.DeleteEndpointResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.svc.DeleteEndpoint(ctx, acct, req.GetId()); err != nil {
+		return nil, err
+	}
+	return &registryv1.DeleteEndpointResponse{}, nil
+}
+
+// EnableEndpoint implements registryv1.RegistryServiceServer.
+func (s *Server) EnableEndpoint(ctx context.Context, req *registryv1.EnableEndpointRequest) (*registryv1.EnableEndpointResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.svc.EnableEndpoint(ctx, acct, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.EnableEndpointResponse{Endpoint: endpointToProto(e)}, nil
+}
+
+// DisableEndpoint implements registryv1.RegistryServiceServer.
+func (s *Server) DisableEndpoint(ctx context.Context, req *registryv1.DisableEndpointRequest) (*registryv1.DisableEndpointResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.svc.DisableEndpoint(ctx, acct, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.DisableEndpointResponse{Endpoint: endpointToProto(e)}, nil
+}
+
+// RotateEndpointSecret implements registryv1.RegistryServiceServer.
+func (s *Server) RotateEndpointSecret(ctx context.Context, req *registryv1.RotateEndpointSecretRequest) (*registryv1.RotateEndpointSecretResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, secret, err := s.svc.RotateSecret(ctx, acct, req.GetId(), req.GetOverlapSeconds())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.RotateEndpointSecretResponse{Endpoint: endpointToProto(e), Secret: secret}, nil
+}
+
+// GetSettings implements registryv1.RegistryServiceServer.
+func (s *Server) GetSettings(ctx context.Context, _ *registryv1.GetSettingsRequest) (*registryv1.GetSettingsResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.svc.GetSettings(ctx, acct)
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.GetSettingsResponse{Settings: settingsToProto(st)}, nil
+}
+
+// UpdateSettings implements registryv1.RegistryServiceServer.
+func (s *Server) UpdateSettings(ctx context.Context, req *registryv1.UpdateSettingsRequest) (*registryv1.UpdateSettingsResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.svc.UpdateSettings(ctx, acct, registry.Settings{
+		NotificationEmail:   req.GetSettings().GetNotificationEmail(),
+		CreditsLowThreshold: req.GetSettings().GetCreditsLowThreshold(),
+	}, req.GetUpdateMask().GetPaths())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.UpdateSettingsResponse{Settings: settingsToProto(st)}, nil
+}
+
+// InternalServer implements RegistryInternalService for the other services.
+type InternalServer struct {
+	registryv1.UnimplementedRegistryInternalServiceServer
+	svc *registry.Service
+}
+
+var _ registryv1.RegistryInternalServiceServer = (*InternalServer)(nil)
+
+// NewInternalServer returns the RegistryInternalService handlers.
+func NewInternalServer(svc *registry.Service) *InternalServer { return &InternalServer{svc: svc} }
+
+// Authenticate implements registryv1.RegistryInternalServiceServer;
+// unknown keys are NotFound.
+func (s *InternalServer) Authenticate(ctx context.Context, req *registryv1.AuthenticateRequest) (*registryv1.AuthenticateResponse, error) {
+	acct, err := s.svc.Authenticate(ctx, req.GetApiKey())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.AuthenticateResponse{AccountId: acct}, nil
+}
+
+// ListSubscribers implements registryv1.RegistryInternalServiceServer.
+func (s *InternalServer) ListSubscribers(ctx context.Context, req *registryv1.ListSubscribersRequest) (*registryv1.ListSubscribersResponse, error) {
+	idList, err := s.svc.ListSubscribers(ctx, req.GetAccountId(), req.GetEventType())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.ListSubscribersResponse{EndpointIds: idList}, nil
+}
+
+// GetDeliveryTarget implements registryv1.RegistryInternalServiceServer.
+func (s *InternalServer) GetDeliveryTarget(ctx context.Context, req *registryv1.GetDeliveryTargetRequest) (*registryv1.GetDeliveryTargetResponse, error) {
+	e, secrets, err := s.svc.DeliveryTarget(ctx, req.GetAccountId(), req.GetEndpointId())
+	if err != nil {
+		return nil, err
+	}
+	out := &registryv1.GetDeliveryTargetResponse{Endpoint: endpointToProto(e)}
+	for _, sec := range secrets {
+		out.Secrets = append(out.Secrets, &registryv1.Secret{Value: sec.Value, ExpireTime: ts(sec.ExpireTime)})
+	}
+	return out, nil
+}
+
+// DisableEndpointBySystem implements registryv1.RegistryInternalServiceServer.
+func (s *InternalServer) DisableEndpointBySystem(ctx context.Context, req *registryv1.DisableEndpointBySystemRequest) (*registryv1.DisableEndpointBySystemResponse, error) {
+	e, err := s.svc.DisableBySystem(ctx, req.GetAccountId(), req.GetEndpointId(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.DisableEndpointBySystemResponse{Endpoint: endpointToProto(e)}, nil
+}
+
+// ---- translation ----
+
+// ts returns nil for the zero time (an unset Timestamp).
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func endpointToProto(e registry.Endpoint) *registryv1.Endpoint {
+	return &registryv1.Endpoint{
+		Id:             e.ID,
+		Url:            e.URL,
+		EventTypes:     e.EventTypes,
+		Description:    e.Description,
+		Status:         statusToProto(e.Status),
+		Headers:        e.Headers,
+		DisabledReason: e.DisabledReason,
+		DisableTime:    ts(e.DisableTime),
+		CreateTime:     ts(e.CreateTime),
+		UpdateTime:     ts(e.UpdateTime),
+	}
+}
+
+func settingsToProto(s registry.Settings) *registryv1.Settings {
+	return &registryv1.Settings{NotificationEmail: s.NotificationEmail, CreditsLowThreshold: s.CreditsLowThreshold}
+}
+
+func statusToProto(s registry.Status) registryv1.EndpointStatus {
+	switch s {
+	case registry.StatusActive:
+		return registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE
+	case registry.StatusInactive:
+		return registryv1.EndpointStatus_ENDPOINT_STATUS_INACTIVE
+	case registry.StatusDisabled:
+		return registryv1.EndpointStatus_ENDPOINT_STATUS_DISABLED
+	}
+	return registryv1.EndpointStatus_ENDPOINT_STATUS_UNSPECIFIED
+}
+
+// statusFromProto maps UNSPECIFIED to "" (the domain's default) and values
+// outside the enum to a status the domain refuses.
+func statusFromProto(s registryv1.EndpointStatus) registry.Status {
+	switch s {
+	case registryv1.EndpointStatus_ENDPOINT_STATUS_UNSPECIFIED:
+		return ""
+	case registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE:
+		return registry.StatusActive
+	case registryv1.EndpointStatus_ENDPOINT_STATUS_INACTIVE:
+		return registry.StatusInactive
+	case registryv1.EndpointStatus_ENDPOINT_STATUS_DISABLED:
+		return registry.StatusDisabled
+	}
+	return registry.Status(s.String())
+}

@@ -1,0 +1,411 @@
+// Package redisstore keeps the registry's state in Redis, with the key
+// layout of docs/architecture.md:
+//
+//	wh:apikey:<sha256 hex>     string  account id of an API key
+//	wh:{a:<acct>}:account      hash    name, notification_email, credits_low_threshold, created
+//	wh:{a:<acct>}:ep:<ep_id>   string  endpoint JSON (secrets sealed)
+//	wh:{a:<acct>}:eps          zset    endpoint ids, score = creation time (ms)
+//	wh:{a:<acct>}:ver          string  counter bumped by every endpoint change
+//	wh:secrets:keycheck        string  sealed constant proving SECRETS_KEY
+//
+// Every key of one account shares the {a:<acct>} hash tag, so the writes of
+// one change go in one MULTI/EXEC, also on Redis Cluster. After each
+// endpoint change the account id is published on ChangedChannel.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/services/registry/internal/registry"
+)
+
+// ChangedChannel carries the id of every account whose endpoints changed.
+const ChangedChannel = "wh:registry:changed"
+
+// KeyCheckKey holds the sealed SECRETS_KEY check value.
+const KeyCheckKey = "wh:secrets:keycheck"
+
+// Account hash fields (other services may read credits_low_threshold).
+const (
+	FieldName                = "name"
+	FieldNotificationEmail   = "notification_email"
+	FieldCreditsLowThreshold = "credits_low_threshold"
+	FieldCreated             = "created"
+)
+
+// maxTxRetries bounds optimistic-lock retries of one update.
+const maxTxRetries = 16
+
+// Key names.
+func apiKeyKey(hash string) string       { return "wh:apikey:" + hash }
+func tag(acct string) string             { return "wh:{a:" + acct + "}" }
+func accountKey(acct string) string      { return tag(acct) + ":account" }
+func endpointKey(acct, id string) string { return tag(acct) + ":ep:" + id }
+func endpointsKey(acct string) string    { return tag(acct) + ":eps" }
+func versionKey(acct string) string      { return tag(acct) + ":ver" }
+
+// Store is the Redis implementation of registry.Store.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+var _ registry.Store = (*Store)(nil)
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// ---- accounts ----
+
+// CreateAccount writes the account hash, then the API key that makes it
+// reachable (they live in different slots, so they cannot share a MULTI).
+// If the key cannot be written the account is removed again.
+func (s *Store) CreateAccount(ctx context.Context, a registry.Account, keyHash string) error {
+	if err := s.rdb.HSet(ctx, accountKey(a.ID),
+		FieldName, a.Name,
+		FieldNotificationEmail, a.Settings.NotificationEmail,
+		FieldCreditsLowThreshold, formatFloat(a.Settings.CreditsLowThreshold),
+		FieldCreated, a.CreateTime.UTC().Format(time.RFC3339Nano),
+	).Err(); err != nil {
+		return fmt.Errorf("store account: %w", err)
+	}
+	ok, err := s.rdb.SetNX(ctx, apiKeyKey(keyHash), a.ID, 0).Result()
+	if err == nil && !ok {
+		err = errors.New("API key hash collision")
+	}
+	if err != nil {
+		_ = s.rdb.Del(context.WithoutCancel(ctx), accountKey(a.ID)).Err()
+		return fmt.Errorf("store API key: %w", err)
+	}
+	return nil
+}
+
+// AccountForKeyHash implements registry.Store.
+func (s *Store) AccountForKeyHash(ctx context.Context, keyHash string) (string, error) {
+	acct, err := s.rdb.Get(ctx, apiKeyKey(keyHash)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up API key: %w", err)
+	}
+	return acct, nil
+}
+
+// GetAccount implements registry.Store.
+func (s *Store) GetAccount(ctx context.Context, acct string) (registry.Account, error) {
+	m, err := s.rdb.HGetAll(ctx, accountKey(acct)).Result()
+	if err != nil {
+		return registry.Account{}, fmt.Errorf("read account: %w", err)
+	}
+	if len(m) == 0 {
+		return registry.Account{}, apierr.NotFound("account", acct)
+	}
+	a := registry.Account{ID: acct, Name: m[FieldName]}
+	a.Settings.NotificationEmail = m[FieldNotificationEmail]
+	if v := m[FieldCreditsLowThreshold]; v != "" {
+		if a.Settings.CreditsLowThreshold, err = strconv.ParseFloat(v, 64); err != nil {
+			return registry.Account{}, fmt.Errorf("account %s: bad %s %q", acct, FieldCreditsLowThreshold, v)
+		}
+	}
+	if v := m[FieldCreated]; v != "" {
+		if a.CreateTime, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return registry.Account{}, fmt.Errorf("account %s: bad %s %q", acct, FieldCreated, v)
+		}
+	}
+	return a, nil
+}
+
+// updateSettingsScript writes settings fields only if the account exists,
+// so a settings update never resurrects a deleted account as a stub.
+var updateSettingsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1`)
+
+// UpdateSettings implements registry.Store.
+func (s *Store) UpdateSettings(ctx context.Context, acct string, st registry.Settings, mask registry.SettingsMask) error {
+	var args []any
+	if mask.NotificationEmail {
+		args = append(args, FieldNotificationEmail, st.NotificationEmail)
+	}
+	if mask.CreditsLowThreshold {
+		args = append(args, FieldCreditsLowThreshold, formatFloat(st.CreditsLowThreshold))
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	n, err := updateSettingsScript.Run(ctx, s.rdb, []string{accountKey(acct)}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("write settings: %w", err)
+	}
+	if n == 0 {
+		return apierr.NotFound("account", acct)
+	}
+	return nil
+}
+
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// ---- endpoints ----
+
+// CreateEndpoint implements registry.Store: the endpoint JSON, its place in
+// the list and the version bump in one MULTI.
+func (s *Store) CreateEndpoint(ctx context.Context, e registry.Endpoint) error {
+	data, err := encodeEndpoint(e)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, endpointKey(e.AccountID, e.ID), data, 0)
+		p.ZAdd(ctx, endpointsKey(e.AccountID), redis.Z{Score: float64(e.CreateTime.UnixMilli()), Member: e.ID})
+		p.Incr(ctx, versionKey(e.AccountID))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store endpoint: %w", err)
+	}
+	s.changed(ctx, e.AccountID)
+	return nil
+}
+
+// changed announces an endpoint change. The change is already committed, so
+// a failed PUBLISH is not the caller's failure: caches also compare the
+// :ver counter.
+func (s *Store) changed(ctx context.Context, acct string) {
+	_ = s.rdb.Publish(context.WithoutCancel(ctx), ChangedChannel, acct).Err()
+}
+
+// GetEndpoint implements registry.Store.
+func (s *Store) GetEndpoint(ctx context.Context, acct, id string) (registry.Endpoint, error) {
+	data, err := s.rdb.Get(ctx, endpointKey(acct, id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return registry.Endpoint{}, apierr.NotFound("endpoint", id)
+	}
+	if err != nil {
+		return registry.Endpoint{}, fmt.Errorf("read endpoint: %w", err)
+	}
+	return decodeEndpoint(acct, data)
+}
+
+// ListEndpoints implements registry.Store. Endpoints created in the same
+// millisecond share a score and are ordered by id, so the cursor is
+// (score, id): the scan starts at the score and skips ids up to the
+// cursor's.
+func (s *Store) ListEndpoints(ctx context.Context, acct string, after registry.Cursor, limit int) ([]registry.Endpoint, bool, error) {
+	start := "-inf"
+	if after.ID != "" {
+		start = strconv.FormatInt(after.CreateMillis, 10)
+	}
+	var idList []string
+	for offset := 0; len(idList) <= limit; {
+		batch, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: endpointsKey(acct), Start: start, Stop: "+inf", ByScore: true,
+			Offset: int64(offset), Count: int64(limit + 1),
+		}).Result()
+		if err != nil {
+			return nil, false, fmt.Errorf("list endpoints: %w", err)
+		}
+		for _, z := range batch {
+			id, _ := z.Member.(string)
+			if after.ID != "" && int64(z.Score) == after.CreateMillis && id <= after.ID {
+				continue
+			}
+			idList = append(idList, id)
+		}
+		offset += len(batch)
+		if len(batch) < limit+1 {
+			break
+		}
+	}
+	more := len(idList) > limit
+	if more {
+		idList = idList[:limit]
+	}
+	eps, err := s.load(ctx, acct, idList)
+	return eps, more, err
+}
+
+// AllEndpoints implements registry.Store.
+func (s *Store) AllEndpoints(ctx context.Context, acct string) ([]registry.Endpoint, error) {
+	idList, err := s.rdb.ZRange(ctx, endpointsKey(acct), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list endpoints: %w", err)
+	}
+	return s.load(ctx, acct, idList)
+}
+
+// load reads endpoints in one MGET (same slot); ids deleted meanwhile are
+// skipped.
+func (s *Store) load(ctx context.Context, acct string, idList []string) ([]registry.Endpoint, error) {
+	out := make([]registry.Endpoint, 0, len(idList))
+	if len(idList) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(idList))
+	for i, id := range idList {
+		keys[i] = endpointKey(acct, id)
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read endpoints: %w", err)
+	}
+	for _, v := range vals {
+		str, ok := v.(string)
+		if !ok {
+			continue
+		}
+		e, err := decodeEndpoint(acct, []byte(str))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// UpdateEndpoint implements registry.Store with WATCH on the endpoint key:
+// a concurrent change makes EXEC fail and the change is applied again.
+func (s *Store) UpdateEndpoint(ctx context.Context, acct, id string, change func(*registry.Endpoint) (bool, error)) (registry.Endpoint, error) {
+	key := endpointKey(acct, id)
+	for range maxTxRetries {
+		var out registry.Endpoint
+		var wrote bool
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			data, err := tx.Get(ctx, key).Bytes()
+			if errors.Is(err, redis.Nil) {
+				return apierr.NotFound("endpoint", id)
+			}
+			if err != nil {
+				return fmt.Errorf("read endpoint: %w", err)
+			}
+			e, err := decodeEndpoint(acct, data)
+			if err != nil {
+				return err
+			}
+			ok, err := change(&e)
+			if err != nil {
+				return err
+			}
+			out = e
+			if !ok {
+				return nil
+			}
+			enc, err := encodeEndpoint(e)
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, key, enc, 0)
+				p.Incr(ctx, versionKey(acct))
+				return nil
+			})
+			wrote = err == nil
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return registry.Endpoint{}, err
+		}
+		if wrote {
+			s.changed(ctx, acct)
+		}
+		return out, nil
+	}
+	return registry.Endpoint{}, apierr.Wrap(apierr.ErrUnavailable, "endpoint %s is being changed concurrently; try again", id)
+}
+
+// DeleteEndpoint implements registry.Store.
+func (s *Store) DeleteEndpoint(ctx context.Context, acct, id string) error {
+	var del *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, endpointKey(acct, id))
+		p.ZRem(ctx, endpointsKey(acct), id)
+		p.Incr(ctx, versionKey(acct))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete endpoint: %w", err)
+	}
+	if del.Val() == 0 {
+		return apierr.NotFound("endpoint", id)
+	}
+	s.changed(ctx, acct)
+	return nil
+}
+
+// EnsureKeyCheck implements registry.Store.
+func (s *Store) EnsureKeyCheck(ctx context.Context, sealed string) (string, error) {
+	if err := s.rdb.SetNX(ctx, KeyCheckKey, sealed, 0).Err(); err != nil {
+		return "", err
+	}
+	return s.rdb.Get(ctx, KeyCheckKey).Result()
+}
+
+// ---- JSON ----
+
+// endpointRecord is the stored form of an endpoint; its field names are a
+// storage format, kept stable independently of the domain types.
+type endpointRecord struct {
+	ID             string            `json:"id"`
+	URL            string            `json:"url"`
+	EventTypes     []string          `json:"event_types"`
+	Description    string            `json:"description,omitempty"`
+	Status         string            `json:"status"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	DisabledReason string            `json:"disabled_reason,omitempty"`
+	DisableTime    time.Time         `json:"disable_time,omitzero"`
+	CreateTime     time.Time         `json:"create_time"`
+	UpdateTime     time.Time         `json:"update_time"`
+	Secrets        []secretRecord    `json:"secrets"`
+}
+
+type secretRecord struct {
+	Sealed     string    `json:"sealed"`
+	ExpireTime time.Time `json:"expire_time,omitzero"`
+}
+
+func encodeEndpoint(e registry.Endpoint) ([]byte, error) {
+	r := endpointRecord{
+		ID: e.ID, URL: e.URL, EventTypes: e.EventTypes, Description: e.Description,
+		Status: string(e.Status), Headers: e.Headers, DisabledReason: e.DisabledReason,
+		DisableTime: e.DisableTime.UTC(), CreateTime: e.CreateTime.UTC(), UpdateTime: e.UpdateTime.UTC(),
+	}
+	for _, sec := range e.Secrets {
+		sr := secretRecord{Sealed: sec.Sealed}
+		if !sec.ExpireTime.IsZero() {
+			sr.ExpireTime = sec.ExpireTime.UTC()
+		}
+		r.Secrets = append(r.Secrets, sr)
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode endpoint %s: %w", e.ID, err)
+	}
+	return data, nil
+}
+
+func decodeEndpoint(acct string, data []byte) (registry.Endpoint, error) {
+	var r endpointRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return registry.Endpoint{}, fmt.Errorf("decode endpoint of %s: %w", acct, err)
+	}
+	e := registry.Endpoint{
+		ID: r.ID, AccountID: acct, URL: r.URL, EventTypes: r.EventTypes, Description: r.Description,
+		Status: registry.Status(r.Status), Headers: r.Headers, DisabledReason: r.DisabledReason,
+		DisableTime: r.DisableTime, CreateTime: r.CreateTime, UpdateTime: r.UpdateTime,
+	}
+	for _, sr := range r.Secrets {
+		e.Secrets = append(e.Secrets, registry.SealedSecret{Sealed: sr.Sealed, ExpireTime: sr.ExpireTime})
+	}
+	return e, nil
+}

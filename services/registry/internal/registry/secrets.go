@@ -1,0 +1,52 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/voxscriber/webhooks/pkg/secretbox"
+)
+
+// DevSecretsKey is the 32-byte key used when DEV_MODE=true and SECRETS_KEY
+// is unset. It is published in the source: secrets sealed with it are not
+// protected at rest.
+const DevSecretsKey = "voxscriber-DEV-ONLY-not-a-secret"
+
+// ErrSecretsKeyMismatch means the configured SECRETS_KEY cannot open what is
+// stored: starting would make every stored endpoint secret unreadable.
+var ErrSecretsKeyMismatch = errors.New("SECRETS_KEY does not match the key that encrypted the stored endpoint secrets")
+
+const (
+	keyCheckPlain = "voxscriber-webhooks SECRETS_KEY check v1"
+	keyCheckAAD   = "wh:secrets:keycheck"
+)
+
+// OpenSecretsKey returns the box for SECRETS_KEY. An empty key is an error
+// unless dev is set; then the development key is used and devKey is true
+// (the caller must warn loudly).
+func OpenSecretsKey(key string, dev bool) (box *secretbox.Box, devKey bool, err error) {
+	if strings.TrimSpace(key) != "" {
+		box, err = secretbox.FromBase64(key)
+		return box, false, err
+	}
+	if !dev {
+		return nil, false, errors.New("SECRETS_KEY is required: set it to the base64 encoding of 32 random bytes (openssl rand -base64 32), or set DEV_MODE=true to use the built-in development key")
+	}
+	box, err = secretbox.New([]byte(DevSecretsKey))
+	return box, true, err
+}
+
+// VerifySecretsKey proves box holds the key that sealed the stored secrets:
+// on first start it stores a sealed constant, later starts must open it.
+func VerifySecretsKey(ctx context.Context, store Store, box *secretbox.Box) error {
+	stored, err := store.EnsureKeyCheck(ctx, box.Seal(keyCheckPlain, keyCheckAAD))
+	if err != nil {
+		return fmt.Errorf("check SECRETS_KEY against the store: %w", err)
+	}
+	if plain, err := box.Open(stored, keyCheckAAD); err != nil || plain != keyCheckPlain {
+		return ErrSecretsKeyMismatch
+	}
+	return nil
+}
