@@ -1,0 +1,99 @@
+// Command ingestion runs the ingestion service: it validates, stores and
+// fans out events published by the transcription pipeline.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/peers"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestion:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	env := config.FromOS()
+	common := config.ReadCommon(env)
+	addr := env.String("INGESTION_ADDR", config.DefaultIngestionAddr)
+	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
+	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
+	producerToken := env.String("PRODUCER_TOKEN", "")
+	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
+	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour) // events and idempotency keys
+	if err := env.Err(); err != nil {
+		return err
+	}
+
+	tel, err := telemetry.Setup(ctx, "ingestion", common.LogLevel, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+
+	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	regConn, err := serve.Dial(config.DialTarget(registryAddr), common.InternalToken)
+	if err != nil {
+		return fmt.Errorf("registry %s: %w", registryAddr, err)
+	}
+	defer regConn.Close()
+	dlvConn, err := serve.Dial(config.DialTarget(deliveryAddr), common.InternalToken)
+	if err != nil {
+		return fmt.Errorf("delivery %s: %w", deliveryAddr, err)
+	}
+	defer dlvConn.Close()
+	registry := peers.NewRegistry(registryv1.NewRegistryInternalServiceClient(regConn))
+
+	svc := ingest.New(ingest.Config{
+		Store:           eventstore.New(rdb, retention),
+		Index:           index.New(rdb, retention),
+		Subscribers:     registry,
+		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
+		MaxPayloadBytes: maxPayload,
+		TracerProvider:  tel.TracerProvider,
+	})
+	return serve.Service{
+		Name:   ingestionv1.IngestionService_ServiceDesc.ServiceName,
+		Addr:   addr,
+		Logger: tel.Logger,
+		Auth: authn.Config{
+			Policy:        grpcapi.Policy(),
+			Resolver:      &authn.CachingResolver{Next: registry, TTL: 30 * time.Second},
+			ProducerToken: producerToken,
+			InternalToken: common.InternalToken,
+		},
+		Register: grpcapi.New(svc, common.JaegerUIURL).Register,
+		Ready:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	}.Run(ctx)
+}

@@ -1,0 +1,191 @@
+// Package grpcapi is the thin gRPC layer of the ingestion service: it
+// translates requests to the ingest domain and events back to protobuf.
+// Domain errors become status codes in serve's interceptor (pkg/apierr).
+package grpcapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
+)
+
+// Server implements ingestionv1.IngestionServiceServer.
+type Server struct {
+	ingestionv1.UnimplementedIngestionServiceServer
+	svc         *ingest.Service
+	jaegerUIURL string
+}
+
+var _ ingestionv1.IngestionServiceServer = (*Server)(nil)
+
+// New returns the gRPC server of svc; jaegerUIURL (may be empty) turns
+// trace ids into links.
+func New(svc *ingest.Service, jaegerUIURL string) *Server {
+	return &Server{svc: svc, jaegerUIURL: jaegerUIURL}
+}
+
+// Register registers the service (serve.Service.Register).
+func (s *Server) Register(g *grpc.Server) { ingestionv1.RegisterIngestionServiceServer(g, s) }
+
+// Policy is who may call what: producers publish, customers read their
+// own account's events.
+func Policy() authn.Policy {
+	return authn.Policy{
+		ingestionv1.IngestionService_PublishEvent_FullMethodName:        authn.Producer,
+		ingestionv1.IngestionService_PublishEvents_FullMethodName:       authn.Producer,
+		ingestionv1.IngestionService_ReportCreditBalance_FullMethodName: authn.Producer,
+		ingestionv1.IngestionService_GetEvent_FullMethodName:            authn.Customer,
+		ingestionv1.IngestionService_ListEvents_FullMethodName:          authn.Customer,
+	}
+}
+
+// PublishEvent implements ingestionv1.IngestionServiceServer.
+func (s *Server) PublishEvent(ctx context.Context, req *ingestionv1.PublishEventRequest) (*ingestionv1.PublishEventResponse, error) {
+	res, err := s.svc.Publish(ctx, request(req))
+	if err != nil {
+		return nil, err
+	}
+	return s.result(res)
+}
+
+// PublishEvents implements ingestionv1.IngestionServiceServer.
+func (s *Server) PublishEvents(ctx context.Context, req *ingestionv1.PublishEventsRequest) (*ingestionv1.PublishEventsResponse, error) {
+	if n := len(req.GetEvents()); n == 0 || n > ingest.MaxBatch {
+		return nil, apierr.Invalid("events", "must hold 1 to %d events, got %d", ingest.MaxBatch, n)
+	}
+	rs := make([]ingest.Request, len(req.GetEvents()))
+	for i, e := range req.GetEvents() {
+		rs[i] = request(e)
+	}
+	results, err := s.svc.PublishBatch(ctx, rs)
+	if err != nil {
+		return nil, err
+	}
+	out := &ingestionv1.PublishEventsResponse{Results: make([]*ingestionv1.PublishEventResponse, len(results))}
+	for i, r := range results {
+		if out.Results[i], err = s.result(r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// GetEvent implements ingestionv1.IngestionServiceServer.
+func (s *Server) GetEvent(ctx context.Context, req *ingestionv1.GetEventRequest) (*ingestionv1.GetEventResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.svc.Get(ctx, acct, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	pe, err := s.event(e)
+	if err != nil {
+		return nil, err
+	}
+	return &ingestionv1.GetEventResponse{Event: pe}, nil
+}
+
+// ListEvents implements ingestionv1.IngestionServiceServer.
+func (s *Server) ListEvents(ctx context.Context, req *ingestionv1.ListEventsRequest) (*ingestionv1.ListEventsResponse, error) {
+	acct, err := account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	evs, next, err := s.svc.List(ctx, acct, ingest.ListQuery{
+		Type: req.GetType(), UploadID: req.GetUploadId(),
+		PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &ingestionv1.ListEventsResponse{Events: make([]*ingestionv1.Event, len(evs)), NextPageToken: next}
+	for i, e := range evs {
+		if out.Events[i], err = s.event(e); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ReportCreditBalance implements ingestionv1.IngestionServiceServer.
+func (s *Server) ReportCreditBalance(ctx context.Context, req *ingestionv1.ReportCreditBalanceRequest) (*ingestionv1.ReportCreditBalanceResponse, error) {
+	e, err := s.svc.ReportCreditBalance(ctx, req.GetAccountId(), req.GetBalance())
+	if err != nil {
+		return nil, err
+	}
+	out := &ingestionv1.ReportCreditBalanceResponse{}
+	if e != nil {
+		if out.Event, err = s.event(e); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func request(r *ingestionv1.PublishEventRequest) ingest.Request {
+	var data map[string]any
+	if r.GetData() != nil {
+		data = r.GetData().AsMap()
+	}
+	return ingest.Request{
+		AccountID: r.GetAccountId(), Type: r.GetType(), Data: data,
+		IdempotencyKey: r.GetIdempotencyKey(), ID: r.GetId(),
+	}
+}
+
+func (s *Server) result(r ingest.Result) (*ingestionv1.PublishEventResponse, error) {
+	e, err := s.event(r.Event)
+	if err != nil {
+		return nil, err
+	}
+	return &ingestionv1.PublishEventResponse{Event: e, Duplicate: r.Duplicate}, nil
+}
+
+// event converts a stored event; its data is read back from the exact
+// payload.
+func (s *Server) event(e *eventstore.Event) (*ingestionv1.Event, error) {
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(e.Payload, &env); err != nil {
+		return nil, fmt.Errorf("event %s: payload: %w", e.ID, err)
+	}
+	data := &structpb.Struct{}
+	if err := protojson.Unmarshal(env.Data, data); err != nil {
+		return nil, fmt.Errorf("event %s: payload data: %w", e.ID, err)
+	}
+	return &ingestionv1.Event{
+		Id:             e.ID,
+		AccountId:      e.AccountID,
+		Type:           e.Type,
+		Data:           data,
+		CreateTime:     timestamppb.New(e.CreateTime),
+		IdempotencyKey: e.IdempotencyKey,
+		Payload:        string(e.Payload),
+		DeliveryCount:  int32(e.DeliveryCount),
+		TraceId:        e.TraceID,
+		TraceUrl:       telemetry.TraceURL(s.jaegerUIURL, e.TraceID),
+	}, nil
+}
+
+func account(ctx context.Context) (string, error) {
+	acct, ok := authn.AccountID(ctx)
+	if !ok {
+		return "", apierr.Wrap(apierr.ErrUnauthenticated, "this call needs a customer API key")
+	}
+	return acct, nil
+}

@@ -1,0 +1,286 @@
+package grpcapi_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/peers"
+)
+
+const (
+	retention = time.Hour
+	jaegerUI  = "http://jaeger.test"
+)
+
+func TestMain(m *testing.M) {
+	// As telemetry.Setup does, without exporting: trace ids are made.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	otel.SetTracerProvider(sdktrace.NewTracerProvider())
+	os.Exit(m.Run())
+}
+
+// registryDouble stands in for the registry service: subscriptions and API
+// keys in maps; it records ListSubscribers calls.
+type registryDouble struct {
+	registryv1.UnimplementedRegistryInternalServiceServer
+	mu        sync.Mutex
+	subs      map[string][]string // account + " " + type -> endpoint ids
+	keys      map[string]string   // api key -> account
+	listCalls []string            // account + " " + type
+}
+
+func (r *registryDouble) Authenticate(_ context.Context, req *registryv1.AuthenticateRequest) (*registryv1.AuthenticateResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	acct, ok := r.keys[req.GetApiKey()]
+	if !ok {
+		return nil, status.Error(codes.NotFound, "no such key")
+	}
+	return &registryv1.AuthenticateResponse{AccountId: acct}, nil
+}
+
+func (r *registryDouble) ListSubscribers(_ context.Context, req *registryv1.ListSubscribersRequest) (*registryv1.ListSubscribersResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pair := req.GetAccountId() + " " + req.GetEventType()
+	r.listCalls = append(r.listCalls, pair)
+	return &registryv1.ListSubscribersResponse{EndpointIds: r.subs[pair]}, nil
+}
+
+func (r *registryDouble) subscribe(acct, eventType string, eps ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.subs[acct+" "+eventType] = append(r.subs[acct+" "+eventType], eps...)
+}
+
+func (r *registryDouble) calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.listCalls)
+}
+
+// deliveryDouble stands in for the delivery service: it records the
+// Schedule calls it accepted and the traceparent each call carried, and
+// fails the next `failures` calls with Unavailable.
+type deliveryDouble struct {
+	deliveryv1.UnimplementedDeliveryServiceServer
+	mu           sync.Mutex
+	accepted     []*deliveryv1.ScheduleRequest
+	traceparents []string
+	attempts     int
+	failures     int
+}
+
+func (d *deliveryDouble) Schedule(ctx context.Context, req *deliveryv1.ScheduleRequest) (*deliveryv1.ScheduleResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.attempts++
+	if d.failures > 0 {
+		d.failures--
+		return nil, status.Error(codes.Unavailable, "delivery is restarting")
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	d.traceparents = append(d.traceparents, strings.Join(md.Get("traceparent"), ","))
+	d.accepted = append(d.accepted, req)
+	out := &deliveryv1.ScheduleResponse{}
+	for _, it := range req.GetItems() {
+		out.DeliveryIds = append(out.DeliveryIds, ids.Derive(ids.Delivery, it.GetEventId(), it.GetEndpointId()))
+	}
+	return out, nil
+}
+
+func (d *deliveryDouble) calls() []*deliveryv1.ScheduleRequest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.accepted)
+}
+
+func (d *deliveryDouble) failNext(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.failures = n
+}
+
+type options struct {
+	producerToken   string
+	maxPayloadBytes int
+}
+
+// env is a real ingestion server (real Redis, real interceptors, loopback
+// gRPC) wired to registry and delivery doubles.
+type env struct {
+	redis  *redistest.Server
+	reg    *registryDouble
+	dlv    *deliveryDouble
+	client ingestionv1.IngestionServiceClient
+	store  *eventstore.Store
+}
+
+func newEnv(t testing.TB, o options) *env {
+	t.Helper()
+	e := &env{
+		redis: redistest.Start(t),
+		reg:   &registryDouble{subs: map[string][]string{}, keys: map[string]string{}},
+		dlv:   &deliveryDouble{},
+	}
+	regConn := listen(t, func(s *grpc.Server) { registryv1.RegisterRegistryInternalServiceServer(s, e.reg) })
+	dlvConn := listen(t, func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, e.dlv) })
+	registry := peers.NewRegistry(registryv1.NewRegistryInternalServiceClient(regConn))
+	e.store = eventstore.New(e.redis.Client, retention)
+	svc := ingest.New(ingest.Config{
+		Store:           e.store,
+		Index:           index.New(e.redis.Client, retention),
+		Subscribers:     registry,
+		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
+		MaxPayloadBytes: o.maxPayloadBytes,
+	})
+	service := serve.Service{
+		Name:   ingestionv1.IngestionService_ServiceDesc.ServiceName,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Auth: authn.Config{
+			Policy:        grpcapi.Policy(),
+			Resolver:      &authn.CachingResolver{Next: registry, TTL: 30 * time.Second},
+			ProducerToken: o.producerToken,
+		},
+		Register: grpcapi.New(svc, jaegerUI).Register,
+	}
+	srv, _ := service.NewServer()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	e.client = ingestionv1.NewIngestionServiceClient(conn)
+	return e
+}
+
+// listen serves a double on loopback and dials it as main.go dials the
+// real services.
+func listen(t testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := serve.Dial(lis.Addr().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// customer returns an account with an API key and a context carrying it.
+func (e *env) customer(t testing.TB) (string, context.Context) {
+	t.Helper()
+	acct := ids.New(ids.Account, time.Now())
+	key := ids.New(ids.APIKey, time.Now())
+	e.reg.mu.Lock()
+	e.reg.keys[key] = acct
+	e.reg.mu.Unlock()
+	return acct, withToken(t.Context(), key)
+}
+
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// eventKeys lists the wh:evt:* keys in Redis.
+func (e *env) eventKeys(t testing.TB) []string {
+	t.Helper()
+	keys, err := e.redis.Client.Keys(t.Context(), "wh:evt:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func (e *env) dbsize(t testing.TB) int64 {
+	t.Helper()
+	n, err := e.redis.Client.DBSize(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+type deletedMarker struct{}
+
+var deleted = deletedMarker{}
+
+// sample returns the catalogue's sample data of eventType with the given
+// fields set, or removed when the value is deleted.
+func sample(t testing.TB, eventType string, kv ...any) *structpb.Struct {
+	t.Helper()
+	m, ok := events.Sample(eventType)
+	if !ok {
+		m = map[string]any{"uploadId": "upl_1"}
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == deleted {
+			delete(m, kv[i].(string))
+		} else {
+			m[kv[i].(string)] = kv[i+1]
+		}
+	}
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// wantCode fails unless err has the code and its message contains each of
+// the parts.
+func wantCode(t testing.TB, err error, code codes.Code, parts ...string) {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != code {
+		t.Fatalf("got %v %q, want %v", st.Code(), st.Message(), code)
+	}
+	for _, p := range parts {
+		if !strings.Contains(st.Message(), p) {
+			t.Errorf("message %q does not contain %q", st.Message(), p)
+		}
+	}
+}
