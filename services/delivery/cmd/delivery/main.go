@@ -1,0 +1,119 @@
+// Command delivery runs the delivery service: the Redis retry schedule, the
+// workers that send signed webhook requests, and the DeliveryService API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/pkg/ssrf"
+	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/delivery/internal/cache"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
+	"github.com/voxscriber/webhooks/services/delivery/internal/registryclient"
+	"github.com/voxscriber/webhooks/services/delivery/internal/sender"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "delivery:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	// Configuration.
+	env := config.FromOS()
+	common := config.ReadCommon(env)
+	addr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
+	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
+	schedule := env.Schedule("DELIVERY_RETRY_SCHEDULE", config.DefaultSchedule)
+	timeout := env.Duration("DELIVERY_TIMEOUT", 5*time.Second)
+	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour)
+	workers := env.Int("DELIVERY_WORKERS", 256, 1)
+	policy := ssrf.Policy{AllowHTTP: env.Bool("ENDPOINT_ALLOW_HTTP", false)}
+	cidrs, cidrErr := ssrf.ParseCIDRs(env.String("ENDPOINT_ALLOWED_CIDRS", ""))
+	if cidrErr != nil {
+		cidrErr = fmt.Errorf("ENDPOINT_ALLOWED_CIDRS: %w", cidrErr)
+	}
+	if err := errors.Join(env.Err(), cidrErr); err != nil {
+		return err
+	}
+	policy.AllowedCIDRs = cidrs
+
+	// Telemetry, Redis, registry.
+	tel, err := telemetry.Setup(ctx, "delivery", common.LogLevel, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	log := tel.Logger
+	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	conn, err := serve.Dial(config.DialTarget(registryAddr), common.InternalToken)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	registry := registryv1.NewRegistryInternalServiceClient(conn)
+
+	// Delivery: queue, sender, dispatcher, worker, API.
+	queue := redisqueue.New(rdb, retention)
+	send := sender.New(sender.Config{Timeout: timeout, Policy: policy})
+	defer send.Close()
+	dispatcher := delivery.NewDispatcher(
+		delivery.Config{Retry: delivery.RetryPolicy{Schedule: schedule}, Timeout: timeout},
+		delivery.Deps{
+			Queue: queue, Log: queue, Sender: send,
+			Targets: registryclient.NewTargets(registry, registryclient.DefaultTTL),
+			Events:  cache.NewPayloads(eventstore.New(rdb, retention), 10_000, 64<<20, time.Minute),
+			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
+			Logger:  log,
+		})
+	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: workers})
+	svc := delivery.NewService(dispatcher, worker.Wake)
+	stopWake := queue.Listen(worker.Wake)
+	worker.Start()
+	log.Info("delivery configured", "schedule", fmt.Sprint(schedule), "timeout", timeout.String(),
+		"workers", workers, "shards", redisqueue.Shards, "allow_http", policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cidrs))
+
+	return serve.Service{
+		Name:   deliveryv1.DeliveryService_ServiceDesc.ServiceName,
+		Addr:   addr,
+		Logger: log,
+		Auth: authn.Config{
+			Policy:        grpcapi.Policy(),
+			Resolver:      &authn.CachingResolver{Next: registryclient.Resolver{C: registry}, TTL: 30 * time.Second},
+			InternalToken: common.InternalToken,
+		},
+		Register: func(s *grpc.Server) {
+			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, common.JaegerUIURL))
+		},
+		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Drain: func(ctx context.Context) {
+			stopWake()
+			worker.Drain(ctx)
+		},
+	}.Run(ctx)
+}

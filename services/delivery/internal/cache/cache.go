@@ -1,0 +1,176 @@
+// Package cache is a small bounded in-memory cache with per-entry expiry,
+// least-recently-used eviction, an optional size budget, and one load per
+// key at a time (concurrent misses of a key wait for the first load).
+package cache
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+)
+
+// Options size a Cache.
+type Options[V any] struct {
+	// MaxEntries bounds the number of entries (required).
+	MaxEntries int
+	// TTL is how long an entry is served.
+	TTL time.Duration
+	// MaxCost and Cost bound the total size of the values (optional).
+	MaxCost int64
+	Cost    func(V) int64
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
+}
+
+// Cache maps K to V.
+type Cache[K comparable, V any] struct {
+	opts  Options[V]
+	mu    sync.Mutex
+	ll    *list.List // front: most recently used
+	m     map[K]*list.Element
+	cost  int64
+	calls map[K]*call[V]
+}
+
+type entry[K comparable, V any] struct {
+	key   K
+	val   V
+	cost  int64
+	until time.Time
+}
+
+type call[V any] struct {
+	done chan struct{}
+	val  V
+	err  error
+}
+
+// New returns an empty Cache.
+func New[K comparable, V any](opts Options[V]) *Cache[K, V] {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 1000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Cache[K, V]{opts: opts, ll: list.New(), m: make(map[K]*list.Element), calls: make(map[K]*call[V])}
+}
+
+// Get returns a live entry.
+func (c *Cache[K, V]) Get(key K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.getLocked(key)
+}
+
+func (c *Cache[K, V]) getLocked(key K) (V, bool) {
+	var zero V
+	el, ok := c.m[key]
+	if !ok {
+		return zero, false
+	}
+	e := el.Value.(*entry[K, V])
+	if !c.opts.Now().Before(e.until) {
+		c.removeLocked(el)
+		return zero, false
+	}
+	c.ll.MoveToFront(el)
+	return e.val, true
+}
+
+// Set stores a value.
+func (c *Cache[K, V]) Set(key K, val V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var cost int64
+	if c.opts.Cost != nil {
+		cost = c.opts.Cost(val)
+		if c.opts.MaxCost > 0 && cost > c.opts.MaxCost {
+			return // larger than the whole budget: not cached
+		}
+	}
+	if el, ok := c.m[key]; ok {
+		c.removeLocked(el)
+	}
+	e := &entry[K, V]{key: key, val: val, cost: cost, until: c.opts.Now().Add(c.opts.TTL)}
+	c.m[key] = c.ll.PushFront(e)
+	c.cost += cost
+	for c.ll.Len() > c.opts.MaxEntries || (c.opts.MaxCost > 0 && c.cost > c.opts.MaxCost) {
+		c.removeLocked(c.ll.Back())
+	}
+}
+
+func (c *Cache[K, V]) removeLocked(el *list.Element) {
+	e := c.ll.Remove(el).(*entry[K, V])
+	delete(c.m, e.key)
+	c.cost -= e.cost
+}
+
+// Len is the number of entries (expired ones included until touched).
+func (c *Cache[K, V]) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}
+
+// Load returns the cached value or calls load once for all concurrent
+// callers of the same key; successful results are cached. A waiting caller
+// gives up when its ctx ends.
+func (c *Cache[K, V]) Load(ctx context.Context, key K, load func(context.Context) (V, error)) (V, error) {
+	c.mu.Lock()
+	if v, ok := c.getLocked(key); ok {
+		c.mu.Unlock()
+		return v, nil
+	}
+	if cl, ok := c.calls[key]; ok {
+		c.mu.Unlock()
+		select {
+		case <-cl.done:
+			return cl.val, cl.err
+		case <-ctx.Done():
+			var zero V
+			return zero, ctx.Err()
+		}
+	}
+	cl := &call[V]{done: make(chan struct{})}
+	c.calls[key] = cl
+	c.mu.Unlock()
+
+	cl.val, cl.err = load(ctx)
+	if cl.err == nil {
+		c.Set(key, cl.val)
+	}
+	c.mu.Lock()
+	delete(c.calls, key)
+	c.mu.Unlock()
+	close(cl.done)
+	return cl.val, cl.err
+}
+
+// PayloadSource reads event payloads (pkg/eventstore.Store).
+type PayloadSource interface {
+	Payload(ctx context.Context, eventID string) ([]byte, error)
+}
+
+// Payloads caches event payloads, which never change once stored.
+type Payloads struct {
+	next PayloadSource
+	c    *Cache[string, []byte]
+}
+
+// NewPayloads caches up to maxEntries payloads of at most maxBytes in all
+// for ttl each.
+func NewPayloads(next PayloadSource, maxEntries int, maxBytes int64, ttl time.Duration) *Payloads {
+	return &Payloads{next: next, c: New[string, []byte](Options[[]byte]{
+		MaxEntries: maxEntries, TTL: ttl, MaxCost: maxBytes,
+		Cost: func(b []byte) int64 { return int64(len(b)) + 64 },
+	})}
+}
+
+// Payload returns the stored body of an event.
+func (p *Payloads) Payload(ctx context.Context, eventID string) ([]byte, error) {
+	return p.c.Load(ctx, eventID, func(ctx context.Context) ([]byte, error) {
+		return p.next.Payload(ctx, eventID)
+	})
+}

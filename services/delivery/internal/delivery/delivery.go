@@ -1,0 +1,226 @@
+// Package delivery is the heart of the delivery service: the dispatch
+// pipeline (prepare → send → record), the retry schedule arithmetic, the
+// classification of failed attempts, the worker that claims due work, and
+// the operations behind the gRPC API. It knows nothing of gRPC or of Redis
+// wire details; those live behind the small interfaces declared here.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Status is where a delivery stands.
+type Status string
+
+// Statuses.
+const (
+	StatusPending   Status = "pending"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusParked    Status = "parked"
+	StatusCanceled  Status = "canceled"
+)
+
+// ErrorType says why an attempt failed, in terms a customer can act on.
+type ErrorType string
+
+// Error types.
+const (
+	ErrorNone       ErrorType = ""
+	ErrorDNS        ErrorType = "dns"
+	ErrorConnect    ErrorType = "connect"
+	ErrorTLS        ErrorType = "tls"
+	ErrorTimeout    ErrorType = "timeout"
+	ErrorHTTPStatus ErrorType = "http_status"
+	ErrorBlocked    ErrorType = "blocked"
+	ErrorOther      ErrorType = "other"
+)
+
+// Delivery is one event on its way to one endpoint.
+type Delivery struct {
+	ID         string
+	EventID    string
+	EndpointID string
+	AccountID  string
+	EventType  string
+	Status     Status
+	// Attempts made so far; the next attempt is number Attempts+1.
+	Attempts   int
+	CreateTime time.Time
+	UpdateTime time.Time
+	// NextTime is when the next attempt is due (pending only).
+	NextTime time.Time
+	// TraceParent and TraceState are the W3C trace context of the caller
+	// that scheduled the delivery: every attempt's span is its child.
+	TraceParent string
+	TraceState  string
+	LastCode    int
+	LastError   string
+	Test        bool
+	// Body is the request body of a test delivery (test deliveries have no
+	// stored event); empty otherwise.
+	Body []byte
+}
+
+// Attempt is one HTTP request to an endpoint.
+type Attempt struct {
+	Number     int
+	Start      time.Time
+	StatusCode int // 0 when no HTTP answer was received
+	Latency    time.Duration
+	ErrorType  ErrorType
+	Error      string
+	// Response is up to MaxResponseBytes of the response body.
+	Response string
+	// RequestHeaders are the headers sent (signatures included, secrets
+	// never).
+	RequestHeaders map[string]string
+	TraceID        string
+	SpanID         string
+	URL            string
+}
+
+// Succeeded reports whether the attempt got a 2xx answer.
+func (a *Attempt) Succeeded() bool { return a.ErrorType == ErrorNone && a.StatusCode/100 == 2 }
+
+// MaxResponseBytes bounds the response excerpt kept per attempt.
+const MaxResponseBytes = 4 << 10
+
+// EndpointStatus is the registry's view of an endpoint.
+type EndpointStatus int
+
+// Endpoint statuses.
+const (
+	EndpointActive EndpointStatus = iota + 1
+	EndpointInactive
+	EndpointDisabled
+)
+
+// Target is what the sender needs to deliver to an endpoint.
+type Target struct {
+	AccountID  string
+	EndpointID string
+	URL        string
+	Status     EndpointStatus
+	Headers    map[string]string
+	// Secrets valid now, newest first.
+	Secrets []string
+}
+
+// Job is a claimed delivery: the worker holds it until LeaseUntil.
+type Job struct {
+	Delivery   Delivery
+	LeaseUntil time.Time
+}
+
+// Outcome is what the record stage writes back for a job.
+type Outcome struct {
+	Status Status
+	// Next is when the next attempt is due (Status pending).
+	Next time.Time
+	// Attempt is the attempt made, nil when none was (parked, canceled,
+	// deferred).
+	Attempt *Attempt
+	// LastError explains a terminal status reached without an attempt.
+	LastError string
+	Now       time.Time
+}
+
+// ListQuery selects deliveries of one account for ListDeliveries.
+type ListQuery struct {
+	Start, End time.Time // zero: unbounded
+	PageSize   int
+	PageToken  string
+	// Match keeps a delivery in the page.
+	Match func(*Delivery) bool
+}
+
+// Queue is the durable retry schedule.
+type Queue interface {
+	// Schedule creates the deliveries that do not exist yet (an upsert keyed
+	// by the delivery id) and reports which were created.
+	Schedule(ctx context.Context, ds []Delivery) (created []bool, err error)
+	// Claim leases up to max due deliveries until leaseUntil. next is when
+	// the earliest remaining item (due or leased) comes due; zero when the
+	// schedule is empty.
+	Claim(ctx context.Context, now, leaseUntil time.Time, max int) (jobs []Job, next time.Time, err error)
+	// Complete records the outcome if the job's lease is still held and
+	// reports whether it was.
+	Complete(ctx context.Context, job Job, o Outcome) (bool, error)
+	// Release hands a job back, due now, if its lease is still held.
+	Release(ctx context.Context, job Job, now time.Time) error
+}
+
+// Log is the delivery log behind the read and resend operations.
+type Log interface {
+	// Get returns a delivery and its attempts, oldest first, or an error
+	// wrapping apierr.ErrNotFound.
+	Get(ctx context.Context, id string) (*Delivery, []Attempt, error)
+	// List pages through an account's deliveries, newest first.
+	List(ctx context.Context, accountID string, q ListQuery) ([]Delivery, string, error)
+	// Requeue makes a delivery pending and due at now unless an attempt is
+	// in flight; it reports whether it changed anything.
+	Requeue(ctx context.Context, id string, now time.Time) (bool, error)
+	// RecordTest stores a finished test delivery with its single attempt.
+	RecordTest(ctx context.Context, d Delivery, a Attempt) error
+}
+
+// Targets looks endpoints up in the registry. An endpoint that no longer
+// exists is an error wrapping apierr.ErrNotFound.
+type Targets interface {
+	Target(ctx context.Context, accountID, endpointID string) (*Target, error)
+}
+
+// Events returns stored event payloads (the exact request bodies). An event
+// that no longer exists is an error wrapping apierr.ErrNotFound.
+type Events interface {
+	Payload(ctx context.Context, eventID string) ([]byte, error)
+}
+
+// Clock tells the time.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now implements Clock.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Request is one webhook request to make.
+type Request struct {
+	URL       string
+	Body      []byte
+	EventID   string
+	EventType string
+	Attempt   int
+	Time      time.Time
+	Secrets   []string
+	Headers   map[string]string
+}
+
+// Response is what came back (or did not).
+type Response struct {
+	StatusCode int
+	Header     http.Header
+	// Body is up to MaxResponseBytes of the response body.
+	Body []byte
+	// Latency is from sending the request to reading the excerpt.
+	Latency time.Duration
+	// RequestHeaders are the headers sent, signing secrets excluded.
+	RequestHeaders map[string]string
+	// Err is a transport failure (no HTTP answer).
+	Err error
+}
+
+// Sender makes webhook requests. ctx carries the attempt span, whose
+// context the request propagates.
+type Sender interface {
+	Send(ctx context.Context, r Request) Response
+}
+
+// errAborted marks a dispatch abandoned because the worker is stopping or
+// its lease ran short; the job is released, not recorded.
+var errAborted = errors.New("delivery: dispatch aborted")

@@ -1,0 +1,275 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/pkg/ids"
+)
+
+// MaxScheduleItems bounds one Schedule call (PublishEvents fans out at most
+// 500 events, each to a few endpoints).
+const MaxScheduleItems = 10_000
+
+// Page sizes of List.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 100
+)
+
+// DefaultTestEventType is what Send Test sends when no type is given.
+const DefaultTestEventType = "transcription.completed"
+
+// apiTimeout bounds the store calls of one API operation when the caller
+// set no shorter deadline.
+const apiTimeout = 10 * time.Second
+
+// Service holds the operations behind the gRPC API. Account checks happen
+// here: a delivery of another account does not exist.
+type Service struct {
+	d    *Dispatcher
+	wake func()
+}
+
+// NewService returns a Service. wake is called after new work is due (the
+// local worker's Wake); it may be nil.
+func NewService(d *Dispatcher, wake func()) *Service {
+	if wake == nil {
+		wake = func() {}
+	}
+	return &Service{d: d, wake: wake}
+}
+
+// ScheduleItem asks for one event to be delivered to one endpoint.
+type ScheduleItem struct {
+	EventID    string
+	EndpointID string
+}
+
+// DeliveryID is the id of the delivery of an event to an endpoint: derived,
+// so scheduling twice is one delivery.
+func DeliveryID(eventID, endpointID string) string {
+	return ids.Derive(ids.Delivery, eventID, endpointID)
+}
+
+// Schedule durably schedules the first attempt of each item and returns the
+// delivery ids in item order. Items already scheduled are left as they are.
+// The caller's trace context (in ctx) becomes the parent of every attempt.
+func (s *Service) Schedule(ctx context.Context, accountID, eventType string, items []ScheduleItem) ([]string, error) {
+	switch {
+	case accountID == "":
+		return nil, apierr.Invalid("account_id", "is required")
+	case eventType == "":
+		return nil, apierr.Invalid("event_type", "is required")
+	case len(items) == 0:
+		return nil, apierr.Invalid("items", "at least one item is required")
+	case len(items) > MaxScheduleItems:
+		return nil, apierr.Invalid("items", "at most %d items per call, got %d", MaxScheduleItems, len(items))
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	carrier := propagation.MapCarrier{}
+	s.d.prop.Inject(ctx, carrier)
+	now := s.d.deps.Clock.Now()
+	ds := make([]Delivery, len(items))
+	out := make([]string, len(items))
+	for i, it := range items {
+		switch {
+		case it.EventID == "":
+			return nil, apierr.Invalid(fmt.Sprintf("items[%d].event_id", i), "is required")
+		case it.EndpointID == "":
+			return nil, apierr.Invalid(fmt.Sprintf("items[%d].endpoint_id", i), "is required")
+		}
+		id := DeliveryID(it.EventID, it.EndpointID)
+		out[i] = id
+		ds[i] = Delivery{
+			ID: id, EventID: it.EventID, EndpointID: it.EndpointID, AccountID: accountID,
+			EventType: eventType, Status: StatusPending, CreateTime: now, UpdateTime: now,
+			NextTime:    now.Add(s.d.cfg.Retry.First()),
+			TraceParent: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"),
+		}
+	}
+	created, err := s.d.deps.Queue.Schedule(ctx, ds)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %d deliveries: %w", len(ds), err)
+	}
+	for i, c := range created {
+		if c && !ds[i].NextTime.After(now.Add(time.Second)) {
+			s.wake()
+			break
+		}
+	}
+	return out, nil
+}
+
+// Get returns one of the account's deliveries with its attempts and the
+// body it sends (empty when the event has expired).
+func (s *Service) Get(ctx context.Context, accountID, id string) (*Delivery, []Attempt, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	d, atts, err := s.get(ctx, accountID, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	body := d.Body
+	if len(body) == 0 {
+		body, err = s.d.deps.Events.Payload(ctx, d.EventID)
+		if err != nil && !errors.Is(err, apierr.ErrNotFound) {
+			return nil, nil, nil, fmt.Errorf("payload of event %s: %w", d.EventID, err)
+		}
+	}
+	return d, atts, body, nil
+}
+
+func (s *Service) get(ctx context.Context, accountID, id string) (*Delivery, []Attempt, error) {
+	if id == "" {
+		return nil, nil, apierr.Invalid("id", "is required")
+	}
+	if accountID == "" {
+		return nil, nil, apierr.Wrap(apierr.ErrUnauthenticated, "no account")
+	}
+	if !ids.Valid(ids.Delivery, id) {
+		return nil, nil, apierr.NotFound("delivery", id)
+	}
+	d, atts, err := s.d.deps.Log.Get(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.AccountID != accountID {
+		return nil, nil, apierr.NotFound("delivery", id) // another account's: it does not exist
+	}
+	return d, atts, nil
+}
+
+// Filter selects deliveries in List.
+type Filter struct {
+	EndpointID string
+	Status     Status // "" for any
+	EventType  string
+	EventID    string
+	Start, End time.Time // create time bounds; zero: unbounded
+	PageSize   int
+	PageToken  string
+}
+
+// List pages through the account's deliveries, newest first.
+func (s *Service) List(ctx context.Context, accountID string, f Filter) ([]Delivery, string, error) {
+	if accountID == "" {
+		return nil, "", apierr.Wrap(apierr.ErrUnauthenticated, "no account")
+	}
+	switch {
+	case f.PageSize < 0:
+		return nil, "", apierr.Invalid("page_size", "must not be negative")
+	case f.PageSize == 0:
+		f.PageSize = DefaultPageSize
+	case f.PageSize > MaxPageSize:
+		f.PageSize = MaxPageSize
+	}
+	if !f.Start.IsZero() && !f.End.IsZero() && f.End.Before(f.Start) {
+		return nil, "", apierr.Invalid("end_time", "is before start_time")
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	return s.d.deps.Log.List(ctx, accountID, ListQuery{
+		Start: f.Start, End: f.End, PageSize: f.PageSize, PageToken: f.PageToken,
+		Match: func(d *Delivery) bool {
+			return (f.EndpointID == "" || d.EndpointID == f.EndpointID) &&
+				(f.Status == "" || d.Status == f.Status) &&
+				(f.EventType == "" || d.EventType == f.EventType) &&
+				(f.EventID == "" || d.EventID == f.EventID)
+		},
+	})
+}
+
+// Retry makes a delivery due now. Its next attempt continues the count.
+// A delivery whose attempt is in flight is left alone.
+func (s *Service) Retry(ctx context.Context, accountID, id string) (*Delivery, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	d, _, err := s.get(ctx, accountID, id)
+	if err != nil {
+		return nil, err
+	}
+	if d.Test {
+		return nil, apierr.Wrap(apierr.ErrFailedPrecondition, "delivery %s is a test delivery; use Send Test instead", id)
+	}
+	if _, err := s.d.deps.Log.Requeue(ctx, id, s.d.deps.Clock.Now()); err != nil {
+		return nil, fmt.Errorf("requeue %s: %w", id, err)
+	}
+	s.wake()
+	d, _, err = s.get(ctx, accountID, id)
+	return d, err
+}
+
+// TestResult is the receiver's answer to a test delivery.
+type TestResult struct {
+	DeliveryID string
+	Attempt    Attempt
+}
+
+// SendTest synchronously delivers a sample event of eventType (default
+// transcription.completed) to an endpoint in any status, through the same
+// sender, guard and timeout as scheduled attempts, and records it in the
+// log as a test delivery.
+func (s *Service) SendTest(ctx context.Context, accountID, endpointID, eventType string) (*TestResult, error) {
+	if accountID == "" {
+		return nil, apierr.Wrap(apierr.ErrUnauthenticated, "no account")
+	}
+	if endpointID == "" {
+		return nil, apierr.Invalid("endpoint_id", "is required")
+	}
+	if eventType == "" {
+		eventType = DefaultTestEventType
+	}
+	data, ok := events.Sample(eventType)
+	if !ok {
+		var names []string
+		for _, t := range events.Catalogue() {
+			names = append(names, t.Name)
+		}
+		return nil, apierr.Invalid("event_type", "unknown event type %q; known types: %s", eventType, strings.Join(names, ", "))
+	}
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	t, err := s.d.deps.Targets.Target(lctx, accountID, endpointID)
+	cancel()
+	if err != nil {
+		if errors.Is(err, apierr.ErrNotFound) {
+			return nil, apierr.NotFound("endpoint", endpointID)
+		}
+		return nil, apierr.Wrap(apierr.ErrUnavailable, "endpoint lookup failed: %v", err)
+	}
+	now := s.d.deps.Clock.Now()
+	eventID := ids.New(ids.Event, now)
+	body, err := events.Envelope(eventID, eventType, now, data, true)
+	if err != nil {
+		return nil, fmt.Errorf("sample %s: %w", eventType, err)
+	}
+	carrier := propagation.MapCarrier{}
+	s.d.prop.Inject(ctx, carrier)
+	d := Delivery{
+		ID: DeliveryID(eventID, endpointID), EventID: eventID, EndpointID: endpointID, AccountID: accountID,
+		EventType: eventType, CreateTime: now, Test: true, Body: body,
+		TraceParent: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"),
+	}
+	att, _ := s.d.send(ctx, &prepared{target: t, body: body}, &d, 1)
+	d.Attempts, d.LastCode, d.LastError = 1, att.StatusCode, att.Error
+	d.UpdateTime = s.d.deps.Clock.Now()
+	d.Status = StatusFailed
+	if att.Succeeded() {
+		d.Status = StatusSucceeded
+	}
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer rcancel()
+	if err := s.d.deps.Log.RecordTest(rctx, d, att); err != nil {
+		// The customer still gets the receiver's answer; only the log entry is missing.
+		s.d.deps.Logger.ErrorContext(ctx, "recording a test delivery failed", "delivery_id", d.ID, "error", err.Error())
+	}
+	return &TestResult{DeliveryID: d.ID, Attempt: att}, nil
+}

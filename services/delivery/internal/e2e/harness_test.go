@@ -1,0 +1,387 @@
+// Package e2e tests the delivery service end to end: a real redis-server,
+// real HTTP receivers, the real gRPC server with the suite's interceptors
+// over loopback, and the real worker. The registry belongs to another team:
+// a small real gRPC server backed by a map stands in for it.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/pkg/ssrf"
+	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/delivery/internal/cache"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
+	"github.com/voxscriber/webhooks/services/delivery/internal/registryclient"
+	"github.com/voxscriber/webhooks/services/delivery/internal/sender"
+)
+
+// spans records every span of the test binary (the gRPC interceptors use
+// the global provider, as in the real service).
+var spans = tracetest.NewSpanRecorder()
+
+func TestMain(m *testing.M) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
+	os.Exit(m.Run())
+}
+
+// ---- the registry stand-in ----
+
+type fakeRegistry struct {
+	registryv1.UnimplementedRegistryInternalServiceServer
+	mu        sync.Mutex
+	endpoints map[string]*registryv1.GetDeliveryTargetResponse // account|endpoint
+	keys      map[string]string                                // api key → account
+	lookups   atomic.Int64
+}
+
+func (f *fakeRegistry) GetDeliveryTarget(_ context.Context, req *registryv1.GetDeliveryTargetRequest) (*registryv1.GetDeliveryTargetResponse, error) {
+	f.lookups.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.endpoints[req.GetAccountId()+"|"+req.GetEndpointId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "endpoint %q not found", req.GetEndpointId())
+	}
+	return r, nil
+}
+
+func (f *fakeRegistry) Authenticate(_ context.Context, req *registryv1.AuthenticateRequest) (*registryv1.AuthenticateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	acct, ok := f.keys[req.GetApiKey()]
+	if !ok {
+		return nil, status.Error(codes.NotFound, "unknown key")
+	}
+	return &registryv1.AuthenticateResponse{AccountId: acct}, nil
+}
+
+// endpoint registers an endpoint; secrets newest first.
+func (f *fakeRegistry) endpoint(acct, id, url string, st registryv1.EndpointStatus, headers map[string]string, secrets ...string) {
+	r := &registryv1.GetDeliveryTargetResponse{Endpoint: &registryv1.Endpoint{
+		Id: id, Url: url, Status: st, Headers: headers, CreateTime: timestamppb.Now(),
+	}}
+	for i, s := range secrets {
+		sec := &registryv1.Secret{Value: s}
+		if i > 0 {
+			sec.ExpireTime = timestamppb.New(time.Now().Add(24 * time.Hour))
+		}
+		r.Secrets = append(r.Secrets, sec)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.endpoints[acct+"|"+id] = r
+}
+
+// ---- the environment: Redis, registry, event store ----
+
+type env struct {
+	t      testing.TB
+	redis  *redistest.Server
+	rdb    redis.UniversalClient
+	reg    *fakeRegistry
+	regc   registryv1.RegistryInternalServiceClient
+	events *eventstore.Store
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	e := &env{t: t, redis: redistest.Start(t)}
+	rdb, err := redisx.NewClient(e.redis.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	e.rdb = rdb
+	e.events = eventstore.New(rdb, time.Hour)
+
+	e.reg = &fakeRegistry{endpoints: map[string]*registryv1.GetDeliveryTargetResponse{}, keys: map[string]string{}}
+	srv := grpc.NewServer()
+	registryv1.RegisterRegistryInternalServiceServer(srv, e.reg)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := serve.Dial(lis.Addr().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	e.regc = registryv1.NewRegistryInternalServiceClient(conn)
+	return e
+}
+
+// account creates an account with an API key.
+func (e *env) account() (acct, key string) {
+	acct = ids.New(ids.Account, time.Now())
+	key = "vsk_test_" + acct
+	e.reg.mu.Lock()
+	e.reg.keys[key] = acct
+	e.reg.mu.Unlock()
+	return acct, key
+}
+
+// publish stores an event as ingestion would and returns its id and body.
+func (e *env) publish(acct, eventType string) (string, []byte) {
+	e.t.Helper()
+	now := time.Now()
+	id := ids.New(ids.Event, now)
+	data, _ := events.Sample(eventType)
+	body, err := events.Envelope(id, eventType, now, data, false)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.events.Put(context.Background(), &eventstore.Event{
+		ID: id, AccountID: acct, Type: eventType, Payload: body, CreateTime: now,
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return id, body
+}
+
+// ---- a delivery process ----
+
+type procOpts struct {
+	schedule    []time.Duration
+	timeout     time.Duration
+	leaseMargin time.Duration
+	// cidrs is ENDPOINT_ALLOWED_CIDRS; "-" for none (the strict guard).
+	cidrs    string
+	workers  int
+	noWorker bool
+}
+
+type proc struct {
+	queue  *redisqueue.Queue
+	disp   *delivery.Dispatcher
+	worker *delivery.Worker
+	svc    *delivery.Service
+	client deliveryv1.DeliveryServiceClient
+	sent   *atomic.Int64
+	drain  func(context.Context)
+}
+
+type countingSender struct {
+	delivery.Sender
+	n *atomic.Int64
+}
+
+func (c countingSender) Send(ctx context.Context, r delivery.Request) delivery.Response {
+	c.n.Add(1)
+	return c.Sender.Send(ctx, r)
+}
+
+func (e *env) start(o procOpts) *proc {
+	t := e.t
+	t.Helper()
+	if o.schedule == nil {
+		o.schedule = []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}
+	}
+	if o.timeout == 0 {
+		o.timeout = 3 * time.Second
+	}
+	if o.cidrs == "" {
+		o.cidrs = "127.0.0.0/8"
+	} else if o.cidrs == "-" {
+		o.cidrs = ""
+	}
+	cidrs, err := ssrf.ParseCIDRs(o.cidrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logOut := io.Discard
+	if os.Getenv("DELIVERY_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	log := telemetry.NewLogger(logOut, "debug")
+
+	p := &proc{sent: &atomic.Int64{}}
+	p.queue = redisqueue.New(e.rdb, time.Hour)
+	snd := sender.New(sender.Config{Timeout: o.timeout, Policy: ssrf.Policy{AllowHTTP: true, AllowedCIDRs: cidrs}})
+	t.Cleanup(snd.Close)
+	p.disp = delivery.NewDispatcher(
+		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
+		delivery.Deps{
+			Queue: p.queue, Log: p.queue, Sender: countingSender{snd, p.sent},
+			Targets: registryclient.NewTargets(e.regc, 0),
+			Events:  cache.NewPayloads(e.events, 1000, 16<<20, time.Minute),
+			Tracer:  otel.Tracer("delivery-test"), Logger: log,
+		})
+	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1)})
+	p.svc = delivery.NewService(p.disp, p.worker.Wake)
+	stopWake := p.queue.Listen(p.worker.Wake)
+	if !o.noWorker {
+		p.worker.Start()
+	}
+	var once sync.Once
+	p.drain = func(ctx context.Context) {
+		once.Do(func() {
+			stopWake()
+			p.worker.Drain(ctx)
+		})
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.drain(ctx)
+	})
+
+	srv, _ := serve.Service{
+		Name:   deliveryv1.DeliveryService_ServiceDesc.ServiceName,
+		Logger: log,
+		Auth: authn.Config{
+			Policy:   grpcapi.Policy(),
+			Resolver: &authn.CachingResolver{Next: registryclient.Resolver{C: e.regc}, TTL: 30 * time.Second},
+		},
+		Register: func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(p.svc, "")) },
+	}.NewServer()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := serve.Dial(lis.Addr().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	p.client = deliveryv1.NewDeliveryServiceClient(conn)
+	return p
+}
+
+// schedule calls the Schedule RPC (internal credential).
+func (p *proc) schedule(t testing.TB, ctx context.Context, acct, eventType string, items ...*deliveryv1.ScheduleItem) []string {
+	t.Helper()
+	resp, err := p.client.Schedule(ctx, &deliveryv1.ScheduleRequest{AccountId: acct, EventType: eventType, Items: items})
+	if err != nil {
+		t.Fatalf("Schedule: %v", err)
+	}
+	return resp.GetDeliveryIds()
+}
+
+func item(event, endpoint string) *deliveryv1.ScheduleItem {
+	return &deliveryv1.ScheduleItem{EventId: event, EndpointId: endpoint}
+}
+
+// as authenticates a customer call.
+func as(key string) grpc.CallOption { return grpc.PerRPCCredentials(authn.Token(key)) }
+
+func (p *proc) get(t testing.TB, key, id string) *deliveryv1.Delivery {
+	t.Helper()
+	resp, err := p.client.GetDelivery(context.Background(), &deliveryv1.GetDeliveryRequest{Id: id}, as(key))
+	if err != nil {
+		t.Fatalf("GetDelivery(%s): %v", id, err)
+	}
+	return resp.GetDelivery()
+}
+
+// waitStatus polls GetDelivery until the delivery has the status.
+func (p *proc) waitStatus(t testing.TB, key, id string, want deliveryv1.DeliveryStatus, within time.Duration) *deliveryv1.Delivery {
+	t.Helper()
+	var d *deliveryv1.Delivery
+	waitFor(t, within, func() bool {
+		d = p.get(t, key, id)
+		return d.GetStatus() == want
+	}, func() string { return fmt.Sprintf("delivery %s is %v, want %v: %v", id, d.GetStatus(), want, d) })
+	return d
+}
+
+func waitFor(t testing.TB, within time.Duration, cond func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v: %s", within, msg())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ---- receivers ----
+
+type received struct {
+	at     time.Time
+	path   string
+	header http.Header
+	body   []byte
+}
+
+type receiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []received
+}
+
+// newReceiver answers with handle; n counts this path's requests from 1.
+func newReceiver(t testing.TB, handle func(w http.ResponseWriter, r *http.Request, n int)) *receiver {
+	rc := &receiver{}
+	counts := map[string]int{}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.reqs = append(rc.reqs, received{at: time.Now(), path: r.URL.Path, header: r.Header.Clone(), body: body})
+		counts[r.URL.Path]++
+		n := counts[r.URL.Path]
+		rc.mu.Unlock()
+		if handle == nil {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		handle(w, r, n)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) requests() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.reqs...)
+}
+
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.reqs)
+}
+
+func (rc *receiver) url(path string) string { return rc.URL + path }
+
+func active() registryv1.EndpointStatus { return registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,347 @@
+// Package redisqueue keeps the delivery schedule and log in Redis, with the
+// key layout of docs/architecture.md:
+//
+//	wh:sched:{s<n>}            zset  schedule shard n: delivery id → due (or lease-until) ms
+//	wh:dlv:{s<n>}:<id>         hash  delivery state and trace context
+//	wh:dlv:{s<n>}:<id>:att     list  attempt log (JSON, last 50)
+//	wh:parked:{s<n>}           set   "<endpoint>|<delivery>" parked while the endpoint is off
+//	wh:{a:<acct>}:dlv          zset  the account's delivery ids by create time (ms)
+//
+// n = fnv32a(delivery id) % Shards. Each Lua script touches one shard's
+// keys only, so the layout works on Redis Cluster.
+package redisqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+)
+
+// Shards is the number of schedule shards (DELIVERY_SHARDS). Changing it
+// strands existing deliveries: it is a constant of the deployment.
+const Shards = 16
+
+// WakeChannel is where Schedule announces due work to every delivery
+// process.
+const WakeChannel = "wh:sched:wake"
+
+// KeepAttempts is how many attempts a delivery's log keeps.
+const KeepAttempts = 50
+
+// Queue implements delivery.Queue and delivery.Log.
+type Queue struct {
+	rdb       redis.UniversalClient
+	retention time.Duration
+	next      atomic.Uint32 // rotates the first shard claimed
+}
+
+var (
+	_ delivery.Queue = (*Queue)(nil)
+	_ delivery.Log   = (*Queue)(nil)
+)
+
+// New returns a Queue whose finished deliveries expire after retention
+// (DELIVERY_RETENTION).
+func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
+	if retention <= 0 {
+		retention = 7 * 24 * time.Hour
+	}
+	return &Queue{rdb: rdb, retention: retention}
+}
+
+// Shard is the schedule shard of a delivery id.
+func Shard(id string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % Shards)
+}
+
+// Key names.
+func schedKey(n int) string         { return "wh:sched:{s" + strconv.Itoa(n) + "}" }
+func dlvPrefix(n int) string        { return "wh:dlv:{s" + strconv.Itoa(n) + "}:" }
+func parkedKey(n int) string        { return "wh:parked:{s" + strconv.Itoa(n) + "}" }
+func accountKey(acct string) string { return "wh:{a:" + acct + "}:dlv" }
+
+// DeliveryKey is the hash of a delivery.
+func DeliveryKey(id string) string { return dlvPrefix(Shard(id)) + id }
+
+// AttemptsKey is the attempt list of a delivery.
+func AttemptsKey(id string) string { return DeliveryKey(id) + ":att" }
+
+// ScheduleKey is the schedule shard holding a delivery.
+func ScheduleKey(id string) string { return schedKey(Shard(id)) }
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(s string) time.Time {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+func boolField(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Load loads the scripts into the script cache (also done on demand).
+func (q *Queue) Load(ctx context.Context) error {
+	for _, s := range allScripts {
+		if err := s.Load(ctx, q.rdb).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Schedule creates the deliveries that do not exist yet, in one pipeline,
+// adds them to their accounts' indexes and wakes the delivery workers.
+func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	var cmds []*redis.Cmd
+	exec := func(ctx context.Context, evalsha bool) error {
+		cmds = cmds[:0]
+		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			byAccount := map[string][]redis.Z{}
+			var now int64
+			for i := range ds {
+				d := &ds[i]
+				keys := []string{ScheduleKey(d.ID), DeliveryKey(d.ID)}
+				args := append([]any{d.ID, ms(d.NextTime)}, hashFields(d)...)
+				if evalsha {
+					cmds = append(cmds, scheduleScript.EvalSha(ctx, p, keys, args...))
+				} else {
+					cmds = append(cmds, scheduleScript.Eval(ctx, p, keys, args...))
+				}
+				byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+				now = max(now, ms(d.CreateTime))
+			}
+			for acct, zs := range byAccount {
+				k := accountKey(acct)
+				p.ZAddNX(ctx, k, zs...)
+				p.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(now-q.retention.Milliseconds(), 10))
+				p.PExpire(ctx, k, q.retention)
+			}
+			return nil
+		})
+		return err
+	}
+	err := exec(ctx, true)
+	if err != nil && isNoScript(err) {
+		err = exec(ctx, false) // script cache flushed (Redis restarted): send the source once
+	}
+	if err != nil {
+		return nil, err
+	}
+	created := make([]bool, len(ds))
+	wake := false
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return nil, err
+		}
+		created[i] = n == 1
+		wake = wake || created[i]
+	}
+	if wake {
+		// Best effort: other processes poll at least every second anyway.
+		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
+	}
+	return created, nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+func hashFields(d *delivery.Delivery) []any {
+	f := []any{
+		"event", d.EventID, "endpoint", d.EndpointID, "account", d.AccountID, "type", d.EventType,
+		"status", string(d.Status), "attempts", d.Attempts, "created", ms(d.CreateTime),
+		"updated", ms(d.UpdateTime), "next", ms(d.NextTime), "tp", d.TraceParent, "ts", d.TraceState,
+		"code", d.LastCode, "err", d.LastError, "test", boolField(d.Test), "lease", 0,
+	}
+	if len(d.Body) > 0 {
+		f = append(f, "body", d.Body)
+	}
+	return f
+}
+
+func parseHash(id string, m map[string]string) *delivery.Delivery {
+	attempts, _ := strconv.Atoi(m["attempts"])
+	code, _ := strconv.Atoi(m["code"])
+	d := &delivery.Delivery{
+		ID: id, EventID: m["event"], EndpointID: m["endpoint"], AccountID: m["account"],
+		EventType: m["type"], Status: delivery.Status(m["status"]), Attempts: attempts,
+		CreateTime: fromMS(m["created"]), UpdateTime: fromMS(m["updated"]),
+		TraceParent: m["tp"], TraceState: m["ts"], LastCode: code, LastError: m["err"],
+		Test: m["test"] == "1",
+	}
+	if d.Status == delivery.StatusPending {
+		d.NextTime = fromMS(m["next"])
+	}
+	if b := m["body"]; b != "" {
+		d.Body = []byte(b)
+	}
+	return d
+}
+
+// Claim leases up to max due deliveries, visiting the shards in turn from a
+// rotating start.
+func (q *Queue) Claim(ctx context.Context, now, leaseUntil time.Time, max int) ([]delivery.Job, time.Time, error) {
+	var (
+		jobs     []delivery.Job
+		earliest int64 = -1
+		start          = int(q.next.Add(1) % Shards)
+		nowMS          = now.UnixMilli()
+		leaseMS        = leaseUntil.UnixMilli()
+	)
+	for i := 0; i < Shards && len(jobs) < max; i++ {
+		n := (start + i) % Shards
+		res, err := claimScript.Run(ctx, q.rdb, []string{schedKey(n)}, nowMS, leaseMS, max-len(jobs), dlvPrefix(n)).Slice()
+		if err != nil {
+			return jobs, time.Time{}, fmt.Errorf("claim shard %d: %w", n, err)
+		}
+		if len(res) != 2 {
+			return jobs, time.Time{}, fmt.Errorf("claim shard %d: unexpected reply %v", n, res)
+		}
+		items, _ := res[0].([]any)
+		for j := 0; j+1 < len(items); j += 2 {
+			id, _ := items[j].(string)
+			fields, _ := items[j+1].([]any)
+			m := make(map[string]string, len(fields)/2)
+			for k := 0; k+1 < len(fields); k += 2 {
+				ks, _ := fields[k].(string)
+				vs, _ := fields[k+1].(string)
+				m[ks] = vs
+			}
+			jobs = append(jobs, delivery.Job{Delivery: *parseHash(id, m), LeaseUntil: time.UnixMilli(leaseMS)})
+		}
+		if s, _ := res[1].(string); s != "" {
+			if f, err := strconv.ParseFloat(s, 64); err == nil && (earliest < 0 || int64(f) < earliest) {
+				earliest = int64(f)
+			}
+		}
+	}
+	if len(jobs) >= max {
+		return jobs, now, nil // shards not visited may have more due
+	}
+	if earliest < 0 {
+		return jobs, time.Time{}, nil
+	}
+	return jobs, time.UnixMilli(earliest), nil
+}
+
+// Complete records an outcome if the lease is still held.
+func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outcome) (bool, error) {
+	d := &job.Delivery
+	n := Shard(d.ID)
+	hk := dlvPrefix(n) + d.ID
+	var attempts, code, errMsg, attJSON string
+	errMsg = o.LastError
+	if a := o.Attempt; a != nil {
+		b, err := encodeAttempt(a)
+		if err != nil {
+			return false, err
+		}
+		attJSON, attempts, code, errMsg = string(b), strconv.Itoa(a.Number), strconv.Itoa(a.StatusCode), a.Error
+	}
+	expiry := q.retention
+	if o.Status == delivery.StatusPending {
+		expiry += max(o.Next.Sub(o.Now), 0) // never expire before the next attempt
+	}
+	res, err := completeScript.Run(ctx, q.rdb,
+		[]string{schedKey(n), hk, hk + ":att", parkedKey(n)},
+		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
+		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts,
+	).Int()
+	return res == 1, err
+}
+
+// Release hands a job back, due now, if the lease is still held.
+func (q *Queue) Release(ctx context.Context, job delivery.Job, now time.Time) error {
+	n := Shard(job.Delivery.ID)
+	return releaseScript.Run(ctx, q.rdb, []string{schedKey(n), dlvPrefix(n) + job.Delivery.ID},
+		job.Delivery.ID, job.LeaseUntil.UnixMilli(), now.UnixMilli()).Err()
+}
+
+// Requeue makes a delivery pending and due now unless it is in flight.
+func (q *Queue) Requeue(ctx context.Context, id string, now time.Time) (bool, error) {
+	n := Shard(id)
+	res, err := requeueScript.Run(ctx, q.rdb, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n)},
+		id, now.UnixMilli()).Int()
+	if err != nil {
+		return false, err
+	}
+	if res < 0 {
+		return false, apierr.NotFound("delivery", id)
+	}
+	return res == 1, nil
+}
+
+// Get returns a delivery and its attempts.
+func (q *Queue) Get(ctx context.Context, id string) (*delivery.Delivery, []delivery.Attempt, error) {
+	var h *redis.MapStringStringCmd
+	var l *redis.StringSliceCmd
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		h = p.HGetAll(ctx, DeliveryKey(id))
+		l = p.LRange(ctx, AttemptsKey(id), 0, -1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err
+	}
+	m := h.Val()
+	if len(m) == 0 || m["account"] == "" {
+		return nil, nil, apierr.NotFound("delivery", id)
+	}
+	atts := make([]delivery.Attempt, 0, len(l.Val()))
+	for _, s := range l.Val() {
+		a, err := decodeAttempt([]byte(s))
+		if err != nil {
+			continue // a damaged entry does not hide the others
+		}
+		atts = append(atts, a)
+	}
+	return parseHash(id, m), atts, nil
+}
+
+// RecordTest stores a finished test delivery with its one attempt.
+func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.Attempt) error {
+	b, err := encodeAttempt(&a)
+	if err != nil {
+		return err
+	}
+	hk, ak := DeliveryKey(d.ID), AttemptsKey(d.ID)
+	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, hk, hashFields(&d)...)
+		p.RPush(ctx, ak, b)
+		p.PExpire(ctx, hk, q.retention)
+		p.PExpire(ctx, ak, q.retention)
+		p.ZAdd(ctx, accountKey(d.AccountID), redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+		p.PExpire(ctx, accountKey(d.AccountID), q.retention)
+		return nil
+	})
+	return err
+}

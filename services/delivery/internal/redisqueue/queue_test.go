@@ -1,0 +1,130 @@
+package redisqueue
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+)
+
+func newDelivery(id string, created, due time.Time) delivery.Delivery {
+	return delivery.Delivery{
+		ID: id, EventID: "evt_" + id, EndpointID: "ep_1", AccountID: "acct_1", EventType: "upload.completed",
+		Status: delivery.StatusPending, CreateTime: created, UpdateTime: created, NextTime: due,
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+	}
+}
+
+func TestKeysShareTheShardTag(t *testing.T) {
+	id := delivery.DeliveryID("evt_01KBXYZ0000000000000000000", "ep_1")
+	n := Shard(id)
+	tag := "{s" + strconv.Itoa(n) + "}"
+	for _, k := range []string{ScheduleKey(id), DeliveryKey(id), AttemptsKey(id), parkedKey(n)} {
+		if !strings.Contains(k, tag) {
+			t.Errorf("%s lacks the shard tag %s", k, tag)
+		}
+	}
+	if got := DeliveryKey(id); got != "wh:dlv:"+tag+":"+id {
+		t.Errorf("DeliveryKey = %s", got)
+	}
+	if got := accountKey("acct_1"); got != "wh:{a:acct_1}:dlv" {
+		t.Errorf("accountKey = %s", got)
+	}
+}
+
+func TestClaimLeaseComplete(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	created, err := q.Schedule(ctx, []delivery.Delivery{
+		newDelivery("dlv_due", now, now),
+		newDelivery("dlv_later", now, now.Add(time.Minute)),
+	})
+	if err != nil || !created[0] || !created[1] {
+		t.Fatalf("Schedule = %v, %v", created, err)
+	}
+	again, err := q.Schedule(ctx, []delivery.Delivery{newDelivery("dlv_due", now, now)})
+	if err != nil || again[0] {
+		t.Fatalf("second Schedule = %v, %v", again, err)
+	}
+
+	lease := now.Add(15 * time.Second)
+	jobs, next, err := q.Claim(ctx, now, lease, 10)
+	if err != nil || len(jobs) != 1 || jobs[0].Delivery.ID != "dlv_due" {
+		t.Fatalf("Claim = %v, %v", jobs, err)
+	}
+	if d := jobs[0].Delivery; d.TraceParent == "" || d.AccountID != "acct_1" || d.Attempts != 0 {
+		t.Fatalf("claimed delivery = %+v", d)
+	}
+	if !next.Equal(lease) {
+		t.Fatalf("next = %v, want the claimed item's lease end %v (earlier than the other's due time)", next, lease)
+	}
+	// Leased: not claimable again until the lease ends.
+	if more, _, _ := q.Claim(ctx, now.Add(time.Second), lease.Add(time.Second), 10); len(more) != 0 {
+		t.Fatalf("claimed a leased item: %v", more)
+	}
+	// A wrong lease cannot complete.
+	stale := jobs[0]
+	stale.LeaseUntil = lease.Add(-time.Second)
+	att := &delivery.Attempt{Number: 1, Start: now, StatusCode: 500, ErrorType: delivery.ErrorHTTPStatus, Error: "HTTP 500"}
+	if ok, err := q.Complete(ctx, stale, delivery.Outcome{Status: delivery.StatusFailed, Attempt: att, Now: now}); ok || err != nil {
+		t.Fatalf("stale Complete = %v, %v", ok, err)
+	}
+	retryAt := now.Add(200 * time.Millisecond)
+	if ok, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusPending, Next: retryAt, Attempt: att, Now: now}); !ok || err != nil {
+		t.Fatalf("Complete = %v, %v", ok, err)
+	}
+	d, atts, err := q.Get(ctx, "dlv_due")
+	if err != nil || d.Status != delivery.StatusPending || d.Attempts != 1 || d.LastCode != 500 || !d.NextTime.Equal(retryAt) || len(atts) != 1 {
+		t.Fatalf("Get = %+v, %v, %v", d, atts, err)
+	}
+	if ttl := srv.Client.PTTL(ctx, DeliveryKey("dlv_due")).Val(); ttl <= 59*time.Minute {
+		t.Fatalf("retention not applied: ttl %v", ttl)
+	}
+	// Released work is due at once.
+	jobs, _, _ = q.Claim(ctx, retryAt, retryAt.Add(15*time.Second), 10)
+	if len(jobs) != 1 {
+		t.Fatalf("retry not claimable: %v", jobs)
+	}
+	if err := q.Release(ctx, jobs[0], retryAt); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _, _ = q.Claim(ctx, retryAt, retryAt.Add(15*time.Second), 10); len(jobs) != 1 {
+		t.Fatalf("released item not claimable: %v", jobs)
+	}
+	ok := &delivery.Attempt{Number: 2, Start: retryAt, StatusCode: 200}
+	if done, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusSucceeded, Attempt: ok, Now: retryAt}); !done || err != nil {
+		t.Fatalf("Complete = %v, %v", done, err)
+	}
+	if d, atts, _ := q.Get(ctx, "dlv_due"); d.Status != delivery.StatusSucceeded || d.Attempts != 2 || len(atts) != 2 || d.LastError != "" {
+		t.Fatalf("after success: %+v, %d attempts", d, len(atts))
+	}
+	// An item whose hash has expired is dropped from the schedule by the claim.
+	if err := srv.Client.Del(ctx, DeliveryKey("dlv_later")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, next, _ = q.Claim(ctx, now.Add(2*time.Minute), now.Add(3*time.Minute), 10); len(jobs) != 0 {
+		t.Fatalf("claimed an expired delivery: %v", jobs)
+	}
+	if srv.Client.ZScore(ctx, ScheduleKey("dlv_later"), "dlv_later").Err() == nil {
+		t.Fatal("expired delivery still scheduled")
+	}
+}
+
+func TestScheduleSurvivesScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	if err := srv.Client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if created, err := q.Schedule(ctx, []delivery.Delivery{newDelivery("dlv_1", now, now)}); err != nil || !created[0] {
+		t.Fatalf("Schedule after SCRIPT FLUSH = %v, %v", created, err)
+	}
+}

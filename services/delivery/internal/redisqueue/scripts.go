@@ -1,0 +1,113 @@
+package redisqueue
+
+import "github.com/redis/go-redis/v9"
+
+// Every script touches the keys of ONE delivery shard only; they share the
+// hash tag {s<n>}, so each runs on one Redis Cluster node. Keys a script
+// derives (delivery hashes named by the ids it reads from the schedule) are
+// built from a prefix passed in ARGV that carries the same tag.
+
+// scheduleScript creates a delivery unless it exists (an upsert keyed by
+// the derived delivery id).
+//
+//	KEYS: 1 schedule zset, 2 delivery hash
+//	ARGV: 1 id, 2 due ms, then field/value pairs of the hash
+//	returns 1 when created, 0 when it already existed
+var scheduleScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+`)
+
+// claimScript leases due items: instead of removing them it re-scores them
+// to the lease's end, so a crashed worker's items come due again.
+//
+//	KEYS: 1 schedule zset
+//	ARGV: 1 now ms, 2 lease-until ms, 3 limit, 4 delivery hash key prefix
+//	returns {{id1, {hash fields...}, id2, ...}, earliest remaining score or ""}
+var claimScript = redis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local k = ARGV[4] .. id
+  local st = redis.call('HGET', k, 'status')
+  if st == 'pending' then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    redis.call('HSET', k, 'lease', ARGV[2])
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGETALL', k)
+  else
+    -- expired or already finished: nothing to send
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {out, first[2] or ''}
+`)
+
+// completeScript records a job's outcome if its lease is still held (the
+// item's score is still this claim's lease).
+//
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 parked set
+//	ARGV: 1 id, 2 lease ms, 3 status, 4 next ms, 5 now ms,
+//	      6 attempts ('' when no attempt was made), 7 status code, 8 error,
+//	      9 attempt JSON ('' for none), 10 expiry ms, 11 parked member,
+//	      12 attempts kept
+//	returns 1 when recorded, 0 when the lease was lost
+var completeScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+local st = ARGV[3]
+if st == 'pending' then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[2], 'status', st, 'next', ARGV[4], 'updated', ARGV[5], 'lease', 0)
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[2], 'status', st, 'next', 0, 'updated', ARGV[5], 'lease', 0)
+  if st == 'parked' then redis.call('SADD', KEYS[4], ARGV[11]) end
+end
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[2], 'attempts', ARGV[6], 'code', ARGV[7], 'err', ARGV[8])
+elseif ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[2], 'err', ARGV[8])
+end
+if ARGV[9] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[9])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[12]), -1)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[10])
+redis.call('PEXPIRE', KEYS[3], ARGV[10])
+return 1
+`)
+
+// releaseScript hands a leased item back, due now, if the lease is held.
+//
+//	KEYS: 1 schedule zset, 2 delivery hash
+//	ARGV: 1 id, 2 lease ms, 3 now ms
+var releaseScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], 'lease', 0, 'next', ARGV[3])
+return 1
+`)
+
+// requeueScript makes a delivery pending and due now (RetryDelivery),
+// unless an attempt of it is in flight (leased).
+//
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set
+//	ARGV: 1 id, 2 now ms
+//	returns 1 when requeued, 0 when in flight, -1 when missing
+var requeueScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[2], 'status')
+if not st then return -1 end
+local lease = tonumber(redis.call('HGET', KEYS[2], 'lease') or '0') or 0
+if st == 'pending' and lease > tonumber(ARGV[2]) and redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARGV[2], 'lease', 0)
+redis.call('SREM', KEYS[3], (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '|' .. ARGV[1])
+return 1
+`)
+
+var allScripts = []*redis.Script{scheduleScript, claimScript, completeScript, releaseScript, requeueScript}
