@@ -69,7 +69,7 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(gen.OpenAPI)
 	})
-	h.Handle("GET /", http.FileServerFS(static))
+	h.Handle("/", http.FileServerFS(static))
 	return otelhttp.NewHandler(h, "gateway", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 		return r.Method + " " + r.URL.Path
 	})), nil
