@@ -32,7 +32,8 @@ func (e *Env) get(name string) (string, bool) {
 	return v, ok && v != ""
 }
 
-func (e *Env) fail(name, v string, err error) {
+// Fail records that variable name holds a bad value v.
+func (e *Env) Fail(name, v string, err error) {
 	e.errs = append(e.errs, fmt.Errorf("%s=%q: %w", name, v, err))
 }
 
@@ -55,7 +56,7 @@ func (e *Env) Bool(name string, def bool) bool {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		e.fail(name, v, errors.New("want true or false"))
+		e.Fail(name, v, errors.New("want true or false"))
 		return def
 	}
 	return b
@@ -69,7 +70,7 @@ func (e *Env) Int(name string, def, min int) int {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < min {
-		e.fail(name, v, fmt.Errorf("want an integer >= %d", min))
+		e.Fail(name, v, fmt.Errorf("want an integer >= %d", min))
 		return def
 	}
 	return n
@@ -83,7 +84,7 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		e.fail(name, v, errors.New("want a positive duration such as 5s or 2m"))
+		e.Fail(name, v, errors.New("want a positive duration such as 5s or 2m"))
 		return def
 	}
 	return d
@@ -97,7 +98,7 @@ func (e *Env) Schedule(name string, def []time.Duration) []time.Duration {
 	}
 	s, err := ParseSchedule(v)
 	if err != nil {
-		e.fail(name, v, err)
+		e.Fail(name, v, err)
 		return def
 	}
 	return s

@@ -11,6 +11,7 @@ package ssrf
 import (
 	"context"
 	"fmt"
+	"github.com/voxscriber/webhooks/pkg/config"
 	"net"
 	"net/netip"
 	"strings"
@@ -115,4 +116,17 @@ func parseCIDR(entry string) (netip.Prefix, error) {
 		pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
 	}
 	return pfx.Masked(), nil
+}
+
+// FromEnv reads the policy from ENDPOINT_ALLOW_HTTP and
+// ENDPOINT_ALLOWED_CIDRS; bad values are recorded in e.
+func FromEnv(e *config.Env) Policy {
+	p := Policy{AllowHTTP: e.Bool("ENDPOINT_ALLOW_HTTP", false)}
+	raw := e.String("ENDPOINT_ALLOWED_CIDRS", "")
+	cidrs, err := ParseCIDRs(raw)
+	if err != nil {
+		e.Fail("ENDPOINT_ALLOWED_CIDRS", raw, err)
+	}
+	p.AllowedCIDRs = cidrs
+	return p
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -49,15 +48,10 @@ func run(ctx context.Context) error {
 	timeout := env.Duration("DELIVERY_TIMEOUT", 5*time.Second)
 	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour)
 	workers := env.Int("DELIVERY_WORKERS", 256, 1)
-	policy := ssrf.Policy{AllowHTTP: env.Bool("ENDPOINT_ALLOW_HTTP", false)}
-	cidrs, cidrErr := ssrf.ParseCIDRs(env.String("ENDPOINT_ALLOWED_CIDRS", ""))
-	if cidrErr != nil {
-		cidrErr = fmt.Errorf("ENDPOINT_ALLOWED_CIDRS: %w", cidrErr)
-	}
-	if err := errors.Join(env.Err(), cidrErr); err != nil {
+	policy := ssrf.FromEnv(env)
+	if err := env.Err(); err != nil {
 		return err
 	}
-	policy.AllowedCIDRs = cidrs
 
 	// Telemetry, Redis, registry.
 	tel, err := telemetry.Setup(ctx, "delivery", common.LogLevel, nil)
@@ -96,7 +90,7 @@ func run(ctx context.Context) error {
 	stopWake := queue.Listen(worker.Wake)
 	worker.Start()
 	log.Info("delivery configured", "schedule", fmt.Sprint(schedule), "timeout", timeout.String(),
-		"workers", workers, "shards", redisqueue.Shards, "allow_http", policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cidrs))
+		"workers", workers, "shards", redisqueue.Shards, "allow_http", policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(policy.AllowedCIDRs))
 
 	return serve.Service{
 		Name:   deliveryv1.DeliveryService_ServiceDesc.ServiceName,

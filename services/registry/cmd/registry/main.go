@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -41,12 +40,8 @@ func run() error {
 	addr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
 	adminToken := env.String("ADMIN_TOKEN", "")
 	secretsKey := env.String("SECRETS_KEY", "")
-	allowHTTP := env.Bool("ENDPOINT_ALLOW_HTTP", false)
-	allowedCIDRs, cidrErr := ssrf.ParseCIDRs(env.String("ENDPOINT_ALLOWED_CIDRS", ""))
-	if cidrErr != nil {
-		cidrErr = fmt.Errorf("ENDPOINT_ALLOWED_CIDRS: %w", cidrErr)
-	}
-	if err := errors.Join(env.Err(), cidrErr); err != nil {
+	urlPolicy := ssrf.FromEnv(env)
+	if err := env.Err(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 
@@ -80,13 +75,13 @@ func run() error {
 	svc, err := registry.NewService(registry.Config{
 		Store:     store,
 		Box:       box,
-		URLPolicy: ssrf.Policy{AllowHTTP: allowHTTP, AllowedCIDRs: allowedCIDRs},
+		URLPolicy: urlPolicy,
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("registry configured", "addr", addr, "redis", redisx.Redact(common.RedisURL),
-		"admin_api", adminToken != "", "endpoint_allow_http", allowHTTP, "endpoint_allowed_cidrs", len(allowedCIDRs))
+		"admin_api", adminToken != "", "endpoint_allow_http", urlPolicy.AllowHTTP, "endpoint_allowed_cidrs", len(urlPolicy.AllowedCIDRs))
 
 	// 5. Serve until SIGINT/SIGTERM.
 	return serve.Service{
