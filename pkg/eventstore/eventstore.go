@@ -45,21 +45,52 @@ func Key(id string) string { return "wh:evt:" + id }
 
 // Put writes the event (FanoutDone false) with its expiry.
 func (s *Store) Put(ctx context.Context, e *Event) error {
-	k := Key(e.ID)
+	return s.PutMany(ctx, []*Event{e})
+}
+
+// PutMany writes events in one round trip. Each event's hash and its expiry
+// are written in one MULTI, so no event is ever stored without its expiry.
+func (s *Store) PutMany(ctx context.Context, evs []*Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k,
-			"account", e.AccountID, "type", e.Type, "payload", e.Payload,
-			"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
-			"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0)
-		p.PExpire(ctx, k, s.retention)
+		for _, e := range evs {
+			k := Key(e.ID)
+			p.HSet(ctx, k,
+				"account", e.AccountID, "type", e.Type, "payload", e.Payload,
+				"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
+				"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0)
+			p.PExpire(ctx, k, s.retention)
+		}
 		return nil
 	})
 	return err
 }
 
+// Fanout records how many deliveries an event got.
+type Fanout struct {
+	ID    string
+	Count int
+}
+
 // MarkFannedOut records that n deliveries were scheduled.
 func (s *Store) MarkFannedOut(ctx context.Context, id string, n int) error {
-	return s.rdb.HSet(ctx, Key(id), "fanout", 1, "count", n).Err()
+	return s.MarkFannedOutMany(ctx, []Fanout{{ID: id, Count: n}})
+}
+
+// MarkFannedOutMany records the fan-out of several events in one round trip.
+func (s *Store) MarkFannedOutMany(ctx context.Context, fs []Fanout) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, f := range fs {
+			p.HSet(ctx, Key(f.ID), "fanout", 1, "count", f.Count)
+		}
+		return nil
+	})
+	return err
 }
 
 // Get returns the event or an apierr.ErrNotFound error.

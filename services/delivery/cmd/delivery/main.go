@@ -15,6 +15,7 @@ import (
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/redisx"
@@ -72,6 +73,10 @@ func run(ctx context.Context) error {
 	defer conn.Close()
 	registry := registryv1.NewRegistryInternalServiceClient(conn)
 
+	// Endpoint lookups are cached; the registry's change feed invalidates them.
+	targets := registryclient.NewTargets(registry, registryclient.DefaultTTL)
+	changefeed.Watch(ctx, rdb, log, targets.Invalidate)
+
 	// Delivery: queue, sender, dispatcher, worker, API.
 	queue := redisqueue.New(rdb, retention)
 	send := sender.New(sender.Config{Timeout: timeout, Policy: policy})
@@ -80,7 +85,7 @@ func run(ctx context.Context) error {
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: schedule}, Timeout: timeout},
 		delivery.Deps{
 			Queue: queue, Log: queue, Sender: send,
-			Targets: registryclient.NewTargets(registry, registryclient.DefaultTTL),
+			Targets: targets,
 			Events:  cache.NewPayloads(eventstore.New(rdb, retention), 10_000, 64<<20, time.Minute),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,

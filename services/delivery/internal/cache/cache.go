@@ -31,6 +31,7 @@ type Cache[K comparable, V any] struct {
 	m     map[K]*list.Element
 	cost  int64
 	calls map[K]*call[V]
+	gen   uint64 // bumped by DeleteFunc: loads begun before it are not kept
 }
 
 type entry[K comparable, V any] struct {
@@ -107,6 +108,20 @@ func (c *Cache[K, V]) removeLocked(el *list.Element) {
 	c.cost -= e.cost
 }
 
+// DeleteFunc removes the entries whose key matches, and keeps the results
+// of loads in flight out of the cache (they may predate the change that
+// caused the deletion).
+func (c *Cache[K, V]) DeleteFunc(match func(K) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for k, el := range c.m {
+		if match(k) {
+			c.removeLocked(el)
+		}
+	}
+}
+
 // Len is the number of entries (expired ones included until touched).
 func (c *Cache[K, V]) Len() int {
 	c.mu.Lock()
@@ -135,10 +150,14 @@ func (c *Cache[K, V]) Load(ctx context.Context, key K, load func(context.Context
 	}
 	cl := &call[V]{done: make(chan struct{})}
 	c.calls[key] = cl
+	gen := c.gen
 	c.mu.Unlock()
 
 	cl.val, cl.err = load(ctx)
-	if cl.err == nil {
+	c.mu.Lock()
+	keep := cl.err == nil && c.gen == gen
+	c.mu.Unlock()
+	if keep {
 		c.Set(key, cl.val)
 	}
 	c.mu.Lock()

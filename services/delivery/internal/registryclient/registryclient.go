@@ -5,6 +5,7 @@ package registryclient
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -17,8 +18,10 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
-// DefaultTTL is how long an endpoint lookup is reused.
-const DefaultTTL = time.Second
+// DefaultTTL is how long an endpoint lookup is reused. Changes arrive
+// sooner through Invalidate (wired to pkg/changefeed); the TTL bounds the
+// staleness when an announcement is missed.
+const DefaultTTL = 3 * time.Second
 
 // Targets implements delivery.Targets over RegistryInternalService.
 type Targets struct {
@@ -59,6 +62,12 @@ func (t *Targets) Target(ctx context.Context, accountID, endpointID string) (*de
 		return nil, apierr.NotFound("endpoint", endpointID)
 	}
 	return tg, nil
+}
+
+// Invalidate forgets the cached endpoints of an account.
+func (t *Targets) Invalidate(accountID string) {
+	prefix := accountID + "|"
+	t.cache.DeleteFunc(func(k string) bool { return strings.HasPrefix(k, prefix) })
 }
 
 func convert(accountID string, resp *registryv1.GetDeliveryTargetResponse, now time.Time) *delivery.Target {

@@ -14,12 +14,14 @@ import (
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/credits"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/grpcapi"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
@@ -74,12 +76,17 @@ func run(ctx context.Context) error {
 	}
 	defer dlvConn.Close()
 	registry := peers.NewRegistry(registryv1.NewRegistryInternalServiceClient(regConn))
+	// Subscriber lists are cached; the registry's change feed invalidates them.
+	subscribers := peers.NewCachedSubscribers(registry, peers.DefaultSubscribersTTL)
+	changefeed.Watch(ctx, rdb, tel.Logger, subscribers.Invalidate)
 
 	svc := ingest.New(ingest.Config{
 		Store:           eventstore.New(rdb, retention),
 		Index:           index.New(rdb, retention),
-		Subscribers:     registry,
+		Subscribers:     subscribers,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
+		Settings:        registry,
+		Credits:         credits.New(rdb, 0),
 		MaxPayloadBytes: maxPayload,
 		TracerProvider:  tel.TracerProvider,
 	})

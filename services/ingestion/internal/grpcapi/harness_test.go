@@ -31,6 +31,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/credits"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/grpcapi"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
@@ -57,6 +58,19 @@ type registryDouble struct {
 	subs      map[string][]string // account + " " + type -> endpoint ids
 	keys      map[string]string   // api key -> account
 	listCalls []string            // account + " " + type
+	threshold map[string]float64  // account -> credits_low_threshold
+}
+
+func (r *registryDouble) GetAccountSettings(_ context.Context, req *registryv1.GetAccountSettingsRequest) (*registryv1.GetAccountSettingsResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &registryv1.GetAccountSettingsResponse{Settings: &registryv1.Settings{CreditsLowThreshold: r.threshold[req.GetAccountId()]}}, nil
+}
+
+func (r *registryDouble) setThreshold(acct string, v float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.threshold[acct] = v
 }
 
 func (r *registryDouble) Authenticate(_ context.Context, req *registryv1.AuthenticateRequest) (*registryv1.AuthenticateResponse, error) {
@@ -150,7 +164,7 @@ func newEnv(t testing.TB, o options) *env {
 	t.Helper()
 	e := &env{
 		redis: redistest.Start(t),
-		reg:   &registryDouble{subs: map[string][]string{}, keys: map[string]string{}},
+		reg:   &registryDouble{subs: map[string][]string{}, keys: map[string]string{}, threshold: map[string]float64{}},
 		dlv:   &deliveryDouble{},
 	}
 	regConn := listen(t, func(s *grpc.Server) { registryv1.RegisterRegistryInternalServiceServer(s, e.reg) })
@@ -162,6 +176,8 @@ func newEnv(t testing.TB, o options) *env {
 		Index:           index.New(e.redis.Client, retention),
 		Subscribers:     registry,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
+		Settings:        registry,
+		Credits:         credits.New(e.redis.Client, 0),
 		MaxPayloadBytes: o.maxPayloadBytes,
 	})
 	service := serve.Service{

@@ -553,12 +553,6 @@ func TestAuthentication(t *testing.T) {
 	})
 }
 
-func TestReportCreditBalanceIsNotYetImplemented(t *testing.T) {
-	e := newEnv(t, options{})
-	_, err := e.client.ReportCreditBalance(t.Context(), &ingestionv1.ReportCreditBalanceRequest{AccountId: ids.New(ids.Account, time.Now()), Balance: 3})
-	wantCode(t, err, codes.Unimplemented, "credits.low")
-}
-
 func TestGetEventOfAnotherAccountIsNotFound(t *testing.T) {
 	e := newEnv(t, options{})
 	acctA, ctxA := e.customer(t)

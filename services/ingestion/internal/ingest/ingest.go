@@ -17,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 )
@@ -41,9 +40,9 @@ type Scheduler interface {
 
 // EventStore keeps each event once (implemented by *eventstore.Store).
 type EventStore interface {
-	Put(ctx context.Context, e *eventstore.Event) error
+	PutMany(ctx context.Context, evs []*eventstore.Event) error
 	Get(ctx context.Context, id string) (*eventstore.Event, error)
-	MarkFannedOut(ctx context.Context, id string, n int) error
+	MarkFannedOutMany(ctx context.Context, fs []eventstore.Fanout) error
 }
 
 // Claim asks for an idempotency key of an account for an event.
@@ -81,6 +80,10 @@ type Config struct {
 	Index       Index
 	Subscribers Subscribers
 	Scheduler   Scheduler
+	// Settings and Credits serve ReportCreditBalance (it is Unimplemented
+	// without them).
+	Settings Settings
+	Credits  CreditTracker
 	// MaxPayloadBytes bounds an envelope (default events.DefaultMaxPayloadBytes).
 	MaxPayloadBytes int
 	// Now is the clock (default time.Now).
@@ -95,6 +98,8 @@ type Service struct {
 	index      Index
 	subs       Subscribers
 	sched      Scheduler
+	settings   Settings
+	credits    CreditTracker
 	maxPayload int
 	now        func() time.Time
 	tracer     trace.Tracer
@@ -104,6 +109,7 @@ type Service struct {
 func New(c Config) *Service {
 	s := &Service{
 		store: c.Store, index: c.Index, subs: c.Subscribers, sched: c.Scheduler,
+		settings: c.Settings, credits: c.Credits,
 		maxPayload: c.MaxPayloadBytes, now: c.Now,
 	}
 	if s.maxPayload <= 0 {
@@ -118,11 +124,4 @@ func New(c Config) *Service {
 	}
 	s.tracer = tp.Tracer("github.com/voxscriber/webhooks/services/ingestion/internal/ingest")
 	return s
-}
-
-// ReportCreditBalance will emit credits.low when a balance crosses below the
-// account's threshold.
-func (s *Service) ReportCreditBalance(ctx context.Context, accountID string, balance float64) (*eventstore.Event, error) {
-	return nil, apierr.Wrap(apierr.ErrUnimplemented,
-		"ReportCreditBalance is not available yet: credits.low arrives with the endpoint-management work; producers may publish credits.low directly")
 }

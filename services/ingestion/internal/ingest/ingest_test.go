@@ -25,13 +25,15 @@ type memStore struct {
 	indexed []string
 }
 
-func (m *memStore) Put(_ context.Context, e *eventstore.Event) error {
+func (m *memStore) PutMany(_ context.Context, evs []*eventstore.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.putErr != nil {
 		return m.putErr
 	}
-	m.evs[e.ID] = *e
+	for _, e := range evs {
+		m.evs[e.ID] = *e
+	}
 	return nil
 }
 
@@ -45,12 +47,14 @@ func (m *memStore) Get(_ context.Context, id string) (*eventstore.Event, error) 
 	return &e, nil
 }
 
-func (m *memStore) MarkFannedOut(_ context.Context, id string, n int) error {
+func (m *memStore) MarkFannedOutMany(_ context.Context, fs []eventstore.Fanout) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.evs[id]
-	e.FanoutDone, e.DeliveryCount = true, n
-	m.evs[id] = e
+	for _, f := range fs {
+		e := m.evs[f.ID]
+		e.FanoutDone, e.DeliveryCount = true, f.Count
+		m.evs[f.ID] = e
+	}
 	return nil
 }
 

@@ -293,9 +293,7 @@ func (s *Service) persist(ctx context.Context, items []*item, now time.Time) (er
 		it.root = items[it.root].root
 	}
 
-	if err := parallel(ctx, len(put), 16, func(ctx context.Context, j int) error {
-		return s.store.Put(ctx, put[j])
-	}); err != nil {
+	if err := s.store.PutMany(ctx, put); err != nil {
 		return unavailable(ctx, "storing the event", err)
 	}
 	if len(index) > 0 {
@@ -386,9 +384,11 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 			counts[it] = len(g.endpoints)
 		}
 	}
-	if err := parallel(ctx, len(todo), 16, func(ctx context.Context, j int) error {
-		return s.store.MarkFannedOut(ctx, todo[j].ev.ID, counts[todo[j]])
-	}); err != nil {
+	marks := make([]eventstore.Fanout, len(todo))
+	for j, it := range todo {
+		marks[j] = eventstore.Fanout{ID: it.ev.ID, Count: counts[it]}
+	}
+	if err := s.store.MarkFannedOutMany(ctx, marks); err != nil {
 		return unavailable(ctx, "recording the fan-out", err)
 	}
 	for _, it := range todo {

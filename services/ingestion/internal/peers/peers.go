@@ -14,6 +14,7 @@ import (
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 )
@@ -29,6 +30,7 @@ type Registry struct {
 
 var (
 	_ ingest.Subscribers = (*Registry)(nil)
+	_ ingest.Settings    = (*Registry)(nil)
 	_ authn.Resolver     = (*Registry)(nil)
 	_ ingest.Scheduler   = (*Delivery)(nil)
 )
@@ -47,6 +49,21 @@ func (r *Registry) ListSubscribers(ctx context.Context, accountID, eventType str
 		return nil, plain("registry ListSubscribers", err)
 	}
 	return resp.GetEndpointIds(), nil
+}
+
+// CreditsLowThreshold implements ingest.Settings; an unknown account is an
+// error wrapping apierr.ErrNotFound.
+func (r *Registry) CreditsLowThreshold(ctx context.Context, accountID string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	resp, err := r.c.GetAccountSettings(ctx, &registryv1.GetAccountSettingsRequest{AccountId: accountID})
+	if status.Code(err) == codes.NotFound {
+		return 0, apierr.NotFound("account", accountID)
+	}
+	if err != nil {
+		return 0, plain("registry GetAccountSettings", err)
+	}
+	return resp.GetSettings().GetCreditsLowThreshold(), nil
 }
 
 // AccountForKey implements authn.Resolver: an unknown key is "".

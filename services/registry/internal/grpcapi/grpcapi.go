@@ -296,6 +296,16 @@ func (s *InternalServer) DisableEndpointBySystem(ctx context.Context, req *regis
 	return &registryv1.DisableEndpointBySystemResponse{Endpoint: endpointToProto(e)}, nil
 }
 
+// GetAccountSettings implements registryv1.RegistryInternalServiceServer;
+// an unknown account is NotFound.
+func (s *InternalServer) GetAccountSettings(ctx context.Context, req *registryv1.GetAccountSettingsRequest) (*registryv1.GetAccountSettingsResponse, error) {
+	st, err := s.svc.GetSettings(ctx, req.GetAccountId())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.GetAccountSettingsResponse{Settings: settingsToProto(st)}, nil
+}
+
 // ---- translation ----
 
 // ts returns nil for the zero time (an unset Timestamp).

@@ -10,7 +10,7 @@
 //
 // Every key of one account shares the {a:<acct>} hash tag, so the writes of
 // one change go in one MULTI/EXEC, also on Redis Cluster. After each
-// endpoint change the account id is published on ChangedChannel.
+// endpoint change the account id is published on changefeed.Channel.
 package redisstore
 
 import (
@@ -24,11 +24,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/services/registry/internal/registry"
 )
-
-// ChangedChannel carries the id of every account whose endpoints changed.
-const ChangedChannel = "wh:registry:changed"
 
 // KeyCheckKey holds the sealed SECRETS_KEY check value.
 const KeyCheckKey = "wh:secrets:keycheck"
@@ -180,7 +178,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e registry.Endpoint) error {
 // a failed PUBLISH is not the caller's failure: caches also compare the
 // :ver counter.
 func (s *Store) changed(ctx context.Context, acct string) {
-	_ = s.rdb.Publish(context.WithoutCancel(ctx), ChangedChannel, acct).Err()
+	_ = s.rdb.Publish(context.WithoutCancel(ctx), changefeed.Channel, acct).Err()
 }
 
 // GetEndpoint implements registry.Store.

@@ -469,6 +469,94 @@ func (x *DisableEndpointBySystemResponse) GetEndpoint() *Endpoint {
 	return nil
 }
 
+type GetAccountSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountSettingsRequest) Reset() {
+	*x = GetAccountSettingsRequest{}
+	mi := &file_voxscriber_webhooks_registry_v1_internal_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountSettingsRequest) ProtoMessage() {}
+
+func (x *GetAccountSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_internal_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountSettingsRequest.ProtoReflect.Descriptor instead.
+func (*GetAccountSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_internal_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetAccountSettingsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type GetAccountSettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *Settings              `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountSettingsResponse) Reset() {
+	*x = GetAccountSettingsResponse{}
+	mi := &file_voxscriber_webhooks_registry_v1_internal_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountSettingsResponse) ProtoMessage() {}
+
+func (x *GetAccountSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_internal_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountSettingsResponse.ProtoReflect.Descriptor instead.
+func (*GetAccountSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_internal_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetAccountSettingsResponse) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 var File_voxscriber_webhooks_registry_v1_internal_proto protoreflect.FileDescriptor
 
 const file_voxscriber_webhooks_registry_v1_internal_proto_rawDesc = "" +
@@ -505,12 +593,18 @@ const file_voxscriber_webhooks_registry_v1_internal_proto_rawDesc = "" +
 	"endpointId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"h\n" +
 	"\x1fDisableEndpointBySystemResponse\x12E\n" +
-	"\bendpoint\x18\x01 \x01(\v2).voxscriber.webhooks.registry.v1.EndpointR\bendpoint2\xd1\x04\n" +
+	"\bendpoint\x18\x01 \x01(\v2).voxscriber.webhooks.registry.v1.EndpointR\bendpoint\":\n" +
+	"\x19GetAccountSettingsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"c\n" +
+	"\x1aGetAccountSettingsResponse\x12E\n" +
+	"\bsettings\x18\x01 \x01(\v2).voxscriber.webhooks.registry.v1.SettingsR\bsettings2\xe3\x05\n" +
 	"\x17RegistryInternalService\x12}\n" +
 	"\fAuthenticate\x124.voxscriber.webhooks.registry.v1.AuthenticateRequest\x1a5.voxscriber.webhooks.registry.v1.AuthenticateResponse\"\x00\x12\x86\x01\n" +
 	"\x0fListSubscribers\x127.voxscriber.webhooks.registry.v1.ListSubscribersRequest\x1a8.voxscriber.webhooks.registry.v1.ListSubscribersResponse\"\x00\x12\x8c\x01\n" +
 	"\x11GetDeliveryTarget\x129.voxscriber.webhooks.registry.v1.GetDeliveryTargetRequest\x1a:.voxscriber.webhooks.registry.v1.GetDeliveryTargetResponse\"\x00\x12\x9e\x01\n" +
-	"\x17DisableEndpointBySystem\x12?.voxscriber.webhooks.registry.v1.DisableEndpointBySystemRequest\x1a@.voxscriber.webhooks.registry.v1.DisableEndpointBySystemResponse\"\x00B\xa5\x02\n" +
+	"\x17DisableEndpointBySystem\x12?.voxscriber.webhooks.registry.v1.DisableEndpointBySystemRequest\x1a@.voxscriber.webhooks.registry.v1.DisableEndpointBySystemResponse\"\x00\x12\x8f\x01\n" +
+	"\x12GetAccountSettings\x12:.voxscriber.webhooks.registry.v1.GetAccountSettingsRequest\x1a;.voxscriber.webhooks.registry.v1.GetAccountSettingsResponse\"\x00B\xa5\x02\n" +
 	"#com.voxscriber.webhooks.registry.v1B\rInternalProtoP\x01ZPgithub.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1;registryv1\xa2\x02\x03VWR\xaa\x02\x1fVoxscriber.Webhooks.Registry.V1\xca\x02\x1fVoxscriber\\Webhooks\\Registry\\V1\xe2\x02+Voxscriber\\Webhooks\\Registry\\V1\\GPBMetadata\xea\x02\"Voxscriber::Webhooks::Registry::V1b\x06proto3"
 
 var (
@@ -525,7 +619,7 @@ func file_voxscriber_webhooks_registry_v1_internal_proto_rawDescGZIP() []byte {
 	return file_voxscriber_webhooks_registry_v1_internal_proto_rawDescData
 }
 
-var file_voxscriber_webhooks_registry_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_voxscriber_webhooks_registry_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_voxscriber_webhooks_registry_v1_internal_proto_goTypes = []any{
 	(*AuthenticateRequest)(nil),             // 0: voxscriber.webhooks.registry.v1.AuthenticateRequest
 	(*AuthenticateResponse)(nil),            // 1: voxscriber.webhooks.registry.v1.AuthenticateResponse
@@ -536,27 +630,33 @@ var file_voxscriber_webhooks_registry_v1_internal_proto_goTypes = []any{
 	(*GetDeliveryTargetResponse)(nil),       // 6: voxscriber.webhooks.registry.v1.GetDeliveryTargetResponse
 	(*DisableEndpointBySystemRequest)(nil),  // 7: voxscriber.webhooks.registry.v1.DisableEndpointBySystemRequest
 	(*DisableEndpointBySystemResponse)(nil), // 8: voxscriber.webhooks.registry.v1.DisableEndpointBySystemResponse
-	(*timestamppb.Timestamp)(nil),           // 9: google.protobuf.Timestamp
-	(*Endpoint)(nil),                        // 10: voxscriber.webhooks.registry.v1.Endpoint
+	(*GetAccountSettingsRequest)(nil),       // 9: voxscriber.webhooks.registry.v1.GetAccountSettingsRequest
+	(*GetAccountSettingsResponse)(nil),      // 10: voxscriber.webhooks.registry.v1.GetAccountSettingsResponse
+	(*timestamppb.Timestamp)(nil),           // 11: google.protobuf.Timestamp
+	(*Endpoint)(nil),                        // 12: voxscriber.webhooks.registry.v1.Endpoint
+	(*Settings)(nil),                        // 13: voxscriber.webhooks.registry.v1.Settings
 }
 var file_voxscriber_webhooks_registry_v1_internal_proto_depIdxs = []int32{
-	9,  // 0: voxscriber.webhooks.registry.v1.Secret.expire_time:type_name -> google.protobuf.Timestamp
-	10, // 1: voxscriber.webhooks.registry.v1.GetDeliveryTargetResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	11, // 0: voxscriber.webhooks.registry.v1.Secret.expire_time:type_name -> google.protobuf.Timestamp
+	12, // 1: voxscriber.webhooks.registry.v1.GetDeliveryTargetResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
 	5,  // 2: voxscriber.webhooks.registry.v1.GetDeliveryTargetResponse.secrets:type_name -> voxscriber.webhooks.registry.v1.Secret
-	10, // 3: voxscriber.webhooks.registry.v1.DisableEndpointBySystemResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	0,  // 4: voxscriber.webhooks.registry.v1.RegistryInternalService.Authenticate:input_type -> voxscriber.webhooks.registry.v1.AuthenticateRequest
-	2,  // 5: voxscriber.webhooks.registry.v1.RegistryInternalService.ListSubscribers:input_type -> voxscriber.webhooks.registry.v1.ListSubscribersRequest
-	4,  // 6: voxscriber.webhooks.registry.v1.RegistryInternalService.GetDeliveryTarget:input_type -> voxscriber.webhooks.registry.v1.GetDeliveryTargetRequest
-	7,  // 7: voxscriber.webhooks.registry.v1.RegistryInternalService.DisableEndpointBySystem:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointBySystemRequest
-	1,  // 8: voxscriber.webhooks.registry.v1.RegistryInternalService.Authenticate:output_type -> voxscriber.webhooks.registry.v1.AuthenticateResponse
-	3,  // 9: voxscriber.webhooks.registry.v1.RegistryInternalService.ListSubscribers:output_type -> voxscriber.webhooks.registry.v1.ListSubscribersResponse
-	6,  // 10: voxscriber.webhooks.registry.v1.RegistryInternalService.GetDeliveryTarget:output_type -> voxscriber.webhooks.registry.v1.GetDeliveryTargetResponse
-	8,  // 11: voxscriber.webhooks.registry.v1.RegistryInternalService.DisableEndpointBySystem:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointBySystemResponse
-	8,  // [8:12] is the sub-list for method output_type
-	4,  // [4:8] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	12, // 3: voxscriber.webhooks.registry.v1.DisableEndpointBySystemResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	13, // 4: voxscriber.webhooks.registry.v1.GetAccountSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	0,  // 5: voxscriber.webhooks.registry.v1.RegistryInternalService.Authenticate:input_type -> voxscriber.webhooks.registry.v1.AuthenticateRequest
+	2,  // 6: voxscriber.webhooks.registry.v1.RegistryInternalService.ListSubscribers:input_type -> voxscriber.webhooks.registry.v1.ListSubscribersRequest
+	4,  // 7: voxscriber.webhooks.registry.v1.RegistryInternalService.GetDeliveryTarget:input_type -> voxscriber.webhooks.registry.v1.GetDeliveryTargetRequest
+	7,  // 8: voxscriber.webhooks.registry.v1.RegistryInternalService.DisableEndpointBySystem:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointBySystemRequest
+	9,  // 9: voxscriber.webhooks.registry.v1.RegistryInternalService.GetAccountSettings:input_type -> voxscriber.webhooks.registry.v1.GetAccountSettingsRequest
+	1,  // 10: voxscriber.webhooks.registry.v1.RegistryInternalService.Authenticate:output_type -> voxscriber.webhooks.registry.v1.AuthenticateResponse
+	3,  // 11: voxscriber.webhooks.registry.v1.RegistryInternalService.ListSubscribers:output_type -> voxscriber.webhooks.registry.v1.ListSubscribersResponse
+	6,  // 12: voxscriber.webhooks.registry.v1.RegistryInternalService.GetDeliveryTarget:output_type -> voxscriber.webhooks.registry.v1.GetDeliveryTargetResponse
+	8,  // 13: voxscriber.webhooks.registry.v1.RegistryInternalService.DisableEndpointBySystem:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointBySystemResponse
+	10, // 14: voxscriber.webhooks.registry.v1.RegistryInternalService.GetAccountSettings:output_type -> voxscriber.webhooks.registry.v1.GetAccountSettingsResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_voxscriber_webhooks_registry_v1_internal_proto_init() }
@@ -571,7 +671,7 @@ func file_voxscriber_webhooks_registry_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_voxscriber_webhooks_registry_v1_internal_proto_rawDesc), len(file_voxscriber_webhooks_registry_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

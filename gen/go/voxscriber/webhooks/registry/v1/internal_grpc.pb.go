@@ -23,6 +23,7 @@ const (
 	RegistryInternalService_ListSubscribers_FullMethodName         = "/voxscriber.webhooks.registry.v1.RegistryInternalService/ListSubscribers"
 	RegistryInternalService_GetDeliveryTarget_FullMethodName       = "/voxscriber.webhooks.registry.v1.RegistryInternalService/GetDeliveryTarget"
 	RegistryInternalService_DisableEndpointBySystem_FullMethodName = "/voxscriber.webhooks.registry.v1.RegistryInternalService/DisableEndpointBySystem"
+	RegistryInternalService_GetAccountSettings_FullMethodName      = "/voxscriber.webhooks.registry.v1.RegistryInternalService/GetAccountSettings"
 )
 
 // RegistryInternalServiceClient is the client API for RegistryInternalService service.
@@ -42,6 +43,9 @@ type RegistryInternalServiceClient interface {
 	GetDeliveryTarget(ctx context.Context, in *GetDeliveryTargetRequest, opts ...grpc.CallOption) (*GetDeliveryTargetResponse, error)
 	// DisableEndpointBySystem marks an endpoint DISABLED with a reason.
 	DisableEndpointBySystem(ctx context.Context, in *DisableEndpointBySystemRequest, opts ...grpc.CallOption) (*DisableEndpointBySystemResponse, error)
+	// GetAccountSettings returns an account's settings (ingestion reads the
+	// credits.low threshold from it).
+	GetAccountSettings(ctx context.Context, in *GetAccountSettingsRequest, opts ...grpc.CallOption) (*GetAccountSettingsResponse, error)
 }
 
 type registryInternalServiceClient struct {
@@ -92,6 +96,16 @@ func (c *registryInternalServiceClient) DisableEndpointBySystem(ctx context.Cont
 	return out, nil
 }
 
+func (c *registryInternalServiceClient) GetAccountSettings(ctx context.Context, in *GetAccountSettingsRequest, opts ...grpc.CallOption) (*GetAccountSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAccountSettingsResponse)
+	err := c.cc.Invoke(ctx, RegistryInternalService_GetAccountSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryInternalServiceServer is the server API for RegistryInternalService service.
 // All implementations must embed UnimplementedRegistryInternalServiceServer
 // for forward compatibility.
@@ -109,6 +123,9 @@ type RegistryInternalServiceServer interface {
 	GetDeliveryTarget(context.Context, *GetDeliveryTargetRequest) (*GetDeliveryTargetResponse, error)
 	// DisableEndpointBySystem marks an endpoint DISABLED with a reason.
 	DisableEndpointBySystem(context.Context, *DisableEndpointBySystemRequest) (*DisableEndpointBySystemResponse, error)
+	// GetAccountSettings returns an account's settings (ingestion reads the
+	// credits.low threshold from it).
+	GetAccountSettings(context.Context, *GetAccountSettingsRequest) (*GetAccountSettingsResponse, error)
 	mustEmbedUnimplementedRegistryInternalServiceServer()
 }
 
@@ -130,6 +147,9 @@ func (UnimplementedRegistryInternalServiceServer) GetDeliveryTarget(context.Cont
 }
 func (UnimplementedRegistryInternalServiceServer) DisableEndpointBySystem(context.Context, *DisableEndpointBySystemRequest) (*DisableEndpointBySystemResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DisableEndpointBySystem not implemented")
+}
+func (UnimplementedRegistryInternalServiceServer) GetAccountSettings(context.Context, *GetAccountSettingsRequest) (*GetAccountSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAccountSettings not implemented")
 }
 func (UnimplementedRegistryInternalServiceServer) mustEmbedUnimplementedRegistryInternalServiceServer() {
 }
@@ -225,6 +245,24 @@ func _RegistryInternalService_DisableEndpointBySystem_Handler(srv interface{}, c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryInternalService_GetAccountSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccountSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryInternalServiceServer).GetAccountSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryInternalService_GetAccountSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryInternalServiceServer).GetAccountSettings(ctx, req.(*GetAccountSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryInternalService_ServiceDesc is the grpc.ServiceDesc for RegistryInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,6 +285,10 @@ var RegistryInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DisableEndpointBySystem",
 			Handler:    _RegistryInternalService_DisableEndpointBySystem_Handler,
+		},
+		{
+			MethodName: "GetAccountSettings",
+			Handler:    _RegistryInternalService_GetAccountSettings_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
