@@ -111,6 +111,7 @@ func TestAccountsAreIsolated(t *testing.T) {
 		{"POST", "/v1/endpoints/" + ep.ID + ":disable"},
 		{"POST", "/v1/endpoints/" + ep.ID + ":enable"},
 		{"POST", "/v1/endpoints/" + ep.ID + ":rotateSecret"},
+		{"POST", "/v1/endpoints/" + ep.ID + ":sendTest"},
 		{"GET", "/v1/events/" + ev.GetEvent().GetId()},
 		{"GET", "/v1/deliveries/" + dlv},
 		{"POST", "/v1/deliveries/" + dlv + ":retry"},
