@@ -34,9 +34,9 @@ const (
 	DeliveryStatus_DELIVERY_STATUS_SUCCEEDED DeliveryStatus = 2
 	// Every attempt failed.
 	DeliveryStatus_DELIVERY_STATUS_FAILED DeliveryStatus = 3
-	// Held while the endpoint is disabled; resumed on enable.
+	// Held while the endpoint is not ACTIVE (paused or disabled).
 	DeliveryStatus_DELIVERY_STATUS_PARKED DeliveryStatus = 4
-	// Dropped because the endpoint was deleted or disabled by its owner.
+	// Dropped because the endpoint was deleted or the event expired.
 	DeliveryStatus_DELIVERY_STATUS_CANCELED DeliveryStatus = 5
 )
 
