@@ -5,9 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,14 +27,7 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/sender"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "delivery:", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("delivery", run) }
 
 func run(ctx context.Context) error {
 	// Configuration.

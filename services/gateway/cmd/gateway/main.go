@@ -5,11 +5,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,17 +16,9 @@ import (
 	"github.com/voxscriber/webhooks/services/gateway/internal/gateway"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("gateway", run) }
 
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
+func run(ctx context.Context) error {
 	env := config.FromOS()
 	common := config.ReadCommon(env)
 	addr := env.String("GATEWAY_ADDR", config.DefaultGatewayAddr)

@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
@@ -28,14 +26,7 @@ import (
 	"github.com/voxscriber/webhooks/services/ingestion/internal/peers"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ingestion:", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("ingestion", run) }
 
 func run(ctx context.Context) error {
 	env := config.FromOS()
