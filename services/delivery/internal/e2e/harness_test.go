@@ -130,17 +130,7 @@ func newEnv(t testing.TB) *env {
 	e.reg = &fakeRegistry{endpoints: map[string]*registryv1.GetDeliveryTargetResponse{}, keys: map[string]string{}}
 	srv := grpc.NewServer()
 	registryv1.RegisterRegistryInternalServiceServer(srv, e.reg)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := serve.Dial(lis.Addr().String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := serveLoopback(t, srv)
 	e.regc = registryv1.NewRegistryInternalServiceClient(conn)
 	return e
 }
@@ -269,17 +259,7 @@ func (e *env) start(o procOpts) *proc {
 		},
 		Register: func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(p.svc, "")) },
 	}.NewServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := serve.Dial(lis.Addr().String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := serveLoopback(t, srv)
 	p.client = deliveryv1.NewDeliveryServiceClient(conn)
 	return p
 }
@@ -385,3 +365,21 @@ func (rc *receiver) url(path string) string { return rc.URL + path }
 func active() registryv1.EndpointStatus { return registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// serveLoopback serves srv on a free loopback port until the test ends and
+// returns a client connection to it.
+func serveLoopback(t testing.TB, srv *grpc.Server) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := serve.Dial(lis.Addr().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
