@@ -76,6 +76,9 @@ type Suite struct {
 // SuiteOptions adjusts the environment of every service.
 type SuiteOptions struct {
 	Env map[string]string
+	// ServiceEnv adds variables to one service's processes only (by name),
+	// e.g. a METRICS_ADDR per service.
+	ServiceEnv map[string]map[string]string
 }
 
 func startSuite(t testing.TB, o SuiteOptions) *Suite {
@@ -111,7 +114,7 @@ func startSuiteOn(t testing.TB, r *redistest.Server, o SuiteOptions) *Suite {
 	}
 	s.BaseURL = "http://" + s.Addrs["gateway"]
 	for _, name := range []string{"registry", "ingestion", "delivery", "gateway"} {
-		s.Start(name, nil)
+		s.Start(name, o.ServiceEnv[name])
 	}
 	t.Cleanup(s.StopAll)
 	s.WaitHealthy(30 * time.Second)
@@ -147,7 +150,7 @@ func (s *Suite) Start(name string, extra map[string]string) *exec.Cmd {
 // Kill sends SIGKILL to a process and reaps it.
 func (s *Suite) Kill(cmd *exec.Cmd) {
 	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_, _ = cmd.Process.Wait()
+	_ = cmd.Wait() // sets ProcessState, so StopAll skips it
 }
 
 // StopAll sends SIGTERM to every process and waits; on test failure it
