@@ -23,13 +23,39 @@ import (
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/pkg/signing"
 )
 
 var (
 	resultsPath = flag.String("results", "", "write the benchmark report (markdown) to this file")
 	benchEvents = flag.Int("bench-events", 20000, "events for the throughput runs")
+	profileDir  = flag.String("profile", "", "write 5 s CPU profiles of each service, taken during the throughput run, to this directory (make bench PROFILE=dir)")
 )
+
+// profileAll fetches a CPU profile from every service's PPROF_ADDR.
+func profileAll(b *testing.B, addrs map[string]string, dir string) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	_ = os.MkdirAll(dir, 0o755)
+	for name, addr := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=5")
+			if err != nil {
+				b.Logf("profile %s: %v", name, err)
+				return
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			path := filepath.Join(dir, name+".cpu.pprof")
+			if err := os.WriteFile(path, raw, 0o644); err == nil {
+				b.Logf("wrote %s (go tool pprof -top %s)", path, path)
+			}
+		}()
+	}
+	return &wg
+}
 
 // arrivals is a receiver that answers 200 at once and remembers when each
 // event id first arrived.
@@ -107,28 +133,57 @@ func BenchmarkSuite(b *testing.B) {
 	plain := plainLoop(b, srv.URL, n, 64)
 	rep.add("plain Go loop (64 goroutines, signed bodies)", fmt.Sprintf("%.0f req/s", plain), "—")
 
-	s := startSuite(b, SuiteOptions{Env: map[string]string{"LOG_LEVEL": "error"}})
+	opts := SuiteOptions{Env: map[string]string{"LOG_LEVEL": "error"}, ServiceEnv: map[string]map[string]string{}}
+	pprofAddrs := map[string]string{}
+	if *profileDir != "" {
+		for _, name := range []string{"registry", "ingestion", "delivery", "gateway"} {
+			pprofAddrs[name] = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(b))
+			opts.ServiceEnv[name] = map[string]string{"PPROF_ADDR": pprofAddrs[name]}
+		}
+	}
+	s := startSuite(b, opts)
 	acct, key := s.NewAccount("bench")
 	s.NewEndpoint(key, srv.URL+"/hook", "transcription.progress")
 	ing, ctx := s.Ingestion()
 
-	// Throughput: publish n events in batches of 500, wait for all.
+	// Throughput: 4 producers publish n events in batches of 500; wait for
+	// every delivery.
 	rcv.n.Store(0)
-	start := time.Now()
-	var batch []*ingestionv1.PublishEventRequest
-	for i := 0; i < n; i++ {
-		batch = append(batch, progressReq(acct, i))
-		if len(batch) == 500 || i == n-1 {
-			if _, err := ing.PublishEvents(ctx, &ingestionv1.PublishEventsRequest{Events: batch}); err != nil {
-				b.Fatal(err)
-			}
-			batch = nil
-		}
+	var profiling *sync.WaitGroup
+	if *profileDir != "" {
+		profiling = profileAll(b, pprofAddrs, *profileDir)
 	}
+	start := time.Now()
+	var next atomic.Int64
+	var pubs sync.WaitGroup
+	for p := 0; p < 4; p++ {
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			for {
+				first := int(next.Add(500)) - 500
+				if first >= n {
+					return
+				}
+				var batch []*ingestionv1.PublishEventRequest
+				for i := first; i < min(n, first+500); i++ {
+					batch = append(batch, progressReq(acct, i))
+				}
+				if _, err := ing.PublishEvents(ctx, &ingestionv1.PublishEventsRequest{Events: batch}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	pubs.Wait()
 	ingestDur := time.Since(start)
 	waitFor(b, func() bool { return rcv.n.Load() >= int64(n) }, 5*time.Minute)
 	e2e := float64(n) / time.Since(start).Seconds()
-	rep.add("ingest (PublishEvents, batches of 500)", fmt.Sprintf("%.0f events/s", float64(n)/ingestDur.Seconds()), "—")
+	if profiling != nil {
+		profiling.Wait()
+	}
+	rep.add("ingest (PublishEvents, 4 producers, batches of 500)", fmt.Sprintf("%.0f events/s", float64(n)/ingestDur.Seconds()), "—")
 	rep.add("end-to-end deliveries/s", fmt.Sprintf("%.0f /s", e2e), "≥ 1,000 (issue 2); ≥ 5,000 (issue 8)")
 	rep.add("ratio to the plain loop", fmt.Sprintf("%.2f", e2e/plain), "≥ 0.5 (issue 8)")
 
