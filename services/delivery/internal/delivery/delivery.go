@@ -48,9 +48,15 @@ type Delivery struct {
 	EventType  string
 	Status     Status
 	// Attempts made so far; the next attempt is number Attempts+1.
-	Attempts   int
-	CreateTime time.Time
-	UpdateTime time.Time
+	Attempts int
+	// Base is Attempts when the current round of the retry schedule began
+	// (0, or the count at a resume or replay, which grants a fresh round).
+	Base int
+	// FirstAttempt is when the current round's first attempt started (zero
+	// before it).
+	FirstAttempt time.Time
+	CreateTime   time.Time
+	UpdateTime   time.Time
 	// NextTime is when the next attempt is due (pending only).
 	NextTime time.Time
 	// TraceParent and TraceState are the W3C trace context of the caller
@@ -106,6 +112,8 @@ type Target struct {
 	URL        string
 	Status     EndpointStatus
 	Headers    map[string]string
+	// RateLimit is the most requests per second (0: none).
+	RateLimit int
 	// Secrets valid now, newest first.
 	Secrets []string
 }
@@ -166,6 +174,22 @@ type Log interface {
 	Requeue(ctx context.Context, id string, now time.Time) (bool, error)
 	// RecordTest stores a finished test delivery with its single attempt.
 	RecordTest(ctx context.Context, d Delivery, a Attempt) error
+	// Restart makes the deliveries whose status is one of from pending,
+	// due at now, with a fresh round of the retry schedule (attempt numbers
+	// continue); it returns how many it restarted.
+	Restart(ctx context.Context, ids []string, from []Status, now time.Time) (int, error)
+	// Parked returns up to limit parked deliveries grouped by endpoint.
+	Parked(ctx context.Context, limit int) ([]ParkedEndpoint, error)
+	// Find returns the ids of an account's deliveries to an endpoint
+	// created at or after since whose status is one of statuses, oldest
+	// first, at most limit.
+	Find(ctx context.Context, accountID, endpointID string, statuses []Status, since time.Time, limit int) ([]string, error)
+}
+
+// ParkedEndpoint is an endpoint's parked deliveries.
+type ParkedEndpoint struct {
+	AccountID, EndpointID string
+	IDs                   []string
 }
 
 // Targets looks endpoints up in the registry. An endpoint that no longer

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -14,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/services/delivery/internal/mailer"
 )
 
 // Timing of the pipeline around the HTTP request.
@@ -51,14 +54,21 @@ type Deps struct {
 	Clock   Clock        // SystemClock when nil
 	Tracer  trace.Tracer // the global provider's when nil
 	Logger  *slog.Logger // slog.Default() when nil
+	// Failure handling (auto-disable, 410, notices); each optional.
+	Stats      EndpointStats
+	Registry   Registry
+	Mailer     mailer.Mailer
+	Invalidate func(accountID string) // forgets cached endpoints after a disable
 }
 
 // Dispatcher runs claimed deliveries through the pipeline
 // prepare → send → record.
 type Dispatcher struct {
-	cfg  Config
-	deps Deps
-	prop propagation.TraceContext
+	cfg   Config
+	deps  Deps
+	prop  propagation.TraceContext
+	bg    sync.WaitGroup // background disables
+	rates rateLimits
 }
 
 // NewDispatcher returns a Dispatcher.
@@ -108,6 +118,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, job Job) (*Outcome, error) {
 		return nil, errAborted
 	}
 	if o == nil {
+		o = d.rates.check(p.target, d.deps.Clock.Now())
+	}
+	if o == nil {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d.cfg.Timeout {
 			return nil, fmt.Errorf("%w: lease too short to start the request", errAborted)
 		}
@@ -116,6 +129,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, job Job) (*Outcome, error) {
 			return nil, errAborted // the request was cut short by shutdown, not by the receiver
 		}
 		o = d.decide(job, att, resp)
+		if err := d.record(ctx, job, o); err != nil {
+			return o, err
+		}
+		d.afterAttempt(ctx, job, p.target, o)
+		return o, nil
 	}
 	return o, d.record(ctx, job, o)
 }
@@ -128,7 +146,8 @@ func (d *Dispatcher) prepare(ctx context.Context, job Job) (*prepared, *Outcome)
 	now := d.deps.Clock.Now()
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	t, err := d.deps.Targets.Target(lctx, dl.AccountID, dl.EndpointID)
+	// Under the event's trace: an uncached lookup is part of that trace.
+	t, err := d.deps.Targets.Target(d.parentContext(lctx, dl), dl.AccountID, dl.EndpointID)
 	switch {
 	case errors.Is(err, apierr.ErrNotFound):
 		return nil, &Outcome{Status: StatusCanceled, Now: now,
@@ -219,8 +238,12 @@ func (d *Dispatcher) decide(job Job, att Attempt, resp Response) *Outcome {
 		o.Status = StatusSucceeded
 		return o
 	}
+	if resp.StatusCode == http.StatusGone {
+		o.Status = StatusParked // the endpoint is being disabled; enabling it resumes this delivery
+		return o
+	}
 	ra, ok := RetryAfter(resp.StatusCode, resp.Header, now)
-	delay, final := d.cfg.Retry.AfterFailure(att.Number, ra, ok)
+	delay, final := d.cfg.Retry.AfterFailure(att.Number-job.Delivery.Base, ra, ok)
 	if final {
 		o.Status = StatusFailed
 	} else {
@@ -237,6 +260,7 @@ func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome) error {
 	ok, err := d.deps.Queue.Complete(rctx, job, *o)
 	log := d.deps.Logger
 	dl := &job.Delivery
+	ctx = d.logContext(ctx, dl, o.Attempt) // log lines carry the event's trace
 	switch {
 	case err != nil:
 		log.ErrorContext(ctx, "recording a delivery outcome failed; the lease expires and the attempt repeats",

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
@@ -243,8 +244,12 @@ func TestListDeliveriesFiltersAndPages(t *testing.T) {
 	if got := list(&deliveryv1.ListDeliveriesRequest{PageSize: 2}); len(got) != 10 {
 		t.Fatalf("after expiry: %d deliveries, want 10", len(got))
 	}
-	if _, err := p.client.ReplayEndpoint(context.Background(), &deliveryv1.ReplayEndpointRequest{EndpointId: "ep_bad"}, as(key)); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("ReplayEndpoint: %v", err)
+	if _, err := p.client.ReplayEndpoint(context.Background(), &deliveryv1.ReplayEndpointRequest{EndpointId: "ep_bad"}, as(key)); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("ReplayEndpoint without since: %v", err)
+	}
+	since := timestamppb.New(time.Now().Add(-time.Hour))
+	if _, err := p.client.ReplayEndpoint(context.Background(), &deliveryv1.ReplayEndpointRequest{EndpointId: "ep_other_account", Since: since}, as(key)); status.Code(err) != codes.NotFound {
+		t.Fatalf("ReplayEndpoint of an unknown endpoint: %v", err)
 	}
 }
 

@@ -321,7 +321,13 @@ func TestTwoWorkersShareTheSchedule(t *testing.T) {
 		func() string { return fmt.Sprintf("%d of %d delivered", rc.count(), 2*eventsN) })
 
 	// Every delivery listed, succeeded, received once (paging through 2 pages).
+	// The last outcomes are recorded just after their receiver answered.
 	var all []*deliveryv1.Delivery
+	waitFor(t, 10*time.Second, func() bool {
+		resp, err := a.client.ListDeliveries(context.Background(), &deliveryv1.ListDeliveriesRequest{
+			PageSize: 100, Status: deliveryv1.DeliveryStatus_DELIVERY_STATUS_PENDING}, as(key))
+		return err == nil && len(resp.GetDeliveries()) == 0
+	}, func() string { return "deliveries still pending" })
 	token := ""
 	for {
 		resp, err := a.client.ListDeliveries(context.Background(), &deliveryv1.ListDeliveriesRequest{PageSize: 150, PageToken: token}, as(key))

@@ -115,8 +115,16 @@ func (s *Server) RetryDelivery(ctx context.Context, req *deliveryv1.RetryDeliver
 }
 
 // ReplayEndpoint implements DeliveryServiceServer.
-func (s *Server) ReplayEndpoint(context.Context, *deliveryv1.ReplayEndpointRequest) (*deliveryv1.ReplayEndpointResponse, error) {
-	return nil, apierr.Wrap(apierr.ErrUnimplemented, "replay arrives with the delivery-under-failure work")
+func (s *Server) ReplayEndpoint(ctx context.Context, req *deliveryv1.ReplayEndpointRequest) (*deliveryv1.ReplayEndpointResponse, error) {
+	var since time.Time
+	if t := req.GetSince(); t != nil {
+		since = t.AsTime()
+	}
+	n, err := s.svc.Replay(ctx, account(ctx), req.GetEndpointId(), since)
+	if err != nil {
+		return nil, err
+	}
+	return &deliveryv1.ReplayEndpointResponse{Queued: int32(n)}, nil
 }
 
 // SendTest implements DeliveryServiceServer.

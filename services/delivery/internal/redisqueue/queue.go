@@ -190,11 +190,13 @@ func hashFields(d *delivery.Delivery) []any {
 
 func parseHash(id string, m map[string]string) *delivery.Delivery {
 	attempts, _ := strconv.Atoi(m["attempts"])
+	base, _ := strconv.Atoi(m["base"])
 	code, _ := strconv.Atoi(m["code"])
 	d := &delivery.Delivery{
 		ID: id, EventID: m["event"], EndpointID: m["endpoint"], AccountID: m["account"],
-		EventType: m["type"], Status: delivery.Status(m["status"]), Attempts: attempts,
-		CreateTime: fromMS(m["created"]), UpdateTime: fromMS(m["updated"]),
+		EventType: m["type"], Status: delivery.Status(m["status"]), Attempts: attempts, Base: base,
+		FirstAttempt: fromMS(m["first"]),
+		CreateTime:   fromMS(m["created"]), UpdateTime: fromMS(m["updated"]),
 		TraceParent: m["tp"], TraceState: m["ts"], LastCode: code, LastError: m["err"],
 		Test: m["test"] == "1",
 	}
@@ -258,7 +260,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	d := &job.Delivery
 	n := Shard(d.ID)
 	hk := dlvPrefix(n) + d.ID
-	var attempts, code, errMsg, attJSON string
+	var attempts, code, errMsg, attJSON, start string
 	errMsg = o.LastError
 	if a := o.Attempt; a != nil {
 		b, err := encodeAttempt(a)
@@ -266,6 +268,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 			return false, err
 		}
 		attJSON, attempts, code, errMsg = string(b), strconv.Itoa(a.Number), strconv.Itoa(a.StatusCode), a.Error
+		start = strconv.FormatInt(max(ms(a.Start), 1), 10)
 	}
 	expiry := q.retention
 	if o.Status == delivery.StatusPending {
@@ -274,7 +277,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	res, err := completeScript.Run(ctx, q.rdb,
 		[]string{schedKey(n), hk, hk + ":att", parkedKey(n)},
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
-		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts,
+		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts, start,
 	).Int()
 	return res == 1, err
 }
@@ -340,6 +343,7 @@ func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.
 		p.PExpire(ctx, hk, q.retention)
 		p.PExpire(ctx, ak, q.retention)
 		p.ZAdd(ctx, accountKey(d.AccountID), redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+		p.ZRemRangeByScore(ctx, accountKey(d.AccountID), "-inf", "("+strconv.FormatInt(ms(d.CreateTime)-q.retention.Milliseconds(), 10))
 		p.PExpire(ctx, accountKey(d.AccountID), q.retention)
 		return nil
 	})

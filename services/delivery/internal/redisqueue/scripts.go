@@ -53,7 +53,8 @@ return {out, first[2] or ''}
 //	ARGV: 1 id, 2 lease ms, 3 status, 4 next ms, 5 now ms,
 //	      6 attempts ('' when no attempt was made), 7 status code, 8 error,
 //	      9 attempt JSON ('' for none), 10 expiry ms, 11 parked member,
-//	      12 attempts kept
+//	      12 attempts kept, 13 attempt start ms (kept as the round's
+//	      first attempt when none is recorded yet)
 //	returns 1 when recorded, 0 when the lease was lost
 var completeScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -69,6 +70,9 @@ else
 end
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[2], 'attempts', ARGV[6], 'code', ARGV[7], 'err', ARGV[8])
+  if (tonumber(redis.call('HGET', KEYS[2], 'first') or '0') or 0) == 0 then
+    redis.call('HSET', KEYS[2], 'first', ARGV[13])
+  end
 elseif ARGV[8] ~= '' then
   redis.call('HSET', KEYS[2], 'err', ARGV[8])
 end
@@ -110,4 +114,5 @@ redis.call('SREM', KEYS[3], (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '
 return 1
 `)
 
-var allScripts = []*redis.Script{scheduleScript, claimScript, completeScript, releaseScript, requeueScript}
+var allScripts = []*redis.Script{scheduleScript, claimScript, completeScript, releaseScript, requeueScript,
+	restartScript, successScript, disableScript}

@@ -74,6 +74,7 @@ func convert(accountID string, resp *registryv1.GetDeliveryTargetResponse, now t
 	ep := resp.GetEndpoint()
 	t := &delivery.Target{
 		AccountID: accountID, EndpointID: ep.GetId(), URL: ep.GetUrl(), Headers: ep.GetHeaders(),
+		RateLimit: int(ep.GetRateLimitPerSecond()),
 	}
 	switch ep.GetStatus() {
 	case registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE:
@@ -110,4 +111,31 @@ func (r Resolver) AccountForKey(ctx context.Context, apiKey string) (string, err
 		return "", nil
 	}
 	return "", err
+}
+
+// Registry implements delivery.Registry over RegistryInternalService.
+type Registry struct {
+	C registryv1.RegistryInternalServiceClient
+}
+
+var _ delivery.Registry = Registry{}
+
+// DisableEndpoint marks an endpoint DISABLED with a reason.
+func (r Registry) DisableEndpoint(ctx context.Context, accountID, endpointID, reason string) error {
+	_, err := r.C.DisableEndpointBySystem(ctx, &registryv1.DisableEndpointBySystemRequest{
+		AccountId: accountID, EndpointId: endpointID, Reason: reason,
+	})
+	if status.Code(err) == codes.NotFound {
+		return apierr.NotFound("endpoint", endpointID)
+	}
+	return err
+}
+
+// NotificationEmail returns the account's notice address.
+func (r Registry) NotificationEmail(ctx context.Context, accountID string) (string, error) {
+	resp, err := r.C.GetAccountSettings(ctx, &registryv1.GetAccountSettingsRequest{AccountId: accountID})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetSettings().GetNotificationEmail(), nil
 }

@@ -42,6 +42,9 @@ func run(ctx context.Context) error {
 	}
 	defer shutdownTelemetry(tel)
 	log := tel.Logger
+	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
+		return err
+	}
 
 	// 3. The secrets key, checked against what Redis already holds.
 	box, devKey, err := registry.OpenSecretsKey(secretsKey, common.Dev)

@@ -102,6 +102,7 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *registryv1.CreateEndpo
 		Description: req.GetDescription(),
 		Secret:      req.GetSecret(),
 		Headers:     req.GetHeaders(),
+		RateLimit:   int(req.GetRateLimitPerSecond()),
 		Status:      statusFromProto(req.GetStatus()),
 	})
 	if err != nil {
@@ -156,6 +157,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *registryv1.UpdateEndpo
 		EventTypes:  in.GetEventTypes(),
 		Description: in.GetDescription(),
 		Headers:     in.GetHeaders(),
+		RateLimit:   int(in.GetRateLimitPerSecond()),
 		Status:      statusFromProto(in.GetStatus()),
 	}, req.GetUpdateMask().GetPaths())
 	if err != nil {
@@ -318,16 +320,17 @@ func ts(t time.Time) *timestamppb.Timestamp {
 
 func endpointToProto(e registry.Endpoint) *registryv1.Endpoint {
 	return &registryv1.Endpoint{
-		Id:             e.ID,
-		Url:            e.URL,
-		EventTypes:     e.EventTypes,
-		Description:    e.Description,
-		Status:         statusToProto(e.Status),
-		Headers:        e.Headers,
-		DisabledReason: e.DisabledReason,
-		DisableTime:    ts(e.DisableTime),
-		CreateTime:     ts(e.CreateTime),
-		UpdateTime:     ts(e.UpdateTime),
+		Id:                 e.ID,
+		Url:                e.URL,
+		EventTypes:         e.EventTypes,
+		Description:        e.Description,
+		Status:             statusToProto(e.Status),
+		Headers:            e.Headers,
+		RateLimitPerSecond: int32(e.RateLimit),
+		DisabledReason:     e.DisabledReason,
+		DisableTime:        ts(e.DisableTime),
+		CreateTime:         ts(e.CreateTime),
+		UpdateTime:         ts(e.UpdateTime),
 	}
 }
 

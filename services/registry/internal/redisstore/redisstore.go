@@ -360,6 +360,7 @@ type endpointRecord struct {
 	Description    string            `json:"description,omitempty"`
 	Status         string            `json:"status"`
 	Headers        map[string]string `json:"headers,omitempty"`
+	RateLimit      int               `json:"rate_limit,omitempty"`
 	DisabledReason string            `json:"disabled_reason,omitempty"`
 	DisableTime    time.Time         `json:"disable_time,omitzero"`
 	CreateTime     time.Time         `json:"create_time"`
@@ -375,7 +376,7 @@ type secretRecord struct {
 func encodeEndpoint(e registry.Endpoint) ([]byte, error) {
 	r := endpointRecord{
 		ID: e.ID, URL: e.URL, EventTypes: e.EventTypes, Description: e.Description,
-		Status: string(e.Status), Headers: e.Headers, DisabledReason: e.DisabledReason,
+		Status: string(e.Status), Headers: e.Headers, RateLimit: e.RateLimit, DisabledReason: e.DisabledReason,
 		DisableTime: e.DisableTime.UTC(), CreateTime: e.CreateTime.UTC(), UpdateTime: e.UpdateTime.UTC(),
 	}
 	for _, sec := range e.Secrets {
@@ -399,7 +400,7 @@ func decodeEndpoint(acct string, data []byte) (registry.Endpoint, error) {
 	}
 	e := registry.Endpoint{
 		ID: r.ID, AccountID: acct, URL: r.URL, EventTypes: r.EventTypes, Description: r.Description,
-		Status: registry.Status(r.Status), Headers: r.Headers, DisabledReason: r.DisabledReason,
+		Status: registry.Status(r.Status), Headers: r.Headers, RateLimit: r.RateLimit, DisabledReason: r.DisabledReason,
 		DisableTime: r.DisableTime, CreateTime: r.CreateTime, UpdateTime: r.UpdateTime,
 	}
 	for _, sr := range r.Secrets {

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/events"
@@ -50,6 +52,8 @@ type Service struct {
 	box    *secretbox.Box
 	policy ssrf.Policy
 	now    func() time.Time
+	// disabled counts system disables (webhook.endpoints.disabled).
+	disabled metric.Int64Counter
 }
 
 // NewService returns a Service.
@@ -60,7 +64,7 @@ func NewService(c Config) (*Service, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Service{store: c.Store, box: c.Box, policy: c.URLPolicy, now: c.Now}, nil
+	return &Service{store: c.Store, box: c.Box, policy: c.URLPolicy, now: c.Now, disabled: newDisabledCounter()}, nil
 }
 
 var _ authn.Resolver = (*Service)(nil)
@@ -196,6 +200,7 @@ func (s *Service) CreateEndpoint(ctx context.Context, accountID string, in Endpo
 		Description: in.Description,
 		Status:      in.Status,
 		Headers:     maps.Clone(in.Headers),
+		RateLimit:   in.RateLimit,
 		CreateTime:  now,
 		UpdateTime:  now,
 	}
@@ -207,9 +212,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, accountID string, in Endpo
 }
 
 // endpointFields names the customer-settable endpoint fields.
-type endpointFields struct{ url, eventTypes, description, headers, status bool }
+type endpointFields struct{ url, eventTypes, description, headers, status, rateLimit bool }
 
-var allEndpointFields = endpointFields{true, true, true, true, true}
+var allEndpointFields = endpointFields{true, true, true, true, true, true}
 
 func (s *Service) validateInput(ctx context.Context, in EndpointInput, f endpointFields) error {
 	if f.url {
@@ -236,6 +241,9 @@ func (s *Service) validateInput(ctx context.Context, in EndpointInput, f endpoin
 		if err := validateInputStatus(in.Status); err != nil {
 			return err
 		}
+	}
+	if f.rateLimit && (in.RateLimit < 0 || in.RateLimit > MaxRateLimit) {
+		return apierr.Invalid("rate_limit_per_second", "must be between 0 (no limit) and %d, got %d", MaxRateLimit, in.RateLimit)
 	}
 	return nil
 }
@@ -339,10 +347,12 @@ func parseEndpointMask(paths []string) (endpointFields, error) {
 			f.headers = true
 		case "status":
 			f.status = true
+		case "rate_limit_per_second", "rateLimitPerSecond":
+			f.rateLimit = true
 		case "id", "disabled_reason", "disabledReason", "disable_time", "disableTime",
 			"create_time", "createTime", "update_time", "updateTime":
 		default:
-			return f, apierr.Invalid("update_mask", "unknown or read-only field %q; settable: url, event_types, description, headers, status", p)
+			return f, apierr.Invalid("update_mask", "unknown or read-only field %q; settable: url, event_types, description, headers, status, rate_limit_per_second", p)
 		}
 	}
 	return f, nil
@@ -376,6 +386,9 @@ func (s *Service) UpdateEndpoint(ctx context.Context, accountID, id string, in E
 		}
 		if f.headers {
 			e.Headers = maps.Clone(in.Headers)
+		}
+		if f.rateLimit {
+			e.RateLimit = in.RateLimit
 		}
 		if f.status {
 			setStatus(e, in.Status, "", now)
@@ -540,5 +553,10 @@ func (s *Service) DisableBySystem(ctx context.Context, accountID, id, reason str
 	if utf8.RuneCountInString(reason) > MaxReasonLen {
 		reason = string([]rune(reason)[:MaxReasonLen])
 	}
-	return s.changeStatus(ctx, accountID, id, StatusDisabled, reason)
+	before := s.clock()
+	e, err := s.changeStatus(ctx, accountID, id, StatusDisabled, reason)
+	if err == nil && !e.DisableTime.Before(before) {
+		s.countDisabled(ctx) // disabled by this call, not earlier
+	}
+	return e, err
 }

@@ -60,13 +60,16 @@ type Secret struct {
 
 // Endpoint is a customer URL that receives signed webhook requests.
 type Endpoint struct {
-	ID             string
-	AccountID      string
-	URL            string
-	EventTypes     []string
-	Description    string
-	Status         Status
-	Headers        map[string]string
+	ID          string
+	AccountID   string
+	URL         string
+	EventTypes  []string
+	Description string
+	Status      Status
+	Headers     map[string]string
+	// RateLimit is the most requests per second per delivery process (0:
+	// none).
+	RateLimit      int
 	DisabledReason string
 	DisableTime    time.Time
 	CreateTime     time.Time
@@ -84,6 +87,8 @@ type EndpointInput struct {
 	// Secret is an optional whsec_ secret (create only); generated when "".
 	Secret  string
 	Headers map[string]string
+	// RateLimit: see Endpoint.RateLimit.
+	RateLimit int
 	// Status is StatusActive (the default when "") or StatusInactive.
 	Status Status
 }

@@ -25,6 +25,8 @@ const (
 	MaxHeaderValueLen = 4096
 	MaxEmailLen       = 254
 	MaxReasonLen      = 1024
+	// MaxRateLimit bounds an endpoint's rate_limit_per_second.
+	MaxRateLimit = 10_000
 )
 
 // Wildcard subscribes to every event type.

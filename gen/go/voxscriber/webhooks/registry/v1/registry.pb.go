@@ -213,8 +213,11 @@ type Endpoint struct {
 	DisableTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=disable_time,json=disableTime,proto3" json:"disable_time,omitempty"`
 	CreateTime     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Most requests per second sent to this endpoint by each delivery
+	// process (0: no limit). Deliveries over it wait; no attempt is counted.
+	RateLimitPerSecond int32 `protobuf:"varint,11,opt,name=rate_limit_per_second,json=rateLimitPerSecond,proto3" json:"rate_limit_per_second,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
@@ -315,6 +318,13 @@ func (x *Endpoint) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Endpoint) GetRateLimitPerSecond() int32 {
+	if x != nil {
+		return x.RateLimitPerSecond
+	}
+	return 0
 }
 
 // EventType describes one event of the catalogue.
@@ -573,9 +583,11 @@ type CreateEndpointRequest struct {
 	Secret  string            `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
 	Headers map[string]string `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// ACTIVE (default) or INACTIVE.
-	Status        EndpointStatus `protobuf:"varint,6,opt,name=status,proto3,enum=voxscriber.webhooks.registry.v1.EndpointStatus" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Status EndpointStatus `protobuf:"varint,6,opt,name=status,proto3,enum=voxscriber.webhooks.registry.v1.EndpointStatus" json:"status,omitempty"`
+	// See Endpoint.rate_limit_per_second.
+	RateLimitPerSecond int32 `protobuf:"varint,7,opt,name=rate_limit_per_second,json=rateLimitPerSecond,proto3" json:"rate_limit_per_second,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateEndpointRequest) Reset() {
@@ -648,6 +660,13 @@ func (x *CreateEndpointRequest) GetStatus() EndpointStatus {
 		return x.Status
 	}
 	return EndpointStatus_ENDPOINT_STATUS_UNSPECIFIED
+}
+
+func (x *CreateEndpointRequest) GetRateLimitPerSecond() int32 {
+	if x != nil {
+		return x.RateLimitPerSecond
+	}
+	return 0
 }
 
 type CreateEndpointResponse struct {
@@ -899,7 +918,8 @@ type UpdateEndpointRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Endpoint *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	// Fields to change: url, event_types, description, headers, status.
+	// Fields to change: url, event_types, description, headers, status,
+	// rate_limit_per_second.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1549,7 +1569,7 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"createTime\"m\n" +
 	"\bSettings\x12-\n" +
 	"\x12notification_email\x18\x01 \x01(\tR\x11notificationEmail\x122\n" +
-	"\x15credits_low_threshold\x18\x02 \x01(\x01R\x13creditsLowThreshold\"\xa8\x04\n" +
+	"\x15credits_low_threshold\x18\x02 \x01(\x01R\x13creditsLowThreshold\"\xdb\x04\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1f\n" +
@@ -1564,7 +1584,8 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x1a:\n" +
+	"updateTime\x121\n" +
+	"\x15rate_limit_per_second\x18\v \x01(\x05R\x12rateLimitPerSecond\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
@@ -1581,7 +1602,7 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x15ListEventTypesRequest\"e\n" +
 	"\x16ListEventTypesResponse\x12K\n" +
 	"\vevent_types\x18\x01 \x03(\v2*.voxscriber.webhooks.registry.v1.EventTypeR\n" +
-	"eventTypes\"\xe8\x02\n" +
+	"eventTypes\"\x9b\x03\n" +
 	"\x15CreateEndpointRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1f\n" +
 	"\vevent_types\x18\x02 \x03(\tR\n" +
@@ -1589,7 +1610,8 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
 	"\x06secret\x18\x04 \x01(\tR\x06secret\x12]\n" +
 	"\aheaders\x18\x05 \x03(\v2C.voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntryR\aheaders\x12G\n" +
-	"\x06status\x18\x06 \x01(\x0e2/.voxscriber.webhooks.registry.v1.EndpointStatusR\x06status\x1a:\n" +
+	"\x06status\x18\x06 \x01(\x0e2/.voxscriber.webhooks.registry.v1.EndpointStatusR\x06status\x121\n" +
+	"\x15rate_limit_per_second\x18\a \x01(\x05R\x12rateLimitPerSecond\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +

@@ -1,0 +1,124 @@
+package redisqueue
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+)
+
+func TestDisableDecision(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	t0 := time.Now().Truncate(time.Millisecond)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+
+	// A success after the event's first attempt: no disable.
+	if err := q.MarkSuccess(ctx, "ep_1", at(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := q.ClaimDisable(ctx, "ep_1", at(time.Second), at(5*time.Second), false); err != nil || ok {
+		t.Fatalf("with a success since: ClaimDisable = %v, %v", ok, err)
+	}
+	// An older success does not count; the decision is taken once.
+	if ok, _ := q.ClaimDisable(ctx, "ep_1", at(3*time.Second), at(6*time.Second), false); !ok {
+		t.Fatal("no success since the first attempt: want disable")
+	}
+	if ok, _ := q.ClaimDisable(ctx, "ep_1", at(4*time.Second), at(7*time.Second), false); ok {
+		t.Fatal("second failure after the decision: want no second disable")
+	}
+	// A later round (after re-enabling) may disable again; a success
+	// recorded earlier never lowers the mark.
+	_ = q.MarkSuccess(ctx, "ep_1", at(time.Second))
+	if ok, _ := q.ClaimDisable(ctx, "ep_1", at(8*time.Second), at(9*time.Second), false); !ok {
+		t.Fatal("new round: want disable")
+	}
+	// 410 forces the decision despite a recent success.
+	_ = q.MarkSuccess(ctx, "ep_2", at(10*time.Second))
+	if ok, _ := q.ClaimDisable(ctx, "ep_2", at(5*time.Second), at(11*time.Second), true); !ok {
+		t.Fatal("forced: want disable")
+	}
+	if ttl := srv.Client.PTTL(ctx, epStatKey("ep_2")).Val(); ttl <= 0 {
+		t.Errorf("endpoint stats do not expire (ttl %v)", ttl)
+	}
+}
+
+func TestParkRestartAndFind(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	ds := []delivery.Delivery{newDelivery("dlv_a", now, now), newDelivery("dlv_b", now, now), newDelivery("dlv_c", now, now)}
+	if _, err := q.Schedule(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _, err := q.Claim(ctx, now, now.Add(15*time.Second), 10)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("Claim = %d, %v", len(jobs), err)
+	}
+	att := &delivery.Attempt{Number: 1, Start: now, StatusCode: 500, ErrorType: delivery.ErrorHTTPStatus, Error: "HTTP 500"}
+	for _, j := range jobs {
+		o := delivery.Outcome{Status: delivery.StatusParked, Now: now, LastError: "endpoint off"}
+		switch j.Delivery.ID {
+		case "dlv_b":
+			o = delivery.Outcome{Status: delivery.StatusFailed, Now: now, Attempt: att}
+		case "dlv_c":
+			o = delivery.Outcome{Status: delivery.StatusSucceeded, Now: now, Attempt: &delivery.Attempt{Number: 1, Start: now, StatusCode: 200}}
+		}
+		if ok, err := q.Complete(ctx, j, o); !ok || err != nil {
+			t.Fatalf("Complete %s = %v, %v", j.Delivery.ID, ok, err)
+		}
+	}
+	d, _, _ := q.Get(ctx, "dlv_b")
+	if !d.FirstAttempt.Equal(now) {
+		t.Errorf("first attempt %v, want %v", d.FirstAttempt, now)
+	}
+
+	parked, err := q.Parked(ctx, 100)
+	if err != nil || len(parked) != 1 || parked[0].EndpointID != "ep_1" || parked[0].AccountID != "acct_1" || len(parked[0].IDs) != 1 || parked[0].IDs[0] != "dlv_a" {
+		t.Fatalf("Parked = %+v, %v", parked, err)
+	}
+	found, err := q.Find(ctx, "acct_1", "ep_1", []delivery.Status{delivery.StatusFailed, delivery.StatusParked}, now.Add(-time.Second), 10)
+	if err != nil || len(found) != 2 {
+		t.Fatalf("Find = %v, %v", found, err)
+	}
+	if found, _ := q.Find(ctx, "acct_1", "ep_1", []delivery.Status{delivery.StatusFailed}, now.Add(time.Second), 10); len(found) != 0 {
+		t.Fatalf("Find since later = %v", found)
+	}
+
+	// Restart only the statuses asked for; a fresh round; out of the parked set.
+	n, err := q.Restart(ctx, []string{"dlv_a", "dlv_b", "dlv_c", "dlv_missing"}, []delivery.Status{delivery.StatusParked, delivery.StatusFailed}, now.Add(time.Second))
+	if err != nil || n != 2 {
+		t.Fatalf("Restart = %d, %v", n, err)
+	}
+	for _, id := range []string{"dlv_a", "dlv_b"} {
+		d, _, _ := q.Get(ctx, id)
+		if d.Status != delivery.StatusPending || d.Base != d.Attempts || !d.FirstAttempt.IsZero() {
+			t.Errorf("%s after restart: %+v", id, d)
+		}
+	}
+	if d, _, _ := q.Get(ctx, "dlv_c"); d.Status != delivery.StatusSucceeded {
+		t.Errorf("succeeded delivery restarted: %v", d.Status)
+	}
+	if parked, _ := q.Parked(ctx, 100); len(parked) != 0 {
+		t.Errorf("parked after restart: %+v", parked)
+	}
+	jobs, _, _ = q.Claim(ctx, now.Add(2*time.Second), now.Add(20*time.Second), 10)
+	if len(jobs) != 2 {
+		t.Errorf("claimed %d restarted deliveries, want 2", len(jobs))
+	}
+
+	// A parked entry whose delivery expired is dropped by the sweep.
+	if err := srv.Client.SAdd(ctx, parkedKey(Shard("dlv_gone")), "ep_1|dlv_gone").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if parked, _ := q.Parked(ctx, 100); len(parked) != 0 {
+		t.Errorf("expired entry listed: %+v", parked)
+	}
+	if ok, _ := srv.Client.SIsMember(ctx, parkedKey(Shard("dlv_gone")), "ep_1|dlv_gone").Result(); ok {
+		t.Error("expired parked entry not removed")
+	}
+}
