@@ -16,7 +16,19 @@ type WorkerConfig struct {
 	// MaxIdle is the longest sleep between polls of an idle schedule
 	// (default 1s). Wake cuts it short.
 	MaxIdle time.Duration
+	// EndpointConcurrency is the most concurrent attempts to one endpoint
+	// in this process (DELIVERY_ENDPOINT_CONCURRENCY, default 32). A claimed
+	// delivery whose endpoint is at the limit waits in a short in-memory
+	// line of the same length and runs as soon as one of the endpoint's
+	// attempts ends; past that line it is handed back due after BusyDelay
+	// (default 500ms). So one endpoint holds at most twice its limit of
+	// slots, and a slow endpoint never holds up the others.
+	EndpointConcurrency int
+	BusyDelay           time.Duration
 }
+
+// DefaultEndpointConcurrency is the default per-endpoint limit.
+const DefaultEndpointConcurrency = 32
 
 // Timing of the claimer.
 const (
@@ -36,8 +48,16 @@ type Worker struct {
 	cfg WorkerConfig
 
 	tokens chan struct{} // one per free slot
-	jobs   chan Job      // claimed jobs for the pool (capacity Slots)
-	wake   chan struct{}
+	busyMu sync.Mutex
+	busy   map[string]int // attempts running per endpoint
+	// waiting holds claimed jobs of endpoints at their limit; each keeps
+	// its slot token and runs when an attempt of its endpoint ends.
+	waiting map[string][]Job
+	// latency is a moving average of each busy endpoint's attempt time; it
+	// says how soon a place frees up.
+	latency map[string]time.Duration
+	jobs    chan Job // claimed jobs for the pool (capacity Slots)
+	wake    chan struct{}
 
 	claimCtx  context.Context // ends: stop claiming
 	stopClaim context.CancelFunc
@@ -60,12 +80,21 @@ func NewWorker(d *Dispatcher, cfg WorkerConfig) *Worker {
 	if cfg.MaxIdle <= 0 {
 		cfg.MaxIdle = time.Second
 	}
+	if cfg.EndpointConcurrency <= 0 {
+		cfg.EndpointConcurrency = DefaultEndpointConcurrency
+	}
+	if cfg.BusyDelay <= 0 {
+		cfg.BusyDelay = 500 * time.Millisecond
+	}
 	w := &Worker{
 		d: d, cfg: cfg,
 		tokens:    make(chan struct{}, cfg.Slots),
 		jobs:      make(chan Job, cfg.Slots),
 		wake:      make(chan struct{}, 1),
 		claimDone: make(chan struct{}),
+		busy:      map[string]int{},
+		waiting:   map[string][]Job{},
+		latency:   map[string]time.Duration{},
 	}
 	for range cfg.Slots {
 		w.tokens <- struct{}{}
@@ -128,8 +157,16 @@ func (w *Worker) Drain(ctx context.Context) {
 func (w *Worker) runPool() {
 	defer w.pool.Done()
 	for job := range w.jobs {
-		w.run(job)
-		w.tokens <- struct{}{}
+		for {
+			start := time.Now()
+			w.run(job)
+			next, ok := w.leave(job.Delivery.EndpointID, time.Since(start))
+			w.tokens <- struct{}{} // the finished job's slot
+			if !ok {
+				break
+			}
+			job = next // a waiting job (with its own slot) takes the endpoint's place
+		}
 	}
 }
 
@@ -179,11 +216,19 @@ func (w *Worker) claimLoop() {
 		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
 		jobs, next, err := w.d.deps.Queue.Claim(cctx, now, w.d.LeaseUntil(now), n)
 		cancel()
-		for range n - len(jobs) {
-			w.tokens <- struct{}{}
-		}
+		var held []Job
 		for _, j := range jobs {
-			w.jobs <- j // never blocks: a token was taken for it
+			switch w.enter(j) {
+			case entered:
+				w.jobs <- j // never blocks: a token was taken for it
+			case queued: // keeps its token until it runs
+			default:
+				held = append(held, j)
+			}
+		}
+		w.handBack(held)
+		for range n - len(jobs) + len(held) {
+			w.tokens <- struct{}{}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -210,6 +255,80 @@ func (w *Worker) claimLoop() {
 	}
 }
 
+type admission int
+
+const (
+	entered admission = iota // runs now
+	queued                   // waits for a place of its endpoint
+	refused                  // endpoint and its line are full
+)
+
+// enter takes one of the endpoint's concurrency places, or a place in its
+// line when all are taken.
+func (w *Worker) enter(j Job) admission {
+	ep := j.Delivery.EndpointID
+	w.busyMu.Lock()
+	defer w.busyMu.Unlock()
+	if w.busy[ep] < w.cfg.EndpointConcurrency {
+		w.busy[ep]++
+		return entered
+	}
+	if len(w.waiting[ep]) < w.cfg.EndpointConcurrency {
+		w.waiting[ep] = append(w.waiting[ep], j)
+		return queued
+	}
+	return refused
+}
+
+// leave ends an attempt of the endpoint that took took. When a job of the
+// same endpoint is waiting it is returned to run next in the same place.
+func (w *Worker) leave(endpointID string, took time.Duration) (Job, bool) {
+	w.busyMu.Lock()
+	defer w.busyMu.Unlock()
+	if old, ok := w.latency[endpointID]; ok {
+		w.latency[endpointID] = (4*old + took) / 5
+	} else {
+		w.latency[endpointID] = took
+	}
+	if q := w.waiting[endpointID]; len(q) > 0 {
+		next := q[0]
+		if len(q) == 1 {
+			delete(w.waiting, endpointID)
+		} else {
+			w.waiting[endpointID] = q[1:]
+		}
+		return next, true
+	}
+	if w.busy[endpointID] <= 1 {
+		delete(w.busy, endpointID)
+		delete(w.latency, endpointID)
+	} else {
+		w.busy[endpointID]--
+	}
+	return Job{}, false
+}
+
+// handBack releases jobs of endpoints at their limit (no attempt is
+// counted), due when the endpoint should have a free place again: its
+// line times its average attempt time, at most BusyDelay and at least
+// minBusyDelay. A fast endpoint's overflow comes back within milliseconds;
+// a hanging one's waits BusyDelay.
+func (w *Worker) handBack(jobs []Job) {
+	if len(jobs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	now := w.d.deps.Clock.Now()
+	for _, j := range jobs {
+		at := now.Add(w.busyDelay(j.Delivery.EndpointID))
+		if err := w.d.deps.Queue.Release(ctx, j, at); err != nil {
+			w.d.deps.Logger.Warn("handing back a delivery of a busy endpoint failed; the lease expires instead",
+				"delivery_id", j.Delivery.ID, "error", err.Error())
+		}
+	}
+}
+
 // sleep waits d, or until Wake or ctx ends; false when ctx ended.
 func (w *Worker) sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -221,4 +340,19 @@ func (w *Worker) sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 	}
 	return true
+}
+
+// minBusyDelay keeps a busy endpoint's overflow from being claimed again in
+// a tight loop.
+const minBusyDelay = 10 * time.Millisecond
+
+func (w *Worker) busyDelay(endpointID string) time.Duration {
+	w.busyMu.Lock()
+	defer w.busyMu.Unlock()
+	lat, ok := w.latency[endpointID]
+	if !ok {
+		return w.cfg.BusyDelay // nothing finished yet: assume slow
+	}
+	ahead := time.Duration(1 + len(w.waiting[endpointID])/w.cfg.EndpointConcurrency)
+	return min(max(lat*ahead, minBusyDelay), w.cfg.BusyDelay)
 }
