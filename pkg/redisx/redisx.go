@@ -51,14 +51,18 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 			opt.Username = u.User.Username()
 			opt.Password, _ = u.User.Password()
 		}
-		return redis.NewClusterClient(opt), nil
+		c := redis.NewClusterClient(opt)
+		c.AddHook(newErrorHook())
+		return c, nil
 	}
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL %s: %w", Redact(rawURL), err)
 	}
 	opt.PoolSize = 64
-	return redis.NewClient(opt), nil
+	c := redis.NewClient(opt)
+	c.AddHook(newErrorHook())
+	return c, nil
 }
 
 // Redact hides a password in a Redis URL for logs and errors.

@@ -14,10 +14,10 @@ import (
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -28,8 +28,11 @@ const Version = "0.1.0"
 type Telemetry struct {
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// MeterProvider is the exporting one after ServeMetrics, else nil.
+	MeterProvider metric.MeterProvider
 	// Exporting reports whether spans leave the process.
 	Exporting bool
+	resource  *resource.Resource
 	shutdown  []func(context.Context) error
 }
 
@@ -53,11 +56,8 @@ func Setup(ctx context.Context, service, level string, out io.Writer) (*Telemetr
 	}
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	t := &Telemetry{Logger: NewLogger(out, level).With("service", service)}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
-		semconv.ServiceName(service), semconv.ServiceVersion(Version)))
-	if err != nil {
-		res = resource.Default()
-	}
+	res := newResource(service)
+	t.resource = res
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if exportConfigured() {
 		exp, err := autoexport.NewSpanExporter(ctx)

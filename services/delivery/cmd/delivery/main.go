@@ -22,6 +22,7 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/cache"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/delivery/internal/mailer"
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
 	"github.com/voxscriber/webhooks/services/delivery/internal/registryclient"
 	"github.com/voxscriber/webhooks/services/delivery/internal/sender"
@@ -38,7 +39,10 @@ func run(ctx context.Context) error {
 	schedule := env.Schedule("DELIVERY_RETRY_SCHEDULE", config.DefaultSchedule)
 	timeout := env.Duration("DELIVERY_TIMEOUT", 5*time.Second)
 	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour)
-	workers := env.Int("DELIVERY_WORKERS", 256, 1)
+	workers := env.Int("DELIVERY_WORKERS", 512, 1)
+	perEndpoint := env.Int("DELIVERY_ENDPOINT_CONCURRENCY", delivery.DefaultEndpointConcurrency, 1)
+	smtpAddr := env.String("SMTP_ADDR", "")
+	smtpFrom := env.String("SMTP_FROM", "webhooks@voxscriber.invalid")
 	policy := ssrf.FromEnv(env)
 	if err := env.Err(); err != nil {
 		return err
@@ -51,6 +55,10 @@ func run(ctx context.Context) error {
 	}
 	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
 	log := tel.Logger
+	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
+		return err
+	}
+	meter := telemetry.Meter("github.com/voxscriber/webhooks/services/delivery")
 	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
 	if err != nil {
 		return err
@@ -65,27 +73,49 @@ func run(ctx context.Context) error {
 
 	// Endpoint lookups are cached; the registry's change feed invalidates them.
 	targets := registryclient.NewTargets(registry, registryclient.DefaultTTL)
-	changefeed.Watch(ctx, rdb, log, targets.Invalidate)
+	resumeKick := make(chan struct{}, 1)
+	changefeed.Watch(ctx, rdb, log, func(account string) {
+		targets.Invalidate(account)
+		select { // an endpoint may have been enabled: look at the parked deliveries
+		case resumeKick <- struct{}{}:
+		default:
+		}
+	})
+
+	// Notices of disabled endpoints: SMTP when SMTP_ADDR is set, else the log.
+	var mail mailer.Mailer = mailer.Log{Logger: log}
+	if smtpAddr != "" {
+		mail = mailer.SMTP{Addr: smtpAddr, From: smtpFrom}
+	}
+	notices := mailer.NewAsync(mail, log, 5, 2*time.Second, 1000)
 
 	// Delivery: queue, sender, dispatcher, worker, API.
 	queue := redisqueue.New(rdb, retention)
+	if err := delivery.ObserveSchedule(meter, time.Now, queue.Stats); err != nil {
+		return err
+	}
 	send := sender.New(sender.Config{Timeout: timeout, Policy: policy})
 	defer send.Close()
 	dispatcher := delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: schedule}, Timeout: timeout},
 		delivery.Deps{
-			Queue: queue, Log: queue, Sender: send,
+			Queue: delivery.Metered(queue, meter), Log: queue, Sender: send,
 			Targets: targets,
 			Events:  cache.NewPayloads(eventstore.New(rdb, retention), 10_000, 64<<20, time.Minute),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
+			Stats:   queue, Registry: registryclient.Registry{C: registry}, Mailer: notices,
+			Invalidate: targets.Invalidate,
 		})
-	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: workers})
+	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: workers, EndpointConcurrency: perEndpoint})
 	svc := delivery.NewService(dispatcher, worker.Wake)
+	resumeCtx, stopResume := context.WithCancel(ctx)
+	defer stopResume()
+	go svc.RunResumer(resumeCtx, resumeKick, delivery.ResumeEvery)
 	stopWake := queue.Listen(worker.Wake)
 	worker.Start()
 	log.Info("delivery configured", "schedule", fmt.Sprint(schedule), "timeout", timeout.String(),
-		"workers", workers, "shards", redisqueue.Shards, "allow_http", policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(policy.AllowedCIDRs))
+		"workers", workers, "endpoint_concurrency", perEndpoint, "smtp", smtpAddr != "", "shards", redisqueue.Shards, "allow_http", policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(policy.AllowedCIDRs))
 
 	return serve.Service{
 		Name:   deliveryv1.DeliveryService_ServiceDesc.ServiceName,
@@ -102,7 +132,10 @@ func run(ctx context.Context) error {
 		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Drain: func(ctx context.Context) {
 			stopWake()
+			stopResume()
 			worker.Drain(ctx)
+			dispatcher.WaitBackground(ctx)
+			notices.Close(ctx)
 		},
 	}.Run(ctx)
 }

@@ -35,6 +35,9 @@ func run(ctx context.Context) error {
 	}
 	defer tel.Shutdown(context.Background())
 	log := tel.Logger
+	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
+		return err
+	}
 
 	var b gateway.Backends
 	// The gateway forwards the caller's own credential; it holds no token.

@@ -50,6 +50,9 @@ func run(ctx context.Context) error {
 		defer cancel()
 		_ = tel.Shutdown(sctx)
 	}()
+	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
+		return err
+	}
 
 	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/voxscriber/webhooks/pkg/events"
@@ -90,6 +91,8 @@ type Config struct {
 	Now func() time.Time
 	// TracerProvider makes the ingest.* spans (default: the global one).
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes webhook.events.published (default: the global one).
+	MeterProvider metric.MeterProvider
 }
 
 // Service implements the ingestion use cases.
@@ -103,6 +106,7 @@ type Service struct {
 	maxPayload int
 	now        func() time.Time
 	tracer     trace.Tracer
+	published  metric.Int64Counter
 }
 
 // New returns a Service.
@@ -123,5 +127,10 @@ func New(c Config) *Service {
 		tp = otel.GetTracerProvider()
 	}
 	s.tracer = tp.Tracer("github.com/voxscriber/webhooks/services/ingestion/internal/ingest")
+	mp := c.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	s.published = newPublishedCounter(mp.Meter("github.com/voxscriber/webhooks/services/ingestion/internal/ingest"))
 	return s
 }

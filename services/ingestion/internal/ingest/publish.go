@@ -95,6 +95,7 @@ func (s *Service) publish(ctx context.Context, reqs []Request, batch bool) ([]Re
 	if err := s.fanout(ctx, items); err != nil {
 		return nil, err
 	}
+	s.countPublished(ctx, items)
 	out := make([]Result, len(items))
 	for i, it := range items {
 		root := items[it.root]

@@ -1,0 +1,3 @@
+module github.com/voxscriber/webhooks/cmd/vxctl
+
+go 1.26.0

@@ -1,0 +1,136 @@
+package delivery
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/voxscriber/webhooks/pkg/telemetry"
+)
+
+// Metered wraps a Queue so that every recorded outcome is counted:
+//
+//	webhook.deliveries        {outcome, http.response.status_class, error.type}
+//	webhook.attempt.duration  s, {outcome, http.response.status_class}
+//
+// outcome is succeeded, retry (failed attempt, another one scheduled),
+// failed (no attempts left), parked or canceled. A deferral (a dependency
+// did not answer; no attempt made) is not an outcome and is not counted.
+// Counting at Complete means only outcomes actually written (lease still
+// held) are counted, once each.
+func Metered(q Queue, m metric.Meter) Queue {
+	mq := &meteredQueue{Queue: q}
+	mq.deliveries, _ = m.Int64Counter("webhook.deliveries", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Delivery outcomes recorded, by outcome and response status class"))
+	mq.duration, _ = m.Float64Histogram("webhook.attempt.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of webhook HTTP attempts, until the response or the error"))
+	return mq
+}
+
+type meteredQueue struct {
+	Queue
+	deliveries metric.Int64Counter
+	duration   metric.Float64Histogram
+}
+
+func (q *meteredQueue) Complete(ctx context.Context, job Job, o Outcome) (bool, error) {
+	ok, err := q.Queue.Complete(ctx, job, o)
+	if ok && err == nil {
+		q.observe(ctx, o)
+	}
+	return ok, err
+}
+
+func (q *meteredQueue) observe(ctx context.Context, o Outcome) {
+	var outcome string
+	switch o.Status {
+	case StatusSucceeded:
+		outcome = "succeeded"
+	case StatusFailed:
+		outcome = "failed"
+	case StatusParked:
+		outcome = "parked"
+	case StatusCanceled:
+		outcome = "canceled"
+	case StatusPending:
+		if o.Attempt == nil {
+			return // deferred
+		}
+		outcome = "retry"
+	default:
+		outcome = string(o.Status)
+	}
+	attrs := []attribute.KeyValue{attribute.String("outcome", outcome)}
+	if a := o.Attempt; a != nil {
+		if c := telemetry.StatusClass(a.StatusCode); c != "" {
+			attrs = append(attrs, attribute.String("http.response.status_class", c))
+		}
+		if a.ErrorType != ErrorNone {
+			attrs = append(attrs, attribute.String("error.type", string(a.ErrorType)))
+		}
+	}
+	set := metric.WithAttributes(attrs...)
+	q.deliveries.Add(ctx, 1, set)
+	if a := o.Attempt; a != nil {
+		lat := a.Latency
+		if lat <= 0 {
+			lat = 0
+		}
+		q.duration.Record(ctx, lat.Seconds(), metric.WithAttributes(attrs[0:min(len(attrs), 2)]...))
+	}
+}
+
+// ScheduleStats is a snapshot of the retry schedule for the gauges.
+type ScheduleStats struct {
+	// Depth counts scheduled deliveries (due, waiting or leased).
+	Depth int64
+	// OldestDue is the due time of the oldest due, unclaimed delivery;
+	// zero when none is due.
+	OldestDue time.Time
+	// Parked counts deliveries parked while their endpoint is off.
+	Parked int64
+}
+
+// ObserveSchedule registers the schedule gauges, read from stats at each
+// collection (a scrape), never on the delivery path:
+//
+//	webhook.schedule.depth   {delivery}
+//	webhook.schedule.lag     s, age of the oldest due delivery (0: none due)
+//	webhook.deliveries.parked {delivery}
+func ObserveSchedule(m metric.Meter, now func() time.Time, stats func(context.Context, time.Time) (ScheduleStats, error)) error {
+	depth, err := m.Int64ObservableGauge("webhook.schedule.depth", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries in the retry schedule (all shards)"))
+	if err != nil {
+		return err
+	}
+	lag, err := m.Float64ObservableGauge("webhook.schedule.lag", metric.WithUnit("s"),
+		metric.WithDescription("Age of the oldest due delivery not yet claimed"))
+	if err != nil {
+		return err
+	}
+	parked, err := m.Int64ObservableGauge("webhook.deliveries.parked", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries parked while their endpoint is inactive or disabled"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		t := now()
+		s, err := stats(ctx, t)
+		if err != nil {
+			return err
+		}
+		o.ObserveInt64(depth, s.Depth)
+		o.ObserveInt64(parked, s.Parked)
+		l := 0.0
+		if !s.OldestDue.IsZero() && s.OldestDue.Before(t) {
+			l = t.Sub(s.OldestDue).Seconds()
+		}
+		o.ObserveFloat64(lag, l)
+		return nil
+	}, depth, lag, parked)
+	return err
+}
