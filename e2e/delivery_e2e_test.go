@@ -86,7 +86,12 @@ func publish(t testing.TB, c ingestionv1.IngestionServiceClient, ctx context.Con
 // TestSignedDeliveryEndToEnd: an event published over gRPC reaches a real
 // receiver once, signed so that the seed's check and Standard Webhooks both
 // verify, with every SPEC header; the delivery log and the event show it.
-func TestSignedDeliveryEndToEnd(t *testing.T) {
+func TestSignedDeliveryEndToEnd(t *testing.T) { signedDeliveryScenario(t, startSuite) }
+
+// suiteStarter starts the suite (standalone Redis, or a Redis Cluster).
+type suiteStarter func(testing.TB, SuiteOptions) *Suite
+
+func signedDeliveryScenario(t *testing.T, startSuite suiteStarter) {
 	s := startSuite(t, SuiteOptions{})
 	rc := newReceiver()
 	defer rc.Close()
@@ -165,7 +170,9 @@ func TestSignedDeliveryEndToEnd(t *testing.T) {
 // TestRetriesFollowTheSchedule: a receiver failing twice gets attempts 1, 2
 // and 3 at the (scaled-down) schedule, with identical body and id; the
 // delivery log shows both failures and the success.
-func TestRetriesFollowTheSchedule(t *testing.T) {
+func TestRetriesFollowTheSchedule(t *testing.T) { retryScenario(t, startSuite) }
+
+func retryScenario(t *testing.T, startSuite suiteStarter) {
 	s := startSuite(t, SuiteOptions{Env: map[string]string{"DELIVERY_RETRY_SCHEDULE": "0s,400ms,800ms,10s,10s"}})
 	rc := newReceiver()
 	defer rc.Close()

@@ -88,12 +88,19 @@ func startSuite(t testing.TB, o SuiteOptions) *Suite {
 
 func startSuiteOn(t testing.TB, r *redistest.Server, o SuiteOptions) *Suite {
 	t.Helper()
+	return startSuiteURL(t, r, r.URL, o)
+}
+
+// startSuiteURL runs the suite against REDIS_URL=url (a Redis Cluster, say);
+// r, when not nil, is the standalone server behind it.
+func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions) *Suite {
+	t.Helper()
 	s := &Suite{t: t, Redis: r, Addrs: map[string]string{}, procs: map[string][]*exec.Cmd{}, HTTP: &http.Client{Timeout: 30 * time.Second}, logDir: t.TempDir()}
 	for _, name := range []string{"registry", "ingestion", "delivery", "gateway"} {
 		s.Addrs[name] = "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
 	}
 	env := map[string]string{
-		"REDIS_URL":              r.URL,
+		"REDIS_URL":              url,
 		"ADMIN_TOKEN":            adminToken,
 		"PRODUCER_TOKEN":         producerToken,
 		"INTERNAL_TOKEN":         internalToken,

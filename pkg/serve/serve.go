@@ -148,9 +148,12 @@ func (s Service) watchHealth(ctx context.Context, hs *health.Server) {
 }
 
 // Dial opens a client connection to another service of the suite with
-// tracing and, when token is set, the internal credential.
+// tracing and, when token is set, the internal credential. Calls are spread
+// round-robin over every address the target resolves to (on Kubernetes, a
+// headless Service lists each replica).
 func Dial(target, token string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(target,
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithTransportCredentials(insecureCreds()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 		grpc.WithPerRPCCredentials(authn.Token(token)),
