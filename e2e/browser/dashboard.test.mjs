@@ -1,0 +1,288 @@
+// Browser tests of the dashboard, run by e2e/browser_e2e_test.go, which
+// starts the suite and a receiver and passes them in the environment.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run this through go test ./e2e -run TestDashboardInBrowser`);
+  return v;
+};
+const BASE_URL = env('BASE_URL');
+const API_KEY = env('API_KEY');
+const ACCOUNT_ID = env('ACCOUNT_ID');
+const PRODUCER_TOKEN = env('PRODUCER_TOKEN');
+const RECEIVER_URL = env('RECEIVER_URL');
+const CONTROL_URL = env('CONTROL_URL');
+const SHOTS = process.env.SCREENSHOT_DIR || new URL('./screenshots', import.meta.url).pathname;
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+
+let browser;
+let page;
+
+before(async () => {
+  await mkdir(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  const context = await browser.newContext({ viewport: DESKTOP });
+  page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeout = 20000) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+// textOf waits until the locator's text matches re and returns it.
+async function textOf(locator, re, what, timeout) {
+  return until(what || String(re), async () => {
+    const t = await locator.first().innerText({ timeout: 1000 });
+    return re.test(t) ? t : false;
+  }, timeout);
+}
+
+async function shot(name) {
+  await page.screenshot({ path: `${SHOTS}/${name}-desktop.png`, fullPage: true });
+  await page.setViewportSize(PHONE);
+  await sleep(150);
+  await page.screenshot({ path: `${SHOTS}/${name}-phone.png`, fullPage: true });
+  await page.setViewportSize(DESKTOP);
+}
+
+async function rest(method, path, token, body) {
+  const res = await fetch(BASE_URL + path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await res.json();
+  assert.ok(res.ok, `${method} ${path}: ${res.status} ${JSON.stringify(data)}`);
+  return data;
+}
+
+async function control(path) {
+  const res = await fetch(CONTROL_URL + path, { method: 'POST' });
+  assert.ok(res.ok, `control ${path}: ${res.status} ${await res.text()}`);
+}
+
+// publish sends an event as the pipeline would and returns the id of its
+// delivery to our endpoint.
+async function publish(uploadId, text) {
+  const { event } = await rest('POST', '/v1/events', PRODUCER_TOKEN, {
+    accountId: ACCOUNT_ID, type: 'transcription.completed',
+    data: { uploadId, text, duration: 12.5, credits: 3 },
+  });
+  return until(`the delivery of ${event.id}`, async () => {
+    const r = await rest('GET', `/v1/deliveries?eventId=${event.id}`, API_KEY);
+    return r.deliveries?.[0]?.id;
+  });
+}
+
+const card = () => page.locator('article.endpoint').filter({ hasText: RECEIVER_URL });
+
+test('sign in: a wrong key shows the API message; the key lives in sessionStorage only', async () => {
+  await page.goto(BASE_URL + '/');
+  await page.getByLabel('API key').fill('not-a-key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const err = await textOf(page.locator('form p.error'), /\S/, 'a sign-in error');
+  assert.doesNotMatch(err, /^\d{3}\b/, 'the API message, not a bare status');
+  await shot('01-sign-in-error');
+
+  await page.getByLabel('API key').fill(API_KEY);
+  await page.getByLabel('API key').press('Enter'); // keyboard submit
+  await page.getByRole('heading', { name: 'Settings → Webhooks' }).waitFor();
+  const storage = await page.evaluate(() => ({ session: sessionStorage.length, local: localStorage.length, cookie: document.cookie }));
+  assert.deepEqual(storage, { session: 1, local: 0, cookie: '' });
+});
+
+test('add an endpoint: API errors shown, secret shown once, Send Test succeeds', async () => {
+  // No event type picked: the API refuses and its message is shown.
+  await page.getByLabel('Endpoint URL').fill(RECEIVER_URL);
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  const err = await textOf(page.locator('form[aria-labelledby=add-h] p.error'), /\S/, 'the create error');
+  assert.match(err, /event/i, `message names the field: ${err}`);
+
+  await page.locator('input[name=eventTypes][value="transcription.completed"]').check();
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  const secret = await textOf(card().locator('[data-testid=secret]'), /^whsec_/, 'the new secret');
+  assert.match(secret, /^whsec_[A-Za-z0-9+/=]{40,}$/);
+  await textOf(card().locator('.badge'), /ACTIVE/, 'status ACTIVE');
+  assert.equal(await page.getByLabel('Endpoint URL').inputValue(), '', 'the form is cleared after adding');
+  await shot('02-endpoint-added');
+
+  await card().getByRole('button', { name: 'Send test' }).click();
+  const notice = await textOf(card().locator('[data-testid=notice]'), /Test delivered: HTTP 200/, 'the test result');
+  assert.match(notice, /\d+ ms/);
+  await shot('03-send-test-ok');
+
+  await card().getByRole('button', { name: 'Done, hide it' }).click();
+  await until('the secret hidden', async () => (await page.locator('[data-testid=secret]').count()) === 0);
+  await page.reload();
+  await card().waitFor();
+  assert.equal(await page.locator('[data-testid=secret]').count(), 0, 'the secret is never shown again');
+});
+
+test('publish an event: the delivery row appears and the detail shows the payload', async () => {
+  const id = await publish('upl_browser_1', 'Hello <b>world</b> & "friends"');
+  await page.getByRole('link', { name: 'Monitoring' }).click();
+  const row = page.locator(`tr[data-delivery-id="${id}"]`);
+  await textOf(row, /SUCCEEDED/, 'the delivery row (auto-refresh)');
+  const text = await row.innerText();
+  assert.match(text, /transcription\.completed/);
+  assert.match(text, /200/);
+  assert.ok(text.includes(RECEIVER_URL), 'endpoint URL in the row');
+  await shot('04-monitoring');
+
+  await row.getByRole('link').click();
+  const payload = await textOf(page.locator('pre.payload'), /upl_browser_1/, 'the payload');
+  assert.ok(payload.includes('"text": "Hello <b>world</b> & \\"friends\\""'), `pretty, escaped payload: ${payload}`);
+  assert.equal(await page.locator('pre.payload b').count(), 0, 'receiver/producer text is never HTML');
+  const attempts = await textOf(page.locator('ol.attempts'), /Attempt 1\s*SUCCEEDED\s*HTTP 200/, 'attempt 1 with HTTP 200');
+  assert.doesNotMatch(attempts, /unspecified/i);
+  // The trace link, when the suite knows its Jaeger UI (JAEGER_UI_URL).
+  const { delivery } = await rest('GET', `/v1/deliveries/${id}`, API_KEY);
+  if (delivery.traceUrl) {
+    assert.equal(await page.getByRole('link', { name: /Open trace/ }).getAttribute('href'), delivery.traceUrl);
+  }
+  await page.locator('ol.attempts summary', { hasText: 'Request headers' }).first().click();
+  const headers = await page.locator('ol.attempts dl.headers').first().innerText();
+  assert.match(headers, /X-Webhook-Signature/i);
+  // Auto-refresh re-renders the view but keeps the opened section and focus.
+  await page.waitForTimeout(3500);
+  assert.ok(await page.locator('ol.attempts dl.headers').first().isVisible(), 'headers stay open across a refresh');
+  assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'SUMMARY', 'focus kept');
+  await shot('05-delivery-detail');
+});
+
+test('failing receiver: failure and next attempt shown; Resend after recovery succeeds', async () => {
+  await control('/receiver?code=500');
+  const id = await publish('upl_browser_fail', 'will fail first');
+  await page.goto(`${BASE_URL}/#/monitoring`);
+  const row = page.locator(`tr[data-delivery-id="${id}"]`);
+  const text = await textOf(row, /PENDING[\s\S]*500[\s\S]*in \d+/, 'a failed attempt with a next attempt time');
+  assert.match(text, /\b1\b/, 'one attempt so far');
+  await shot('06-failure-list');
+
+  await row.getByRole('link').click();
+  await textOf(page.locator('ol.attempts'), /HTTP 500[\s\S]*http_status/, 'the failed attempt with its error type');
+  await textOf(page.locator('dl.summary'), /Next attempt\s*in \d+/, 'the next attempt time');
+  await shot('07-failure-detail');
+
+  await control('/receiver?code=200');
+  await page.getByRole('button', { name: 'Resend now' }).click();
+  await textOf(page.locator('dl.summary'), /SUCCEEDED/, 'success after Resend');
+  await textOf(page.locator('ol.attempts'), /Attempt 2\s*SUCCEEDED\s*HTTP 200/, 'attempt 2 with HTTP 200');
+  await shot('08-resend-success');
+});
+
+test('disabled endpoint: shown as such with its reason, and Activate brings it back', async () => {
+  const { endpoints } = await rest('GET', '/v1/endpoints', API_KEY);
+  const ep = endpoints.find((e) => e.url === RECEIVER_URL);
+  // The real way: the receiver answers 410 Gone and delivery disables the
+  // endpoint. Where that is not built, the registry's internal RPC does
+  // what delivery would (the dashboard only reads status and reason).
+  await control('/receiver?code=410');
+  await publish('upl_browser_gone', 'gone');
+  let via = '410 Gone';
+  const disabled = await until('DISABLED after 410', async () => {
+    const r = await rest('GET', `/v1/endpoints/${ep.id}`, API_KEY);
+    return r.endpoint.status === 'ENDPOINT_STATUS_DISABLED';
+  }, 8000).catch(() => false);
+  if (!disabled) {
+    via = 'registry DisableEndpointBySystem (no 410 handling in delivery)';
+    await control(`/disable?endpointId=${ep.id}&reason=${encodeURIComponent('5 consecutive failures (last: HTTP 500)')}`);
+  }
+  console.log(`endpoint disabled via ${via}`);
+  await control('/receiver?code=200');
+  const { endpoint } = await rest('GET', `/v1/endpoints/${ep.id}`, API_KEY);
+  assert.equal(endpoint.status, 'ENDPOINT_STATUS_DISABLED');
+  assert.ok(endpoint.disabledReason, 'the API gives a reason');
+
+  await page.goto(`${BASE_URL}/#/webhooks`);
+  await textOf(card().locator('.badge'), /DISABLED/, 'the DISABLED badge');
+  const reason = await textOf(card().locator('.reason'), /Disabled by the system/, 'the reason');
+  assert.ok(reason.includes(endpoint.disabledReason), `reason shown: ${reason}`);
+  const chart = await card().locator('svg[role=img]').getAttribute('aria-label');
+  assert.match(chart, /Last 24 hours: \d+ delivered, \d+ failing/);
+  await shot('09-disabled');
+
+  await card().getByRole('button', { name: 'Activate' }).click();
+  await textOf(card().locator('.badge'), /^ACTIVE$/, 'ACTIVE after Activate');
+  assert.equal(await card().locator('.reason').count(), 0);
+  await card().getByRole('button', { name: 'Deactivate' }).click();
+  await textOf(card().locator('.badge'), /INACTIVE/, 'INACTIVE after Deactivate');
+  await card().getByRole('button', { name: 'Activate' }).click();
+  await textOf(card().locator('.badge'), /^ACTIVE$/, 'ACTIVE again');
+});
+
+test('rotate secret, settings, delete with confirmation', async () => {
+  await card().getByRole('button', { name: 'Rotate secret' }).click();
+  const secret = await textOf(card().locator('[data-testid=secret]'), /^whsec_/, 'the rotated secret');
+  assert.ok(secret.length > 40);
+  await shot('10-rotated');
+  await card().getByRole('button', { name: 'Done, hide it' }).click();
+  await until('the secret hidden', async () => (await page.locator('[data-testid=secret]').count()) === 0);
+
+  await page.getByLabel(/Notification email/).fill('ops@example.com');
+  await page.getByLabel('Credits low threshold').fill('25');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await textOf(page.locator('form[aria-labelledby=settings-h] [role=status]'), /Settings saved/, 'saved');
+  await page.reload();
+  await until('settings kept', async () => (await page.getByLabel(/Notification email/).inputValue()) === 'ops@example.com');
+  assert.equal(await page.getByLabel('Credits low threshold').inputValue(), '25');
+
+  await card().getByRole('button', { name: 'Delete' }).click();
+  await card().getByRole('button', { name: 'Yes, delete' }).waitFor();
+  await until('focus on Cancel', async () => (await page.evaluate(() => document.activeElement?.textContent)) === 'Cancel');
+  await shot('11-delete-confirm');
+  await card().getByRole('button', { name: 'Yes, delete' }).click();
+  await until('the endpoint gone', async () => (await card().count()) === 0);
+  await page.getByText('No endpoints yet').waitFor();
+  await shot('12-deleted');
+});
+
+test('keyboard: Tab reaches the navigation and every form control, each with a focus ring', async () => {
+  await page.goto(`${BASE_URL}/#/webhooks`);
+  await page.reload(); // start from the top of a fresh page
+  await page.getByRole('heading', { name: 'Add endpoint' }).waitFor();
+  const seen = [];
+  for (let i = 0; i < 30 && !seen.includes('Save settings'); i++) {
+    await page.keyboard.press('Tab');
+    const f = await page.evaluate(() => {
+      const e = document.activeElement;
+      return { tag: e.tagName, name: (e.textContent || e.name || e.id || '').trim().slice(0, 40), outline: getComputedStyle(e).outlineStyle };
+    });
+    if (f.tag === 'BODY') continue;
+    assert.notEqual(f.outline, 'none', `no focus ring on ${f.tag} "${f.name}"`);
+    seen.push(f.name);
+  }
+  for (const want of ['Monitoring', 'Sign out', 'url', 'Add endpoint', 'Save settings']) {
+    assert.ok(seen.includes(want), `Tab never reached "${want}": ${seen.join(' | ')}`);
+  }
+  await page.keyboard.press('Shift+Tab');
+  await shot('13-keyboard-focus');
+});

@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// TestDashboardInBrowser starts the real suite with a local receiver and runs
+// the Node browser tests in e2e/browser (Debian chromium driven by
+// playwright-core) against the dashboard. The Node side controls the
+// receiver and can mark an endpoint DISABLED through a small control server.
+// It skips when chromium, node or e2e/browser/node_modules are missing
+// (.ci/run installs them).
+func TestDashboardInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("no %s (apt-get install chromium)", chromiumPath)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("no node on PATH")
+	}
+	dir, err := filepath.Abs("browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		t.Skip("no e2e/browser/node_modules (run npm ci in e2e/browser)")
+	}
+
+	s := startSuite(t, SuiteOptions{Env: map[string]string{"JAEGER_UI_URL": "http://jaeger.test:16686"}})
+	rc := newReceiver()
+	defer rc.Close()
+	acct, key := s.NewAccount("dashboard")
+	ctl := httptest.NewServer(controlHandler(t, s, rc, acct))
+	defer ctl.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "dashboard.test.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"BASE_URL="+s.BaseURL,
+		"API_KEY="+key,
+		"ACCOUNT_ID="+acct,
+		"PRODUCER_TOKEN="+producerToken,
+		"RECEIVER_URL="+rc.URL+"/webhook/voxscriber",
+		"CONTROL_URL="+ctl.URL,
+		"CHROMIUM_PATH="+chromiumPath,
+		"SCREENSHOT_DIR="+filepath.Join(dir, "screenshots"),
+	)
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test output:\n%s", out)
+	if err != nil {
+		t.Fatalf("browser tests failed: %v", err)
+	}
+}
+
+// controlHandler lets the Node test steer the world around the dashboard:
+//
+//	POST /receiver?code=500        the receiver answers code from now on
+//	POST /disable?endpointId=&reason=  the registry marks the endpoint DISABLED
+//	                               (what the delivery service does after
+//	                               repeated failures), over the internal RPC
+func controlHandler(t *testing.T, s *Suite, rc *Receiver, acct string) http.Handler {
+	cc, err := grpc.NewClient(s.Addrs["registry"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	reg := registryv1.NewRegistryInternalServiceClient(cc)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /receiver", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil || code < 100 || code > 599 {
+			http.Error(w, "code must be an HTTP status", http.StatusBadRequest)
+			return
+		}
+		rc.mu.Lock()
+		rc.Respond = func(int, *http.Request) int { return code }
+		rc.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /disable", func(w http.ResponseWriter, r *http.Request) {
+		ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+internalToken)
+		_, err := reg.DisableEndpointBySystem(ctx, &registryv1.DisableEndpointBySystemRequest{
+			AccountId: acct, EndpointId: r.URL.Query().Get("endpointId"), Reason: r.URL.Query().Get("reason"),
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
