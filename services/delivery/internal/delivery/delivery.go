@@ -160,6 +160,9 @@ type Queue interface {
 	Complete(ctx context.Context, job Job, o Outcome) (bool, error)
 	// Release hands a job back, due now, if its lease is still held.
 	Release(ctx context.Context, job Job, now time.Time) error
+	// ReleaseAll hands several jobs back in one round trip, each due at
+	// due[i], where their leases are still held.
+	ReleaseAll(ctx context.Context, jobs []Job, due []time.Time) error
 }
 
 // Log is the delivery log behind the read and resend operations.

@@ -20,9 +20,11 @@ type WorkerConfig struct {
 	// in this process (DELIVERY_ENDPOINT_CONCURRENCY, default 32). A claimed
 	// delivery whose endpoint is at the limit waits in a short in-memory
 	// line of the same length and runs as soon as one of the endpoint's
-	// attempts ends; past that line it is handed back due after BusyDelay
-	// (default 500ms). So one endpoint holds at most twice its limit of
-	// slots, and a slow endpoint never holds up the others.
+	// attempts ends; past that line it is handed back, due when a place
+	// should be free (see busyDelay; BusyDelay, default 500ms, stands for
+	// the attempt time until one is known). So one endpoint holds at most
+	// twice its limit of slots, and a slow endpoint never holds up the
+	// others.
 	EndpointConcurrency int
 	BusyDelay           time.Duration
 }
@@ -309,23 +311,29 @@ func (w *Worker) leave(endpointID string, took time.Duration) (Job, bool) {
 }
 
 // handBack releases jobs of endpoints at their limit (no attempt is
-// counted), due when the endpoint should have a free place again: its
-// line times its average attempt time, at most BusyDelay and at least
-// minBusyDelay. A fast endpoint's overflow comes back within milliseconds;
-// a hanging one's waits BusyDelay.
+// counted) in one round trip. Each comes back when its endpoint should have
+// a place for it: the k-th refused job of an endpoint is due after its
+// average attempt time times 1+k/limit (a fast endpoint's overflow returns
+// within milliseconds; a hanging one's is spread over up to maxBusyDelay),
+// so a saturated endpoint is not claimed and handed back over and over
+// while other endpoints' work waits behind it.
 func (w *Worker) handBack(jobs []Job) {
 	if len(jobs) == 0 {
 		return
 	}
+	now := w.d.deps.Clock.Now()
+	due := make([]time.Time, len(jobs))
+	nth := map[string]int{}
+	for i, j := range jobs {
+		ep := j.Delivery.EndpointID
+		due[i] = now.Add(w.busyDelay(ep, nth[ep]))
+		nth[ep]++
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
-	now := w.d.deps.Clock.Now()
-	for _, j := range jobs {
-		at := now.Add(w.busyDelay(j.Delivery.EndpointID))
-		if err := w.d.deps.Queue.Release(ctx, j, at); err != nil {
-			w.d.deps.Logger.Warn("handing back a delivery of a busy endpoint failed; the lease expires instead",
-				"delivery_id", j.Delivery.ID, "error", err.Error())
-		}
+	if err := w.d.deps.Queue.ReleaseAll(ctx, jobs, due); err != nil {
+		w.d.deps.Logger.Warn("handing back deliveries of busy endpoints failed; their leases expire instead",
+			"deliveries", len(jobs), "error", err.Error())
 	}
 }
 
@@ -342,17 +350,22 @@ func (w *Worker) sleep(ctx context.Context, d time.Duration) bool {
 	return true
 }
 
-// minBusyDelay keeps a busy endpoint's overflow from being claimed again in
-// a tight loop.
-const minBusyDelay = 10 * time.Millisecond
+// Bounds of a hand-back delay.
+const (
+	minBusyDelay = 10 * time.Millisecond
+	maxBusyDelay = 30 * time.Second
+)
 
-func (w *Worker) busyDelay(endpointID string) time.Duration {
+// busyDelay is when the k-th refused job of an endpoint should find a
+// place: the endpoint's average attempt time (BusyDelay before any attempt
+// ended) times the lines ahead of it.
+func (w *Worker) busyDelay(endpointID string, k int) time.Duration {
 	w.busyMu.Lock()
 	defer w.busyMu.Unlock()
 	lat, ok := w.latency[endpointID]
 	if !ok {
-		return w.cfg.BusyDelay // nothing finished yet: assume slow
+		lat = w.cfg.BusyDelay
 	}
-	ahead := time.Duration(1 + len(w.waiting[endpointID])/w.cfg.EndpointConcurrency)
-	return min(max(lat*ahead, minBusyDelay), w.cfg.BusyDelay)
+	ahead := time.Duration(1 + (len(w.waiting[endpointID])+k)/w.cfg.EndpointConcurrency)
+	return min(max(lat*ahead, minBusyDelay), maxBusyDelay)
 }

@@ -289,6 +289,26 @@ func (q *Queue) Release(ctx context.Context, job delivery.Job, now time.Time) er
 		job.Delivery.ID, job.LeaseUntil.UnixMilli(), now.UnixMilli()).Err()
 }
 
+// ReleaseAll hands jobs back in one pipeline, each due at due[i], where the
+// lease is still held.
+func (q *Queue) ReleaseAll(ctx context.Context, jobs []delivery.Job, due []time.Time) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	if err := releaseScript.Load(ctx, q.rdb).Err(); err != nil {
+		return err
+	}
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, job := range jobs {
+			n := Shard(job.Delivery.ID)
+			releaseScript.EvalSha(ctx, p, []string{schedKey(n), dlvPrefix(n) + job.Delivery.ID},
+				job.Delivery.ID, job.LeaseUntil.UnixMilli(), due[i].UnixMilli())
+		}
+		return nil
+	})
+	return err
+}
+
 // Requeue makes a delivery pending and due now unless it is in flight.
 func (q *Queue) Requeue(ctx context.Context, id string, now time.Time) (bool, error) {
 	n := Shard(id)

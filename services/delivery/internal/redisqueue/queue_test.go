@@ -128,3 +128,37 @@ func TestScheduleSurvivesScriptFlush(t *testing.T) {
 		t.Fatalf("Schedule after SCRIPT FLUSH = %v, %v", created, err)
 	}
 }
+
+// TestReleaseAll hands several leased jobs back in one pipeline, each due
+// at its own time; a job whose lease is no longer held is left alone.
+func TestReleaseAll(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	var ds []delivery.Delivery
+	for i := range 3 {
+		ds = append(ds, newDelivery("dlv_"+strconv.Itoa(i), now, now))
+	}
+	if _, err := q.Schedule(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	lease := now.Add(15 * time.Second)
+	jobs, _, err := q.Claim(ctx, now, lease, 10)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("Claim = %v, %v", jobs, err)
+	}
+	stale := jobs[2]
+	stale.LeaseUntil = lease.Add(-time.Second) // another claim holds it now
+	due := []time.Time{now.Add(time.Second), now.Add(2 * time.Second), now.Add(3 * time.Second)}
+	if err := q.ReleaseAll(ctx, []delivery.Job{jobs[0], jobs[1], stale}, due); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []time.Time{due[0], due[1], lease} {
+		id := jobs[i].Delivery.ID
+		score := srv.Client.ZScore(ctx, ScheduleKey(id), id).Val()
+		if int64(score) != want.UnixMilli() {
+			t.Errorf("%s due %v, want %v", id, time.UnixMilli(int64(score)), want)
+		}
+	}
+}
