@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"fmt"
 	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,30 +55,6 @@ func suiteThroughput(b *testing.B, env map[string]string, n int) float64 {
 	acct, key := s.NewAccount("bench")
 	s.NewEndpoint(key, srv.URL+"/hook", "transcription.progress")
 	ing, ctx := s.Ingestion()
-	start := time.Now()
-	var next atomic.Int64
-	var pubs sync.WaitGroup
-	for p := 0; p < 4; p++ {
-		pubs.Add(1)
-		go func() {
-			defer pubs.Done()
-			for {
-				first := int(next.Add(500)) - 500
-				if first >= n {
-					return
-				}
-				var batch []*ingestionv1.PublishEventRequest
-				for i := first; i < min(n, first+500); i++ {
-					batch = append(batch, progressReq(acct, i))
-				}
-				if _, err := ing.PublishEvents(ctx, &ingestionv1.PublishEventsRequest{Events: batch}); err != nil {
-					b.Error(fmt.Errorf("PublishEvents: %w", err))
-					return
-				}
-			}
-		}()
-	}
-	pubs.Wait()
-	waitFor(b, func() bool { return rcv.n.Load() >= int64(n) }, 5*time.Minute)
-	return float64(n) / time.Since(start).Seconds()
+	_, e2e := throughput(b, ing, ctx, rcv, n, func(i int) *ingestionv1.PublishEventRequest { return progressReq(acct, i) }, 1)
+	return e2e
 }
