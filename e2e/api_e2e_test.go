@@ -265,15 +265,23 @@ func TestMakeRunStartsAndStopsTheSuite(t *testing.T) {
 	cmd.Env = append(os.Environ(), "BIN="+binDir, "GATEWAY_ADDR="+gw, "REGISTRY_ADDR="+port(), "INGESTION_ADDR="+port(),
 		"DELIVERY_ADDR="+port(), "REDIS_PORT="+strconv.Itoa(redistest.FreePort(t)), "REDIS_URL=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, _ := os.Create(filepath.Join(t.TempDir(), "run.log"))
+	logPath := filepath.Join(t.TempDir(), "run.log")
+	logf, _ := os.Create(logPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	pgid := cmd.Process.Pid
 	defer syscall.Kill(-pgid, syscall.SIGKILL)
+	// When anything below fails, show what the suite printed.
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("run.sh output:\n%s", out)
+		}
+	})
 	client := &http.Client{Timeout: 2 * time.Second}
-	eventually(t, 30*time.Second, "make run's suite healthy", func() bool {
+	eventually(t, 60*time.Second, "make run's suite healthy", func() bool {
 		resp, err := client.Get("http://" + gw + "/healthz")
 		if err != nil {
 			return false
