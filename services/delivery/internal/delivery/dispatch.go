@@ -113,6 +113,13 @@ type prepared struct {
 // released instead of recorded (ctx ended: the worker is stopping), or is
 // the record stage's.
 func (d *Dispatcher) Dispatch(ctx context.Context, job Job) (*Outcome, error) {
+	return d.dispatch(ctx, job, nil)
+}
+
+// dispatch is Dispatch calling sent (when not nil) as soon as the HTTP
+// request has ended, before the outcome is recorded: the endpoint's
+// concurrency place is free from then on.
+func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func()) (*Outcome, error) {
 	p, o := d.prepare(ctx, job)
 	if ctx.Err() != nil {
 		return nil, errAborted
@@ -125,6 +132,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, job Job) (*Outcome, error) {
 			return nil, fmt.Errorf("%w: lease too short to start the request", errAborted)
 		}
 		att, resp := d.send(d.parentContext(ctx, &job.Delivery), p, &job.Delivery, job.Delivery.Attempts+1)
+		if sent != nil {
+			sent()
+		}
 		if ctx.Err() != nil {
 			return nil, errAborted // the request was cut short by shutdown, not by the receiver
 		}

@@ -159,23 +159,40 @@ func (w *Worker) Drain(ctx context.Context) {
 func (w *Worker) runPool() {
 	defer w.pool.Done()
 	for job := range w.jobs {
-		for {
-			start := time.Now()
-			w.run(job)
-			next, ok := w.leave(job.Delivery.EndpointID, time.Since(start))
-			w.tokens <- struct{}{} // the finished job's slot
-			if !ok {
-				break
-			}
-			job = next // a waiting job (with its own slot) takes the endpoint's place
-		}
+		w.runJob(job)
 	}
 }
 
-func (w *Worker) run(job Job) {
+// runJob runs a job on its slot. The endpoint's concurrency place is given
+// up as soon as the HTTP request ends (or the job ends without one), so a
+// job of the same endpoint waiting for that place starts, on its own slot,
+// while this one's outcome is still being recorded: the limit counts
+// requests to the receiver, not our bookkeeping.
+func (w *Worker) runJob(job Job) {
+	start := time.Now()
+	left := false
+	leave := func() {
+		if left {
+			return
+		}
+		left = true
+		if next, ok := w.leave(job.Delivery.EndpointID, time.Since(start)); ok {
+			w.pool.Add(1) // this goroutine is counted, so Drain's Wait cannot have returned
+			go func() {
+				defer w.pool.Done()
+				w.runJob(next)
+			}()
+		}
+	}
+	w.run(job, leave)
+	leave()
+	w.tokens <- struct{}{} // the finished job's slot
+}
+
+func (w *Worker) run(job Job, sent func()) {
 	ctx, cancel := context.WithDeadline(w.runCtx, job.LeaseUntil.Add(-w.d.leaseReserve()))
 	defer cancel()
-	o, err := w.d.Dispatch(ctx, job)
+	o, err := w.d.dispatch(ctx, job, sent)
 	if !errors.Is(err, errAborted) {
 		if err == nil && o.Status == StatusPending {
 			w.Wake() // the claimer may be sleeping past the retry's due time

@@ -2,6 +2,7 @@ package redisqueue
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -81,7 +82,11 @@ return 1
 
 // MarkSuccess implements delivery.EndpointStats.
 func (q *Queue) MarkSuccess(ctx context.Context, endpointID string, at time.Time) error {
-	return successScript.Run(ctx, q.rdb, []string{epStatKey(endpointID)}, at.UnixMilli(), q.retention.Milliseconds()).Err()
+	_, err := q.batch.run(ctx, successScript, []string{epStatKey(endpointID)}, at.UnixMilli(), q.retention.Milliseconds())
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
 }
 
 // ClaimDisable implements delivery.EndpointStats.

@@ -41,6 +41,7 @@ const KeepAttempts = 50
 // Queue implements delivery.Queue and delivery.Log.
 type Queue struct {
 	rdb       redis.UniversalClient
+	batch     *batcher // Complete and MarkSuccess, one pipeline for many attempts
 	retention time.Duration
 	next      atomic.Uint32 // rotates the first shard claimed
 }
@@ -56,7 +57,7 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	if retention <= 0 {
 		retention = 7 * 24 * time.Hour
 	}
-	return &Queue{rdb: rdb, retention: retention}
+	return &Queue{rdb: rdb, batch: newBatcher(rdb), retention: retention}
 }
 
 // Shard is the schedule shard of a delivery id.
@@ -274,12 +275,16 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	if o.Status == delivery.StatusPending {
 		expiry += max(o.Next.Sub(o.Now), 0) // never expire before the next attempt
 	}
-	res, err := completeScript.Run(ctx, q.rdb,
+	res, err := q.batch.run(ctx, completeScript,
 		[]string{schedKey(n), hk, hk + ":att", parkedKey(n)},
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
 		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts, start,
-	).Int()
-	return res == 1, err
+	)
+	if err != nil {
+		return false, err
+	}
+	recorded, _ := res.(int64)
+	return recorded == 1, nil
 }
 
 // Release hands a job back, due now, if the lease is still held.
