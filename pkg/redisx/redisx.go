@@ -15,7 +15,9 @@ import (
 //
 //	redis://[user:pass@]host:port/db    a standalone server
 //	rediss://…                          the same over TLS
-//	redis-cluster://host:port,host:port a Redis Cluster (seed nodes)
+//	redis-cluster://[user:pass@]host:port,host:port[?opts]
+//	                                    a Redis Cluster (seed nodes)
+//	rediss-cluster://…                  the same over TLS
 //
 // It waits up to wait for the server to answer PING.
 func Open(ctx context.Context, rawURL string, wait time.Duration) (redis.UniversalClient, error) {
@@ -41,15 +43,29 @@ func Open(ctx context.Context, rawURL string, wait time.Duration) (redis.Univers
 
 // NewClient builds a client for REDIS_URL without connecting.
 func NewClient(rawURL string) (redis.UniversalClient, error) {
-	if rest, ok := strings.CutPrefix(rawURL, "redis-cluster://"); ok {
-		u, err := url.Parse("redis://" + rest)
-		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
+	if scheme, rest, ok := clusterURL(rawURL); ok {
+		// ParseClusterURL's form: the first seed in the host, the others as
+		// addr parameters, options (dial_timeout, …) as further parameters.
+		seeds, query, _ := strings.Cut(rest, "?")
+		userinfo, hosts := "", seeds
+		if at := strings.LastIndex(seeds, "@"); at >= 0 {
+			userinfo, hosts = seeds[:at+1], seeds[at+1:]
 		}
-		opt := &redis.ClusterOptions{Addrs: strings.Split(u.Host, ",")}
-		if u.User != nil {
-			opt.Username = u.User.Username()
-			opt.Password, _ = u.User.Password()
+		hosts = strings.TrimSuffix(hosts, "/")
+		addrs := strings.Split(hosts, ",")
+		q := url.Values{}
+		if query != "" {
+			var err error
+			if q, err = url.ParseQuery(query); err != nil {
+				return nil, fmt.Errorf("REDIS_URL %s: %w", Redact(rawURL), err)
+			}
+		}
+		for _, a := range addrs[1:] {
+			q.Add("addr", a)
+		}
+		opt, err := redis.ParseClusterURL(scheme + "://" + userinfo + addrs[0] + "?" + q.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL %s: %w", Redact(rawURL), err)
 		}
 		c := redis.NewClusterClient(opt)
 		c.AddHook(newErrorHook())
@@ -63,6 +79,18 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 	c := redis.NewClient(opt)
 	c.AddHook(newErrorHook())
 	return c, nil
+}
+
+// clusterURL splits a redis-cluster:// or rediss-cluster:// URL into the
+// scheme of one node ("redis" or "rediss") and the rest.
+func clusterURL(rawURL string) (scheme, rest string, ok bool) {
+	if rest, ok := strings.CutPrefix(rawURL, "redis-cluster://"); ok {
+		return "redis", rest, true
+	}
+	if rest, ok := strings.CutPrefix(rawURL, "rediss-cluster://"); ok {
+		return "rediss", rest, true
+	}
+	return "", "", false
 }
 
 // Redact hides a password in a Redis URL for logs and errors.
