@@ -239,6 +239,117 @@ test('disabled endpoint: shown as such with its reason, and Activate brings it b
   await textOf(card().locator('.badge'), /^ACTIVE$/, 'ACTIVE again');
 });
 
+// patchRaw calls PATCH without asserting success and returns the API's answer.
+async function patchRaw(path, body) {
+  const res = await fetch(BASE_URL + path, {
+    method: 'PATCH',
+    headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, data: await res.json() };
+}
+
+test('edit an endpoint: changes kept after reload, a reserved header shows the API message', async () => {
+  await page.goto(`${BASE_URL}/#/webhooks`);
+  await card().waitFor();
+  const { endpoints } = await rest('GET', '/v1/endpoints', API_KEY);
+  const ep = endpoints.find((e) => e.url === RECEIVER_URL);
+  assert.ok(!ep.eventTypes.includes('upload.completed'), 'starts without upload.completed');
+
+  await card().getByRole('button', { name: 'Edit', exact: true }).click();
+  const form = card().locator('form.edit-endpoint');
+  await until('focus in the URL field', async () => (await page.evaluate(() => document.activeElement?.id)) === `edit-url-${ep.id}`);
+  assert.equal(await form.getByLabel('URL', { exact: true }).inputValue(), RECEIVER_URL, 'the form starts from the endpoint');
+  await form.getByLabel('Description').fill('Production receiver (edited)');
+  await form.locator('input[value="upload.completed"]').check();
+  await form.getByLabel(/Rate limit/).fill('7');
+  await form.getByRole('button', { name: 'Add header' }).click();
+  await form.getByLabel('Header 1 name').fill('X-Customer');
+  await form.getByLabel('Header 1 value').fill('acme-secret-42');
+  await shot('14-edit-endpoint');
+  await form.getByRole('button', { name: 'Save changes' }).click();
+  await textOf(card().locator('[data-testid=notice]'), /Endpoint updated/, 'the saved notice');
+  await until('the form closed', async () => (await card().locator('form.edit-endpoint').count()) === 0);
+
+  const { endpoint } = await rest('GET', `/v1/endpoints/${ep.id}`, API_KEY);
+  assert.equal(endpoint.description, 'Production receiver (edited)');
+  assert.deepEqual([...endpoint.eventTypes].sort(), ['transcription.completed', 'upload.completed']);
+  assert.equal(endpoint.rateLimitPerSecond, 7);
+  assert.deepEqual(endpoint.headers, { 'X-Customer': 'acme-secret-42' });
+  assert.equal(endpoint.url, RECEIVER_URL, 'fields not edited are untouched');
+
+  await page.reload();
+  await card().waitFor();
+  const text = await textOf(card(), /Production receiver \(edited\)/, 'the new description after reload');
+  assert.match(text, /Events: .*upload\.completed/);
+  assert.match(text, /Rate limit: 7 requests\/s/);
+  assert.match(text, /Custom headers: X-Customer/);
+  assert.ok(!text.includes('acme-secret-42'), 'header values are never shown');
+
+  // A reserved header: the API refuses and its message is shown in the form.
+  const refused = await patchRaw(`/v1/endpoints/${ep.id}?updateMask=headers`, { headers: { 'Content-Type': 'text/plain' } });
+  assert.equal(refused.status, 400, JSON.stringify(refused));
+  await card().getByRole('button', { name: 'Edit', exact: true }).click();
+  assert.equal(await form.getByLabel('Header 1 name').inputValue(), 'X-Customer');
+  assert.equal(await form.getByLabel('Header 1 value').inputValue(), '', 'saved values are not put in the page');
+  await form.getByRole('button', { name: 'Add header' }).click();
+  await form.getByLabel('Header 2 name').fill('Content-Type');
+  await form.getByLabel('Header 2 value').fill('text/plain');
+  await form.getByRole('button', { name: 'Save changes' }).click();
+  const err = await textOf(form.locator('[data-testid=edit-error]'), /\S/, 'the refusal');
+  assert.equal(err, refused.data.message, 'the API message, as is');
+  assert.match(err, /Content-Type/);
+  await shot('15-edit-refused');
+  await form.getByRole('button', { name: 'Remove header 2 (Content-Type)' }).click();
+  await form.getByRole('button', { name: 'Cancel' }).click();
+  await until('the form closed', async () => (await card().locator('form.edit-endpoint').count()) === 0);
+  const after = await rest('GET', `/v1/endpoints/${ep.id}`, API_KEY);
+  assert.deepEqual(after.endpoint.headers, { 'X-Customer': 'acme-secret-42' }, 'nothing changed by the refused save');
+});
+
+test('replay: the answer and its progress, up to delivered after Activate', async () => {
+  const { endpoints } = await rest('GET', '/v1/endpoints', API_KEY);
+  const ep = endpoints.find((e) => e.url === RECEIVER_URL);
+  // 410 Gone parks the delivery and disables the endpoint: a delivery that
+  // replay picks up.
+  await control('/receiver?code=410');
+  const id = await publish('upl_browser_replay', 'replay me');
+  await until('the delivery PARKED and the endpoint DISABLED', async () => {
+    const [{ delivery }, { endpoint }] = await Promise.all([
+      rest('GET', `/v1/deliveries/${id}`, API_KEY), rest('GET', `/v1/endpoints/${ep.id}`, API_KEY)]);
+    return delivery.status === 'DELIVERY_STATUS_PARKED' && endpoint.status === 'ENDPOINT_STATUS_DISABLED';
+  });
+  await control('/receiver?code=200');
+
+  await page.goto(`${BASE_URL}/#/webhooks`);
+  await page.reload();
+  await textOf(card().locator('.badge'), /DISABLED/, 'the DISABLED badge');
+  await card().getByRole('button', { name: 'Replay…' }).click();
+  const since = card().getByLabel(/created since/);
+  const value = await since.inputValue();
+  const ago = Date.now() - new Date(value).getTime();
+  assert.ok(Math.abs(ago - 24 * 3600e3) < 5 * 60e3, `defaults to 24 hours ago: ${value}`);
+  await textOf(card().locator('form.replay-form'), /not active/, 'the hint that a disabled endpoint holds them');
+  await shot('16-replay-form');
+  await card().getByRole('button', { name: 'Start replay' }).click();
+  const answer = await textOf(card().locator('[data-testid=replay]'), /Replay started: \d+ deliver/, 'the replay answer');
+  const queued = Number(answer.match(/Replay started: (\d+)/)[1]);
+  assert.ok(queued >= 1, `at least the parked delivery is queued: ${answer}`);
+  await textOf(card().locator('[data-testid=replay-progress]'), /\d+ of \d+ finished/, 'the progress');
+  await shot('17-replay-started');
+
+  await card().getByRole('button', { name: 'Activate' }).click();
+  await textOf(card().locator('.badge'), /^ACTIVE$/, 'ACTIVE after Activate');
+  const done = await textOf(card().locator('[data-testid=replay-progress]'), /(\d+) of \1 finished: \1 delivered.*Done/,
+    'the progress reaching all delivered', 45000);
+  console.log(`replay: ${answer.split('\n')[0]} → ${done}`);
+  const { delivery } = await rest('GET', `/v1/deliveries/${id}`, API_KEY);
+  assert.equal(delivery.status, 'DELIVERY_STATUS_SUCCEEDED');
+  await shot('18-replay-done');
+  await card().getByRole('button', { name: 'Hide' }).click();
+  await until('the replay answer hidden', async () => (await card().locator('[data-testid=replay]').count()) === 0);
+});
+
 test('rotate secret, settings, delete with confirmation', async () => {
   await card().getByRole('button', { name: 'Rotate secret' }).click();
   const secret = await textOf(card().locator('[data-testid=secret]'), /^whsec_/, 'the rotated secret');

@@ -333,7 +333,7 @@ func decodeCursor(tok string) (Cursor, bool) {
 func parseEndpointMask(paths []string) (endpointFields, error) {
 	var f endpointFields
 	if len(paths) == 0 {
-		return f, apierr.Invalid("update_mask", "is required: name the fields to change (url, event_types, description, headers, status)")
+		return f, apierr.Invalid("update_mask", "is required: name the fields to change (url, event_types, description, headers, status, rate_limit_per_second)")
 	}
 	for _, p := range paths {
 		switch p {

@@ -14,6 +14,10 @@ const state = {
   notices: new Map(), // endpoint id -> {ok, nodes}
   secret: null, // {endpointId, url, secret, what}: shown once, memory only
   confirmDelete: '',
+  edit: null, // draft of the endpoint being edited: {id, url, description, eventTypes, headers, rate, orig}
+  replayOpen: '', // endpoint id whose replay form is open
+  replays: new Map(), // endpoint id -> replay tracker (see startReplay)
+  replayTimer: 0,
   filters: { endpointId: '', status: '', eventType: '' },
   pages: [''], // page tokens of the monitoring list, last one is current
   autoRefresh: true,
@@ -178,6 +182,10 @@ function signOut(msg) {
   state.secret = null;
   state.notices.clear();
   state.eventTypes = null;
+  state.edit = null;
+  state.replayOpen = '';
+  state.replays.clear();
+  clearTimeout(state.replayTimer);
   route();
   showAlert(msg || '');
 }
@@ -293,6 +301,7 @@ function endpointCard(e, types, deliveries) {
         e.disableTime ? ` (${fmtTime(e.disableTime)})` : '', '. Fix the receiver, then activate it again.')
       : null,
     h('p', { class: 'muted small' }, 'Events: ', (e.eventTypes || []).join(', ') || '—', ' · id ', h('code', {}, id)),
+    endpointExtras(e),
     chart(deliveries, e.url),
     h('div', { class: 'actions' },
       h('span', { class: 'inline-field' },
@@ -301,6 +310,8 @@ function endpointCard(e, types, deliveries) {
       status === 'ACTIVE'
         ? h('button', { type: 'button', 'data-key': `disable-${id}`, onclick: (ev) => run(ev.currentTarget, () => api('POST', `/v1/endpoints/${id}:disable`, {})) }, 'Deactivate')
         : h('button', { type: 'button', 'data-key': `enable-${id}`, onclick: (ev) => run(ev.currentTarget, () => api('POST', `/v1/endpoints/${id}:enable`, {})) }, 'Activate'),
+      h('button', { type: 'button', 'data-key': `edit-${id}`, 'aria-expanded': String(state.edit?.id === id), onclick: () => toggleEdit(e) }, 'Edit'),
+      h('button', { type: 'button', 'data-key': `replay-${id}`, 'aria-expanded': String(state.replayOpen === id), onclick: () => toggleReplay(id) }, 'Replay…'),
       h('button', { type: 'button', 'data-key': `rotate-${id}`, onclick: (ev) => rotate(ev.currentTarget, e) }, 'Rotate secret'),
       h('a', { href: '#/monitoring', onclick: () => { state.filters = { endpointId: id, status: '', eventType: '' }; state.pages = ['']; } }, 'Deliveries'),
       confirming
@@ -311,7 +322,338 @@ function endpointCard(e, types, deliveries) {
         : h('button', { type: 'button', class: 'danger-outline', 'data-key': `delete-${id}`, onclick: () => { state.confirmDelete = id; state.focus = `cancel-delete-${id}`; route(); } }, 'Delete')),
     h('div', { class: 'notice-slot', 'aria-live': 'polite' },
       notice ? h('div', { class: `notice ${notice.ok ? 'ok' : 'bad'}`, 'data-testid': 'notice' }, notice.nodes) : null),
+    state.edit?.id === id ? editEndpointForm(e, types) : null,
+    state.replayOpen === id ? replayForm(e) : null,
+    h('div', { class: 'replay-slot', 'data-replay-for': id, 'aria-live': 'polite' }, replayNodes(id)),
     state.secret?.endpointId === id ? secretBox(state.secret) : null);
+}
+
+// endpointExtras shows the rate limit and the names of the custom headers
+// (their values may be credentials of the receiver: never shown).
+function endpointExtras(e) {
+  const rate = Number(e.rateLimitPerSecond || 0);
+  const names = Object.keys(e.headers || {}).sort((a, b) => a.localeCompare(b));
+  return h('p', { class: 'muted small', 'data-testid': 'endpoint-extras' },
+    'Rate limit: ', rate > 0 ? `${rate} requests/s` : 'none',
+    ' · Custom headers: ', names.length ? names.map((n, i) => [i ? ', ' : '', h('code', {}, n)]) : 'none');
+}
+
+// ---- edit an endpoint -----------------------------------------------------
+
+function toggleEdit(e) {
+  if (state.edit?.id === e.id) {
+    state.edit = null;
+    state.focus = `edit-${e.id}`;
+  } else {
+    const headers = Object.entries(e.headers || {}).sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, value], n) => ({ n, orig: name, name, value: '', old: value }));
+    state.edit = {
+      id: e.id, url: e.url || '', description: e.description || '', eventTypes: [...(e.eventTypes || [])],
+      rate: String(Number(e.rateLimitPerSecond || 0)), headers, rows: headers.length,
+      orig: { url: e.url || '', description: e.description || '', eventTypes: [...(e.eventTypes || [])], headers: { ...(e.headers || {}) }, rate: Number(e.rateLimitPerSecond || 0) },
+    };
+    state.focus = `edit-url-${e.id}`;
+  }
+  route();
+}
+
+// editChanges turns the draft into the PATCH body and its update mask (only
+// the fields that differ from what the endpoint had).
+function editChanges(d) {
+  const headers = {};
+  for (const r of d.headers) {
+    const name = r.name.trim();
+    if (!name && !r.value) continue;
+    if (Object.hasOwn(headers, name)) throw new Error(`Header ${name} is listed twice.`);
+    // An existing header keeps its value unless a new one is typed.
+    headers[name] = r.value || (r.orig !== undefined ? r.old : '');
+  }
+  const rate = d.rate.trim() === '' ? 0 : Number(d.rate);
+  if (!Number.isInteger(rate) || rate < 0) throw new Error('Rate limit must be a whole number of requests per second (0: no limit).');
+  const body = {};
+  const mask = [];
+  const o = d.orig;
+  if (d.url.trim() !== o.url) { body.url = d.url.trim(); mask.push('url'); }
+  if (d.description !== o.description) { body.description = d.description; mask.push('description'); }
+  const sameTypes = d.eventTypes.length === o.eventTypes.length && d.eventTypes.every((t) => o.eventTypes.includes(t));
+  if (!sameTypes) { body.eventTypes = d.eventTypes; mask.push('event_types'); }
+  const sameHeaders = Object.keys(headers).length === Object.keys(o.headers).length
+    && Object.entries(headers).every(([k, v]) => Object.hasOwn(o.headers, k) && o.headers[k] === v);
+  if (!sameHeaders) { body.headers = headers; mask.push('headers'); }
+  if (rate !== o.rate) { body.rateLimitPerSecond = rate; mask.push('rate_limit_per_second'); }
+  return { body, mask };
+}
+
+async function saveEdit(form, e) {
+  const d = state.edit;
+  const err = form.querySelector('.error');
+  const button = form.querySelector('button[type=submit]');
+  err.textContent = '';
+  let change;
+  try {
+    change = editChanges(d);
+  } catch (x) {
+    err.textContent = x.message;
+    return;
+  }
+  if (!change.mask.length) {
+    err.textContent = 'Nothing changed.';
+    return;
+  }
+  button.disabled = true;
+  try {
+    await api('PATCH', `/v1/endpoints/${encodeURIComponent(e.id)}${q({ updateMask: change.mask.join(',') })}`, change.body);
+  } catch (x) {
+    err.textContent = x.message; // the API's own words (e.g. a reserved header)
+    button.disabled = false;
+    return;
+  }
+  state.edit = null;
+  state.notices.set(e.id, { ok: true, nodes: [h('strong', {}, 'Endpoint updated'), ` (${change.mask.join(', ')}).`] });
+  state.focus = `edit-${e.id}`;
+  route(); // reload the list: what is shown is what the API now has
+}
+
+function editEndpointForm(e, types) {
+  const d = state.edit;
+  const id = e.id;
+  const known = new Set(types.map((t) => t.name));
+  // Subscriptions the catalogue does not list ("transcription.*", "*") stay
+  // editable too.
+  const extra = d.orig.eventTypes.filter((t) => !known.has(t));
+  const typeBox = (name, desc, i) => h('label', { class: 'check' },
+    h('input', {
+      type: 'checkbox', id: `edit-${id}-type-${i}`, name: 'editEventTypes', value: name, checked: d.eventTypes.includes(name),
+      onchange: (ev) => {
+        d.eventTypes = d.eventTypes.filter((t) => t !== name);
+        if (ev.currentTarget.checked) d.eventTypes.push(name);
+      },
+    }),
+    h('span', {}, h('code', {}, name), desc ? h('span', { class: 'muted small' }, ` ${desc}`) : null));
+  const rows = h('div', { class: 'header-rows' }, d.headers.map((r, i) => headerRow(d, r, i + 1)));
+  const form = h('form', {
+    class: 'edit-endpoint', 'aria-label': `Edit ${e.url}`, novalidate: true,
+    onsubmit: (ev) => { ev.preventDefault(); saveEdit(form, e); },
+  },
+  h('h4', {}, 'Edit endpoint'),
+  h('label', { for: `edit-url-${id}` }, 'URL'),
+  h('input', { id: `edit-url-${id}`, 'data-key': `edit-url-${id}`, type: 'url', value: d.url, required: true, oninput: (ev) => { d.url = ev.currentTarget.value; } }),
+  h('label', { for: `edit-desc-${id}` }, 'Description'),
+  h('input', { id: `edit-desc-${id}`, type: 'text', value: d.description, oninput: (ev) => { d.description = ev.currentTarget.value; } }),
+  h('fieldset', {},
+    h('legend', {}, 'Events to send'),
+    h('div', { class: 'checks' },
+      types.map((t, i) => typeBox(t.name, t.description, i)),
+      extra.map((t, i) => typeBox(t, t === '*' ? 'every event type' : 'a whole category', types.length + i)))),
+  h('fieldset', {},
+    h('legend', {}, 'Custom headers'),
+    h('p', { class: 'muted small' }, 'Sent with every delivery. Saved values are not shown: leave a value empty to keep it.'),
+    rows,
+    h('button', {
+      type: 'button', 'data-key': `add-header-${id}`,
+      onclick: () => {
+        d.headers.push({ n: ++d.rows, name: '', value: '' });
+        state.focus = `edit-${id}-hname-${d.rows}`;
+        route();
+      },
+    }, 'Add header')),
+  h('label', { for: `edit-rate-${id}` }, 'Rate limit (requests per second; 0: no limit)'),
+  h('input', { id: `edit-rate-${id}`, type: 'number', min: 0, max: 10000, step: 1, inputmode: 'numeric', value: d.rate, oninput: (ev) => { d.rate = ev.currentTarget.value; } }),
+  h('p', { class: 'error', role: 'alert', 'data-testid': 'edit-error' }),
+  h('div', { class: 'actions' },
+    h('button', { type: 'submit', class: 'primary', 'data-key': `save-edit-${id}` }, 'Save changes'),
+    h('button', { type: 'button', 'data-key': `cancel-edit-${id}`, onclick: () => toggleEdit(e) }, 'Cancel')));
+  return form;
+}
+
+function headerRow(d, r, pos) {
+  const id = `edit-${d.id}-h${r.n}`;
+  const removeLabel = () => `Remove header ${pos}${r.name.trim() ? ` (${r.name.trim()})` : ''}`;
+  const remove = h('button', {
+    type: 'button', class: 'danger-outline', 'aria-label': removeLabel(),
+    onclick: () => {
+      d.headers = d.headers.filter((x) => x !== r);
+      state.focus = `add-header-${d.id}`;
+      route();
+    },
+  }, 'Remove');
+  return h('div', { class: 'header-row' },
+    h('span', { class: 'field' },
+      h('label', { for: `${id}-name` }, `Header ${pos} name`),
+      h('input', { id: `${id}-name`, 'data-key': `edit-${d.id}-hname-${r.n}`, type: 'text', value: r.name, autocomplete: 'off', spellcheck: 'false', placeholder: 'X-Custom-Header', oninput: (ev) => { r.name = ev.currentTarget.value; remove.setAttribute('aria-label', removeLabel()); } })),
+    h('span', { class: 'field' },
+      h('label', { for: `${id}-value` }, `Header ${pos} value`),
+      h('input', { id: `${id}-value`, type: 'text', value: r.value, autocomplete: 'off', spellcheck: 'false', placeholder: r.orig !== undefined ? 'unchanged (hidden)' : '', oninput: (ev) => { r.value = ev.currentTarget.value; } })),
+    remove);
+}
+
+// ---- replay ---------------------------------------------------------------
+
+// localInput formats a time for <input type=datetime-local> (local time).
+function localInput(t) {
+  const d = new Date(t);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function toggleReplay(id) {
+  state.replayOpen = state.replayOpen === id ? '' : id;
+  state.focus = state.replayOpen ? `replay-since-${id}` : `replay-${id}`;
+  route();
+}
+
+function replayForm(e) {
+  const id = e.id;
+  const since = h('input', {
+    id: `replay-since-${id}`, 'data-key': `replay-since-${id}`, type: 'datetime-local', required: true,
+    value: localInput(Date.now() - DAY_MS), max: localInput(Date.now()),
+  });
+  const err = h('p', { class: 'error', role: 'alert' });
+  const form = h('form', {
+    class: 'replay-form', 'aria-label': `Replay ${e.url}`,
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      err.textContent = '';
+      const t = new Date(since.value);
+      if (!since.value || isNaN(t)) {
+        err.textContent = 'Pick a date and time.';
+        since.focus();
+        return;
+      }
+      const button = form.querySelector('button[type=submit]');
+      button.disabled = true;
+      try {
+        await startReplay(e, t.toISOString());
+      } catch (x) {
+        err.textContent = x.message;
+        button.disabled = false;
+        return;
+      }
+      state.replayOpen = '';
+      state.focus = `replay-${id}`;
+      route();
+    },
+  },
+  h('h4', {}, 'Replay failed deliveries'),
+  h('label', { for: `replay-since-${id}` }, 'Re-send failed deliveries created since'),
+  since,
+  h('p', { class: 'muted small' }, 'Failed and parked deliveries of this endpoint created since then get a fresh round of attempts. ',
+    'Delivered ones are not sent again.',
+    epStatus(e) === 'ACTIVE' ? '' : ' This endpoint is not active: they wait (parked) until you activate it.'),
+  err,
+  h('div', { class: 'actions' },
+    h('button', { type: 'submit', class: 'primary', 'data-key': `start-replay-${id}` }, 'Start replay'),
+    h('button', { type: 'button', onclick: () => toggleReplay(id) }, 'Cancel')));
+  return form;
+}
+
+// listDeliveries pages through a filtered delivery list, up to a bound.
+async function listDeliveries(params) {
+  const all = [];
+  let token = '';
+  for (let i = 0; i < CHART_PAGES; i++) {
+    const r = await api('GET', `/v1/deliveries${q({ ...params, pageSize: 100, pageToken: token })}`);
+    all.push(...(r.deliveries || []));
+    token = r.nextPageToken || '';
+    if (!token) break;
+  }
+  return all;
+}
+
+// startReplay asks the API to replay and tracks the progress of what it
+// re-sends. The answer only says how many were queued, so the deliveries
+// that were failed or parked just before are followed in the deliveries
+// list (ListDeliveries shows a replay's progress).
+async function startReplay(e, since) {
+  const base = { endpointId: e.id, startTime: since };
+  const [failed, parked] = await Promise.all([
+    listDeliveries({ ...base, status: 'DELIVERY_STATUS_FAILED' }),
+    listDeliveries({ ...base, status: 'DELIVERY_STATUS_PARKED' }),
+  ]);
+  const r = await api('POST', `/v1/endpoints/${encodeURIComponent(e.id)}:replay`, { since });
+  const tracker = {
+    since, queued: Number(r.queued || 0), at: Date.now(),
+    ids: new Set([...failed, ...parked].map((d) => d.id)), statuses: new Map(), done: false, error: '',
+  };
+  state.replays.set(e.id, tracker);
+  await pollReplay(e.id, tracker);
+  scheduleReplayPoll();
+}
+
+const FINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELED']);
+
+async function pollReplay(endpointId, t) {
+  if (!t.queued || !t.ids.size) {
+    t.done = true;
+    return;
+  }
+  try {
+    const list = await listDeliveries({ endpointId, startTime: t.since });
+    for (const d of list) if (t.ids.has(d.id)) t.statuses.set(d.id, dlStatus(d));
+    t.error = '';
+  } catch (x) {
+    t.error = x.message;
+  }
+  t.done = t.statuses.size === t.ids.size && [...t.statuses.values()].every((s) => FINAL.has(s));
+}
+
+// The progress is refreshed in place every 2 s while a replay is under way
+// and the webhooks page is shown; nothing else on the page is re-rendered.
+function scheduleReplayPoll() {
+  clearTimeout(state.replayTimer);
+  if (![...state.replays.values()].some((t) => !t.done)) return;
+  state.replayTimer = setTimeout(async () => {
+    const onPage = !location.hash || location.hash.startsWith('#/webhooks');
+    if (onPage && state.key) {
+      for (const [id, t] of state.replays) {
+        if (t.done) continue;
+        await pollReplay(id, t);
+        const slot = main.querySelector(`[data-replay-for="${CSS.escape(id)}"]`);
+        if (!slot) continue;
+        const nodes = replayNodes(id);
+        const text = nodes.map((n) => n.textContent).join('');
+        if (text === slot.textContent) continue; // no news: keep the live region quiet
+        const focused = document.activeElement?.dataset?.key;
+        slot.replaceChildren(...nodes);
+        const el = focused && slot.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+        if (el) el.focus();
+      }
+    }
+    scheduleReplayPoll();
+  }, 2000);
+}
+
+function replayNodes(id) {
+  const t = state.replays.get(id);
+  if (!t) return [];
+  const when = fmtTime(t.since);
+  const hide = h('button', { type: 'button', class: 'small-button', 'data-key': `hide-replay-${id}`, onclick: () => { state.replays.delete(id); state.focus = `replay-${id}`; route(); } }, 'Hide');
+  if (!t.queued) {
+    return [h('div', { class: 'notice ok', 'data-testid': 'replay' },
+      h('strong', {}, 'Replay: nothing to re-send.'), ` No failed or parked deliveries since ${when} (0 queued). `, hide)];
+  }
+  const count = { SUCCEEDED: 0, FAILED: 0, CANCELED: 0, PARKED: 0, PENDING: 0 };
+  for (const s of t.statuses.values()) count[s] = (count[s] || 0) + 1;
+  const total = t.ids.size;
+  const finished = count.SUCCEEDED + count.FAILED + count.CANCELED;
+  const parts = [
+    `${count.SUCCEEDED} delivered`,
+    `${count.PENDING} in progress`,
+    count.PARKED ? `${count.PARKED} parked (endpoint not active)` : null,
+    count.FAILED ? `${count.FAILED} failed again` : null,
+    count.CANCELED ? `${count.CANCELED} canceled` : null,
+  ].filter(Boolean);
+  return [h('div', { class: `notice ${count.FAILED ? 'bad' : 'ok'}`, 'data-testid': 'replay' },
+    h('p', {}, h('strong', {}, `Replay started: ${t.queued} ${t.queued === 1 ? 'delivery' : 'deliveries'} queued`), ` (failed or parked since ${when}).`),
+    total ? [
+      h('p', { class: 'replay-progress' },
+        h('progress', { max: total, value: finished, 'aria-label': 'Replay progress' }),
+        h('span', { 'data-testid': 'replay-progress' }, ` ${finished} of ${total} finished: ${parts.join(' · ')}`,
+          t.done ? '. Done.' : '')),
+    ] : null,
+    t.error ? h('p', { class: 'error' }, `Progress unavailable: ${t.error}`) : null,
+    h('p', { class: 'small' },
+      h('a', { href: '#/monitoring', 'data-key': `replay-monitoring-${id}`, onclick: () => { state.filters = { endpointId: id, status: '', eventType: '' }; state.pages = ['']; } }, 'Show these deliveries'),
+      ' · ', hide))];
 }
 
 async function sendTest(button, e, eventType) {
