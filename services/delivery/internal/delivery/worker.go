@@ -18,13 +18,15 @@ type WorkerConfig struct {
 	MaxIdle time.Duration
 	// EndpointConcurrency is the most concurrent attempts to one endpoint
 	// in this process (DELIVERY_ENDPOINT_CONCURRENCY, default 32). A claimed
-	// delivery whose endpoint is at the limit waits in a short in-memory
-	// line of the same length and runs as soon as one of the endpoint's
-	// attempts ends; past that line it is handed back, due when a place
-	// should be free (see busyDelay; BusyDelay, default 500ms, stands for
-	// the attempt time until one is known). So one endpoint holds at most
-	// twice its limit of slots, and a slow endpoint never holds up the
-	// others.
+	// delivery whose endpoint is at the limit waits in an in-memory line
+	// and runs as soon as one of the endpoint's requests ends; the line
+	// holds what the endpoint gets through in about a second (at least the
+	// limit, at most half the slots; see lineLimit). Past that line it is
+	// handed back, due when a place should be free (see busyDelay;
+	// BusyDelay, default 500ms, stands for the attempt time until one is
+	// known). So a slow endpoint holds at most twice its limit of slots and
+	// never holds up the others, and a fast one's backlog does not bounce
+	// through Redis.
 	EndpointConcurrency int
 	BusyDelay           time.Duration
 }
@@ -292,11 +294,30 @@ func (w *Worker) enter(j Job) admission {
 		w.busy[ep]++
 		return entered
 	}
-	if len(w.waiting[ep]) < w.cfg.EndpointConcurrency {
+	if len(w.waiting[ep]) < w.lineLimit(ep) {
 		w.waiting[ep] = append(w.waiting[ep], j)
 		return queued
 	}
 	return refused
+}
+
+// lineBudget is about how long a claimed job may wait in its endpoint's
+// line: long enough that a fast endpoint's backlog flows without trips
+// back to Redis, short next to a lease.
+const lineBudget = time.Second
+
+// lineLimit is how many claimed jobs of an endpoint may wait for one of its
+// places (busyMu held): what its places finish within lineBudget at its
+// average attempt time, at least its limit (all an endpoint of unknown
+// speed gets) and at most half the slots, so others always find room.
+func (w *Worker) lineLimit(endpointID string) int {
+	limit := w.cfg.EndpointConcurrency
+	lat, ok := w.latency[endpointID]
+	if !ok || lat <= 0 {
+		return limit
+	}
+	n := int(time.Duration(limit) * lineBudget / lat)
+	return max(min(n, w.cfg.Slots/2), limit)
 }
 
 // leave ends an attempt of the endpoint that took took. When a job of the
