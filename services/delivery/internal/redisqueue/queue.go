@@ -210,24 +210,105 @@ func parseHash(id string, m map[string]string) *delivery.Delivery {
 	return d
 }
 
-// Claim leases up to max due deliveries, visiting the shards in turn from a
-// rotating start.
+// Claim leases up to max due deliveries in two round trips whatever the
+// number of shards: one pipeline counts the due items of every shard (and
+// reads each shard's earliest score), the next runs the claim script on
+// the shards that have due items only, sharing max among them from a
+// rotating start. next is when to look again: now when more may be due,
+// else the earliest score left (a due time or a lease's end), zero when
+// the schedule is empty.
 func (q *Queue) Claim(ctx context.Context, now, leaseUntil time.Time, max int) ([]delivery.Job, time.Time, error) {
-	var (
-		jobs     []delivery.Job
-		earliest int64 = -1
-		start          = int(q.next.Add(1) % Shards)
-		nowMS          = now.UnixMilli()
-		leaseMS        = leaseUntil.UnixMilli()
-	)
-	for i := 0; i < Shards && len(jobs) < max; i++ {
-		n := (start + i) % Shards
-		res, err := claimScript.Run(ctx, q.rdb, []string{schedKey(n)}, nowMS, leaseMS, max-len(jobs), dlvPrefix(n)).Slice()
-		if err != nil {
-			return jobs, time.Time{}, fmt.Errorf("claim shard %d: %w", n, err)
+	nowMS, leaseMS := now.UnixMilli(), leaseUntil.UnixMilli()
+	nowS := strconv.FormatInt(nowMS, 10)
+	counts := make([]*redis.IntCmd, Shards)
+	firsts := make([]*redis.ZSliceCmd, Shards)
+	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n := range Shards {
+			counts[n] = p.ZCount(ctx, schedKey(n), "-inf", nowS)
+			firsts[n] = p.ZRangeWithScores(ctx, schedKey(n), 0, 0)
 		}
-		if len(res) != 2 {
-			return jobs, time.Time{}, fmt.Errorf("claim shard %d: unexpected reply %v", n, res)
+		return nil
+	}); err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading the schedule: %w", err)
+	}
+	earliest := int64(-1)
+	note := func(score int64) {
+		if earliest < 0 || score < earliest {
+			earliest = score
+		}
+	}
+	take := make([]int, Shards)
+	left := max
+	start := int(q.next.Add(1) % Shards)
+	for i := range Shards {
+		n := (start + i) % Shards
+		due := int(counts[n].Val())
+		if due > 0 && left > 0 {
+			take[n] = min(due, left)
+			left -= take[n]
+			continue // its earliest score comes with the claim
+		}
+		if due > 0 {
+			note(nowMS) // more is due than this claim takes
+		} else if z := firsts[n].Val(); len(z) > 0 {
+			note(int64(z[0].Score))
+		}
+	}
+	var jobs []delivery.Job
+	if left < max {
+		var err error
+		jobs, err = q.claimShards(ctx, take, nowMS, leaseMS, note)
+		if err != nil {
+			return jobs, time.Time{}, err
+		}
+	}
+	switch {
+	case earliest < 0:
+		return jobs, time.Time{}, nil
+	case earliest <= nowMS:
+		return jobs, now, nil
+	}
+	return jobs, time.UnixMilli(earliest), nil
+}
+
+// claimShards runs the claim script on every shard n with take[n] > 0, in
+// one pipeline, and reports each shard's earliest remaining score to note.
+func (q *Queue) claimShards(ctx context.Context, take []int, nowMS, leaseMS int64, note func(int64)) ([]delivery.Job, error) {
+	cmds := make([]*redis.Cmd, Shards)
+	run := func(evalsha bool) error {
+		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for n, k := range take {
+				if k == 0 {
+					continue
+				}
+				keys, args := []string{schedKey(n)}, []any{nowMS, leaseMS, k, dlvPrefix(n)}
+				if evalsha {
+					cmds[n] = claimScript.EvalSha(ctx, p, keys, args...)
+				} else {
+					cmds[n] = claimScript.Eval(ctx, p, keys, args...)
+				}
+			}
+			return nil
+		})
+		return err
+	}
+	// A NOSCRIPT reply means the script did not run: send the source.
+	if err := run(true); isNoScript(err) {
+		err = run(false)
+		if err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	var jobs []delivery.Job
+	for n, c := range cmds {
+		if c == nil {
+			continue
+		}
+		res, err := c.Slice()
+		if err != nil || len(res) != 2 {
+			return jobs, fmt.Errorf("claim shard %d: unexpected reply %v (%v)", n, res, err)
 		}
 		items, _ := res[0].([]any)
 		for j := 0; j+1 < len(items); j += 2 {
@@ -242,18 +323,12 @@ func (q *Queue) Claim(ctx context.Context, now, leaseUntil time.Time, max int) (
 			jobs = append(jobs, delivery.Job{Delivery: *parseHash(id, m), LeaseUntil: time.UnixMilli(leaseMS)})
 		}
 		if s, _ := res[1].(string); s != "" {
-			if f, err := strconv.ParseFloat(s, 64); err == nil && (earliest < 0 || int64(f) < earliest) {
-				earliest = int64(f)
+			if f, err := strconv.ParseFloat(s, 64); err == nil {
+				note(int64(f))
 			}
 		}
 	}
-	if len(jobs) >= max {
-		return jobs, now, nil // shards not visited may have more due
-	}
-	if earliest < 0 {
-		return jobs, time.Time{}, nil
-	}
-	return jobs, time.UnixMilli(earliest), nil
+	return jobs, nil
 }
 
 // Complete records an outcome if the lease is still held.
