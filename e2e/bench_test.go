@@ -296,8 +296,7 @@ func plainLoop(b *testing.B, url string, n, workers int) float64 {
 }
 
 // latencyAt publishes single events at a fixed rate and measures the time
-// from PublishEvent returning to the receiver's handler (0 when the webhook
-// arrived before the acknowledgement).
+// from the producer calling PublishEvent to the receiver's handler.
 func latencyAt(b *testing.B, ing ingestionv1.IngestionServiceClient, ctx context.Context, acct string, rcv *arrivals, rate int, d time.Duration) (p50, p99, p999 time.Duration, note string) {
 	total := int(d.Seconds() * float64(rate))
 	type pub struct {
