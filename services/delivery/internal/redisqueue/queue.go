@@ -42,6 +42,7 @@ const KeepAttempts = 50
 type Queue struct {
 	rdb       redis.UniversalClient
 	batch     *batcher // Complete and MarkSuccess, one pipeline for many attempts
+	cluster   bool     // a Redis Cluster: a pipeline has no order across nodes
 	retention time.Duration
 	next      atomic.Uint32 // rotates the first shard claimed
 }
@@ -57,7 +58,8 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	if retention <= 0 {
 		retention = 7 * 24 * time.Hour
 	}
-	return &Queue{rdb: rdb, batch: newBatcher(rdb), retention: retention}
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Queue{rdb: rdb, batch: newBatcher(rdb), cluster: cluster, retention: retention}
 }
 
 // Shard is the schedule shard of a delivery id.
@@ -144,6 +146,14 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 				p.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(now-q.retention.Milliseconds(), 10))
 				p.PExpire(ctx, k, q.retention)
 			}
+			// Wake every delivery process in the same round trip, after
+			// the writes so that a woken claimer finds them (a spurious
+			// wake, when every delivery already existed, is harmless). A
+			// cluster pipeline runs on several nodes at once, with no order
+			// between them: there the wake follows the reply.
+			if !q.cluster {
+				p.Publish(ctx, WakeChannel, "1")
+			}
 			return nil
 		})
 		return err
@@ -155,19 +165,17 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	if err != nil {
 		return nil, err
 	}
+	if q.cluster {
+		// Best effort: other processes poll at least every second anyway.
+		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
+	}
 	created := make([]bool, len(ds))
-	wake := false
 	for i, c := range cmds {
 		n, err := c.Int()
 		if err != nil {
 			return nil, err
 		}
 		created[i] = n == 1
-		wake = wake || created[i]
-	}
-	if wake {
-		// Best effort: other processes poll at least every second anyway.
-		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
 	}
 	return created, nil
 }
