@@ -130,7 +130,9 @@ func BenchmarkSuite(b *testing.B) {
 	defer srv.Close()
 
 	// The physical limit: a plain loop, same receiver, same signed bodies.
+	selfBefore := procCPU("self")
 	plain := plainLoop(b, srv.URL, n, 64)
+	plainCPU := (procCPU("self") - selfBefore) * 1000 / time.Duration(n)
 	rep.add("plain Go loop (64 goroutines, signed bodies)", fmt.Sprintf("%.0f req/s", plain), "—")
 
 	opts := SuiteOptions{Env: map[string]string{"LOG_LEVEL": "error"}, ServiceEnv: map[string]map[string]string{}}
@@ -157,11 +159,15 @@ func BenchmarkSuite(b *testing.B) {
 	if profiling != nil {
 		profiling.Wait()
 	}
+	cpuBefore := s.cpu(b)
 	_, eight := throughput(b, ing, ctx, rcv, n/8, func(i int) *ingestionv1.PublishEventRequest { return startedReq(acct, i) }, 8)
+	cpuParts, cpuTotal := perThousand(cpuBefore, s.cpu(b), n/8*8)
 	rep.add("ingest (PublishEvents, 4 producers, batches of 500)", fmt.Sprintf("%.0f events/s", ingest), "—")
 	rep.add("end-to-end deliveries/s, one endpoint (its concurrency limit 32 applies)", fmt.Sprintf("%.0f /s", one), "≥ 1,000 (issue 2); ≥ 5,000 (issue 8)")
 	rep.add("end-to-end deliveries/s, 8 endpoints, each event to all 8", fmt.Sprintf("%.0f /s", eight), "≥ 5,000 (issue 8)")
 	rep.add("ratio to the plain loop (best of the two)", fmt.Sprintf("%.2f", max(one, eight)/plain), "≥ 0.5 (issue 8)")
+	rep.add("CPU per 1,000 deliveries (8 endpoints run) vs per 1,000 plain-loop requests",
+		fmt.Sprintf("%d ms vs %d ms: %s", cpuTotal.Milliseconds(), plainCPU.Milliseconds(), cpuParts), "—")
 
 	for _, rate := range []int{500, 1000, 2000} {
 		p50, p99, p999, lost := latencyAt(b, ing, ctx, acct, rcv, rate, 5*time.Second)

@@ -119,3 +119,30 @@ func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
 	}
 	return b, err
 }
+
+// PayloadMany reads several events' payloads in one round trip; an event
+// that is not stored gets a NotFound error.
+func (s *Store) PayloadMany(ctx context.Context, ids []string) ([][]byte, []error) {
+	out, errs := make([][]byte, len(ids)), make([]error, len(ids))
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, Key(id), "payload")
+		}
+		return nil
+	})
+	for i, c := range cmds {
+		b, cerr := c.Bytes()
+		switch {
+		case errors.Is(cerr, redis.Nil):
+			errs[i] = apierr.NotFound("event", ids[i])
+		case cerr != nil:
+			errs[i] = cerr
+		case err != nil && !errors.Is(err, redis.Nil):
+			errs[i] = err
+		default:
+			out[i] = b
+		}
+	}
+	return out, errs
+}

@@ -101,7 +101,7 @@ func run(ctx context.Context) error {
 		delivery.Deps{
 			Queue: delivery.Metered(queue, meter), Log: queue, Sender: send,
 			Targets: targets,
-			Events:  cache.NewPayloads(eventstore.New(rdb, retention), 10_000, 64<<20, time.Minute),
+			Events:  cache.NewPayloads(cache.BatchPayloads(eventstore.New(rdb, retention).PayloadMany), 10_000, 64<<20, time.Minute),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
 			Stats:   queue, Registry: registryclient.Registry{C: registry}, Mailer: notices,

@@ -8,6 +8,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/voxscriber/webhooks/pkg/autobatch"
 )
 
 // Options size a Cache.
@@ -170,6 +172,21 @@ func (c *Cache[K, V]) Load(ctx context.Context, key K, load func(context.Context
 // PayloadSource reads event payloads (pkg/eventstore.Store).
 type PayloadSource interface {
 	Payload(ctx context.Context, eventID string) ([]byte, error)
+}
+
+// BatchPayloads makes a PayloadSource of a reader of many payloads at once
+// (eventstore.Store.PayloadMany): reads that miss the cache at about the
+// same time (every new event does, once) share round trips.
+func BatchPayloads(many autobatch.Func[string, []byte]) PayloadSource {
+	return batchedPayloads{autobatch.New(256, 4, 5*time.Second, many)}
+}
+
+type batchedPayloads struct {
+	b *autobatch.Batcher[string, []byte]
+}
+
+func (p batchedPayloads) Payload(ctx context.Context, eventID string) ([]byte, error) {
+	return p.b.Do(ctx, eventID)
 }
 
 // Payloads caches event payloads, which never change once stored.

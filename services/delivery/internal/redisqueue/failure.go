@@ -82,7 +82,7 @@ return 1
 
 // MarkSuccess implements delivery.EndpointStats.
 func (q *Queue) MarkSuccess(ctx context.Context, endpointID string, at time.Time) error {
-	_, err := q.batch.run(ctx, successScript, []string{epStatKey(endpointID)}, at.UnixMilli(), q.retention.Milliseconds())
+	_, err := q.runScript(ctx, successScript, []string{epStatKey(endpointID)}, at.UnixMilli(), q.retention.Milliseconds())
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}

@@ -282,41 +282,30 @@ func (q *Queue) Claim(ctx context.Context, now, leaseUntil time.Time, max int) (
 // claimShards runs the claim script on every shard n with take[n] > 0, in
 // one pipeline, and reports each shard's earliest remaining score to note.
 func (q *Queue) claimShards(ctx context.Context, take []int, nowMS, leaseMS int64, note func(int64)) ([]delivery.Job, error) {
-	cmds := make([]*redis.Cmd, Shards)
-	run := func(evalsha bool) error {
-		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for n, k := range take {
-				if k == 0 {
-					continue
-				}
-				keys, args := []string{schedKey(n)}, []any{nowMS, leaseMS, k, dlvPrefix(n)}
-				if evalsha {
-					cmds[n] = claimScript.EvalSha(ctx, p, keys, args...)
-				} else {
-					cmds[n] = claimScript.Eval(ctx, p, keys, args...)
-				}
-			}
-			return nil
-		})
-		return err
-	}
-	// A NOSCRIPT reply means the script did not run: send the source.
-	if err := run(true); isNoScript(err) {
-		err = run(false)
-		if err != nil {
-			return nil, fmt.Errorf("claim: %w", err)
+	var calls []scriptCall
+	var shards []int
+	for n, k := range take {
+		if k > 0 {
+			calls = append(calls, scriptCall{claimScript, []string{schedKey(n)}, []any{nowMS, leaseMS, k, dlvPrefix(n)}})
+			shards = append(shards, n)
 		}
-	} else if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
 	}
+	replies, errs := runScripts(ctx, q.rdb, calls)
+	// Jobs claimed on the shards that answered are returned even when
+	// another failed: they are leased, and run now rather than when the
+	// lease ends.
 	var jobs []delivery.Job
-	for n, c := range cmds {
-		if c == nil {
-			continue
+	var firstErr error
+	for j, n := range shards {
+		res, _ := replies[j].([]any)
+		if errs[j] == nil && len(res) != 2 {
+			errs[j] = fmt.Errorf("unexpected reply %v", replies[j])
 		}
-		res, err := c.Slice()
-		if err != nil || len(res) != 2 {
-			return jobs, fmt.Errorf("claim shard %d: unexpected reply %v (%v)", n, res, err)
+		if errs[j] != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("claim shard %d: %w", n, errs[j])
+			}
+			continue
 		}
 		items, _ := res[0].([]any)
 		for j := 0; j+1 < len(items); j += 2 {
@@ -336,7 +325,7 @@ func (q *Queue) claimShards(ctx context.Context, take []int, nowMS, leaseMS int6
 			}
 		}
 	}
-	return jobs, nil
+	return jobs, firstErr
 }
 
 // Complete records an outcome if the lease is still held.
@@ -358,7 +347,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	if o.Status == delivery.StatusPending {
 		expiry += max(o.Next.Sub(o.Now), 0) // never expire before the next attempt
 	}
-	res, err := q.batch.run(ctx, completeScript,
+	res, err := q.runScript(ctx, completeScript,
 		[]string{schedKey(n), hk, hk + ":att", parkedKey(n)},
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
 		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts, start,
