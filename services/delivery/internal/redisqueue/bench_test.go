@@ -70,6 +70,16 @@ func BenchmarkMillionPending(b *testing.B) {
 		after := usedMemory(b, srv)
 		perItem := float64(after-before) / float64(n)
 		b.ReportMetric(perItem, "B/pending")
+		// Where the bytes are: one delivery's hash (key included), and the
+		// schedule shards' and the account index's bytes per entry.
+		var schedBytes int64
+		for sh := range Shards {
+			schedBytes += srv.Client.MemoryUsage(ctx, schedKey(sh), 0).Val()
+		}
+		hashBytes := srv.Client.MemoryUsage(ctx, DeliveryKey(mk(0, now).ID), 0).Val()
+		acctBytes := srv.Client.MemoryUsage(ctx, accountKey("acct_01KBXYZ000000000000000001"), 0).Val()
+		b.Logf("per pending: delivery hash %d B (MEMORY USAGE), schedule entry %.0f B, account index entry %.0f B",
+			hashBytes, float64(schedBytes)/float64(n), float64(acctBytes)/float64(n))
 
 		// Lateness: 2,000 more due over the next 2 s, claimed as they come due.
 		const dueN = 2000
