@@ -82,3 +82,50 @@ func perThousand(before, after cpuSnapshot, items int) (string, time.Duration) {
 	}
 	return strings.Join(out, ", "), total
 }
+
+// redisCommandTime is the time Redis has spent in each command so far
+// (INFO commandstats usec; a script's commands count under evalsha).
+func redisCommandTime(b testing.TB, s *Suite) map[string]time.Duration {
+	info, err := s.Redis.Client.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]time.Duration{}
+	for _, l := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(l, "cmdstat_"), ":")
+		if !ok || !strings.HasPrefix(l, "cmdstat_") {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				us, _ := strconv.ParseInt(v, 10, 64)
+				out[name] = time.Duration(us) * time.Microsecond
+			}
+		}
+	}
+	return out
+}
+
+// topCommands formats the commands that took the most Redis time between
+// two readings, per item, largest first.
+func topCommands(before, after map[string]time.Duration, items, top int) string {
+	type cmd struct {
+		name string
+		d    time.Duration
+	}
+	var cmds []cmd
+	for name, a := range after {
+		if d := a - before[name]; d > 0 {
+			cmds = append(cmds, cmd{name, d / time.Duration(items)})
+		}
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].d > cmds[j].d })
+	var out []string
+	for i, c := range cmds {
+		if i == top {
+			break
+		}
+		out = append(out, fmt.Sprintf("%s %.1f µs", c.name, float64(c.d.Nanoseconds())/1000))
+	}
+	return strings.Join(out, ", ")
+}

@@ -159,15 +159,17 @@ func BenchmarkSuite(b *testing.B) {
 	if profiling != nil {
 		profiling.Wait()
 	}
-	cpuBefore := s.cpu(b)
+	cpuBefore, cmdBefore := s.cpu(b), redisCommandTime(b, s)
 	_, eight := throughput(b, ing, ctx, rcv, n/8, func(i int) *ingestionv1.PublishEventRequest { return startedReq(acct, i) }, 8)
 	cpuParts, cpuTotal := perThousand(cpuBefore, s.cpu(b), n/8*8)
+	redisTop := topCommands(cmdBefore, redisCommandTime(b, s), n/8*8, 6)
 	rep.add("ingest (PublishEvents, 4 producers, batches of 500)", fmt.Sprintf("%.0f events/s", ingest), "—")
 	rep.add("end-to-end deliveries/s, one endpoint (its concurrency limit 32 applies)", fmt.Sprintf("%.0f /s", one), "≥ 1,000 (issue 2); ≥ 5,000 (issue 8)")
 	rep.add("end-to-end deliveries/s, 8 endpoints, each event to all 8", fmt.Sprintf("%.0f /s", eight), "≥ 5,000 (issue 8)")
 	rep.add("ratio to the plain loop (best of the two)", fmt.Sprintf("%.2f", max(one, eight)/plain), "≥ 0.5 (issue 8)")
 	rep.add("CPU per 1,000 deliveries (8 endpoints run) vs per 1,000 plain-loop requests",
 		fmt.Sprintf("%d ms vs %d ms: %s", cpuTotal.Milliseconds(), plainCPU.Milliseconds(), cpuParts), "—")
+	rep.add("Redis command time per delivery, top 6 (8 endpoints run; evalsha includes the commands its scripts run, which are also listed by name)", redisTop, "—")
 
 	for _, rate := range []int{500, 1000, 2000} {
 		p50, p99, p999, lost := latencyAt(b, ing, ctx, acct, rcv, rate, 5*time.Second)

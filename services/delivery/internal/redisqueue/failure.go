@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voxscriber/webhooks/pkg/autobatch"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -80,12 +81,48 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 `)
 
+// successMark is one success of an endpoint (ms).
+type successMark struct {
+	endpointID string
+	at         int64
+}
+
+// newSuccessBatcher returns the batcher of MarkSuccess: the marks of one
+// endpoint in a batch become one script call with the latest time (the
+// script keeps the maximum anyway), so a busy endpoint costs one call per
+// batch rather than one per delivery.
+func newSuccessBatcher(rdb redis.UniversalClient, retention time.Duration) *autobatch.Batcher[successMark, struct{}] {
+	return autobatch.New(maxBatch, batchSenders, batchTimeout, func(ctx context.Context, marks []successMark) ([]struct{}, []error) {
+		latest := map[string]int64{}
+		var order []string
+		for _, m := range marks {
+			if _, ok := latest[m.endpointID]; !ok {
+				order = append(order, m.endpointID)
+			}
+			latest[m.endpointID] = max(latest[m.endpointID], m.at)
+		}
+		calls := make([]scriptCall, len(order))
+		for i, ep := range order {
+			calls[i] = scriptCall{successScript, []string{epStatKey(ep)}, []any{latest[ep], retention.Milliseconds()}}
+		}
+		_, errs := runScripts(ctx, rdb, calls)
+		byEndpoint := make(map[string]error, len(order))
+		for i, ep := range order {
+			if !errors.Is(errs[i], redis.Nil) {
+				byEndpoint[ep] = errs[i]
+			}
+		}
+		out := make([]error, len(marks))
+		for i, m := range marks {
+			out[i] = byEndpoint[m.endpointID]
+		}
+		return make([]struct{}, len(marks)), out
+	})
+}
+
 // MarkSuccess implements delivery.EndpointStats.
 func (q *Queue) MarkSuccess(ctx context.Context, endpointID string, at time.Time) error {
-	_, err := q.runScript(ctx, successScript, []string{epStatKey(endpointID)}, at.UnixMilli(), q.retention.Milliseconds())
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
+	_, err := q.successes.Do(ctx, successMark{endpointID, at.UnixMilli()})
 	return err
 }
 

@@ -2,6 +2,8 @@ package redisqueue
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +45,36 @@ func TestDisableDecision(t *testing.T) {
 	}
 	if ttl := srv.Client.PTTL(ctx, epStatKey("ep_2")).Val(); ttl <= 0 {
 		t.Errorf("endpoint stats do not expire (ttl %v)", ttl)
+	}
+}
+
+// TestConcurrentSuccessMarks: many successes of a few endpoints at once
+// leave each endpoint's latest time, in fewer script calls than marks.
+func TestConcurrentSuccessMarks(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	t0 := time.Now().Truncate(time.Millisecond)
+	const n = 300
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := q.MarkSuccess(ctx, fmt.Sprintf("ep_%d", i%3), t0.Add(time.Duration(i)*time.Millisecond)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for e := range 3 {
+		latest := t0.Add(time.Duration(n-3+e) * time.Millisecond).UnixMilli()
+		if got, _ := srv.Client.HGet(ctx, epStatKey(fmt.Sprintf("ep_%d", e)), "ok").Int64(); got != latest {
+			t.Errorf("ep_%d: ok %d, want the latest success %d", e, got, latest)
+		}
+	}
+	if calls := commandCalls(t, srv, "evalsha") + commandCalls(t, srv, "eval"); calls >= n {
+		t.Errorf("%d script calls for %d marks of 3 endpoints", calls, n)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/autobatch"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -41,8 +42,9 @@ const KeepAttempts = 50
 // Queue implements delivery.Queue and delivery.Log.
 type Queue struct {
 	rdb       redis.UniversalClient
-	batch     *batcher // Complete and MarkSuccess, one pipeline for many attempts
-	cluster   bool     // a Redis Cluster: a pipeline has no order across nodes
+	batch     *batcher // Complete: one pipeline for many attempts
+	successes *autobatch.Batcher[successMark, struct{}]
+	cluster   bool // a Redis Cluster: a pipeline has no order across nodes
 	retention time.Duration
 	next      atomic.Uint32 // rotates the first shard claimed
 }
@@ -59,7 +61,8 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 		retention = 7 * 24 * time.Hour
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
-	return &Queue{rdb: rdb, batch: newBatcher(rdb), cluster: cluster, retention: retention}
+	return &Queue{rdb: rdb, batch: newBatcher(rdb), successes: newSuccessBatcher(rdb, retention),
+		cluster: cluster, retention: retention}
 }
 
 // Shard is the schedule shard of a delivery id.
