@@ -119,27 +119,56 @@ func (q *Queue) Load(ctx context.Context) error {
 	return nil
 }
 
-// Schedule creates the deliveries that do not exist yet, in one pipeline,
-// adds them to their accounts' indexes and wakes the delivery workers.
+// scheduleChunk bounds the deliveries one schedule script call creates
+// (Lua's unpack has a stack limit).
+const scheduleChunk = 200
+
+// Schedule creates the deliveries that do not exist yet, one script call
+// per shard (per scheduleChunk of it), adds them to their accounts' indexes
+// and wakes the delivery workers, all in one pipeline.
 func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, error) {
 	if len(ds) == 0 {
 		return nil, nil
+	}
+	// Group by shard; each chunk remembers the positions of its deliveries.
+	type chunk struct {
+		shard int
+		idx   []int
+	}
+	var chunks []*chunk
+	open := map[int]*chunk{}
+	for i := range ds {
+		n := Shard(ds[i].ID)
+		c := open[n]
+		if c == nil || len(c.idx) == scheduleChunk {
+			c = &chunk{shard: n}
+			open[n] = c
+			chunks = append(chunks, c)
+		}
+		c.idx = append(c.idx, i)
 	}
 	var cmds []*redis.Cmd
 	exec := func(ctx context.Context, evalsha bool) error {
 		cmds = cmds[:0]
 		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			byAccount := map[string][]redis.Z{}
-			var now int64
-			for i := range ds {
-				d := &ds[i]
-				keys := []string{ScheduleKey(d.ID), DeliveryKey(d.ID)}
-				args := append([]any{d.ID, ms(d.NextTime)}, hashFields(d)...)
+			for _, c := range chunks {
+				args := []any{dlvPrefix(c.shard)}
+				for _, i := range c.idx {
+					f := hashFields(&ds[i])
+					args = append(args, ds[i].ID, ms(ds[i].NextTime), len(f))
+					args = append(args, f...)
+				}
+				keys := []string{schedKey(c.shard)}
 				if evalsha {
 					cmds = append(cmds, scheduleScript.EvalSha(ctx, p, keys, args...))
 				} else {
 					cmds = append(cmds, scheduleScript.Eval(ctx, p, keys, args...))
 				}
+			}
+			byAccount := map[string][]redis.Z{}
+			var now int64
+			for i := range ds {
+				d := &ds[i]
 				byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
 				now = max(now, ms(d.CreateTime))
 			}
@@ -173,12 +202,17 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
 	}
 	created := make([]bool, len(ds))
-	for i, c := range cmds {
-		n, err := c.Int()
+	for j, c := range chunks {
+		res, err := cmds[j].Int64Slice()
 		if err != nil {
 			return nil, err
 		}
-		created[i] = n == 1
+		if len(res) != len(c.idx) {
+			return nil, fmt.Errorf("schedule shard %d: %d replies for %d deliveries", c.shard, len(res), len(c.idx))
+		}
+		for k, i := range c.idx {
+			created[i] = res[k] == 1
+		}
 	}
 	return created, nil
 }

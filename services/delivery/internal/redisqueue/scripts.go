@@ -7,17 +7,31 @@ import "github.com/redis/go-redis/v9"
 // derives (delivery hashes named by the ids it reads from the schedule) are
 // built from a prefix passed in ARGV that carries the same tag.
 
-// scheduleScript creates a delivery unless it exists (an upsert keyed by
-// the derived delivery id).
+// scheduleScript creates the deliveries of one shard that do not exist yet
+// (an upsert keyed by the derived delivery id), in one call for many.
 //
-//	KEYS: 1 schedule zset, 2 delivery hash
-//	ARGV: 1 id, 2 due ms, then field/value pairs of the hash
-//	returns 1 when created, 0 when it already existed
+//	KEYS: 1 schedule zset
+//	ARGV: 1 delivery hash key prefix, then per delivery: id, due ms, the
+//	      number n of hash arguments, n field/value arguments
+//	returns per delivery 1 when created, 0 when it already existed
 var scheduleScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-return 1
+local created, due = {}, {}
+local i = 2
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 2])
+  local k = ARGV[1] .. id
+  if redis.call('EXISTS', k) == 1 then
+    created[#created + 1] = 0
+  else
+    redis.call('HSET', k, unpack(ARGV, i + 3, i + 2 + n))
+    due[#due + 1] = ARGV[i + 1]
+    due[#due + 1] = id
+    created[#created + 1] = 1
+  end
+  i = i + 3 + n
+end
+if #due > 0 then redis.call('ZADD', KEYS[1], unpack(due)) end
+return created
 `)
 
 // claimScript leases due items: instead of removing them it re-scores them
