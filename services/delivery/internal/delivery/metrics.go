@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -33,6 +34,7 @@ type meteredQueue struct {
 	Queue
 	deliveries metric.Int64Counter
 	duration   metric.Float64Histogram
+	sets       sync.Map // string → measurementSets
 }
 
 func (q *meteredQueue) Complete(ctx context.Context, job Job, o Outcome) (bool, error) {
@@ -62,24 +64,43 @@ func (q *meteredQueue) observe(ctx context.Context, o Outcome) {
 	default:
 		outcome = string(o.Status)
 	}
+	var class string
+	var etype ErrorType
+	if a := o.Attempt; a != nil {
+		class, etype = telemetry.StatusClass(a.StatusCode), a.ErrorType
+	}
+	sets := q.attributeSets(outcome, class, etype)
+	q.deliveries.Add(ctx, 1, sets.deliveries)
+	if a := o.Attempt; a != nil {
+		q.duration.Record(ctx, max(a.Latency, 0).Seconds(), sets.duration)
+	}
+}
+
+// measurementSets are the attribute options of one combination of outcome,
+// status class and error type, built once: building them (a sorted,
+// deduplicated set) per delivery was a few percent of a delivery's CPU.
+type measurementSets struct {
+	deliveries, duration metric.MeasurementOption
+}
+
+func (q *meteredQueue) attributeSets(outcome, class string, etype ErrorType) measurementSets {
+	key := outcome + "|" + class + "|" + string(etype)
+	if v, ok := q.sets.Load(key); ok {
+		return v.(measurementSets)
+	}
 	attrs := []attribute.KeyValue{attribute.String("outcome", outcome)}
-	if a := o.Attempt; a != nil {
-		if c := telemetry.StatusClass(a.StatusCode); c != "" {
-			attrs = append(attrs, attribute.String("http.response.status_class", c))
-		}
-		if a.ErrorType != ErrorNone {
-			attrs = append(attrs, attribute.String("error.type", string(a.ErrorType)))
-		}
+	if class != "" {
+		attrs = append(attrs, attribute.String("http.response.status_class", class))
 	}
-	set := metric.WithAttributes(attrs...)
-	q.deliveries.Add(ctx, 1, set)
-	if a := o.Attempt; a != nil {
-		lat := a.Latency
-		if lat <= 0 {
-			lat = 0
-		}
-		q.duration.Record(ctx, lat.Seconds(), metric.WithAttributes(attrs[0:min(len(attrs), 2)]...))
+	if etype != ErrorNone {
+		attrs = append(attrs, attribute.String("error.type", string(etype)))
 	}
+	sets := measurementSets{
+		deliveries: metric.WithAttributeSet(attribute.NewSet(attrs...)),
+		duration:   metric.WithAttributeSet(attribute.NewSet(attrs[:min(len(attrs), 2)]...)),
+	}
+	q.sets.Store(key, sets) // a few dozen combinations at most
+	return sets
 }
 
 // ScheduleStats is a snapshot of the retry schedule for the gauges.
