@@ -162,3 +162,39 @@ func TestReleaseAll(t *testing.T) {
 		}
 	}
 }
+
+// TestAttemptLogKeepsTheLast: the attempt log keeps the last KeepAttempts
+// attempts and lives as long as the delivery.
+func TestAttemptLogKeepsTheLast(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	if _, err := q.Schedule(ctx, []delivery.Delivery{newDelivery("dlv_log", now, now)}); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= KeepAttempts+2; n++ {
+		at := now.Add(time.Duration(n) * time.Millisecond)
+		jobs, _, err := q.Claim(ctx, at, at.Add(time.Minute), 1)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("attempt %d: Claim = %d jobs, %v", n, len(jobs), err)
+		}
+		att := &delivery.Attempt{Number: n, Start: at, StatusCode: 500, ErrorType: delivery.ErrorHTTPStatus, Error: "HTTP 500"}
+		if ok, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusPending, Next: at, Attempt: att, Now: at}); !ok || err != nil {
+			t.Fatalf("attempt %d: Complete = %v, %v", n, ok, err)
+		}
+	}
+	d, atts, err := q.Get(ctx, "dlv_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(atts) != KeepAttempts || atts[0].Number != 3 || atts[len(atts)-1].Number != KeepAttempts+2 {
+		t.Fatalf("log holds %d attempts, %d..%d; want the last %d", len(atts), atts[0].Number, atts[len(atts)-1].Number, KeepAttempts)
+	}
+	if d.Attempts != KeepAttempts+2 || d.LastCode != 500 || d.FirstAttempt.IsZero() {
+		t.Errorf("delivery = attempts %d, code %d, first %v", d.Attempts, d.LastCode, d.FirstAttempt)
+	}
+	if h, l := srv.Client.PTTL(ctx, DeliveryKey("dlv_log")).Val(), srv.Client.PTTL(ctx, AttemptsKey("dlv_log")).Val(); l <= 0 || l < h-time.Second {
+		t.Errorf("attempt log ttl %v, delivery ttl %v: the log must live as long", l, h)
+	}
+}

@@ -74,28 +74,32 @@ var completeScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
 local st = ARGV[3]
+-- One HSET with every field that changes.
+local f = {'status', st, 'updated', ARGV[5], 'lease', 0}
 if st == 'pending' then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-  redis.call('HSET', KEYS[2], 'status', st, 'next', ARGV[4], 'updated', ARGV[5], 'lease', 0)
+  f[#f + 1] = 'next'; f[#f + 1] = ARGV[4]
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HSET', KEYS[2], 'status', st, 'next', 0, 'updated', ARGV[5], 'lease', 0)
+  f[#f + 1] = 'next'; f[#f + 1] = 0
   if st == 'parked' then redis.call('SADD', KEYS[4], ARGV[11]) end
 end
 if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[2], 'attempts', ARGV[6], 'code', ARGV[7], 'err', ARGV[8])
+  f[#f + 1] = 'attempts'; f[#f + 1] = ARGV[6]
+  f[#f + 1] = 'code'; f[#f + 1] = ARGV[7]
+  f[#f + 1] = 'err'; f[#f + 1] = ARGV[8]
   if (tonumber(redis.call('HGET', KEYS[2], 'first') or '0') or 0) == 0 then
-    redis.call('HSET', KEYS[2], 'first', ARGV[13])
+    f[#f + 1] = 'first'; f[#f + 1] = ARGV[13]
   end
 elseif ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[2], 'err', ARGV[8])
+  f[#f + 1] = 'err'; f[#f + 1] = ARGV[8]
 end
-if ARGV[9] ~= '' then
-  redis.call('RPUSH', KEYS[3], ARGV[9])
+redis.call('HSET', KEYS[2], unpack(f))
+redis.call('PEXPIRE', KEYS[2], ARGV[10])
+if ARGV[9] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[9]) > tonumber(ARGV[12]) then
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[12]), -1)
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[10])
-redis.call('PEXPIRE', KEYS[3], ARGV[10])
+redis.call('PEXPIRE', KEYS[3], ARGV[10]) -- the log lives as long as the delivery
 return 1
 `)
 
