@@ -66,7 +66,7 @@ jaeger: .cache/jaeger
 # Benchmarks: the end-to-end suite benchmark writes bench/RESULTS.md.
 bench: build
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/ -args -results $(CURDIR)/bench/RESULTS.md $(if $(PROFILE),-profile $(abspath $(PROFILE)))
-	go test -run '^$$' -bench MillionPending -benchtime 1x -timeout 15m ./services/delivery/internal/redisqueue/
+	go test -run '^$$' -bench MillionPending -benchtime 1x -timeout 15m ./services/delivery/internal/redisqueue/ -args -results $(CURDIR)/bench/RESULTS.md
 
 # Chaos: SIGKILL every service and restart Redis under load for CHAOS (make test runs 12s).
 CHAOS ?= 90s

@@ -398,6 +398,24 @@ func waitFor(b testing.TB, f func() bool, d time.Duration) {
 	}
 }
 
+// appendRows adds rows to the table that ends the report at path (written
+// by BenchmarkSuite); nothing when path is empty.
+func appendRows(b testing.TB, path string, rows ...string) {
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	for _, r := range rows {
+		if _, err := fmt.Fprintln(f, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // aofRewrites is how many AOF rewrites Redis has made.
 func aofRewrites(b testing.TB, s *Suite) string {
 	return infoField(b, s, "persistence", "aof_rewrites")
