@@ -7,10 +7,12 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
@@ -43,6 +45,31 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		errs = append(errs, f(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// shutdownTimeout bounds the flush of exporters at exit.
+const shutdownTimeout = 5 * time.Second
+
+// Start is what every service's main does: Setup (logs to stderr), then
+// the /metrics server on metricsAddr (METRICS_ADDR; off when empty). Close
+// the result when the service stops.
+func Start(ctx context.Context, service, level, metricsAddr string) (*Telemetry, error) {
+	t, err := Setup(ctx, service, level, nil)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	if _, err := t.ServeMetrics(ctx, metricsAddr); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// Close flushes and stops the exporters, waiting at most shutdownTimeout.
+func (t *Telemetry) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	_ = t.Shutdown(ctx)
 }
 
 // Setup installs the global propagator and tracer provider and returns a

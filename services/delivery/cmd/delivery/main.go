@@ -49,15 +49,12 @@ func run(ctx context.Context) error {
 	}
 
 	// Telemetry, Redis, registry.
-	tel, err := telemetry.Setup(ctx, "delivery", common.LogLevel, nil)
+	tel, err := telemetry.Start(ctx, "delivery", common.LogLevel, common.MetricsAddr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	defer tel.Close()
 	log := tel.Logger
-	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
-		return err
-	}
 	meter := telemetry.Meter("github.com/voxscriber/webhooks/services/delivery")
 	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
 	if err != nil {

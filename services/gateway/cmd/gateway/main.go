@@ -29,15 +29,12 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	tel, err := telemetry.Setup(ctx, "gateway", common.LogLevel, nil)
+	tel, err := telemetry.Start(ctx, "gateway", common.LogLevel, common.MetricsAddr)
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.Background())
+	defer tel.Close()
 	log := tel.Logger
-	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
-		return err
-	}
 
 	var b gateway.Backends
 	// The gateway forwards the caller's own credential; it holds no token.

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
@@ -41,18 +40,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	tel, err := telemetry.Setup(ctx, "ingestion", common.LogLevel, os.Stderr)
+	tel, err := telemetry.Start(ctx, "ingestion", common.LogLevel, common.MetricsAddr)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
-		return err
-	}
+	defer tel.Close()
 
 	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
 	if err != nil {

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,15 +35,12 @@ func run(ctx context.Context) error {
 	}
 
 	// 2. Telemetry.
-	tel, err := telemetry.Setup(ctx, "registry", common.LogLevel, os.Stderr)
+	tel, err := telemetry.Start(ctx, "registry", common.LogLevel, common.MetricsAddr)
 	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	defer shutdownTelemetry(tel)
-	log := tel.Logger
-	if _, err := tel.ServeMetrics(ctx, common.MetricsAddr); err != nil {
 		return err
 	}
+	defer tel.Close()
+	log := tel.Logger
 
 	// 3. The secrets key, checked against what Redis already holds.
 	box, devKey, err := registry.OpenSecretsKey(secretsKey, common.Dev)
@@ -90,10 +86,4 @@ func run(ctx context.Context) error {
 		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
 		Ready:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 	}.Run(ctx)
-}
-
-func shutdownTelemetry(tel *telemetry.Telemetry) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = tel.Shutdown(ctx)
 }
