@@ -28,7 +28,7 @@ type batcher = autobatch.Batcher[scriptCall, any]
 
 func newBatcher(rdb redis.UniversalClient) *batcher {
 	return autobatch.New(maxBatch, batchSenders, batchTimeout, func(ctx context.Context, calls []scriptCall) ([]any, []error) {
-		return runScripts(ctx, rdb, calls)
+		return runScripts(ctx, rdb, calls, nil)
 	})
 }
 
@@ -39,7 +39,10 @@ func (q *Queue) runScript(ctx context.Context, script *redis.Script, keys []stri
 
 // runScripts sends script calls in one pipeline by hash, and the source of
 // those that met an empty script cache (a restarted Redis) in a second.
-func runScripts(ctx context.Context, rdb redis.UniversalClient, calls []scriptCall) ([]any, []error) {
+// This is the one place that handles NOSCRIPT. after (may be nil) adds
+// commands behind the scripts in each pipeline sent, so they must be
+// idempotent; an error of theirs is every call's error.
+func runScripts(ctx context.Context, rdb redis.UniversalClient, calls []scriptCall, after func(redis.Pipeliner)) ([]any, []error) {
 	res, errs := make([]any, len(calls)), make([]error, len(calls))
 	pending := make([]int, len(calls))
 	for i := range pending {
@@ -55,6 +58,9 @@ func runScripts(ctx context.Context, rdb redis.UniversalClient, calls []scriptCa
 				} else {
 					cmds[j] = c.script.Eval(ctx, p, c.keys, c.args...)
 				}
+			}
+			if after != nil {
+				after(p)
 			}
 			return nil
 		})

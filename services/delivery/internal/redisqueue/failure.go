@@ -105,7 +105,7 @@ func newSuccessBatcher(rdb redis.UniversalClient, retention time.Duration) *auto
 		for i, ep := range order {
 			calls[i] = scriptCall{successScript, []string{epStatKey(ep)}, []any{latest[ep], retention.Milliseconds()}}
 		}
-		_, errs := runScripts(ctx, rdb, calls)
+		_, errs := runScripts(ctx, rdb, calls, nil)
 		byEndpoint := make(map[string]error, len(order))
 		for i, ep := range order {
 			if !errors.Is(errs[i], redis.Nil) {
@@ -139,35 +139,21 @@ func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Statu
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), 500)]
 		ids = ids[len(batch):]
-		cmds := make([]*redis.Cmd, len(batch))
-		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range batch {
-				n := Shard(id)
-				args := []any{id, now.UnixMilli()}
-				for _, s := range from {
-					args = append(args, string(s))
-				}
-				cmds[i] = restartScript.Run(ctx, p, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n)}, args...)
+		calls := make([]scriptCall, len(batch))
+		for i, id := range batch {
+			n := Shard(id)
+			args := []any{id, now.UnixMilli()}
+			for _, s := range from {
+				args = append(args, string(s))
 			}
-			return nil
-		})
-		if err != nil && !isNoScript(err) {
-			return total, err
+			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n)}, args}
 		}
-		for i, c := range cmds {
-			v, err := c.Int()
-			if isNoScript(err) { // script cache flushed: one at a time, loading it
-				n := Shard(batch[i])
-				args := []any{batch[i], now.UnixMilli()}
-				for _, s := range from {
-					args = append(args, string(s))
-				}
-				v, err = restartScript.Run(ctx, q.rdb, []string{schedKey(n), dlvPrefix(n) + batch[i], parkedKey(n)}, args...).Int()
-			}
+		replies, errs := runScripts(ctx, q.rdb, calls, nil)
+		for i, err := range errs {
 			if err != nil {
 				return total, err
 			}
-			if v == 1 {
+			if replies[i] == int64(1) {
 				total++
 			}
 		}

@@ -147,55 +147,43 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		}
 		c.idx = append(c.idx, i)
 	}
-	var cmds []*redis.Cmd
-	exec := func(ctx context.Context, evalsha bool) error {
-		cmds = cmds[:0]
-		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, c := range chunks {
-				args := []any{dlvPrefix(c.shard)}
-				for _, i := range c.idx {
-					f := hashFields(&ds[i])
-					args = append(args, ds[i].ID, ms(ds[i].NextTime), len(f))
-					args = append(args, f...)
-				}
-				keys := []string{schedKey(c.shard)}
-				if evalsha {
-					cmds = append(cmds, scheduleScript.EvalSha(ctx, p, keys, args...))
-				} else {
-					cmds = append(cmds, scheduleScript.Eval(ctx, p, keys, args...))
-				}
-			}
-			byAccount := map[string][]redis.Z{}
-			var now int64
-			for i := range ds {
-				d := &ds[i]
-				byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
-				now = max(now, ms(d.CreateTime))
-			}
-			for acct, zs := range byAccount {
-				k := accountKey(acct)
-				p.ZAddNX(ctx, k, zs...)
-				p.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(now-q.retention.Milliseconds(), 10))
-				p.PExpire(ctx, k, q.retention)
-			}
-			// Wake every delivery process in the same round trip, after
-			// the writes so that a woken claimer finds them (a spurious
-			// wake, when every delivery already existed, is harmless). A
-			// cluster pipeline runs on several nodes at once, with no order
-			// between them: there the wake follows the reply.
-			if !q.cluster {
-				p.Publish(ctx, WakeChannel, "1")
-			}
-			return nil
-		})
-		return err
+	calls := make([]scriptCall, len(chunks))
+	for j, c := range chunks {
+		args := []any{dlvPrefix(c.shard)}
+		for _, i := range c.idx {
+			f := hashFields(&ds[i])
+			args = append(args, ds[i].ID, ms(ds[i].NextTime), len(f))
+			args = append(args, f...)
+		}
+		calls[j] = scriptCall{scheduleScript, []string{schedKey(c.shard)}, args}
 	}
-	err := exec(ctx, true)
-	if err != nil && isNoScript(err) {
-		err = exec(ctx, false) // script cache flushed (Redis restarted): send the source once
+	byAccount := map[string][]redis.Z{}
+	var now int64
+	for i := range ds {
+		d := &ds[i]
+		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+		now = max(now, ms(d.CreateTime))
 	}
-	if err != nil {
-		return nil, err
+	replies, errs := runScripts(ctx, q.rdb, calls, func(p redis.Pipeliner) {
+		for acct, zs := range byAccount {
+			k := accountKey(acct)
+			p.ZAddNX(ctx, k, zs...)
+			p.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(now-q.retention.Milliseconds(), 10))
+			p.PExpire(ctx, k, q.retention)
+		}
+		// Wake every delivery process in the same round trip, after the
+		// writes so that a woken claimer finds them (a spurious wake, when
+		// every delivery already existed, is harmless). A cluster pipeline
+		// runs on several nodes at once, with no order between them: there
+		// the wake follows the reply.
+		if !q.cluster {
+			p.Publish(ctx, WakeChannel, "1")
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
 	}
 	if q.cluster {
 		// Best effort: other processes poll at least every second anyway.
@@ -203,15 +191,12 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	}
 	created := make([]bool, len(ds))
 	for j, c := range chunks {
-		res, err := cmds[j].Int64Slice()
-		if err != nil {
-			return nil, err
-		}
+		res, _ := replies[j].([]any)
 		if len(res) != len(c.idx) {
 			return nil, fmt.Errorf("schedule shard %d: %d replies for %d deliveries", c.shard, len(res), len(c.idx))
 		}
 		for k, i := range c.idx {
-			created[i] = res[k] == 1
+			created[i] = res[k] == int64(1)
 		}
 	}
 	return created, nil
@@ -327,7 +312,7 @@ func (q *Queue) claimShards(ctx context.Context, take []int, nowMS, leaseMS int6
 			shards = append(shards, n)
 		}
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls)
+	replies, errs := runScripts(ctx, q.rdb, calls, nil)
 	// Jobs claimed on the shards that answered are returned even when
 	// another failed: they are leased, and run now rather than when the
 	// lease ends.
@@ -409,18 +394,14 @@ func (q *Queue) ReleaseAll(ctx context.Context, jobs []delivery.Job, due []time.
 	if len(jobs) == 0 {
 		return nil
 	}
-	if err := releaseScript.Load(ctx, q.rdb).Err(); err != nil {
-		return err
+	calls := make([]scriptCall, len(jobs))
+	for i, job := range jobs {
+		n := Shard(job.Delivery.ID)
+		calls[i] = scriptCall{releaseScript, []string{schedKey(n), dlvPrefix(n) + job.Delivery.ID},
+			[]any{job.Delivery.ID, job.LeaseUntil.UnixMilli(), due[i].UnixMilli()}}
 	}
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, job := range jobs {
-			n := Shard(job.Delivery.ID)
-			releaseScript.EvalSha(ctx, p, []string{schedKey(n), dlvPrefix(n) + job.Delivery.ID},
-				job.Delivery.ID, job.LeaseUntil.UnixMilli(), due[i].UnixMilli())
-		}
-		return nil
-	})
-	return err
+	_, errs := runScripts(ctx, q.rdb, calls, nil)
+	return errors.Join(errs...)
 }
 
 // Requeue makes a delivery pending and due now unless it is in flight.

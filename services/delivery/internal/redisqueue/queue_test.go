@@ -151,6 +151,7 @@ func TestReleaseAll(t *testing.T) {
 	stale := jobs[2]
 	stale.LeaseUntil = lease.Add(-time.Second) // another claim holds it now
 	due := []time.Time{now.Add(time.Second), now.Add(2 * time.Second), now.Add(3 * time.Second)}
+	srv.Client.ScriptFlush(ctx) // as after a Redis restart: the scripts are sent again
 	if err := q.ReleaseAll(ctx, []delivery.Job{jobs[0], jobs[1], stale}, due); err != nil {
 		t.Fatal(err)
 	}
