@@ -49,36 +49,37 @@ func (s *Suite) cpu(b testing.TB) cpuSnapshot {
 		}
 	}
 	s.mu.Unlock()
-	info, err := s.Redis.Client.Info(context.Background(), "server").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, l := range strings.Split(info, "\r\n") {
-		if pid, ok := strings.CutPrefix(l, "process_id:"); ok {
-			out["redis-server"] = procCPU(pid)
+	out["redis-server"] = procCPU(infoField(b, s, "server", "process_id"))
+	return out
+}
+
+// spent is the time one part (a process, a Redis command) took per item.
+type spent struct {
+	name string
+	d    time.Duration
+}
+
+// spentPer is what each part took between two readings of cumulative
+// times, per item, largest first; parts that took nothing are left out.
+func spentPer(before, after map[string]time.Duration, items int) []spent {
+	var out []spent
+	for name, a := range after {
+		if d := a - before[name]; d > 0 {
+			out = append(out, spent{name, d / time.Duration(items)})
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].d > out[j].d })
 	return out
 }
 
 // perThousand formats the CPU each part used between two snapshots per
 // 1,000 items, largest first, and returns the total.
 func perThousand(before, after cpuSnapshot, items int) (string, time.Duration) {
-	type part struct {
-		name string
-		d    time.Duration
-	}
-	var parts []part
-	var total time.Duration
-	for name, a := range after {
-		d := (a - before[name]) * 1000 / time.Duration(items)
-		parts = append(parts, part{name, d})
-		total += d
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].d > parts[j].d })
 	var out []string
-	for _, p := range parts {
-		out = append(out, fmt.Sprintf("%s %d ms", p.name, p.d.Milliseconds()))
+	var total time.Duration
+	for _, p := range spentPer(before, after, items) {
+		out = append(out, fmt.Sprintf("%s %d ms", p.name, (p.d*1000).Milliseconds()))
+		total += p.d * 1000
 	}
 	return strings.Join(out, ", "), total
 }
@@ -109,20 +110,9 @@ func redisCommandTime(b testing.TB, s *Suite) map[string]time.Duration {
 // topCommands formats the commands that took the most Redis time between
 // two readings, per item, largest first.
 func topCommands(before, after map[string]time.Duration, items, top int) string {
-	type cmd struct {
-		name string
-		d    time.Duration
-	}
-	var cmds []cmd
-	for name, a := range after {
-		if d := a - before[name]; d > 0 {
-			cmds = append(cmds, cmd{name, d / time.Duration(items)})
-		}
-	}
-	sort.Slice(cmds, func(i, j int) bool { return cmds[i].d > cmds[j].d })
 	var out []string
-	for i, c := range cmds {
-		if i == top {
+	for _, c := range spentPer(before, after, items) {
+		if len(out) == top {
 			break
 		}
 		out = append(out, fmt.Sprintf("%s %.1f µs", c.name, float64(c.d.Nanoseconds())/1000))
