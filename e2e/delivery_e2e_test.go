@@ -311,15 +311,6 @@ func TestTwoDeliveryProcessesNeverSendAnAttemptTwiceAtOnce(t *testing.T) {
 	}
 	eventually(t, 60*time.Second, "every delivery", func() bool { return rc.Count() >= n })
 	time.Sleep(500 * time.Millisecond)
-	seen := map[string]int{}
-	for _, r := range rc.Requests() {
-		seen[r.Header.Get("X-Webhook-Id")]++
-	}
-	if len(seen) != n {
-		t.Fatalf("%d distinct events delivered, want %d", len(seen), n)
-	}
-	if o := rc.Overlaps(); o != 0 {
-		t.Fatalf("%d attempts were sent twice at the same time", o)
-	}
+	rc.RequireEachOnceAtATime(t, n)
 	t.Logf("%d requests for %d events", rc.Count(), n)
 }

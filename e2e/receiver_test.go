@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -84,3 +85,20 @@ func (rc *Receiver) Count() int {
 // Overlaps counts requests that arrived while another with the same event
 // id was still being answered (the same attempt sent twice at once).
 func (rc *Receiver) Overlaps() int64 { return rc.overlap.Load() }
+
+// RequireEachOnceAtATime fails t unless n distinct events (X-Webhook-Id)
+// arrived and no attempt was ever sent while another of the same delivery
+// was in flight.
+func (rc *Receiver) RequireEachOnceAtATime(t testing.TB, n int) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, r := range rc.Requests() {
+		seen[r.Header.Get("X-Webhook-Id")] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct events delivered, want %d", len(seen), n)
+	}
+	if o := rc.Overlaps(); o != 0 {
+		t.Fatalf("%d attempts were sent twice at the same time", o)
+	}
+}

@@ -109,16 +109,7 @@ func TestScaleTwoDeliveryTwoIngestion(t *testing.T) {
 	eventually(t, 180*time.Second, "10,000 deliveries", func() bool { return rc.Count() >= n })
 	took := time.Since(start)
 	time.Sleep(time.Second)
-	seen := map[string]int{}
-	for _, r := range rc.Requests() {
-		seen[r.Header.Get("X-Webhook-Id")]++
-	}
-	if len(seen) != n {
-		t.Fatalf("%d distinct events delivered, want %d", len(seen), n)
-	}
-	if o := rc.Overlaps(); o != 0 {
-		t.Fatalf("%d attempts were sent twice at the same time", o)
-	}
+	rc.RequireEachOnceAtATime(t, n)
 	dups := rc.Count() - n
 	t.Logf("10,000 events through 2 ingestion + 2 delivery processes: published in %v, all delivered in %v (%.0f/s); %d repeated sends (at-least-once)",
 		published.Round(time.Millisecond), took.Round(time.Millisecond), n/took.Seconds(), dups)
