@@ -11,6 +11,15 @@ import (
 	"time"
 )
 
+// The bounds the suite's batchers use: batches of up to DefaultMax calls,
+// DefaultSenders batches (pipelines) in flight at once, each within
+// DefaultTimeout.
+const (
+	DefaultMax     = 256
+	DefaultSenders = 4
+	DefaultTimeout = 5 * time.Second
+)
+
 // Func runs a batch and returns one result and one error per request, in
 // order.
 type Func[Req, Res any] func(ctx context.Context, reqs []Req) ([]Res, []error)

@@ -178,7 +178,7 @@ type PayloadSource interface {
 // (eventstore.Store.PayloadMany): reads that miss the cache at about the
 // same time (every new event does, once) share round trips.
 func BatchPayloads(many autobatch.Func[string, []byte]) PayloadSource {
-	return batchedPayloads{autobatch.New(256, 4, 5*time.Second, many)}
+	return batchedPayloads{autobatch.New(autobatch.DefaultMax, autobatch.DefaultSenders, autobatch.DefaultTimeout, many)}
 }
 
 type batchedPayloads struct {

@@ -2,22 +2,13 @@ package redisqueue
 
 import (
 	"context"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/autobatch"
 )
 
-// Script calls made by many attempts at about the same time (Complete,
-// MarkSuccess) share pipelines: under load Redis writes, and with
-// appendfsync always fsyncs, once per batch instead of once per attempt.
-const (
-	maxBatch     = 256
-	batchSenders = 4 // pipelines in flight at once
-	batchTimeout = 5 * time.Second
-)
-
+// scriptCall is one script evaluation.
 type scriptCall struct {
 	script *redis.Script
 	keys   []string
@@ -26,8 +17,12 @@ type scriptCall struct {
 
 type batcher = autobatch.Batcher[scriptCall, any]
 
+// newBatcher returns the batcher of Complete: script calls made by many
+// attempts at about the same time share pipelines, so under load Redis
+// writes, and with appendfsync always fsyncs, once per batch instead of
+// once per attempt.
 func newBatcher(rdb redis.UniversalClient) *batcher {
-	return autobatch.New(maxBatch, batchSenders, batchTimeout, func(ctx context.Context, calls []scriptCall) ([]any, []error) {
+	return autobatch.New(autobatch.DefaultMax, autobatch.DefaultSenders, autobatch.DefaultTimeout, func(ctx context.Context, calls []scriptCall) ([]any, []error) {
 		return runScripts(ctx, rdb, calls, nil)
 	})
 }

@@ -92,7 +92,7 @@ type successMark struct {
 // script keeps the maximum anyway), so a busy endpoint costs one call per
 // batch rather than one per delivery.
 func newSuccessBatcher(rdb redis.UniversalClient, retention time.Duration) *autobatch.Batcher[successMark, struct{}] {
-	return autobatch.New(maxBatch, batchSenders, batchTimeout, func(ctx context.Context, marks []successMark) ([]struct{}, []error) {
+	return autobatch.New(autobatch.DefaultMax, autobatch.DefaultSenders, autobatch.DefaultTimeout, func(ctx context.Context, marks []successMark) ([]struct{}, []error) {
 		latest := map[string]int64{}
 		var order []string
 		for _, m := range marks {
