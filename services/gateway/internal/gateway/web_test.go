@@ -19,9 +19,9 @@ func TestDashboardAssetsEmbedded(t *testing.T) {
 	srv := httptest.NewServer(http.FileServerFS(static))
 	defer srv.Close()
 	for path, ctype := range map[string]string{
-		"/":          "text/html",
-		"/app.js":    "javascript",
-		"/style.css": "text/css",
+		"/":           "text/html",
+		"/js/main.js": "javascript",
+		"/style.css":  "text/css",
 	} {
 		resp, err := http.Get(srv.URL + path)
 		if err != nil {
