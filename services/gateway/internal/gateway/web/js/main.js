@@ -29,6 +29,7 @@ const signOutButton = document.getElementById('signout');
 function updateNav(hash) {
   const on = signedIn();
   nav.hidden = !on;
+  signOutButton.hidden = !on;
   for (const a of nav.querySelectorAll('[data-nav]')) {
     const current = hash.startsWith(`#/${a.dataset.nav}`) || (a.dataset.nav === 'monitoring' && hash.startsWith('#/deliveries/'));
     if (current) a.setAttribute('aria-current', 'page');
