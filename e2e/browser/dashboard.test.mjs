@@ -23,6 +23,42 @@ const PHONE = { width: 390, height: 844 };
 let browser;
 let page;
 
+// What went wrong in the page during the whole run, checked by the last
+// test: failed requests, error answers (the API's refusals that tests
+// provoke on purpose excepted), console errors and uncaught exceptions.
+const problems = [];
+const modules = new Map(); // URL of every .js the page loaded → status and content type
+const EXPECTED_REFUSALS = new Set([400, 401]); // wrong key, invalid create/edit
+const isApi = (url) => new URL(url).pathname.startsWith('/v1/');
+
+function watch(p) {
+  p.on('pageerror', (e) => {
+    console.error('page error:', e.message);
+    problems.push(`page error: ${e.message}`);
+  });
+  p.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const at = m.location()?.url || '';
+    // Chromium logs every error answer of a fetch as "Failed to load
+    // resource"; the API's are judged by their status below.
+    if (/^Failed to load resource/.test(m.text()) && at && isApi(at)) return;
+    problems.push(`console error: ${m.text()} (${at})`);
+  });
+  p.on('response', (r) => {
+    const url = r.url();
+    if (new URL(url).pathname.endsWith('.js')) modules.set(url, { status: r.status(), type: r.headers()['content-type'] || '' });
+    if (r.status() < 400) return;
+    if (isApi(url) && EXPECTED_REFUSALS.has(r.status())) return;
+    problems.push(`${r.request().method()} ${url}: HTTP ${r.status()}`);
+  });
+  p.on('requestfailed', (r) => {
+    const why = r.failure()?.errorText || '';
+    // Navigating (goto, reload) cancels the API loads of the view it leaves.
+    if (why === 'net::ERR_ABORTED' && isApi(r.url())) return;
+    problems.push(`${r.method()} ${r.url()} failed: ${why}`);
+  });
+}
+
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
   browser = await chromium.launch({
@@ -33,7 +69,7 @@ before(async () => {
   const context = await browser.newContext({ viewport: DESKTOP });
   page = await context.newPage();
   page.setDefaultTimeout(15000);
-  page.on('pageerror', (e) => console.error('page error:', e.message));
+  watch(page);
 });
 
 after(async () => {
@@ -106,15 +142,46 @@ const card = () => page.locator('article.endpoint').filter({ hasText: RECEIVER_U
 
 test('sign in: a wrong key shows the API message; the key lives in sessionStorage only', async () => {
   await page.goto(BASE_URL + '/');
+  await page.getByLabel('API key').waitFor();
+  // The page is native ES modules: each one served as JavaScript.
+  assert.deepEqual(await page.evaluate(() => [...document.scripts].map((s) => [s.type, s.getAttribute('src')])), [['module', 'js/main.js']]);
+  const main = modules.get(`${BASE_URL}/js/main.js`);
+  assert.equal(main?.status, 200, 'js/main.js loaded');
+  assert.ok(modules.size > 5, `main.js imports the other modules: ${[...modules.keys()].join(' ')}`);
+  for (const [url, m] of modules) assert.match(`${m.status} ${m.type}`, /^200 text\/javascript/, url);
+  // A favicon: the linked SVG, and /favicon.ico for clients that ask by name.
+  const icon = await page.locator('link[rel=icon]').getAttribute('href');
+  for (const path of [`/${icon}`, '/favicon.ico']) {
+    const r = await page.request.get(BASE_URL + path);
+    assert.equal(`${r.status()} ${r.headers()['content-type']}`, '200 image/svg+xml', path);
+  }
+  // Nothing of the signed-in navigation before sign-in.
+  assert.equal(await page.locator('#signout').isVisible(), false, 'Sign out hidden before sign-in');
+  assert.equal(await page.getByRole('link', { name: 'Monitoring' }).count(), 0, 'no navigation before sign-in');
+
   await page.getByLabel('API key').fill('not-a-key');
   await page.getByRole('button', { name: 'Sign in' }).click();
   const err = await textOf(page.locator('form p.error'), /\S/, 'a sign-in error');
   assert.doesNotMatch(err, /^\d{3}\b/, 'the API message, not a bare status');
   await shot('01-sign-in-error');
 
+  assert.equal(await page.locator('#signout').isVisible(), false, 'Sign out hidden after a refused key');
+
+  await page.getByLabel('API key').fill(API_KEY);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Settings → Webhooks' }).waitFor();
+  assert.ok(await page.getByRole('button', { name: 'Sign out' }).isVisible(), 'Sign out shown once signed in');
+
+  // Sign out ends the session: the form again, no key kept, no Sign out.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.equal(await page.locator('#signout').isVisible(), false, 'Sign out hidden after signing out');
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'the key is gone');
+
   await page.getByLabel('API key').fill(API_KEY);
   await page.getByLabel('API key').press('Enter'); // keyboard submit
   await page.getByRole('heading', { name: 'Settings → Webhooks' }).waitFor();
+  assert.ok(await page.getByRole('button', { name: 'Sign out' }).isVisible(), 'Sign out shown again');
   const storage = await page.evaluate(() => ({ session: sessionStorage.length, local: localStorage.length, cookie: document.cookie }));
   assert.deepEqual(storage, { session: 1, local: 0, cookie: '' });
 });
@@ -396,4 +463,8 @@ test('keyboard: Tab reaches the navigation and every form control, each with a f
   }
   await page.keyboard.press('Shift+Tab');
   await shot('13-keyboard-focus');
+});
+
+test('the whole run: no failed request, no unexpected error answer, no console error', () => {
+  assert.deepEqual(problems, []);
 });

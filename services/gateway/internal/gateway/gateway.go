@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"net/http"
+	"path"
 	"sync"
 	"time"
 
@@ -56,7 +57,7 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 	if err := deliveryv1.RegisterDeliveryServiceHandler(ctx, mux, b.Delivery); err != nil {
 		return nil, err
 	}
-	static, err := fs.Sub(web, "web")
+	static, err := dashboard()
 	if err != nil {
 		return nil, err
 	}
@@ -69,10 +70,59 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(gen.OpenAPI)
 	})
-	h.Handle("/", http.FileServerFS(static))
+	h.Handle("/", static)
 	return otelhttp.NewHandler(h, "gateway", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 		return r.Method + " " + r.URL.Path
 	})), nil
+}
+
+// dashboardTypes are the content types of the dashboard's files, set by the
+// gateway itself: the browser runs js/*.js as ES modules only when they come
+// with a JavaScript type, and the type the mime package derives from the
+// host's mime.types (or a Windows registry) is not to be relied on.
+var dashboardTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+}
+
+// dashboardCSP is the dashboard's Content-Security-Policy: its own files
+// only. It is a header, not a <meta> tag, because frame-ancestors works
+// (and browsers stop logging an error about it) only in a header.
+const dashboardCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// dashboard serves the embedded web/ directory (index.html at /) and
+// /favicon.ico, which browsers and other clients ask for by that name
+// whatever the page links: it answers with the page's SVG icon.
+func dashboard() (http.Handler, error) {
+	static, err := fs.Sub(web, "web")
+	if err != nil {
+		return nil, err
+	}
+	icon, err := fs.ReadFile(static, "favicon.svg")
+	if err != nil {
+		return nil, err
+	}
+	files := http.FileServerFS(static)
+	h := http.NewServeMux()
+	h.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", dashboardTypes[".svg"])
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		_, _ = w.Write(icon)
+	})
+	h.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", dashboardCSP)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		// ServeContent keeps a Content-Type that is already set; an error
+		// answer (404) replaces it with text/plain.
+		if t, ok := dashboardTypes[path.Ext(r.URL.Path)]; ok {
+			w.Header().Set("Content-Type", t)
+		}
+		files.ServeHTTP(w, r)
+	}))
+	return h, nil
 }
 
 // healthz answers 200 only when every backend reports SERVING over
