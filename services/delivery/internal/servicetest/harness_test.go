@@ -1,8 +1,9 @@
-// Package e2e tests the delivery service end to end: a real redis-server,
-// real HTTP receivers, the real gRPC server with the suite's interceptors
-// over loopback, and the real worker. The registry belongs to another team:
+// Package servicetest tests the delivery service end to end in one
+// process (the top-level e2e/ runs the binaries): a real redis-server, real
+// HTTP receivers, the real gRPC server with the suite's interceptors over
+// loopback, and the real worker. The registry belongs to another team:
 // a small real gRPC server backed by a map stands in for it.
-package e2e
+package servicetest
 
 import (
 	"context"
