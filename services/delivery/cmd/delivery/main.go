@@ -96,7 +96,7 @@ func run(ctx context.Context) error {
 	dispatcher := delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: schedule}, Timeout: timeout},
 		delivery.Deps{
-			Queue: delivery.Metered(queue, meter), Log: queue, Sender: send,
+			Queue: delivery.Metered(queue, meter), History: queue, Sender: send,
 			Targets: targets,
 			Events:  cache.NewPayloads(cache.BatchPayloads(eventstore.New(rdb, retention).PayloadMany), 10_000, 64<<20, time.Minute),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),

@@ -47,7 +47,7 @@ type Config struct {
 // Deps are the dispatcher's collaborators.
 type Deps struct {
 	Queue   Queue
-	Log     Log
+	History History
 	Targets Targets
 	Events  Events
 	Sender  Sender

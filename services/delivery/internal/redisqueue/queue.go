@@ -39,7 +39,7 @@ const WakeChannel = "wh:sched:wake"
 // KeepAttempts is how many attempts a delivery's log keeps.
 const KeepAttempts = 50
 
-// Queue implements delivery.Queue and delivery.Log.
+// Queue implements delivery.Queue and delivery.History.
 type Queue struct {
 	rdb       redis.UniversalClient
 	batch     *batcher // Complete: one pipeline for many attempts
@@ -50,8 +50,8 @@ type Queue struct {
 }
 
 var (
-	_ delivery.Queue = (*Queue)(nil)
-	_ delivery.Log   = (*Queue)(nil)
+	_ delivery.Queue   = (*Queue)(nil)
+	_ delivery.History = (*Queue)(nil)
 )
 
 // New returns a Queue whose finished deliveries expire after retention

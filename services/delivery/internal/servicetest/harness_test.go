@@ -227,7 +227,7 @@ func (e *env) start(o procOpts) *proc {
 	p.disp = delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
 		delivery.Deps{
-			Queue: p.queue, Log: p.queue, Sender: countingSender{snd, p.sent},
+			Queue: p.queue, History: p.queue, Sender: countingSender{snd, p.sent},
 			Targets: registryclient.NewTargets(e.regc, time.Second), // the double announces no changes: a short TTL
 			Events:  cache.NewPayloads(e.events, 1000, 16<<20, time.Minute),
 			Tracer:  otel.Tracer("delivery-test"), Logger: log,
