@@ -38,7 +38,7 @@ func run(ctx context.Context) error {
 	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
 	schedule := env.Schedule("DELIVERY_RETRY_SCHEDULE", config.DefaultSchedule)
 	timeout := env.Duration("DELIVERY_TIMEOUT", 5*time.Second)
-	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour)
+	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention)
 	workers := env.Int("DELIVERY_WORKERS", 512, 1)
 	perEndpoint := env.Int("DELIVERY_ENDPOINT_CONCURRENCY", delivery.DefaultEndpointConcurrency, 1)
 	smtpAddr := env.String("SMTP_ADDR", "")

@@ -25,6 +25,7 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/autobatch"
+	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -55,10 +56,10 @@ var (
 )
 
 // New returns a Queue whose finished deliveries expire after retention
-// (DELIVERY_RETENTION).
+// (DELIVERY_RETENTION; config.DefaultDeliveryRetention when 0).
 func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	if retention <= 0 {
-		retention = 7 * 24 * time.Hour
+		retention = config.DefaultDeliveryRetention
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Queue{rdb: rdb, batch: newBatcher(rdb), successes: newSuccessBatcher(rdb, retention),
