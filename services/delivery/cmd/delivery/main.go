@@ -42,7 +42,7 @@ func run(ctx context.Context) error {
 	workers := env.Int("DELIVERY_WORKERS", 512, 1)
 	perEndpoint := env.Int("DELIVERY_ENDPOINT_CONCURRENCY", delivery.DefaultEndpointConcurrency, 1)
 	smtpAddr := env.String("SMTP_ADDR", "")
-	smtpFrom := env.String("SMTP_FROM", "webhooks@voxscriber.invalid")
+	smtpFrom := env.String("SMTP_FROM", mailer.DefaultFrom)
 	policy := ssrf.FromEnv(env)
 	if err := env.Err(); err != nil {
 		return err
@@ -84,7 +84,7 @@ func run(ctx context.Context) error {
 	if smtpAddr != "" {
 		mail = mailer.SMTP{Addr: smtpAddr, From: smtpFrom}
 	}
-	notices := mailer.NewAsync(mail, log, 5, 2*time.Second, 1000)
+	notices := mailer.NewAsync(mail, log, mailer.DefaultAsyncConfig())
 
 	// Delivery: queue, sender, dispatcher, worker, API.
 	queue := redisqueue.New(rdb, retention)
