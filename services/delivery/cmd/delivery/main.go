@@ -98,7 +98,7 @@ func run(ctx context.Context) error {
 		delivery.Deps{
 			Queue: delivery.Metered(queue, meter), History: queue, Sender: send,
 			Targets: targets,
-			Events:  cache.NewPayloads(cache.BatchPayloads(eventstore.New(rdb, retention).PayloadMany), 10_000, 64<<20, time.Minute),
+			Events:  cache.NewPayloads(cache.BatchPayloads(eventstore.New(rdb, retention).PayloadMany), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
 			Stats:   queue, Registry: registryclient.Registry{C: registry}, Mailer: notices,

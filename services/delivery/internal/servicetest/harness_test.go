@@ -229,7 +229,7 @@ func (e *env) start(o procOpts) *proc {
 		delivery.Deps{
 			Queue: p.queue, History: p.queue, Sender: countingSender{snd, p.sent},
 			Targets: registryclient.NewTargets(e.regc, time.Second), // the double announces no changes: a short TTL
-			Events:  cache.NewPayloads(e.events, 1000, 16<<20, time.Minute),
+			Events:  cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
 			Tracer:  otel.Tracer("delivery-test"), Logger: log,
 		})
 	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1)})
