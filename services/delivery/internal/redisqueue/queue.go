@@ -29,8 +29,9 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
-// Shards is the number of schedule shards (DELIVERY_SHARDS). Changing it
-// strands existing deliveries: it is a constant of the deployment.
+// Shards is the number of schedule shards. It is fixed in the code, not
+// read from the environment: a delivery's keys live in the shard its id
+// hashes to, so changing it strands existing deliveries.
 const Shards = 16
 
 // WakeChannel is where Schedule announces due work to every delivery
