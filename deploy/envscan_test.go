@@ -38,9 +38,9 @@ func scan(re *regexp.Regexp, src string) map[string]bool {
 	return out
 }
 
-// pendingEnv are variables the deployment files set ahead of the code:
-// SPEC names them and the delivery work in progress adds them. They are
-// tolerated (and logged) while no service reads them yet.
+// pendingEnv are variables the deployment files set ahead of the code
+// (README's configuration table names them). They are tolerated (and
+// logged) while no service reads them yet.
 var pendingEnv = map[string]bool{"SMTP_ADDR": true, "SMTP_FROM": true}
 
 // envReads derives, from the source, the variables service reads: its

@@ -85,7 +85,9 @@ func publish(t testing.TB, c ingestionv1.IngestionServiceClient, ctx context.Con
 
 // TestSignedDeliveryEndToEnd: an event published over gRPC reaches a real
 // receiver once, signed so that the seed's check and Standard Webhooks both
-// verify, with every SPEC header; the delivery log and the event show it.
+// verify (README, "Verifying a signature"), with every header a receiver
+// gets (X-Webhook-*, webhook-*, User-Agent, traceparent); the delivery log
+// and the event show it.
 func TestSignedDeliveryEndToEnd(t *testing.T) { signedDeliveryScenario(t, startSuite) }
 
 // suiteStarter starts the suite (standalone Redis, or a Redis Cluster).

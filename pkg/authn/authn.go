@@ -196,7 +196,13 @@ func (Token) RequireTransportSecurity() bool { return false }
 
 var _ credentials.PerRPCCredentials = Token("")
 
-// CachingResolver remembers answers of a slower resolver for a while.
+// DefaultResolverTTL is how long the services' CachingResolver remembers
+// the account of an API key, so customer calls do not each ask the registry.
+const DefaultResolverTTL = 30 * time.Second
+
+// CachingResolver remembers answers of a slower resolver for TTL
+// (DefaultResolverTTL is the services' choice); an unknown key is
+// remembered at most 2 s.
 type CachingResolver struct {
 	Next Resolver
 	TTL  time.Duration

@@ -111,6 +111,11 @@ const MaxAttempts = 20
 // minute, 5 minutes, 30 minutes and 2 hours.
 var DefaultSchedule = []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour}
 
+// DefaultDeliveryRetention is the default of DELIVERY_RETENTION: how long
+// events, deliveries (with their attempts) and idempotency keys are kept in
+// Redis. Every service that reads the variable uses this default.
+const DefaultDeliveryRetention = 7 * 24 * time.Hour
+
 // ParseSchedule parses comma-separated Go durations, the delays before
 // attempts 1..n: "0s,1m,5m,30m,2h". Each is >= 0 and at most 7 days; there
 // are 1 to MaxAttempts of them.

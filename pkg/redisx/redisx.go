@@ -11,6 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// DefaultOpenWait is how long a service waits at start-up for Redis to
+// answer PING (Open's wait) before it gives up, so a service may start
+// alongside its Redis (docker compose, make run, a rolling restart).
+const DefaultOpenWait = 30 * time.Second
+
 // Open connects to REDIS_URL. Forms:
 //
 //	redis://[user:pass@]host:port/db    a standalone server

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,38 +31,62 @@ import (
 
 func main() { serve.Main("delivery", run) }
 
+// settings is what the delivery process reads from its environment (README,
+// "Configuration"). Each default is a named constant of the package that
+// uses it; every other tunable (caches, notice retries, Redis start-up wait)
+// is that package's documented default, wired in run.
+type settings struct {
+	common       config.Common
+	addr         string // DELIVERY_ADDR: where DeliveryService listens
+	registryAddr string // REGISTRY_ADDR: where the registry is dialled
+	schedule     []time.Duration
+	timeout      time.Duration // per attempt
+	retention    time.Duration // events, deliveries, endpoint success marks
+	workers      int           // concurrent attempts in this process
+	perEndpoint  int           // concurrent attempts to one endpoint in this process
+	smtpAddr     string        // empty: notices are logged
+	smtpFrom     string
+	policy       ssrf.Policy
+}
+
+// readSettings reads the environment, reporting every bad value at once.
+func readSettings(env *config.Env) (settings, error) {
+	s := settings{
+		common:       config.ReadCommon(env),
+		addr:         env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr),
+		registryAddr: env.String("REGISTRY_ADDR", config.DefaultRegistryAddr),
+		schedule:     env.Schedule("DELIVERY_RETRY_SCHEDULE", config.DefaultSchedule),
+		timeout:      env.Duration("DELIVERY_TIMEOUT", delivery.DefaultTimeout),
+		retention:    env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention),
+		workers:      env.Int("DELIVERY_WORKERS", delivery.DefaultWorkerSlots, 1),
+		perEndpoint:  env.Int("DELIVERY_ENDPOINT_CONCURRENCY", delivery.DefaultEndpointConcurrency, 1),
+		smtpAddr:     env.String("SMTP_ADDR", ""),
+		smtpFrom:     env.String("SMTP_FROM", mailer.DefaultFrom),
+		policy:       ssrf.FromEnv(env),
+	}
+	return s, env.Err()
+}
+
 func run(ctx context.Context) error {
-	// Configuration.
-	env := config.FromOS()
-	common := config.ReadCommon(env)
-	addr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
-	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
-	schedule := env.Schedule("DELIVERY_RETRY_SCHEDULE", config.DefaultSchedule)
-	timeout := env.Duration("DELIVERY_TIMEOUT", 5*time.Second)
-	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour)
-	workers := env.Int("DELIVERY_WORKERS", 512, 1)
-	perEndpoint := env.Int("DELIVERY_ENDPOINT_CONCURRENCY", delivery.DefaultEndpointConcurrency, 1)
-	smtpAddr := env.String("SMTP_ADDR", "")
-	smtpFrom := env.String("SMTP_FROM", "webhooks@voxscriber.invalid")
-	policy := ssrf.FromEnv(env)
-	if err := env.Err(); err != nil {
+	cfg, err := readSettings(config.FromOS())
+	if err != nil {
 		return err
 	}
 
 	// Telemetry, Redis, registry.
-	tel, err := telemetry.Start(ctx, "delivery", common.LogLevel, common.MetricsAddr)
+	tel, err := telemetry.Start(ctx, "delivery", cfg.common.LogLevel, cfg.common.MetricsAddr)
 	if err != nil {
 		return err
 	}
 	defer tel.Close()
 	log := tel.Logger
 	meter := telemetry.Meter("github.com/voxscriber/webhooks/services/delivery")
-	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
+	rdb, err := redisx.Open(ctx, cfg.common.RedisURL, redisx.DefaultOpenWait)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	conn, err := serve.Dial(config.DialTarget(registryAddr), common.InternalToken)
+	conn, err := serve.Dial(config.DialTarget(cfg.registryAddr), cfg.common.InternalToken)
 	if err != nil {
 		return err
 	}
@@ -79,52 +104,50 @@ func run(ctx context.Context) error {
 		}
 	})
 
-	// Notices of disabled endpoints: SMTP when SMTP_ADDR is set, else the log.
-	var mail mailer.Mailer = mailer.Log{Logger: log}
-	if smtpAddr != "" {
-		mail = mailer.SMTP{Addr: smtpAddr, From: smtpFrom}
-	}
-	notices := mailer.NewAsync(mail, log, 5, 2*time.Second, 1000)
+	// Notices of disabled endpoints, sent in the background.
+	notices := mailer.NewAsync(newMailer(cfg, log), log, mailer.DefaultAsyncConfig())
 
 	// Delivery: queue, sender, dispatcher, worker, API.
-	queue := redisqueue.New(rdb, retention)
+	queue := redisqueue.New(rdb, cfg.retention)
 	if err := delivery.ObserveSchedule(meter, time.Now, queue.Stats); err != nil {
 		return err
 	}
-	send := sender.New(sender.Config{Timeout: timeout, Policy: policy})
+	send := sender.New(sender.Config{Timeout: cfg.timeout, Policy: cfg.policy})
 	defer send.Close()
+	payloads := eventstore.New(rdb, cfg.retention).PayloadMany
 	dispatcher := delivery.NewDispatcher(
-		delivery.Config{Retry: delivery.RetryPolicy{Schedule: schedule}, Timeout: timeout},
+		delivery.Config{Retry: delivery.RetryPolicy{Schedule: cfg.schedule}, Timeout: cfg.timeout},
 		delivery.Deps{
-			Queue: delivery.Metered(queue, meter), Log: queue, Sender: send,
+			Queue: delivery.Metered(queue, meter), History: queue, Sender: send,
 			Targets: targets,
-			Events:  cache.NewPayloads(cache.BatchPayloads(eventstore.New(rdb, retention).PayloadMany), 10_000, 64<<20, time.Minute),
+			Events:  cache.NewPayloads(cache.BatchPayloads(payloads), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
 			Stats:   queue, Registry: registryclient.Registry{C: registry}, Mailer: notices,
 			Invalidate: targets.Invalidate,
 		})
-	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: workers, EndpointConcurrency: perEndpoint})
+	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
 	svc := delivery.NewService(dispatcher, worker.Wake)
 	resumeCtx, stopResume := context.WithCancel(ctx)
 	defer stopResume()
 	go svc.RunResumer(resumeCtx, resumeKick, delivery.ResumeEvery)
 	stopWake := queue.Listen(worker.Wake)
 	worker.Start()
-	log.Info("delivery configured", "schedule", fmt.Sprint(schedule), "timeout", timeout.String(),
-		"workers", workers, "endpoint_concurrency", perEndpoint, "smtp", smtpAddr != "", "shards", redisqueue.Shards, "allow_http", policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(policy.AllowedCIDRs))
+	log.Info("delivery configured", "schedule", fmt.Sprint(cfg.schedule), "timeout", cfg.timeout.String(),
+		"workers", cfg.workers, "endpoint_concurrency", cfg.perEndpoint, "smtp", cfg.smtpAddr != "", "shards", redisqueue.Shards,
+		"allow_http", cfg.policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cfg.policy.AllowedCIDRs))
 
 	return serve.Service{
 		Name:   deliveryv1.DeliveryService_ServiceDesc.ServiceName,
-		Addr:   addr,
+		Addr:   cfg.addr,
 		Logger: log,
 		Auth: authn.Config{
 			Policy:        grpcapi.Policy(),
-			Resolver:      &authn.CachingResolver{Next: registryclient.Resolver{C: registry}, TTL: 30 * time.Second},
-			InternalToken: common.InternalToken,
+			Resolver:      &authn.CachingResolver{Next: registryclient.Resolver{C: registry}, TTL: authn.DefaultResolverTTL},
+			InternalToken: cfg.common.InternalToken,
 		},
 		Register: func(s *grpc.Server) {
-			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, common.JaegerUIURL))
+			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL))
 		},
 		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Drain: func(ctx context.Context) {
@@ -135,4 +158,12 @@ func run(ctx context.Context) error {
 			notices.Close(ctx)
 		},
 	}.Run(ctx)
+}
+
+// newMailer sends notices over SMTP when SMTP_ADDR is set, else logs them.
+func newMailer(cfg settings, log *slog.Logger) mailer.Mailer {
+	if cfg.smtpAddr == "" {
+		return mailer.Log{Logger: log}
+	}
+	return mailer.SMTP{Addr: cfg.smtpAddr, From: cfg.smtpFrom}
 }

@@ -195,12 +195,51 @@ type Payloads struct {
 	c    *Cache[string, []byte]
 }
 
-// NewPayloads caches up to maxEntries payloads of at most maxBytes in all
-// for ttl each.
-func NewPayloads(next PayloadSource, maxEntries int, maxBytes int64, ttl time.Duration) *Payloads {
+// PayloadConfig sizes a Payloads cache. A zero field takes its default.
+type PayloadConfig struct {
+	// MaxEntries bounds the number of payloads kept (DefaultPayloadEntries).
+	MaxEntries int
+	// MaxBytes bounds their total size, each counted with payloadOverhead
+	// bytes of bookkeeping (DefaultPayloadBytes).
+	MaxBytes int64
+	// TTL is how long a payload is served after it was loaded
+	// (DefaultPayloadTTL). Payloads never change, so it only bounds how
+	// long memory is held for events no longer being delivered.
+	TTL time.Duration
+}
+
+// Defaults of PayloadConfig: 10,000 payloads, 64 MiB in all (well inside
+// the delivery pod's memory limit in k8s/base), each kept a minute.
+const (
+	DefaultPayloadEntries = 10_000
+	DefaultPayloadBytes   = 64 << 20
+	DefaultPayloadTTL     = time.Minute
+)
+
+// payloadOverhead is what one cached payload costs besides its bytes.
+const payloadOverhead = 64
+
+// DefaultPayloadConfig is the payload cache of the delivery service.
+func DefaultPayloadConfig() PayloadConfig {
+	return PayloadConfig{MaxEntries: DefaultPayloadEntries, MaxBytes: DefaultPayloadBytes, TTL: DefaultPayloadTTL}
+}
+
+// NewPayloads caches up to cfg.MaxEntries payloads of at most cfg.MaxBytes
+// in all for cfg.TTL each.
+func NewPayloads(next PayloadSource, cfg PayloadConfig) *Payloads {
+	d := DefaultPayloadConfig()
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = d.MaxEntries
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = d.MaxBytes
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = d.TTL
+	}
 	return &Payloads{next: next, c: New[string, []byte](Options[[]byte]{
-		MaxEntries: maxEntries, TTL: ttl, MaxCost: maxBytes,
-		Cost: func(b []byte) int64 { return int64(len(b)) + 64 },
+		MaxEntries: cfg.MaxEntries, TTL: cfg.TTL, MaxCost: cfg.MaxBytes,
+		Cost: func(b []byte) int64 { return int64(len(b)) + payloadOverhead },
 	})}
 }
 

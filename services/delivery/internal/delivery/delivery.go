@@ -165,8 +165,9 @@ type Queue interface {
 	ReleaseAll(ctx context.Context, jobs []Job, due []time.Time) error
 }
 
-// Log is the delivery log behind the read and resend operations.
-type Log interface {
+// History is the delivery history (every delivery and its attempts) behind
+// the read and resend operations.
+type History interface {
 	// Get returns a delivery and its attempts, oldest first, or an error
 	// wrapping apierr.ErrNotFound.
 	Get(ctx context.Context, id string) (*Delivery, []Attempt, error)

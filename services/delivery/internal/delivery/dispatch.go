@@ -21,6 +21,9 @@ import (
 
 // Timing of the pipeline around the HTTP request.
 const (
+	// DefaultTimeout is the per-attempt HTTP timeout (DELIVERY_TIMEOUT's
+	// default): the seed's "respond within 5 seconds".
+	DefaultTimeout = 5 * time.Second
 	// DefaultLeaseMargin is how much longer than the HTTP timeout a claim
 	// is leased: enough for the lookups before the request and the write
 	// after.
@@ -37,7 +40,7 @@ const (
 // Config is the deployment's delivery policy.
 type Config struct {
 	Retry RetryPolicy
-	// Timeout is the per-attempt HTTP timeout.
+	// Timeout is the per-attempt HTTP timeout (DefaultTimeout when 0).
 	Timeout time.Duration
 	// LeaseMargin is added to Timeout to make a claim's lease
 	// (DefaultLeaseMargin when 0).
@@ -47,7 +50,7 @@ type Config struct {
 // Deps are the dispatcher's collaborators.
 type Deps struct {
 	Queue   Queue
-	Log     Log
+	History History
 	Targets Targets
 	Events  Events
 	Sender  Sender
@@ -83,7 +86,7 @@ func NewDispatcher(cfg Config, deps Deps) *Dispatcher {
 		deps.Logger = slog.Default()
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.LeaseMargin <= 0 {
 		cfg.LeaseMargin = DefaultLeaseMargin

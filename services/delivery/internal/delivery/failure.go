@@ -12,7 +12,7 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/mailer"
 )
 
-// The failure rules (SPEC "Delivery semantics"):
+// The failure rules (docs/architecture.md, "Delivery under failure"):
 //
 //   - 410 Gone: the delivery is parked and the endpoint disabled at once.
 //   - An event's final scheduled attempt fails and the endpoint had no

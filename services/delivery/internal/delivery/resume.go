@@ -35,7 +35,7 @@ const (
 // ResumeParked restarts the parked deliveries of ACTIVE endpoints (and of
 // deleted ones, which the dispatcher then cancels) and returns how many.
 func (s *Service) ResumeParked(ctx context.Context) (int, error) {
-	groups, err := s.d.deps.Log.Parked(ctx, MaxParkedSweep)
+	groups, err := s.d.deps.History.Parked(ctx, MaxParkedSweep)
 	if err != nil {
 		return 0, fmt.Errorf("reading parked deliveries: %w", err)
 	}
@@ -52,7 +52,7 @@ func (s *Service) ResumeParked(ctx context.Context) (int, error) {
 		case t.Status != EndpointActive:
 			continue
 		}
-		n, err := s.d.deps.Log.Restart(ctx, g.IDs, []Status{StatusParked}, s.d.deps.Clock.Now())
+		n, err := s.d.deps.History.Restart(ctx, g.IDs, []Status{StatusParked}, s.d.deps.Clock.Now())
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("resuming endpoint %s: %w", g.EndpointID, err)
@@ -122,11 +122,11 @@ func (s *Service) Replay(ctx context.Context, accountID, endpointID string, sinc
 	ctx, cancel = context.WithTimeout(ctx, replayTimeout)
 	defer cancel()
 	from := []Status{StatusFailed, StatusParked}
-	ids, err := s.d.deps.Log.Find(ctx, accountID, endpointID, from, since, MaxReplay)
+	ids, err := s.d.deps.History.Find(ctx, accountID, endpointID, from, since, MaxReplay)
 	if err != nil {
 		return 0, fmt.Errorf("finding deliveries to replay: %w", err)
 	}
-	n, err := s.d.deps.Log.Restart(ctx, ids, from, s.d.deps.Clock.Now())
+	n, err := s.d.deps.History.Restart(ctx, ids, from, s.d.deps.Clock.Now())
 	if err != nil {
 		return n, fmt.Errorf("replaying: %w", err)
 	}

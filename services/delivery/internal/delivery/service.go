@@ -138,7 +138,7 @@ func (s *Service) get(ctx context.Context, accountID, id string) (*Delivery, []A
 	if !ids.Valid(ids.Delivery, id) {
 		return nil, nil, apierr.NotFound("delivery", id)
 	}
-	d, atts, err := s.d.deps.Log.Get(ctx, id)
+	d, atts, err := s.d.deps.History.Get(ctx, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -177,7 +177,7 @@ func (s *Service) List(ctx context.Context, accountID string, f Filter) ([]Deliv
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	return s.d.deps.Log.List(ctx, accountID, ListQuery{
+	return s.d.deps.History.List(ctx, accountID, ListQuery{
 		Start: f.Start, End: f.End, PageSize: f.PageSize, PageToken: f.PageToken,
 		Match: func(d *Delivery) bool {
 			return (f.EndpointID == "" || d.EndpointID == f.EndpointID) &&
@@ -200,7 +200,7 @@ func (s *Service) Retry(ctx context.Context, accountID, id string) (*Delivery, e
 	if d.Test {
 		return nil, apierr.Wrap(apierr.ErrFailedPrecondition, "delivery %s is a test delivery; use Send Test instead", id)
 	}
-	if _, err := s.d.deps.Log.Requeue(ctx, id, s.d.deps.Clock.Now()); err != nil {
+	if _, err := s.d.deps.History.Requeue(ctx, id, s.d.deps.Clock.Now()); err != nil {
 		return nil, fmt.Errorf("requeue %s: %w", id, err)
 	}
 	s.wake()
@@ -267,7 +267,7 @@ func (s *Service) SendTest(ctx context.Context, accountID, endpointID, eventType
 	}
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer rcancel()
-	if err := s.d.deps.Log.RecordTest(rctx, d, att); err != nil {
+	if err := s.d.deps.History.RecordTest(rctx, d, att); err != nil {
 		// The customer still gets the receiver's answer; only the log entry is missing.
 		s.d.deps.Logger.ErrorContext(ctx, "recording a test delivery failed", "delivery_id", d.ID, "error", err.Error())
 	}

@@ -9,7 +9,8 @@ import (
 
 // WorkerConfig sizes a Worker.
 type WorkerConfig struct {
-	// Slots is the number of concurrent attempts (DELIVERY_WORKERS).
+	// Slots is the number of concurrent attempts (DELIVERY_WORKERS,
+	// default DefaultWorkerSlots).
 	Slots int
 	// Batch is the most claimed per queue call (default 100).
 	Batch int
@@ -31,8 +32,14 @@ type WorkerConfig struct {
 	BusyDelay           time.Duration
 }
 
-// DefaultEndpointConcurrency is the default per-endpoint limit.
-const DefaultEndpointConcurrency = 32
+// Defaults of WorkerConfig (and of DELIVERY_WORKERS and
+// DELIVERY_ENDPOINT_CONCURRENCY).
+const (
+	// DefaultWorkerSlots is the default number of concurrent attempts.
+	DefaultWorkerSlots = 512
+	// DefaultEndpointConcurrency is the default per-endpoint limit.
+	DefaultEndpointConcurrency = 32
+)
 
 // Timing of the claimer.
 const (
@@ -76,7 +83,7 @@ type Worker struct {
 // NewWorker returns a Worker; Start sets it going.
 func NewWorker(d *Dispatcher, cfg WorkerConfig) *Worker {
 	if cfg.Slots <= 0 {
-		cfg.Slots = 256
+		cfg.Slots = DefaultWorkerSlots
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 100

@@ -27,12 +27,20 @@ type Mailer interface {
 	Send(ctx context.Context, m Message) error
 }
 
+// Defaults of the SMTP mailer.
+const (
+	// DefaultFrom is the sender address of notices (SMTP_FROM's default).
+	DefaultFrom = "webhooks@voxscriber.invalid"
+	// DefaultSMTPTimeout bounds one SMTP conversation.
+	DefaultSMTPTimeout = 10 * time.Second
+)
+
 // SMTP sends through an SMTP server without authentication (a relay on the
 // cluster network), using net/smtp.
 type SMTP struct {
 	Addr string // host:port
 	From string
-	// Timeout bounds one conversation (default 10s).
+	// Timeout bounds one conversation (DefaultSMTPTimeout when 0).
 	Timeout time.Duration
 }
 
@@ -40,7 +48,7 @@ type SMTP struct {
 func (s SMTP) Send(ctx context.Context, m Message) error {
 	timeout := s.Timeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultSMTPTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -113,12 +121,55 @@ type Async struct {
 	closed   bool
 }
 
+// AsyncConfig bounds the background sender of an Async. A zero field takes
+// its default (DefaultAsyncConfig).
+type AsyncConfig struct {
+	// Tries is how many times a message is tried before it is logged as
+	// undeliverable.
+	Tries int
+	// Backoff is the wait after the first failed try; it doubles after
+	// each further one.
+	Backoff time.Duration
+	// Queue is how many messages may wait; beyond that Send logs the
+	// notice instead.
+	Queue int
+}
+
+// Defaults of AsyncConfig: 5 tries over about 30 s (2+4+8+16 s of
+// backoff), and room for 1000 waiting notices.
+const (
+	DefaultTries   = 5
+	DefaultBackoff = 2 * time.Second
+	DefaultQueue   = 1000
+)
+
+// DefaultAsyncConfig is the notice sender of the delivery service.
+func DefaultAsyncConfig() AsyncConfig {
+	return AsyncConfig{Tries: DefaultTries, Backoff: DefaultBackoff, Queue: DefaultQueue}
+}
+
+// withDefaults fills the zero fields of c.
+func (c AsyncConfig) withDefaults() AsyncConfig {
+	d := DefaultAsyncConfig()
+	if c.Tries <= 0 {
+		c.Tries = d.Tries
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = d.Backoff
+	}
+	if c.Queue <= 0 {
+		c.Queue = d.Queue
+	}
+	return c
+}
+
 // NewAsync starts a background sender over next: each message is tried up
-// to attempts times, backoff doubling between tries; at most queue messages
-// wait (beyond that Send logs the notice instead).
-func NewAsync(next Mailer, log *slog.Logger, attempts int, backoff time.Duration, queue int) *Async {
-	a := &Async{next: next, log: log, attempts: max(attempts, 1), backoff: backoff,
-		queue: make(chan Message, max(queue, 1)), done: make(chan struct{})}
+// to cfg.Tries times, cfg.Backoff doubling between tries; at most cfg.Queue
+// messages wait (beyond that Send logs the notice instead).
+func NewAsync(next Mailer, log *slog.Logger, cfg AsyncConfig) *Async {
+	cfg = cfg.withDefaults()
+	a := &Async{next: next, log: log, attempts: cfg.Tries, backoff: cfg.Backoff,
+		queue: make(chan Message, cfg.Queue), done: make(chan struct{})}
 	go a.run()
 	return a
 }

@@ -100,7 +100,7 @@ func TestAsyncRetriesThenLogs(t *testing.T) {
 		return logs.Write(p)
 	}), nil))
 	f := &flaky{fails: 2}
-	a := NewAsync(f, log, 3, time.Millisecond, 10)
+	a := NewAsync(f, log, AsyncConfig{Tries: 3, Backoff: time.Millisecond, Queue: 10})
 	_ = a.Send(context.Background(), Message{To: "a@x", Subject: "one"})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -110,7 +110,7 @@ func TestAsyncRetriesThenLogs(t *testing.T) {
 	}
 
 	dead := &flaky{fails: 100}
-	a = NewAsync(dead, log, 2, time.Millisecond, 10)
+	a = NewAsync(dead, log, AsyncConfig{Tries: 2, Backoff: time.Millisecond, Queue: 10})
 	_ = a.Send(context.Background(), Message{To: "b@x", Subject: "lost?"})
 	a.Close(ctx)
 	lmu.Lock()

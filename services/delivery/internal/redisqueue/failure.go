@@ -133,7 +133,7 @@ func (q *Queue) ClaimDisable(ctx context.Context, endpointID string, since, now 
 	return n == 1, err
 }
 
-// Restart implements delivery.Log.
+// Restart implements delivery.History.
 func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Status, now time.Time) (int, error) {
 	total := 0
 	for len(ids) > 0 {
@@ -164,7 +164,7 @@ func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Statu
 	return total, nil
 }
 
-// Parked implements delivery.Log: it reads up to limit entries of the
+// Parked implements delivery.History: it reads up to limit entries of the
 // parked sets, dropping those whose delivery has expired.
 func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoint, error) {
 	groups := map[string]*delivery.ParkedEndpoint{}
@@ -224,7 +224,7 @@ func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoin
 // maxFindScan bounds the index entries one Find reads.
 const maxFindScan = 500_000
 
-// Find implements delivery.Log: ids of the account's deliveries to
+// Find implements delivery.History: ids of the account's deliveries to
 // endpointID created at or after since whose status is one of statuses,
 // oldest first, at most limit.
 func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses []delivery.Status, since time.Time, limit int) ([]string, error) {

@@ -25,11 +25,13 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/autobatch"
+	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
-// Shards is the number of schedule shards (DELIVERY_SHARDS). Changing it
-// strands existing deliveries: it is a constant of the deployment.
+// Shards is the number of schedule shards. It is fixed in the code, not
+// read from the environment: a delivery's keys live in the shard its id
+// hashes to, so changing it strands existing deliveries.
 const Shards = 16
 
 // WakeChannel is where Schedule announces due work to every delivery
@@ -39,7 +41,7 @@ const WakeChannel = "wh:sched:wake"
 // KeepAttempts is how many attempts a delivery's log keeps.
 const KeepAttempts = 50
 
-// Queue implements delivery.Queue and delivery.Log.
+// Queue implements delivery.Queue and delivery.History.
 type Queue struct {
 	rdb       redis.UniversalClient
 	batch     *batcher // Complete: one pipeline for many attempts
@@ -50,15 +52,15 @@ type Queue struct {
 }
 
 var (
-	_ delivery.Queue = (*Queue)(nil)
-	_ delivery.Log   = (*Queue)(nil)
+	_ delivery.Queue   = (*Queue)(nil)
+	_ delivery.History = (*Queue)(nil)
 )
 
 // New returns a Queue whose finished deliveries expire after retention
-// (DELIVERY_RETENTION).
+// (DELIVERY_RETENTION; config.DefaultDeliveryRetention when 0).
 func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	if retention <= 0 {
-		retention = 7 * 24 * time.Hour
+		retention = config.DefaultDeliveryRetention
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Queue{rdb: rdb, batch: newBatcher(rdb), successes: newSuccessBatcher(rdb, retention),

@@ -65,7 +65,7 @@ var _ delivery.Sender = (*Sender)(nil)
 // New returns a Sender with its own connection pool.
 func New(cfg Config) *Sender {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = delivery.DefaultTimeout
 	}
 	if cfg.MaxIdleConnsPerHost <= 0 {
 		cfg.MaxIdleConnsPerHost = 64

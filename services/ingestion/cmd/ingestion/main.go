@@ -35,7 +35,7 @@ func run(ctx context.Context) error {
 	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
 	producerToken := env.String("PRODUCER_TOKEN", "")
 	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
-	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour) // events and idempotency keys
+	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // events and idempotency keys
 	if err := env.Err(); err != nil {
 		return err
 	}

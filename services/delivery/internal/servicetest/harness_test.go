@@ -1,8 +1,9 @@
-// Package e2e tests the delivery service end to end: a real redis-server,
-// real HTTP receivers, the real gRPC server with the suite's interceptors
-// over loopback, and the real worker. The registry belongs to another team:
+// Package servicetest tests the delivery service end to end in one
+// process (the top-level e2e/ runs the binaries): a real redis-server, real
+// HTTP receivers, the real gRPC server with the suite's interceptors over
+// loopback, and the real worker. The registry belongs to another team:
 // a small real gRPC server backed by a map stands in for it.
-package e2e
+package servicetest
 
 import (
 	"context"
@@ -226,9 +227,9 @@ func (e *env) start(o procOpts) *proc {
 	p.disp = delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
 		delivery.Deps{
-			Queue: p.queue, Log: p.queue, Sender: countingSender{snd, p.sent},
+			Queue: p.queue, History: p.queue, Sender: countingSender{snd, p.sent},
 			Targets: registryclient.NewTargets(e.regc, time.Second), // the double announces no changes: a short TTL
-			Events:  cache.NewPayloads(e.events, 1000, 16<<20, time.Minute),
+			Events:  cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
 			Tracer:  otel.Tracer("delivery-test"), Logger: log,
 		})
 	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1)})
