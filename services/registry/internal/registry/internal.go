@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -57,19 +56,11 @@ func (s *Service) DeliveryTarget(ctx context.Context, accountID, id string) (End
 	if err != nil {
 		return Endpoint{}, nil, err
 	}
-	now := s.clock()
-	var out []Secret
-	for _, sec := range e.Secrets {
-		if !sec.ExpireTime.IsZero() && !now.Before(sec.ExpireTime) {
-			continue
-		}
-		plain, err := s.box.Open(sec.Sealed, e.ID)
-		if err != nil {
-			return Endpoint{}, nil, fmt.Errorf("endpoint %s: open signing secret: %w", e.ID, err)
-		}
-		out = append(out, Secret{Value: plain, ExpireTime: sec.ExpireTime})
+	secrets, err := s.validSecrets(e, s.clock())
+	if err != nil {
+		return Endpoint{}, nil, err
 	}
-	return e, out, nil
+	return e, secrets, nil
 }
 
 // DisableBySystem marks an endpoint DISABLED with a reason. An endpoint

@@ -105,3 +105,20 @@ func (s *Service) RotateSecret(ctx context.Context, accountID, id string, overla
 	}
 	return e, secret, nil
 }
+
+// validSecrets decrypts an endpoint's secrets still valid at now, newest
+// first (the order they are kept in).
+func (s *Service) validSecrets(e Endpoint, now time.Time) ([]Secret, error) {
+	var out []Secret
+	for _, sec := range e.Secrets {
+		if !sec.ExpireTime.IsZero() && !now.Before(sec.ExpireTime) {
+			continue
+		}
+		plain, err := s.box.Open(sec.Sealed, e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %s: open signing secret: %w", e.ID, err)
+		}
+		out = append(out, Secret{Value: plain, ExpireTime: sec.ExpireTime})
+	}
+	return out, nil
+}
