@@ -180,3 +180,49 @@ func TestParallelReturnsFirstError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A batch can name one event twice in ways validate cannot see: by a key an
+// earlier call claimed for an id, and by that id itself. Both then answer
+// with the one event, and it is stored and fanned out once.
+func TestBatchKeyAndIDOfOneEventAreOneEvent(t *testing.T) {
+	for _, stored := range []bool{true, false} {
+		name := "original stored"
+		if !stored {
+			name = "key claimed by a call that stopped before storing"
+		}
+		t.Run(name, func(t *testing.T) {
+			s, m, f := newService()
+			acct := ids.New(ids.Account, time.Now())
+			id := ids.New(ids.Event, time.Now())
+			if stored {
+				earlier := started(acct)
+				earlier.ID, earlier.IdempotencyKey = id, "k1"
+				if _, err := s.Publish(t.Context(), earlier); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				m.claims[acct+"/k1"] = id
+			}
+			f.items = nil
+			byKey, byID := started(acct), started(acct)
+			byKey.IdempotencyKey, byID.ID = "k1", id
+			res, err := s.PublishBatch(t.Context(), []Request{byKey, byID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[0].Event.ID != id || res[1].Event.ID != id || res[0].Event != res[1].Event {
+				t.Errorf("events %s %s, want both %s", res[0].Event.ID, res[1].Event.ID, id)
+			}
+			if res[0].Duplicate != stored || !res[1].Duplicate {
+				t.Errorf("duplicate %v %v, want %v true", res[0].Duplicate, res[1].Duplicate, stored)
+			}
+			wantScheduled := 1
+			if stored {
+				wantScheduled = 0 // its fan-out was done by the earlier call
+			}
+			if len(m.evs) != 1 || len(f.items) != wantScheduled {
+				t.Errorf("%d events stored, %d deliveries scheduled, want 1 and %d", len(m.evs), len(f.items), wantScheduled)
+			}
+		})
+	}
+}

@@ -47,14 +47,15 @@ type Result struct {
 }
 
 // item is one event of a publish call on its way through the stages.
+// validate makes it; persist's resolve and mergeSameEvent settle ev,
+// stored, fanout and root; fanout and publish read them.
 type item struct {
 	idx    int
 	prefix string // field prefix of error messages: "" or "events[i]."
 	req    Request
 	ev     *eventstore.Event // the new event, or the stored original
 	key    string            // idempotency key: the producer's, else its chosen id
-	root   int               // first item of the call with the same key or id (itself if none)
-	target string            // id of the event the key belongs to
+	root   int               // first item of the call naming the same event (itself if none)
 	stored bool              // ev was already stored by an earlier call
 	fanout bool              // ev's deliveries still have to be scheduled
 }
@@ -179,7 +180,7 @@ func (s *Service) prepare(r Request, prefix string, now time.Time, traceID strin
 		ID: id, AccountID: r.AccountID, Type: r.Type, Payload: payload, CreateTime: now,
 		IdempotencyKey: r.IdempotencyKey, UploadID: upload, TraceID: traceID,
 	}
-	return &item{prefix: prefix, req: r, ev: ev, key: key, target: id, fanout: true}, nil
+	return &item{prefix: prefix, req: r, ev: ev, key: key, fanout: true}, nil
 }
 
 // envelope builds the exact body of an event and checks its size; problems
@@ -199,108 +200,188 @@ func (s *Service) envelope(id, eventType string, ts time.Time, data map[string]a
 	return payload, nil
 }
 
-// persist applies idempotency and writes the new events.
+// persist applies idempotency and writes the new events. Each stage takes
+// what the ones before it return. The idempotency claim (claimKeys) and the
+// write (storeNew) are separate steps: see storeNew for the race between
+// them and where its fix goes.
 func (s *Service) persist(ctx context.Context, items []*item, now time.Time) (err error) {
 	ctx, span := s.tracer.Start(ctx, "ingest.store")
 	setEventAttrs(span, items)
 	defer func() { end(span, err) }()
 
+	roots := distinctRoots(items)
+	owners, err := s.claimKeys(ctx, roots)
+	if err != nil {
+		return err
+	}
+	originals, err := s.findOriginals(ctx, roots, owners)
+	if err != nil {
+		return err
+	}
+	for j, it := range roots {
+		if err := s.resolve(it, owners[j], originals[j]); err != nil {
+			return err
+		}
+	}
+	distinct := mergeSameEvent(items, roots)
+	if err := s.storeNew(ctx, distinct); err != nil {
+		return err
+	}
+	return s.indexForFanout(ctx, now, distinct)
+}
+
+// distinctRoots returns the items that are their own root: one per event
+// the call names, as far as validate could tell.
+func distinctRoots(items []*item) []*item {
 	var roots []*item
 	for _, it := range items {
 		if it.root == it.idx {
 			roots = append(roots, it)
 		}
 	}
+	return roots
+}
 
-	// Idempotency: claim each key for the new event, or learn its owner.
+// claimKeys claims each root's idempotency key (the producer's, else its
+// chosen id) for the root's new event. It returns, per root, the id of the
+// event that owns the key: the root's own id when the claim succeeded or
+// the root has no key.
+func (s *Service) claimKeys(ctx context.Context, roots []*item) ([]string, error) {
+	owners := make([]string, len(roots))
 	var claims []Claim
-	var claimed []*item
-	for _, it := range roots {
+	var claimed []int // index in roots of each claim
+	for j, it := range roots {
+		owners[j] = it.ev.ID
 		if it.key != "" {
 			claims = append(claims, Claim{AccountID: it.ev.AccountID, Key: it.key, EventID: it.ev.ID})
-			claimed = append(claimed, it)
+			claimed = append(claimed, j)
 		}
 	}
-	if len(claims) > 0 {
-		owners, err := s.index.Claim(ctx, claims)
-		if err != nil {
-			return unavailable(ctx, "claiming idempotency keys", err)
-		}
-		for j, it := range claimed {
-			it.target = owners[j]
-		}
+	if len(claims) == 0 {
+		return owners, nil
 	}
+	got, err := s.index.Claim(ctx, claims)
+	if err != nil {
+		return nil, unavailable(ctx, "claiming idempotency keys", err)
+	}
+	for c, j := range claimed {
+		owners[j] = got[c]
+	}
+	return owners, nil
+}
 
-	// Keys owned by earlier events, and producer-chosen ids, may name an
-	// event that is already stored.
-	var look []*item
-	for _, it := range roots {
-		if it.target != it.ev.ID || it.req.ID != "" {
-			look = append(look, it)
+// findOriginals reads, per root, the event stored under its owner's id
+// where there may be one: the key belongs to an earlier event, or the
+// producer chose the id. An entry is nil when nothing is stored under that
+// id or nothing had to be read.
+func (s *Service) findOriginals(ctx context.Context, roots []*item, owners []string) ([]*eventstore.Event, error) {
+	var look []int // index in roots of each read
+	for j, it := range roots {
+		if owners[j] != it.ev.ID || it.req.ID != "" {
+			look = append(look, j)
 		}
 	}
-	found := make([]*eventstore.Event, len(look))
-	err = parallel(ctx, len(look), 16, func(ctx context.Context, j int) error {
-		e, err := s.store.Get(ctx, look[j].target)
+	originals := make([]*eventstore.Event, len(roots))
+	err := parallel(ctx, len(look), 16, func(ctx context.Context, n int) error {
+		j := look[n]
+		e, err := s.store.Get(ctx, owners[j])
 		if errors.Is(err, apierr.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return unavailable(ctx, "reading the original event", err)
 		}
-		found[j] = e
+		originals[j] = e
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for j, it := range look {
-		e := found[j]
-		switch {
-		case e == nil && it.target != it.ev.ID:
-			// The key was claimed by a call that stopped before storing its
-			// event: store the event under that id now.
-			payload, err := s.envelope(it.target, it.ev.Type, it.ev.CreateTime, it.req.Data, it.prefix)
-			if err != nil {
-				return err
-			}
-			it.ev.ID, it.ev.Payload = it.target, payload
-		case e == nil:
-			// A new producer-chosen id.
-		case e.AccountID != it.ev.AccountID:
-			return apierr.Wrap(apierr.ErrAlreadyExists, "%sid: event %s belongs to another account; publish with another id", it.prefix, e.ID)
-		default:
-			it.ev, it.stored, it.fanout = e, true, !e.FanoutDone
-		}
-	}
+	return originals, nil
+}
 
-	// Two roots that resolved to the same event id are one event.
+// resolve decides which event a root publishes, from the owner of its key
+// and the original stored under the owner's id (nil: none). It sets it.ev,
+// it.stored and it.fanout.
+func (s *Service) resolve(it *item, owner string, original *eventstore.Event) error {
+	switch {
+	case original == nil && owner != it.ev.ID:
+		// The key was claimed by a call that stopped before storing its
+		// event: store the event under that id now. (Or that call has not
+		// stored it yet: the race described at storeNew.)
+		payload, err := s.envelope(owner, it.ev.Type, it.ev.CreateTime, it.req.Data, it.prefix)
+		if err != nil {
+			return err
+		}
+		it.ev.ID, it.ev.Payload = owner, payload
+	case original == nil:
+		// A new event: a key claimed just now, a new producer-chosen id,
+		// or no key at all.
+	case original.AccountID != it.ev.AccountID:
+		return apierr.Wrap(apierr.ErrAlreadyExists, "%sid: event %s belongs to another account; publish with another id", it.prefix, original.ID)
+	default:
+		it.ev, it.stored, it.fanout = original, true, !original.FanoutDone
+	}
+	return nil
+}
+
+// mergeSameEvent makes roots that resolved to the same event id one event:
+// the first keeps it; later ones point to it (it.root) and fan out nothing.
+// Every item's root then names a root of a distinct event. It returns those
+// roots, one per event, in order.
+func mergeSameEvent(items, roots []*item) []*item {
 	byID := make(map[string]int, len(roots))
-	var put, index []*eventstore.Event
+	var distinct []*item
 	for _, it := range roots {
 		if j, ok := byID[it.ev.ID]; ok {
 			it.root, it.fanout = j, false
 			continue
 		}
 		byID[it.ev.ID] = it.idx
-		if !it.stored {
-			put = append(put, it.ev)
-		}
-		if it.fanout {
-			index = append(index, it.ev) // again after a crash: ZADD is idempotent
-		}
+		distinct = append(distinct, it)
 	}
 	for _, it := range items {
 		it.root = items[it.root].root
 	}
+	return distinct
+}
 
+// storeNew writes the events not stored yet.
+//
+// Known race, for the change to create-only storage: call A claims key K
+// for evtA and has not stored evtA yet; call B finds K owned by evtA and
+// nothing stored under it, so resolve builds B's own payload under evtA;
+// PutMany overwrites, so both calls store evtA and both fan it out. The fix
+// belongs here: store create-only, and resolve an event found already
+// stored as an original (the default case of resolve) instead of writing it.
+func (s *Service) storeNew(ctx context.Context, distinct []*item) error {
+	var put []*eventstore.Event
+	for _, it := range distinct {
+		if !it.stored {
+			put = append(put, it.ev)
+		}
+	}
 	if err := s.store.PutMany(ctx, put); err != nil {
 		return unavailable(ctx, "storing the event", err)
 	}
-	if len(index) > 0 {
-		if err := s.index.Add(ctx, now, index); err != nil {
-			return unavailable(ctx, "indexing the event", err)
+	return nil
+}
+
+// indexForFanout lists under their accounts the events whose fan-out is
+// still to do: the new ones, and stored ones again after a crash before
+// their fan-out was recorded (adding is idempotent).
+func (s *Service) indexForFanout(ctx context.Context, now time.Time, distinct []*item) error {
+	var index []*eventstore.Event
+	for _, it := range distinct {
+		if it.fanout {
+			index = append(index, it.ev)
 		}
+	}
+	if len(index) == 0 {
+		return nil
+	}
+	if err := s.index.Add(ctx, now, index); err != nil {
+		return unavailable(ctx, "indexing the event", err)
 	}
 	return nil
 }

@@ -5,8 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/secretbox"
+	"github.com/voxscriber/webhooks/pkg/signing"
+)
+
+// Rotation bounds.
+const (
+	DefaultOverlap = 24 * time.Hour
+	MaxOverlap     = 7 * 24 * time.Hour
+	// MaxSecrets bounds how many secrets (current + previous ones still in
+	// their overlap) an endpoint keeps; rotating faster drops the oldest.
+	MaxSecrets = 5
 )
 
 // DevSecretsKey is the 32-byte key used when DEV_MODE=true and SECRETS_KEY
@@ -49,4 +61,64 @@ func VerifySecretsKey(ctx context.Context, store Store, box *secretbox.Box) erro
 		return ErrSecretsKeyMismatch
 	}
 	return nil
+}
+
+// RotateSecret makes a new secret current; the previous current one stays
+// valid for overlapSeconds (0: DefaultOverlap). Expired secrets are
+// dropped. The new secret is returned only here.
+func (s *Service) RotateSecret(ctx context.Context, accountID, id string, overlapSeconds int64) (Endpoint, string, error) {
+	if err := checkEndpointID("id", id); err != nil {
+		return Endpoint{}, "", err
+	}
+	overlap := DefaultOverlap
+	switch {
+	case overlapSeconds < 0:
+		return Endpoint{}, "", apierr.Invalid("overlap_seconds", "must not be negative")
+	case overlapSeconds > int64(MaxOverlap/time.Second):
+		return Endpoint{}, "", apierr.Invalid("overlap_seconds", "is more than %d (7 days)", int64(MaxOverlap/time.Second))
+	case overlapSeconds > 0:
+		overlap = time.Duration(overlapSeconds) * time.Second
+	}
+	secret := signing.GenerateSecret()
+	sealed := s.box.Seal(secret, id)
+	e, err := s.store.UpdateEndpoint(ctx, accountID, id, func(e *Endpoint) (bool, error) {
+		now := s.clock()
+		kept := []SealedSecret{{Sealed: sealed}}
+		for _, old := range e.Secrets {
+			switch {
+			case old.ExpireTime.IsZero():
+				old.ExpireTime = now.Add(overlap)
+			case !now.Before(old.ExpireTime):
+				continue
+			}
+			kept = append(kept, old)
+		}
+		if len(kept) > MaxSecrets {
+			kept = kept[:MaxSecrets]
+		}
+		e.Secrets = kept
+		e.UpdateTime = now
+		return true, nil
+	})
+	if err != nil {
+		return Endpoint{}, "", err
+	}
+	return e, secret, nil
+}
+
+// validSecrets decrypts an endpoint's secrets still valid at now, newest
+// first (the order they are kept in).
+func (s *Service) validSecrets(e Endpoint, now time.Time) ([]Secret, error) {
+	var out []Secret
+	for _, sec := range e.Secrets {
+		if !sec.ExpireTime.IsZero() && !now.Before(sec.ExpireTime) {
+			continue
+		}
+		plain, err := s.box.Open(sec.Sealed, e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %s: open signing secret: %w", e.ID, err)
+		}
+		out = append(out, Secret{Value: plain, ExpireTime: sec.ExpireTime})
+	}
+	return out, nil
 }

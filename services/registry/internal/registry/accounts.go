@@ -1,0 +1,113 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"strings"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/ids"
+)
+
+// CreateAccount creates an account and its first API key. The key is
+// returned only here; the store keeps its hash.
+func (s *Service) CreateAccount(ctx context.Context, name, email string) (Account, string, error) {
+	name = strings.TrimSpace(name)
+	if err := validateAccountName(name); err != nil {
+		return Account{}, "", err
+	}
+	email = strings.TrimSpace(email)
+	if err := validateEmail("notification_email", email); err != nil {
+		return Account{}, "", err
+	}
+	now := s.clock()
+	a := Account{
+		ID:         ids.New(ids.Account, now),
+		Name:       name,
+		CreateTime: now,
+		Settings:   Settings{NotificationEmail: email},
+	}
+	key := newAPIKey()
+	if err := s.store.CreateAccount(ctx, a, authn.HashKey(key)); err != nil {
+		return Account{}, "", err
+	}
+	return a, key, nil
+}
+
+// newAPIKey returns "vsk_" + base64url of 32 random bytes.
+func newAPIKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand contract)
+	return ids.APIKey + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// AccountForKey resolves an API key to its account, "" when unknown. It
+// implements authn.Resolver.
+func (s *Service) AccountForKey(ctx context.Context, apiKey string) (string, error) {
+	if !strings.HasPrefix(apiKey, ids.APIKey) {
+		return "", nil
+	}
+	return s.store.AccountForKeyHash(ctx, authn.HashKey(apiKey))
+}
+
+// Authenticate is AccountForKey for other services: unknown keys are
+// NotFound.
+func (s *Service) Authenticate(ctx context.Context, apiKey string) (string, error) {
+	acct, err := s.AccountForKey(ctx, apiKey)
+	if err != nil {
+		return "", err
+	}
+	if acct == "" {
+		return "", apierr.Wrap(apierr.ErrNotFound, "unknown or revoked API key")
+	}
+	return acct, nil
+}
+
+// GetSettings returns an account's settings.
+func (s *Service) GetSettings(ctx context.Context, accountID string) (Settings, error) {
+	a, err := s.store.GetAccount(ctx, accountID)
+	if err != nil {
+		return Settings{}, err
+	}
+	return a.Settings, nil
+}
+
+// UpdateSettings changes the settings named by paths (notification_email,
+// credits_low_threshold) and returns the result.
+func (s *Service) UpdateSettings(ctx context.Context, accountID string, in Settings, paths []string) (Settings, error) {
+	var mask SettingsMask
+	if len(paths) == 0 {
+		return Settings{}, apierr.Invalid("update_mask", "is required: name the fields to change (notification_email, credits_low_threshold)")
+	}
+	for _, p := range paths {
+		switch p {
+		case "notification_email", "notificationEmail":
+			mask.NotificationEmail = true
+		case "credits_low_threshold", "creditsLowThreshold":
+			mask.CreditsLowThreshold = true
+		default:
+			return Settings{}, apierr.Invalid("update_mask", "unknown field %q; settable: notification_email, credits_low_threshold", p)
+		}
+	}
+	in.NotificationEmail = strings.TrimSpace(in.NotificationEmail)
+	if err := validateSettings(in); err != nil {
+		return Settings{}, err
+	}
+	a, err := s.store.GetAccount(ctx, accountID)
+	if err != nil {
+		return Settings{}, err
+	}
+	out := a.Settings
+	if mask.NotificationEmail {
+		out.NotificationEmail = in.NotificationEmail
+	}
+	if mask.CreditsLowThreshold {
+		out.CreditsLowThreshold = in.CreditsLowThreshold
+	}
+	if err := s.store.UpdateSettings(ctx, accountID, out, mask); err != nil {
+		return Settings{}, err
+	}
+	return out, nil
+}

@@ -1,0 +1,88 @@
+package registry
+
+import (
+	"context"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/pkg/ids"
+)
+
+// checkAccountID is for internal calls that name the account.
+func checkAccountID(id string) error {
+	if id == "" {
+		return apierr.Invalid("account_id", "is required")
+	}
+	if !ids.Valid(ids.Account, id) {
+		return apierr.NotFound("account", id)
+	}
+	return nil
+}
+
+// ListSubscribers returns the ids of the account's ACTIVE endpoints
+// subscribed to eventType, oldest first.
+func (s *Service) ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error) {
+	if err := checkAccountID(accountID); err != nil {
+		return nil, err
+	}
+	if _, ok := events.Lookup(eventType); !ok {
+		return nil, apierr.Invalid("event_type", "unknown event type %q", eventType)
+	}
+	eps, err := s.store.AllEndpoints(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for i := range eps {
+		if eps[i].Status == StatusActive && eps[i].Subscribes(eventType) {
+			out = append(out, eps[i].ID)
+		}
+	}
+	return out, nil
+}
+
+// DeliveryTarget returns an endpoint with its currently valid secrets
+// decrypted, newest first.
+func (s *Service) DeliveryTarget(ctx context.Context, accountID, id string) (Endpoint, []Secret, error) {
+	if err := checkAccountID(accountID); err != nil {
+		return Endpoint{}, nil, err
+	}
+	if err := checkEndpointID("endpoint_id", id); err != nil {
+		return Endpoint{}, nil, err
+	}
+	e, err := s.store.GetEndpoint(ctx, accountID, id)
+	if err != nil {
+		return Endpoint{}, nil, err
+	}
+	secrets, err := s.validSecrets(e, s.clock())
+	if err != nil {
+		return Endpoint{}, nil, err
+	}
+	return e, secrets, nil
+}
+
+// DisableBySystem marks an endpoint DISABLED with a reason. An endpoint
+// already DISABLED keeps its first reason and time.
+func (s *Service) DisableBySystem(ctx context.Context, accountID, id, reason string) (Endpoint, error) {
+	if err := checkAccountID(accountID); err != nil {
+		return Endpoint{}, err
+	}
+	if err := checkEndpointID("endpoint_id", id); err != nil {
+		return Endpoint{}, err
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		reason = "disabled by the system"
+	}
+	if utf8.RuneCountInString(reason) > MaxReasonLen {
+		reason = string([]rune(reason)[:MaxReasonLen])
+	}
+	before := s.clock()
+	e, err := s.changeStatus(ctx, accountID, id, StatusDisabled, reason)
+	if err == nil && !e.DisableTime.Before(before) {
+		s.countDisabled(ctx) // disabled by this call, not earlier
+	}
+	return e, err
+}
