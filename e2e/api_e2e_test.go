@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	"github.com/voxscriber/webhooks/pkg/grpctest"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 )
 
@@ -246,9 +246,7 @@ func TestGRPCPublishNeedsProducerToken(t *testing.T) {
 	ing, _ := s.Ingestion()
 	st, _ := structpb.NewStruct(map[string]any{"uploadId": "u", "engine": "e"})
 	_, err := ing.PublishEvent(context.Background(), &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.started", Data: st})
-	if status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("publish without token: %v", err)
-	}
+	grpctest.RequireCode(t, err, codes.Unauthenticated) // publish without token
 }
 
 // TestMakeRunStartsAndStopsTheSuite runs scripts/run.sh (what `make run`

@@ -18,9 +18,9 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	"github.com/voxscriber/webhooks/pkg/grpctest"
 	"github.com/voxscriber/webhooks/pkg/signing"
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
 )
@@ -471,27 +471,21 @@ func TestOtherAccountsDeliveriesAreNotFound(t *testing.T) {
 	p.waitStatus(t, key, id, deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 10*time.Second)
 
 	ctx := context.Background()
-	if _, err := p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: id}, as(otherKey)); status.Code(err) != codes.NotFound {
-		t.Errorf("GetDelivery as another account: %v", err)
-	}
-	if _, err := p.client.RetryDelivery(ctx, &deliveryv1.RetryDeliveryRequest{Id: id}, as(otherKey)); status.Code(err) != codes.NotFound {
-		t.Errorf("RetryDelivery as another account: %v", err)
-	}
-	if _, err := p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: "dlv_nope"}, as(key)); status.Code(err) != codes.NotFound {
-		t.Errorf("GetDelivery of a malformed id: %v", err)
-	}
+	_, err := p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: id}, as(otherKey))
+	grpctest.CheckCode(t, err, codes.NotFound) // GetDelivery as another account
+	_, err = p.client.RetryDelivery(ctx, &deliveryv1.RetryDeliveryRequest{Id: id}, as(otherKey))
+	grpctest.CheckCode(t, err, codes.NotFound) // RetryDelivery as another account
+	_, err = p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: "dlv_nope"}, as(key))
+	grpctest.CheckCode(t, err, codes.NotFound) // GetDelivery of a malformed id
 	if resp, err := p.client.ListDeliveries(ctx, &deliveryv1.ListDeliveriesRequest{}, as(otherKey)); err != nil || len(resp.GetDeliveries()) != 0 {
 		t.Errorf("ListDeliveries as another account = %v, %v", resp, err)
 	}
-	if _, err := p.client.SendTest(ctx, &deliveryv1.SendTestRequest{EndpointId: "ep_a"}, as(otherKey)); status.Code(err) != codes.NotFound {
-		t.Errorf("SendTest to another account's endpoint: %v", err)
-	}
-	if _, err := p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: id}); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("GetDelivery without a key: %v", err)
-	}
-	if _, err := p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: id}, as("vsk_unknown")); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("GetDelivery with an unknown key: %v", err)
-	}
+	_, err = p.client.SendTest(ctx, &deliveryv1.SendTestRequest{EndpointId: "ep_a"}, as(otherKey))
+	grpctest.CheckCode(t, err, codes.NotFound) // SendTest to another account's endpoint
+	_, err = p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: id})
+	grpctest.CheckCode(t, err, codes.Unauthenticated) // GetDelivery without a key
+	_, err = p.client.GetDelivery(ctx, &deliveryv1.GetDeliveryRequest{Id: id}, as("vsk_unknown"))
+	grpctest.CheckCode(t, err, codes.Unauthenticated) // GetDelivery with an unknown key
 }
 
 // (10) Drain waits for running attempts, and releases those that cannot

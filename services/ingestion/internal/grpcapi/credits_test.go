@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	"github.com/voxscriber/webhooks/pkg/grpctest"
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
 )
@@ -128,5 +129,5 @@ func TestCreditsLowWithoutThresholdNeverEmits(t *testing.T) {
 func TestReportCreditBalanceValidates(t *testing.T) {
 	e := newEnv(t, options{})
 	_, err := e.client.ReportCreditBalance(t.Context(), &ingestionv1.ReportCreditBalanceRequest{AccountId: "nope", Balance: 3})
-	wantCode(t, err, codes.InvalidArgument, "account_id")
+	grpctest.RequireCode(t, err, codes.InvalidArgument, "account_id")
 }

@@ -285,18 +285,3 @@ func sample(t testing.TB, eventType string, kv ...any) *structpb.Struct {
 	}
 	return s
 }
-
-// wantCode fails unless err has the code and its message contains each of
-// the parts.
-func wantCode(t testing.TB, err error, code codes.Code, parts ...string) {
-	t.Helper()
-	st := status.Convert(err)
-	if st.Code() != code {
-		t.Fatalf("got %v %q, want %v", st.Code(), st.Message(), code)
-	}
-	for _, p := range parts {
-		if !strings.Contains(st.Message(), p) {
-			t.Errorf("message %q does not contain %q", st.Message(), p)
-		}
-	}
-}

@@ -20,6 +20,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/grpctest"
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
 )
@@ -100,7 +101,7 @@ func TestPublishRejectsInvalidEventsAndStoresNothing(t *testing.T) {
 			_, err := e.client.PublishEvent(t.Context(), &ingestionv1.PublishEventRequest{
 				AccountId: account, Type: tt.eventType, Data: tt.data, IdempotencyKey: key, Id: tt.id,
 			})
-			wantCode(t, err, codes.InvalidArgument, tt.field+": ")
+			grpctest.RequireCode(t, err, codes.InvalidArgument, tt.field+": ")
 			if got := fieldViolation(err); got != tt.field {
 				t.Errorf("BadRequest field = %q, want %q", got, tt.field)
 			}
@@ -324,7 +325,7 @@ func TestProducerChosenIDActsAsIdempotencyKey(t *testing.T) {
 	_, err = e.client.PublishEvent(t.Context(), &ingestionv1.PublishEventRequest{
 		AccountId: ids.New(ids.Account, time.Now()), Id: id, Type: "upload.completed", Data: sample(t, "upload.completed"),
 	})
-	wantCode(t, err, codes.AlreadyExists, "id")
+	grpctest.RequireCode(t, err, codes.AlreadyExists, "id")
 	if n := len(e.dlv.calls()); n != 1 {
 		t.Errorf("%d Schedule calls, want 1", n)
 	}
@@ -344,7 +345,7 @@ func TestFailedSchedulingIsNotAcknowledgedAndARetryFinishes(t *testing.T) {
 
 	e.dlv.failNext(1)
 	_, err := e.client.PublishEvent(t.Context(), req)
-	wantCode(t, err, codes.Unavailable, "scheduling deliveries")
+	grpctest.RequireCode(t, err, codes.Unavailable, "scheduling deliveries")
 	keys := e.eventKeys(t)
 	if len(keys) != 1 {
 		t.Fatalf("event keys after the failure: %v", keys)
@@ -355,7 +356,7 @@ func TestFailedSchedulingIsNotAcknowledgedAndARetryFinishes(t *testing.T) {
 	}
 	// Not acknowledged, so customers do not see it yet.
 	_, err = e.client.GetEvent(custCtx, &ingestionv1.GetEventRequest{Id: id})
-	wantCode(t, err, codes.NotFound)
+	grpctest.RequireCode(t, err, codes.NotFound)
 
 	resp, err := e.client.PublishEvent(t.Context(), req)
 	if err != nil {
@@ -419,18 +420,18 @@ func TestPublishEventsBatch(t *testing.T) {
 	bad := slices.Clone(batch)
 	bad[1] = &ingestionv1.PublishEventRequest{AccountId: acct, Type: "upload.completed", Data: sample(t, "upload.completed", "size", -5.0)}
 	_, err := e.client.PublishEvents(t.Context(), &ingestionv1.PublishEventsRequest{Events: bad})
-	wantCode(t, err, codes.InvalidArgument, "events[1].data.size")
+	grpctest.RequireCode(t, err, codes.InvalidArgument, "events[1].data.size")
 	if n := e.dbsize(t); n != 0 || len(e.reg.calls()) != 0 {
 		t.Fatalf("after a rejected batch: DBSIZE %d, %d registry calls", n, len(e.reg.calls()))
 	}
 	_, err = e.client.PublishEvents(t.Context(), &ingestionv1.PublishEventsRequest{})
-	wantCode(t, err, codes.InvalidArgument, "events: ")
+	grpctest.RequireCode(t, err, codes.InvalidArgument, "events: ")
 	tooMany := make([]*ingestionv1.PublishEventRequest, 501)
 	for i := range tooMany {
 		tooMany[i] = batch[0]
 	}
 	_, err = e.client.PublishEvents(t.Context(), &ingestionv1.PublishEventsRequest{Events: tooMany})
-	wantCode(t, err, codes.InvalidArgument, "events: ", "501")
+	grpctest.RequireCode(t, err, codes.InvalidArgument, "events: ", "501")
 
 	resp, err := e.client.PublishEvents(t.Context(), &ingestionv1.PublishEventsRequest{Events: batch})
 	if err != nil {
@@ -517,13 +518,13 @@ func TestAuthentication(t *testing.T) {
 		e := newEnv(t, options{producerToken: "p-secret"})
 		pub.AccountId, pub.Data = ids.New(ids.Account, time.Now()), sample(t, "credits.low")
 		_, err := e.client.PublishEvent(t.Context(), pub)
-		wantCode(t, err, codes.Unauthenticated, "PRODUCER_TOKEN")
+		grpctest.RequireCode(t, err, codes.Unauthenticated, "PRODUCER_TOKEN")
 		_, err = e.client.PublishEvent(withToken(t.Context(), "wrong"), pub)
-		wantCode(t, err, codes.Unauthenticated)
+		grpctest.RequireCode(t, err, codes.Unauthenticated)
 		_, err = e.client.PublishEvents(withToken(t.Context(), "wrong"), &ingestionv1.PublishEventsRequest{Events: []*ingestionv1.PublishEventRequest{pub}})
-		wantCode(t, err, codes.Unauthenticated)
+		grpctest.RequireCode(t, err, codes.Unauthenticated)
 		_, err = e.client.ReportCreditBalance(t.Context(), &ingestionv1.ReportCreditBalanceRequest{AccountId: pub.AccountId})
-		wantCode(t, err, codes.Unauthenticated)
+		grpctest.RequireCode(t, err, codes.Unauthenticated)
 		if n := e.dbsize(t); n != 0 {
 			t.Fatalf("DBSIZE %d after refused calls", n)
 		}
@@ -533,16 +534,16 @@ func TestAuthentication(t *testing.T) {
 		}
 		// The producer token is no customer key.
 		_, err = e.client.GetEvent(withToken(t.Context(), "p-secret"), &ingestionv1.GetEventRequest{Id: resp.GetEvent().GetId()})
-		wantCode(t, err, codes.Unauthenticated)
+		grpctest.RequireCode(t, err, codes.Unauthenticated)
 		_, err = e.client.ListEvents(t.Context(), &ingestionv1.ListEventsRequest{})
-		wantCode(t, err, codes.Unauthenticated)
+		grpctest.RequireCode(t, err, codes.Unauthenticated)
 	})
 	t.Run("REST publishing off without a token", func(t *testing.T) {
 		e := newEnv(t, options{})
 		pub.AccountId, pub.Data = ids.New(ids.Account, time.Now()), sample(t, "credits.low")
 		ctx := metadata.AppendToOutgoingContext(t.Context(), authn.GatewayMetadata, "1")
 		_, err := e.client.PublishEvent(ctx, pub)
-		wantCode(t, err, codes.PermissionDenied, "PRODUCER_TOKEN")
+		grpctest.RequireCode(t, err, codes.PermissionDenied, "PRODUCER_TOKEN")
 		if n := e.dbsize(t); n != 0 {
 			t.Fatalf("DBSIZE %d after a refused call", n)
 		}
@@ -568,11 +569,11 @@ func TestGetEventOfAnotherAccountIsNotFound(t *testing.T) {
 		t.Fatalf("owner: %v", err)
 	}
 	_, err = e.client.GetEvent(ctxB, &ingestionv1.GetEventRequest{Id: id})
-	wantCode(t, err, codes.NotFound, id)
+	grpctest.RequireCode(t, err, codes.NotFound, id)
 	_, err = e.client.GetEvent(ctxA, &ingestionv1.GetEventRequest{Id: "evt_nope"})
-	wantCode(t, err, codes.NotFound)
+	grpctest.RequireCode(t, err, codes.NotFound)
 	_, err = e.client.GetEvent(withToken(t.Context(), "vsk_unknown"), &ingestionv1.GetEventRequest{Id: id})
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 }
 
 func TestListEvents(t *testing.T) {
@@ -638,11 +639,11 @@ func TestListEvents(t *testing.T) {
 	}
 
 	_, err := e.client.ListEvents(ctx, &ingestionv1.ListEventsRequest{PageToken: "garbage"})
-	wantCode(t, err, codes.InvalidArgument, "page_token")
+	grpctest.RequireCode(t, err, codes.InvalidArgument, "page_token")
 	_, err = e.client.ListEvents(ctx, &ingestionv1.ListEventsRequest{Type: "nope"})
-	wantCode(t, err, codes.InvalidArgument, "type")
+	grpctest.RequireCode(t, err, codes.InvalidArgument, "type")
 	_, err = e.client.ListEvents(ctx, &ingestionv1.ListEventsRequest{PageSize: -1})
-	wantCode(t, err, codes.InvalidArgument, "page_size")
+	grpctest.RequireCode(t, err, codes.InvalidArgument, "page_size")
 }
 
 func TestListEventsPagesThroughOneMillisecond(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/grpctest"
 )
 
 func TestCreateAccountNeedsAdminToken(t *testing.T) {
@@ -17,9 +18,9 @@ func TestCreateAccountNeedsAdminToken(t *testing.T) {
 	req := &registryv1.CreateAccountRequest{Name: "Acme", NotificationEmail: "ops@acme.test"}
 
 	_, err := h.api.CreateAccount(ctx(t), req)
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 	_, err = h.api.CreateAccount(ctx(t), req, as("wrong"))
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 	if ks := h.keys(); len(ks) != 1 { // only wh:secrets:keycheck
 		t.Fatalf("refused calls stored %v", ks)
 	}
@@ -58,7 +59,7 @@ func TestCreateAccountNeedsAdminToken(t *testing.T) {
 func TestCreateAccountAdminAPIOff(t *testing.T) {
 	h := newHarness(t, options{})
 	_, err := h.api.CreateAccount(ctx(t), &registryv1.CreateAccountRequest{Name: "x"}, as("anything"))
-	wantCode(t, err, codes.PermissionDenied)
+	grpctest.RequireCode(t, err, codes.PermissionDenied)
 }
 
 func TestCreateAccountValidation(t *testing.T) {
@@ -83,12 +84,12 @@ func TestCreateAccountValidation(t *testing.T) {
 func TestCustomerAuth(t *testing.T) {
 	h := newHarness(t)
 	_, err := h.api.ListEndpoints(ctx(t), &registryv1.ListEndpointsRequest{})
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 	_, err = h.api.ListEndpoints(ctx(t), &registryv1.ListEndpointsRequest{}, as("vsk_unknown"))
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 	// The admin token is not a customer key.
 	_, err = h.api.ListEndpoints(ctx(t), &registryv1.ListEndpointsRequest{}, as(adminToken))
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 
 	// ListEventTypes is public.
 	resp, err := h.api.ListEventTypes(ctx(t), &registryv1.ListEventTypesRequest{})
@@ -162,7 +163,7 @@ func TestAuthenticate(t *testing.T) {
 	}
 	for _, k := range []string{"", "vsk_nope", key + "x"} {
 		_, err = h.internal.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: k})
-		wantCode(t, err, codes.NotFound)
+		grpctest.RequireCode(t, err, codes.NotFound)
 	}
 }
 
@@ -170,10 +171,10 @@ func TestInternalToken(t *testing.T) {
 	h := newHarness(t, options{adminToken: adminToken, internalToken: "inside"})
 	_, key := h.account("Acme")
 	_, err := h.internal.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key})
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 	// A customer key is not the internal credential.
 	_, err = h.internal.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key}, as(key))
-	wantCode(t, err, codes.Unauthenticated)
+	grpctest.RequireCode(t, err, codes.Unauthenticated)
 	if _, err := h.internal.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key}, as("inside")); err != nil {
 		t.Fatal(err)
 	}

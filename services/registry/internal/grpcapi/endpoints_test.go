@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/grpctest"
 	"github.com/voxscriber/webhooks/pkg/signing"
 )
 
@@ -78,9 +79,9 @@ func TestEndpointCRUD(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = h.api.GetEndpoint(ctx(t), &registryv1.GetEndpointRequest{Id: ep.GetId()}, as(key))
-	wantCode(t, err, codes.NotFound)
+	grpctest.RequireCode(t, err, codes.NotFound)
 	_, err = h.api.DeleteEndpoint(ctx(t), &registryv1.DeleteEndpointRequest{Id: ep.GetId()}, as(key))
-	wantCode(t, err, codes.NotFound)
+	grpctest.RequireCode(t, err, codes.NotFound)
 	if n := h.epsCount(acct); n != 0 {
 		t.Fatalf("eps has %d members after delete", n)
 	}
@@ -92,7 +93,7 @@ func TestEndpointCRUD(t *testing.T) {
 
 	// Ids that cannot exist are NotFound; a missing id names the field.
 	_, err = h.api.GetEndpoint(ctx(t), &registryv1.GetEndpointRequest{Id: "ep_nope"}, as(key))
-	wantCode(t, err, codes.NotFound)
+	grpctest.RequireCode(t, err, codes.NotFound)
 	_, err = h.api.GetEndpoint(ctx(t), &registryv1.GetEndpointRequest{}, as(key))
 	wantInvalid(t, err, "id")
 }
@@ -244,7 +245,7 @@ func TestCrossAccountIsolation(t *testing.T) {
 	before := h.redis.Client.Get(context.Background(), "wh:{a:"+acctA+"}:ep:"+id).Val()
 	for name, call := range calls {
 		err := call()
-		wantCode(t, err, codes.NotFound)
+		grpctest.RequireCode(t, err, codes.NotFound)
 		if strings.Contains(err.Error(), acctA) {
 			t.Fatalf("%s: error reveals the owner: %v", name, err)
 		}

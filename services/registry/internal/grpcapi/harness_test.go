@@ -19,6 +19,7 @@ import (
 
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/grpctest"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/pkg/secretbox"
 	"github.com/voxscriber/webhooks/pkg/serve"
@@ -180,21 +181,12 @@ func (h *harness) endpoint(key string, req *registryv1.CreateEndpointRequest) *r
 	return resp
 }
 
-func wantCode(t *testing.T, err error, code codes.Code) {
-	t.Helper()
-	if got := status.Code(err); got != code {
-		t.Fatalf("got %v (%v), want %v", got, err, code)
-	}
-}
-
 // wantInvalid checks an InvalidArgument naming field in its message and in
 // its BadRequest detail.
 func wantInvalid(t *testing.T, err error, field string) {
 	t.Helper()
+	grpctest.RequireCode(t, err, codes.InvalidArgument)
 	st := status.Convert(err)
-	if st.Code() != codes.InvalidArgument {
-		t.Fatalf("got %v (%v), want InvalidArgument on %s", st.Code(), err, field)
-	}
 	if !strings.HasPrefix(st.Message(), field+": ") {
 		t.Fatalf("message %q does not name %s", st.Message(), field)
 	}
