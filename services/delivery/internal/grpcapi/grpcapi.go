@@ -43,11 +43,6 @@ func New(svc *delivery.Service, jaegerUIURL string) *Server {
 	return &Server{svc: svc, jaegerUIURL: jaegerUIURL}
 }
 
-func account(ctx context.Context) string {
-	a, _ := authn.AccountID(ctx)
-	return a
-}
-
 // Schedule implements DeliveryServiceServer.
 func (s *Server) Schedule(ctx context.Context, req *deliveryv1.ScheduleRequest) (*deliveryv1.ScheduleResponse, error) {
 	items := make([]delivery.ScheduleItem, len(req.GetItems()))
@@ -63,6 +58,10 @@ func (s *Server) Schedule(ctx context.Context, req *deliveryv1.ScheduleRequest) 
 
 // ListDeliveries implements DeliveryServiceServer.
 func (s *Server) ListDeliveries(ctx context.Context, req *deliveryv1.ListDeliveriesRequest) (*deliveryv1.ListDeliveriesResponse, error) {
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
 	f := delivery.Filter{
 		EndpointID: req.GetEndpointId(), EventType: req.GetEventType(), EventID: req.GetEventId(),
 		PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken(),
@@ -80,7 +79,7 @@ func (s *Server) ListDeliveries(ctx context.Context, req *deliveryv1.ListDeliver
 	if t := req.GetEndTime(); t != nil {
 		f.End = t.AsTime()
 	}
-	list, next, err := s.svc.List(ctx, account(ctx), f)
+	list, next, err := s.svc.List(ctx, acct, f)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +92,11 @@ func (s *Server) ListDeliveries(ctx context.Context, req *deliveryv1.ListDeliver
 
 // GetDelivery implements DeliveryServiceServer.
 func (s *Server) GetDelivery(ctx context.Context, req *deliveryv1.GetDeliveryRequest) (*deliveryv1.GetDeliveryResponse, error) {
-	d, atts, body, err := s.svc.Get(ctx, account(ctx), req.GetId())
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, atts, body, err := s.svc.Get(ctx, acct, req.GetId())
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +110,11 @@ func (s *Server) GetDelivery(ctx context.Context, req *deliveryv1.GetDeliveryReq
 
 // RetryDelivery implements DeliveryServiceServer.
 func (s *Server) RetryDelivery(ctx context.Context, req *deliveryv1.RetryDeliveryRequest) (*deliveryv1.RetryDeliveryResponse, error) {
-	d, err := s.svc.Retry(ctx, account(ctx), req.GetId())
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.svc.Retry(ctx, acct, req.GetId())
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +123,15 @@ func (s *Server) RetryDelivery(ctx context.Context, req *deliveryv1.RetryDeliver
 
 // ReplayEndpoint implements DeliveryServiceServer.
 func (s *Server) ReplayEndpoint(ctx context.Context, req *deliveryv1.ReplayEndpointRequest) (*deliveryv1.ReplayEndpointResponse, error) {
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var since time.Time
 	if t := req.GetSince(); t != nil {
 		since = t.AsTime()
 	}
-	n, err := s.svc.Replay(ctx, account(ctx), req.GetEndpointId(), since)
+	n, err := s.svc.Replay(ctx, acct, req.GetEndpointId(), since)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +140,11 @@ func (s *Server) ReplayEndpoint(ctx context.Context, req *deliveryv1.ReplayEndpo
 
 // SendTest implements DeliveryServiceServer.
 func (s *Server) SendTest(ctx context.Context, req *deliveryv1.SendTestRequest) (*deliveryv1.SendTestResponse, error) {
-	r, err := s.svc.SendTest(ctx, account(ctx), req.GetEndpointId(), req.GetEventType())
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.svc.SendTest(ctx, acct, req.GetEndpointId(), req.GetEventType())
 	if err != nil {
 		return nil, err
 	}

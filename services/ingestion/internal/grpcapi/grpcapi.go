@@ -84,7 +84,7 @@ func (s *Server) PublishEvents(ctx context.Context, req *ingestionv1.PublishEven
 
 // GetEvent implements ingestionv1.IngestionServiceServer.
 func (s *Server) GetEvent(ctx context.Context, req *ingestionv1.GetEventRequest) (*ingestionv1.GetEventResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (s *Server) GetEvent(ctx context.Context, req *ingestionv1.GetEventRequest)
 
 // ListEvents implements ingestionv1.IngestionServiceServer.
 func (s *Server) ListEvents(ctx context.Context, req *ingestionv1.ListEventsRequest) (*ingestionv1.ListEventsResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -180,12 +180,4 @@ func (s *Server) event(e *eventstore.Event) (*ingestionv1.Event, error) {
 		TraceId:        e.TraceID,
 		TraceUrl:       telemetry.TraceURL(s.jaegerUIURL, e.TraceID),
 	}, nil
-}
-
-func account(ctx context.Context) (string, error) {
-	acct, ok := authn.AccountID(ctx)
-	if !ok {
-		return "", apierr.Wrap(apierr.ErrUnauthenticated, "this call needs a customer API key")
-	}
-	return acct, nil
 }

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -55,15 +53,6 @@ var _ registryv1.RegistryServiceServer = (*Server)(nil)
 // NewServer returns the RegistryService handlers.
 func NewServer(svc *registry.Service) *Server { return &Server{svc: svc} }
 
-// account returns the caller's account, set by the authn interceptor.
-func account(ctx context.Context) (string, error) {
-	acct, ok := authn.AccountID(ctx)
-	if !ok {
-		return "", status.Error(codes.Unauthenticated, "missing Authorization: Bearer <api key>")
-	}
-	return acct, nil
-}
-
 // CreateAccount implements registryv1.RegistryServiceServer.
 func (s *Server) CreateAccount(ctx context.Context, req *registryv1.CreateAccountRequest) (*registryv1.CreateAccountResponse, error) {
 	a, key, err := s.svc.CreateAccount(ctx, req.GetName(), req.GetNotificationEmail())
@@ -92,7 +81,7 @@ func (s *Server) ListEventTypes(context.Context, *registryv1.ListEventTypesReque
 
 // CreateEndpoint implements registryv1.RegistryServiceServer.
 func (s *Server) CreateEndpoint(ctx context.Context, req *registryv1.CreateEndpointRequest) (*registryv1.CreateEndpointResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +102,7 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *registryv1.CreateEndpo
 
 // GetEndpoint implements registryv1.RegistryServiceServer.
 func (s *Server) GetEndpoint(ctx context.Context, req *registryv1.GetEndpointRequest) (*registryv1.GetEndpointResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +115,7 @@ func (s *Server) GetEndpoint(ctx context.Context, req *registryv1.GetEndpointReq
 
 // ListEndpoints implements registryv1.RegistryServiceServer.
 func (s *Server) ListEndpoints(ctx context.Context, req *registryv1.ListEndpointsRequest) (*registryv1.ListEndpointsResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +132,7 @@ func (s *Server) ListEndpoints(ctx context.Context, req *registryv1.ListEndpoint
 
 // UpdateEndpoint implements registryv1.RegistryServiceServer.
 func (s *Server) UpdateEndpoint(ctx context.Context, req *registryv1.UpdateEndpointRequest) (*registryv1.UpdateEndpointResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +157,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *registryv1.UpdateEndpo
 
 // DeleteEndpoint implements registryv1.RegistryServiceServer.
 func (s *Server) DeleteEndpoint(ctx context.Context, req *registryv1.DeleteEndpointRequest) (*registryv1.DeleteEndpointResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +169,7 @@ func (s *Server) DeleteEndpoint(ctx context.Context, req *registryv1.DeleteEndpo
 
 // EnableEndpoint implements registryv1.RegistryServiceServer.
 func (s *Server) EnableEndpoint(ctx context.Context, req *registryv1.EnableEndpointRequest) (*registryv1.EnableEndpointResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +182,7 @@ func (s *Server) EnableEndpoint(ctx context.Context, req *registryv1.EnableEndpo
 
 // DisableEndpoint implements registryv1.RegistryServiceServer.
 func (s *Server) DisableEndpoint(ctx context.Context, req *registryv1.DisableEndpointRequest) (*registryv1.DisableEndpointResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +195,7 @@ func (s *Server) DisableEndpoint(ctx context.Context, req *registryv1.DisableEnd
 
 // RotateEndpointSecret implements registryv1.RegistryServiceServer.
 func (s *Server) RotateEndpointSecret(ctx context.Context, req *registryv1.RotateEndpointSecretRequest) (*registryv1.RotateEndpointSecretResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +208,7 @@ func (s *Server) RotateEndpointSecret(ctx context.Context, req *registryv1.Rotat
 
 // GetSettings implements registryv1.RegistryServiceServer.
 func (s *Server) GetSettings(ctx context.Context, _ *registryv1.GetSettingsRequest) (*registryv1.GetSettingsResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +221,7 @@ func (s *Server) GetSettings(ctx context.Context, _ *registryv1.GetSettingsReque
 
 // UpdateSettings implements registryv1.RegistryServiceServer.
 func (s *Server) UpdateSettings(ctx context.Context, req *registryv1.UpdateSettingsRequest) (*registryv1.UpdateSettingsResponse, error) {
-	acct, err := account(ctx)
+	acct, err := authn.AccountFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
