@@ -16,6 +16,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/credits"
@@ -61,7 +62,7 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("delivery %s: %w", deliveryAddr, err)
 	}
 	defer dlvConn.Close()
-	registry := peers.NewRegistry(registryv1.NewRegistryInternalServiceClient(regConn))
+	registry := registryclient.New(registryv1.NewRegistryInternalServiceClient(regConn), registryclient.DefaultTimeout)
 	// Subscriber lists are cached; the registry's change feed invalidates them.
 	subscribers := peers.NewCachedSubscribers(registry, peers.DefaultSubscribersTTL)
 	changefeed.Watch(ctx, rdb, tel.Logger, subscribers.Invalidate)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/grpctest"
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
@@ -51,8 +52,8 @@ func (e *env) report(t *testing.T, acct string, balance float64) *ingestionv1.Ev
 func TestCreditsLowOncePerCrossingUnderConcurrency(t *testing.T) {
 	e := newEnv(t, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.setThreshold(acct, 10)
-	e.reg.subscribe(acct, "credits.low", "ep_1")
+	e.reg.SetSettings(acct, &registryv1.Settings{CreditsLowThreshold: 10})
+	e.reg.Subscribe(acct, "credits.low", "ep_1")
 
 	if ev := e.report(t, acct, 50); ev != nil {
 		t.Fatalf("above the threshold emitted %v", ev)
@@ -120,7 +121,7 @@ func TestCreditsLowWithoutThresholdNeverEmits(t *testing.T) {
 		}
 	}
 	// A threshold set later starts armed.
-	e.reg.setThreshold(acct, 5)
+	e.reg.SetSettings(acct, &registryv1.Settings{CreditsLowThreshold: 5})
 	if ev := e.report(t, acct, 1); ev == nil {
 		t.Fatal("first report below a new threshold emitted nothing")
 	}

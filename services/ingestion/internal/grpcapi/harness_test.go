@@ -24,12 +24,13 @@ import (
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
-	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
+	"github.com/voxscriber/webhooks/pkg/registrytest"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/credits"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/grpcapi"
@@ -48,59 +49,6 @@ func TestMain(m *testing.M) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	otel.SetTracerProvider(sdktrace.NewTracerProvider())
 	os.Exit(m.Run())
-}
-
-// registryDouble stands in for the registry service: subscriptions and API
-// keys in maps; it records ListSubscribers calls.
-type registryDouble struct {
-	registryv1.UnimplementedRegistryInternalServiceServer
-	mu        sync.Mutex
-	subs      map[string][]string // account + " " + type -> endpoint ids
-	keys      map[string]string   // api key -> account
-	listCalls []string            // account + " " + type
-	threshold map[string]float64  // account -> credits_low_threshold
-}
-
-func (r *registryDouble) GetAccountSettings(_ context.Context, req *registryv1.GetAccountSettingsRequest) (*registryv1.GetAccountSettingsResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return &registryv1.GetAccountSettingsResponse{Settings: &registryv1.Settings{CreditsLowThreshold: r.threshold[req.GetAccountId()]}}, nil
-}
-
-func (r *registryDouble) setThreshold(acct string, v float64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.threshold[acct] = v
-}
-
-func (r *registryDouble) Authenticate(_ context.Context, req *registryv1.AuthenticateRequest) (*registryv1.AuthenticateResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	acct, ok := r.keys[req.GetApiKey()]
-	if !ok {
-		return nil, status.Error(codes.NotFound, "no such key")
-	}
-	return &registryv1.AuthenticateResponse{AccountId: acct}, nil
-}
-
-func (r *registryDouble) ListSubscribers(_ context.Context, req *registryv1.ListSubscribersRequest) (*registryv1.ListSubscribersResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	pair := req.GetAccountId() + " " + req.GetEventType()
-	r.listCalls = append(r.listCalls, pair)
-	return &registryv1.ListSubscribersResponse{EndpointIds: r.subs[pair]}, nil
-}
-
-func (r *registryDouble) subscribe(acct, eventType string, eps ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.subs[acct+" "+eventType] = append(r.subs[acct+" "+eventType], eps...)
-}
-
-func (r *registryDouble) calls() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.listCalls)
 }
 
 // deliveryDouble stands in for the delivery service: it records the
@@ -151,10 +99,11 @@ type options struct {
 }
 
 // env is a real ingestion server (real Redis, real interceptors, loopback
-// gRPC) wired to registry and delivery doubles.
+// gRPC) wired to the in-memory registry (pkg/registrytest) and a delivery
+// double.
 type env struct {
 	redis  *redistest.Server
-	reg    *registryDouble
+	reg    *registrytest.Registry
 	dlv    *deliveryDouble
 	client ingestionv1.IngestionServiceClient
 	store  *eventstore.Store
@@ -164,12 +113,11 @@ func newEnv(t testing.TB, o options) *env {
 	t.Helper()
 	e := &env{
 		redis: redistest.Start(t),
-		reg:   &registryDouble{subs: map[string][]string{}, keys: map[string]string{}, threshold: map[string]float64{}},
+		reg:   registrytest.Start(t),
 		dlv:   &deliveryDouble{},
 	}
-	regConn := listen(t, func(s *grpc.Server) { registryv1.RegisterRegistryInternalServiceServer(s, e.reg) })
 	dlvConn := listen(t, func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, e.dlv) })
-	registry := peers.NewRegistry(registryv1.NewRegistryInternalServiceClient(regConn))
+	registry := registryclient.New(e.reg.Client, 0)
 	e.store = eventstore.New(e.redis.Client, retention)
 	svc := ingest.New(ingest.Config{
 		Store:           e.store,
@@ -231,9 +179,7 @@ func (e *env) customer(t testing.TB) (string, context.Context) {
 	t.Helper()
 	acct := ids.New(ids.Account, time.Now())
 	key := ids.New(ids.APIKey, time.Now())
-	e.reg.mu.Lock()
-	e.reg.keys[key] = acct
-	e.reg.mu.Unlock()
+	e.reg.AddKey(key, acct)
 	return acct, withToken(t.Context(), key)
 }
 

@@ -28,7 +28,7 @@ import (
 func TestPublishRejectsInvalidEventsAndStoresNothing(t *testing.T) {
 	e := newEnv(t, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.subscribe(acct, "transcription.started", "ep_1")
+	e.reg.Subscribe(acct, "transcription.started", "ep_1")
 	huge := strings.Repeat("a", events.DefaultMaxPayloadBytes)
 
 	tests := []struct {
@@ -127,8 +127,8 @@ func fieldViolation(err error) string {
 func TestPublishStoresExactEnvelopeAndFansOut(t *testing.T) {
 	e := newEnv(t, options{})
 	acct, custCtx := e.customer(t)
-	e.reg.subscribe(acct, "transcription.completed", "ep_a", "ep_b")
-	e.reg.subscribe(acct, "transcription.started", "ep_c")
+	e.reg.Subscribe(acct, "transcription.completed", "ep_a", "ep_b")
+	e.reg.Subscribe(acct, "transcription.started", "ep_c")
 
 	// Data as a producer sends it: keys in any order, HTML characters,
 	// non-ASCII text, an integral and a fractional number.
@@ -241,7 +241,7 @@ func TestIdsAreTimeOrdered(t *testing.T) {
 func TestIdempotencyKeyPublishesOnce(t *testing.T) {
 	e := newEnv(t, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.subscribe(acct, "transcription.progress", "ep_1", "ep_2")
+	e.reg.Subscribe(acct, "transcription.progress", "ep_1", "ep_2")
 
 	var first *ingestionv1.Event
 	for i := range 3 {
@@ -301,7 +301,7 @@ func TestIdempotencyKeyPublishesOnce(t *testing.T) {
 func TestProducerChosenIDActsAsIdempotencyKey(t *testing.T) {
 	e := newEnv(t, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.subscribe(acct, "upload.completed", "ep_1")
+	e.reg.Subscribe(acct, "upload.completed", "ep_1")
 	id := ids.New(ids.Event, time.Now())
 	for i := range 2 {
 		resp, err := e.client.PublishEvent(t.Context(), &ingestionv1.PublishEventRequest{
@@ -337,7 +337,7 @@ func TestProducerChosenIDActsAsIdempotencyKey(t *testing.T) {
 func TestFailedSchedulingIsNotAcknowledgedAndARetryFinishes(t *testing.T) {
 	e := newEnv(t, options{})
 	acct, custCtx := e.customer(t)
-	e.reg.subscribe(acct, "transcription.failed", "ep_1", "ep_2")
+	e.reg.Subscribe(acct, "transcription.failed", "ep_1", "ep_2")
 	req := &ingestionv1.PublishEventRequest{
 		AccountId: acct, Type: "transcription.failed", IdempotencyKey: "job-42-failed",
 		Data: sample(t, "transcription.failed"),
@@ -384,7 +384,7 @@ func TestFailedSchedulingIsNotAcknowledgedAndARetryFinishes(t *testing.T) {
 func TestClaimedKeyWithoutEventIsStoredUnderItsID(t *testing.T) {
 	e := newEnv(t, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.subscribe(acct, "transcription.started", "ep_1")
+	e.reg.Subscribe(acct, "transcription.started", "ep_1")
 	// A publish that died right after claiming its key.
 	orphan := ids.New(ids.Event, time.Now())
 	if err := e.redis.Client.Set(t.Context(), index.IdemKey(acct, "k1"), orphan, retention).Err(); err != nil {
@@ -408,8 +408,8 @@ func TestClaimedKeyWithoutEventIsStoredUnderItsID(t *testing.T) {
 func TestPublishEventsBatch(t *testing.T) {
 	e := newEnv(t, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.subscribe(acct, "transcription.progress", "ep_1", "ep_2")
-	e.reg.subscribe(acct, "upload.completed", "ep_1")
+	e.reg.Subscribe(acct, "transcription.progress", "ep_1", "ep_2")
+	e.reg.Subscribe(acct, "upload.completed", "ep_1")
 	batch := []*ingestionv1.PublishEventRequest{
 		{AccountId: acct, Type: "transcription.progress", Data: sample(t, "transcription.progress", "percentage", 10.0)},
 		{AccountId: acct, Type: "upload.completed", Data: sample(t, "upload.completed")},
@@ -421,8 +421,8 @@ func TestPublishEventsBatch(t *testing.T) {
 	bad[1] = &ingestionv1.PublishEventRequest{AccountId: acct, Type: "upload.completed", Data: sample(t, "upload.completed", "size", -5.0)}
 	_, err := e.client.PublishEvents(t.Context(), &ingestionv1.PublishEventsRequest{Events: bad})
 	grpctest.RequireCode(t, err, codes.InvalidArgument, "events[1].data.size")
-	if n := e.dbsize(t); n != 0 || len(e.reg.calls()) != 0 {
-		t.Fatalf("after a rejected batch: DBSIZE %d, %d registry calls", n, len(e.reg.calls()))
+	if n := e.dbsize(t); n != 0 || len(e.reg.ListSubscribersCalls()) != 0 {
+		t.Fatalf("after a rejected batch: DBSIZE %d, %d registry calls", n, len(e.reg.ListSubscribersCalls()))
 	}
 	_, err = e.client.PublishEvents(t.Context(), &ingestionv1.PublishEventsRequest{})
 	grpctest.RequireCode(t, err, codes.InvalidArgument, "events: ")
@@ -449,7 +449,7 @@ func TestPublishEventsBatch(t *testing.T) {
 	if res[0].GetEvent().GetData().GetFields()["percentage"].GetNumberValue() != 10 || res[2].GetEvent().GetData().GetFields()["percentage"].GetNumberValue() != 20 {
 		t.Error("results are not in request order")
 	}
-	if got := e.reg.calls(); len(got) != 2 {
+	if got := e.reg.ListSubscribersCalls(); len(got) != 2 {
 		t.Errorf("ListSubscribers calls %v, want one per (account, type)", got)
 	}
 	calls := e.dlv.calls()
@@ -480,7 +480,7 @@ func TestPublishEventsBatch(t *testing.T) {
 func TestPublishEventsDuplicates(t *testing.T) {
 	e := newEnv(t, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.subscribe(acct, "transcription.started", "ep_1")
+	e.reg.Subscribe(acct, "transcription.started", "ep_1")
 	earlier, err := e.client.PublishEvent(t.Context(), &ingestionv1.PublishEventRequest{
 		AccountId: acct, Type: "transcription.started", IdempotencyKey: "old", Data: sample(t, "transcription.started"),
 	})
@@ -697,7 +697,7 @@ func TestListEventsPagesThroughOneMillisecond(t *testing.T) {
 func BenchmarkPublish(b *testing.B) {
 	e := newEnv(b, options{})
 	acct := ids.New(ids.Account, time.Now())
-	e.reg.subscribe(acct, "transcription.completed", "ep_1", "ep_2", "ep_3")
+	e.reg.Subscribe(acct, "transcription.completed", "ep_1", "ep_2", "ep_3")
 	req := &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.completed", Data: sample(b, "transcription.completed")}
 	b.ReportAllocs()
 	i := 0
