@@ -17,6 +17,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
@@ -25,8 +26,8 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
 	"github.com/voxscriber/webhooks/services/delivery/internal/mailer"
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
-	"github.com/voxscriber/webhooks/services/delivery/internal/registryclient"
 	"github.com/voxscriber/webhooks/services/delivery/internal/sender"
+	"github.com/voxscriber/webhooks/services/delivery/internal/targetcache"
 )
 
 func main() { serve.Main("delivery", run) }
@@ -91,10 +92,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	registry := registryv1.NewRegistryInternalServiceClient(conn)
+	registry := registryclient.New(registryv1.NewRegistryInternalServiceClient(conn), registryclient.DefaultTimeout)
 
 	// Endpoint lookups are cached; the registry's change feed invalidates them.
-	targets := registryclient.NewTargets(registry, registryclient.DefaultTTL)
+	targets := targetcache.New(registry, targetcache.DefaultTTL)
 	resumeKick := make(chan struct{}, 1)
 	changefeed.Watch(ctx, rdb, log, func(account string) {
 		targets.Invalidate(account)
@@ -123,7 +124,7 @@ func run(ctx context.Context) error {
 			Events:  cache.NewPayloads(cache.BatchPayloads(payloads), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
-			Stats:   queue, Registry: registryclient.Registry{C: registry}, Mailer: notices,
+			Stats:   queue, Registry: registry, Mailer: notices,
 			Invalidate: targets.Invalidate,
 		})
 	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
@@ -143,7 +144,7 @@ func run(ctx context.Context) error {
 		Logger: log,
 		Auth: authn.Config{
 			Policy:        grpcapi.Policy(),
-			Resolver:      &authn.CachingResolver{Next: registryclient.Resolver{C: registry}, TTL: authn.DefaultResolverTTL},
+			Resolver:      &authn.CachingResolver{Next: registry, TTL: authn.DefaultResolverTTL},
 			InternalToken: cfg.common.InternalToken,
 		},
 		Register: func(s *grpc.Server) {

@@ -33,7 +33,7 @@ func TestSendTest(t *testing.T) {
 	})
 	secret := signing.GenerateSecret()
 	// Send Test works whatever the endpoint's status.
-	e.reg.endpoint(acct, "ep_a", rc.url("/hook"), registryv1.EndpointStatus_ENDPOINT_STATUS_DISABLED, nil, secret)
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/hook"), registryv1.EndpointStatus_ENDPOINT_STATUS_DISABLED, nil, secret)
 
 	res, err := p.client.SendTest(context.Background(), &deliveryv1.SendTestRequest{EndpointId: "ep_a", EventType: "upload.completed"}, as(key))
 	if err != nil {
@@ -67,7 +67,7 @@ func TestSendTest(t *testing.T) {
 
 	// A failing receiver: the answer comes back, not an RPC error.
 	rcFail := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { http.Error(w, "nope", http.StatusTeapot) })
-	e.reg.endpoint(acct, "ep_c", rcFail.url("/"), active(), nil, secret)
+	e.reg.SetEndpoint(acct, "ep_c", rcFail.url("/"), active(), nil, secret)
 	res, err = p.client.SendTest(context.Background(), &deliveryv1.SendTestRequest{EndpointId: "ep_c"}, as(key))
 	if err != nil || res.GetSuccess() || res.GetStatusCode() != 418 || res.GetErrorType() != deliveryv1.ErrorType_ERROR_TYPE_HTTP_STATUS || !strings.Contains(res.GetResponseBody(), "nope") {
 		t.Fatalf("failing SendTest = %v, %v", res, err)
@@ -86,7 +86,7 @@ func TestParkedAndCanceled(t *testing.T) {
 	p := e.start(procOpts{workers: 2})
 	acct, key := e.account()
 	rc := newReceiver(t, nil)
-	e.reg.endpoint(acct, "ep_paused", rc.url("/"), registryv1.EndpointStatus_ENDPOINT_STATUS_INACTIVE, nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_paused", rc.url("/"), registryv1.EndpointStatus_ENDPOINT_STATUS_INACTIVE, nil, signing.GenerateSecret())
 	evt, _ := e.publish(acct, completed)
 	ids := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_paused"), item(evt, "ep_deleted"))
 
@@ -113,7 +113,7 @@ func TestParkedAndCanceled(t *testing.T) {
 	}
 
 	// Enabled again, a resend of the parked delivery goes out and leaves the parked set.
-	e.reg.endpoint(acct, "ep_paused", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_paused", rc.url("/"), active(), nil, signing.GenerateSecret())
 	time.Sleep(1100 * time.Millisecond) // the registry answer is cached for a second
 	if _, err := p.client.RetryDelivery(ctx, &deliveryv1.RetryDeliveryRequest{Id: ids[0]}, as(key)); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestRetryDeliveryContinuesCounting(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 	evt, _ := e.publish(acct, completed)
 	id := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_a"))[0]
 	p.waitStatus(t, key, id, deliveryv1.DeliveryStatus_DELIVERY_STATUS_FAILED, 10*time.Second)
@@ -168,8 +168,8 @@ func TestListDeliveriesFiltersAndPages(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	e.reg.endpoint(acct, "ep_good", rc.url("/good"), active(), nil, signing.GenerateSecret())
-	e.reg.endpoint(acct, "ep_bad", rc.url("/bad"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_good", rc.url("/good"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_bad", rc.url("/bad"), active(), nil, signing.GenerateSecret())
 	var all []string
 	for range 5 {
 		evt, _ := e.publish(acct, completed)

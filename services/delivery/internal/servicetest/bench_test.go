@@ -39,7 +39,7 @@ func BenchmarkDeliver(b *testing.B) {
 	for k, sent := 0, 0; sent < b.N; k++ {
 		// Each batch goes to another endpoint (same receiver): 500 new deliveries.
 		ep := "ep_bench_" + strconv.Itoa(k)
-		e.reg.endpoint(acct, ep, rc.url("/"), active(), nil, secret)
+		e.reg.SetEndpoint(acct, ep, rc.url("/"), active(), nil, secret)
 		n := min(batch, b.N-sent)
 		items := make([]*deliveryv1.ScheduleItem, n)
 		for i := range items {

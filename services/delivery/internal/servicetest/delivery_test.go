@@ -42,7 +42,7 @@ func TestWebhookRequest(t *testing.T) {
 	acct, key := e.account()
 	rc := newReceiver(t, nil)
 	newSecret, oldSecret := signing.GenerateSecret(), signing.GenerateSecret()
-	e.reg.endpoint(acct, "ep_a", rc.url("/hook"), active(), map[string]string{
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/hook"), active(), map[string]string{
 		"X-Customer":      "abc",
 		"Authorization":   "Bearer customer-token",
 		"X-Webhook-Event": "spoofed", // reserved: never overrides ours
@@ -175,7 +175,7 @@ func TestRetriesFollowSchedule(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 	evt, body := e.publish(acct, completed)
 	id := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_a"))[0]
 
@@ -222,7 +222,7 @@ func TestFinalFailure(t *testing.T) {
 	p := e.start(procOpts{schedule: []time.Duration{0, 50 * time.Millisecond, 50 * time.Millisecond}, workers: 2})
 	acct, key := e.account()
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { w.WriteHeader(http.StatusBadGateway) })
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 	evt, _ := e.publish(acct, completed)
 	id := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_a"))[0]
 
@@ -245,7 +245,7 @@ func TestExpiredLeaseIsRedelivered(t *testing.T) {
 	e := newEnv(t)
 	acct, key := e.account()
 	rc := newReceiver(t, nil)
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 	evt, _ := e.publish(acct, completed)
 
 	// The crashing worker: a short timeout and margin make a short lease.
@@ -305,8 +305,8 @@ func TestTwoWorkersShareTheSchedule(t *testing.T) {
 		mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	e.reg.endpoint(acct, "ep_a", rc.url("/a"), active(), nil, signing.GenerateSecret())
-	e.reg.endpoint(acct, "ep_b", rc.url("/b"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/a"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_b", rc.url("/b"), active(), nil, signing.GenerateSecret())
 
 	const eventsN = 100
 	for i := range eventsN {
@@ -378,8 +378,8 @@ func TestRedirectAndRetryAfter(t *testing.T) {
 			w.WriteHeader(http.StatusOK)
 		}
 	})
-	e.reg.endpoint(acct, "ep_redirect", rc.url("/redirect"), active(), nil, signing.GenerateSecret())
-	e.reg.endpoint(acct, "ep_busy", rc.url("/busy"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_redirect", rc.url("/redirect"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_busy", rc.url("/busy"), active(), nil, signing.GenerateSecret())
 	evt, _ := e.publish(acct, completed)
 	ids := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_redirect"), item(evt, "ep_busy"))
 
@@ -413,7 +413,7 @@ func TestSSRFGuardBlocksLoopback(t *testing.T) {
 	p := e.start(procOpts{cidrs: "-", schedule: []time.Duration{0}, workers: 2})
 	acct, key := e.account()
 	rc := newReceiver(t, nil)
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 
 	res, err := p.client.SendTest(context.Background(), &deliveryv1.SendTestRequest{EndpointId: "ep_a"}, as(key))
 	if err != nil {
@@ -440,7 +440,7 @@ func TestScheduleIsIdempotent(t *testing.T) {
 	p := e.start(procOpts{workers: 2})
 	acct, key := e.account()
 	rc := newReceiver(t, nil)
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 	evt, _ := e.publish(acct, completed)
 	first := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_a"))
 	p.waitStatus(t, key, first[0], deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 10*time.Second)
@@ -465,7 +465,7 @@ func TestOtherAccountsDeliveriesAreNotFound(t *testing.T) {
 	acct, key := e.account()
 	_, otherKey := e.account()
 	rc := newReceiver(t, nil)
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 	evt, _ := e.publish(acct, completed)
 	id := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_a"))[0]
 	p.waitStatus(t, key, id, deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 10*time.Second)
@@ -499,7 +499,7 @@ func TestDrain(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			w.WriteHeader(http.StatusOK)
 		})
-		e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+		e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 		evt, _ := e.publish(acct, completed)
 		id := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_a"))[0]
 		waitFor(t, 5*time.Second, func() bool { return rc.count() == 1 }, func() string { return "no request" })
@@ -525,7 +525,7 @@ func TestDrain(t *testing.T) {
 			w.WriteHeader(http.StatusOK)
 		})
 		defer close(hang)
-		e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+		e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 		evt, _ := e.publish(acct, completed)
 		id := p.schedule(t, context.Background(), acct, completed, item(evt, "ep_a"))[0]
 		waitFor(t, 5*time.Second, func() bool { return rc.count() == 1 }, func() string { return "no request" })

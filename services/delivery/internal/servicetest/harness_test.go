@@ -2,7 +2,7 @@
 // process (the top-level e2e/ runs the binaries): a real redis-server, real
 // HTTP receivers, the real gRPC server with the suite's interceptors over
 // loopback, and the real worker. The registry belongs to another team:
-// a small real gRPC server backed by a map stands in for it.
+// the suite's in-memory registry (pkg/registrytest) stands in for it.
 package servicetest
 
 import (
@@ -25,9 +25,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
@@ -37,6 +34,8 @@ import (
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
+	"github.com/voxscriber/webhooks/pkg/registrytest"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
@@ -44,8 +43,8 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
-	"github.com/voxscriber/webhooks/services/delivery/internal/registryclient"
 	"github.com/voxscriber/webhooks/services/delivery/internal/sender"
+	"github.com/voxscriber/webhooks/services/delivery/internal/targetcache"
 )
 
 // spans records every span of the test binary (the gRPC interceptors use
@@ -58,62 +57,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// ---- the registry stand-in ----
-
-type fakeRegistry struct {
-	registryv1.UnimplementedRegistryInternalServiceServer
-	mu        sync.Mutex
-	endpoints map[string]*registryv1.GetDeliveryTargetResponse // account|endpoint
-	keys      map[string]string                                // api key → account
-	lookups   atomic.Int64
-}
-
-func (f *fakeRegistry) GetDeliveryTarget(_ context.Context, req *registryv1.GetDeliveryTargetRequest) (*registryv1.GetDeliveryTargetResponse, error) {
-	f.lookups.Add(1)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	r, ok := f.endpoints[req.GetAccountId()+"|"+req.GetEndpointId()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "endpoint %q not found", req.GetEndpointId())
-	}
-	return r, nil
-}
-
-func (f *fakeRegistry) Authenticate(_ context.Context, req *registryv1.AuthenticateRequest) (*registryv1.AuthenticateResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	acct, ok := f.keys[req.GetApiKey()]
-	if !ok {
-		return nil, status.Error(codes.NotFound, "unknown key")
-	}
-	return &registryv1.AuthenticateResponse{AccountId: acct}, nil
-}
-
-// endpoint registers an endpoint; secrets newest first.
-func (f *fakeRegistry) endpoint(acct, id, url string, st registryv1.EndpointStatus, headers map[string]string, secrets ...string) {
-	r := &registryv1.GetDeliveryTargetResponse{Endpoint: &registryv1.Endpoint{
-		Id: id, Url: url, Status: st, Headers: headers, CreateTime: timestamppb.Now(),
-	}}
-	for i, s := range secrets {
-		sec := &registryv1.Secret{Value: s}
-		if i > 0 {
-			sec.ExpireTime = timestamppb.New(time.Now().Add(24 * time.Hour))
-		}
-		r.Secrets = append(r.Secrets, sec)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.endpoints[acct+"|"+id] = r
-}
-
 // ---- the environment: Redis, registry, event store ----
 
 type env struct {
 	t      testing.TB
 	redis  *redistest.Server
 	rdb    redis.UniversalClient
-	reg    *fakeRegistry
-	regc   registryv1.RegistryInternalServiceClient
+	reg    *registrytest.Registry
+	regc   *registryclient.Client // the shared client, as main.go wires it
 	events *eventstore.Store
 }
 
@@ -128,11 +79,8 @@ func newEnv(t testing.TB) *env {
 	e.rdb = rdb
 	e.events = eventstore.New(rdb, time.Hour)
 
-	e.reg = &fakeRegistry{endpoints: map[string]*registryv1.GetDeliveryTargetResponse{}, keys: map[string]string{}}
-	srv := grpc.NewServer()
-	registryv1.RegisterRegistryInternalServiceServer(srv, e.reg)
-	conn := serveLoopback(t, srv)
-	e.regc = registryv1.NewRegistryInternalServiceClient(conn)
+	e.reg = registrytest.Start(t)
+	e.regc = registryclient.New(e.reg.Client, 0)
 	return e
 }
 
@@ -140,9 +88,7 @@ func newEnv(t testing.TB) *env {
 func (e *env) account() (acct, key string) {
 	acct = ids.New(ids.Account, time.Now())
 	key = "vsk_test_" + acct
-	e.reg.mu.Lock()
-	e.reg.keys[key] = acct
-	e.reg.mu.Unlock()
+	e.reg.AddKey(key, acct)
 	return acct, key
 }
 
@@ -228,7 +174,7 @@ func (e *env) start(o procOpts) *proc {
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
 		delivery.Deps{
 			Queue: p.queue, History: p.queue, Sender: countingSender{snd, p.sent},
-			Targets: registryclient.NewTargets(e.regc, time.Second), // the double announces no changes: a short TTL
+			Targets: targetcache.New(e.regc, time.Second), // the in-memory registry announces no changes: a short TTL
 			Events:  cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
 			Tracer:  otel.Tracer("delivery-test"), Logger: log,
 		})
@@ -256,7 +202,7 @@ func (e *env) start(o procOpts) *proc {
 		Logger: log,
 		Auth: authn.Config{
 			Policy:   grpcapi.Policy(),
-			Resolver: &authn.CachingResolver{Next: registryclient.Resolver{C: e.regc}, TTL: 30 * time.Second},
+			Resolver: &authn.CachingResolver{Next: e.regc, TTL: 30 * time.Second},
 		},
 		Register: func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(p.svc, "")) },
 	}.NewServer()

@@ -1,46 +1,28 @@
-package registryclient
+package targetcache
 
 import (
-	"context"
-	"sync"
+	"errors"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
+	"github.com/voxscriber/webhooks/pkg/registrytest"
 )
 
-type fakeRegistry struct {
-	registryv1.RegistryInternalServiceClient
-	mu    sync.Mutex
-	url   string
-	calls int
-}
-
-func (f *fakeRegistry) GetDeliveryTarget(_ context.Context, req *registryv1.GetDeliveryTargetRequest, _ ...grpc.CallOption) (*registryv1.GetDeliveryTargetResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	return &registryv1.GetDeliveryTargetResponse{Endpoint: &registryv1.Endpoint{
-		Id: req.GetEndpointId(), Url: f.url, Status: registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE,
-	}}, nil
-}
-
-func (f *fakeRegistry) setURL(u string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.url = u
-}
+const active = registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE
 
 // A PATCH of an endpoint's URL, announced on the change feed, is used for
 // the next delivery within a second, although the cache TTL is long.
 func TestTargetsInvalidatedByChangeFeed(t *testing.T) {
 	srv := redistest.Start(t)
-	f := &fakeRegistry{url: "https://old.example/hook"}
-	tg := NewTargets(f, time.Hour)
+	reg := registrytest.Start(t)
+	reg.SetEndpoint("acct_a", "ep_1", "https://old.example/hook", active, nil)
+	reg.SetEndpoint("acct_b", "ep_9", "https://old.example/hook", active, nil)
+	tg := New(registryclient.New(reg.Client, 0), time.Hour)
 	changefeed.Watch(t.Context(), srv.Client, nil, tg.Invalidate)
 	ctx := t.Context()
 	for range 3 {
@@ -50,11 +32,11 @@ func TestTargetsInvalidatedByChangeFeed(t *testing.T) {
 		}
 	}
 	other, _ := tg.Target(ctx, "acct_b", "ep_9")
-	if f.calls != 2 {
-		t.Fatalf("%d registry calls, want 2", f.calls)
+	if n := reg.Calls("GetDeliveryTarget"); n != 2 {
+		t.Fatalf("%d registry calls, want 2", n)
 	}
 
-	f.setURL("https://new.example/hook")
+	reg.SetEndpoint("acct_a", "ep_1", "https://new.example/hook", active, nil)
 	start := time.Now()
 	if err := srv.Client.Publish(ctx, changefeed.Channel, "acct_a").Err(); err != nil {
 		t.Fatal(err)
@@ -75,5 +57,19 @@ func TestTargetsInvalidatedByChangeFeed(t *testing.T) {
 	// Another account's entry stays cached.
 	if again, _ := tg.Target(ctx, "acct_b", "ep_9"); again != other {
 		t.Error("invalidating acct_a dropped acct_b's entry")
+	}
+}
+
+// A deleted endpoint is NotFound, and remembered: its batch asks once.
+func TestDeletedEndpointIsNotFoundOnce(t *testing.T) {
+	reg := registrytest.Start(t)
+	tg := New(registryclient.New(reg.Client, 0), time.Hour)
+	for range 3 {
+		if _, err := tg.Target(t.Context(), "acct_a", "ep_gone"); !errors.Is(err, apierr.ErrNotFound) {
+			t.Fatalf("%v, want ErrNotFound", err)
+		}
+	}
+	if n := reg.Calls("GetDeliveryTarget"); n != 1 {
+		t.Fatalf("%d registry calls, want 1", n)
 	}
 }
