@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +14,6 @@ import (
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	"github.com/voxscriber/webhooks/pkg/grpctest"
-	"github.com/voxscriber/webhooks/pkg/redistest"
 )
 
 // rpcStatus is the google.rpc.Status JSON the gateway answers errors with.
@@ -247,55 +242,4 @@ func TestGRPCPublishNeedsProducerToken(t *testing.T) {
 	st, _ := structpb.NewStruct(map[string]any{"uploadId": "u", "engine": "e"})
 	_, err := ing.PublishEvent(context.Background(), &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.started", Data: st})
 	grpctest.RequireCode(t, err, codes.Unauthenticated) // publish without token
-}
-
-// TestMakeRunStartsAndStopsTheSuite runs scripts/run.sh (what `make run`
-// calls) with its own private Redis, checks the suite answers, then sends
-// SIGTERM and checks every process it started is gone.
-func TestMakeRunStartsAndStopsTheSuite(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
-	root, _ := filepath.Abs("..")
-	port := func() string { return "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) }
-	gw := port()
-	cmd := exec.Command(filepath.Join(root, "scripts", "run.sh"))
-	cmd.Env = append(os.Environ(), "BIN="+binDir, "GATEWAY_ADDR="+gw, "REGISTRY_ADDR="+port(), "INGESTION_ADDR="+port(),
-		"DELIVERY_ADDR="+port(), "REDIS_PORT="+strconv.Itoa(redistest.FreePort(t)), "REDIS_URL=")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logPath := filepath.Join(t.TempDir(), "run.log")
-	logf, _ := os.Create(logPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pgid := cmd.Process.Pid
-	defer syscall.Kill(-pgid, syscall.SIGKILL)
-	// When anything below fails, show what the suite printed.
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("run.sh output:\n%s", out)
-		}
-	})
-	client := &http.Client{Timeout: 2 * time.Second}
-	eventually(t, 60*time.Second, "make run's suite healthy", func() bool {
-		resp, err := client.Get("http://" + gw + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("run.sh did not stop on SIGTERM")
-	}
-	eventually(t, 10*time.Second, "every process of the group gone", func() bool {
-		return syscall.Kill(-pgid, 0) != nil
-	})
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,9 @@ type Server struct {
 type Options struct {
 	// AOF turns on the append-only file with appendfsync always.
 	AOF bool
+	// Args are further redis-server arguments, e.g. "--maxmemory-policy",
+	// "allkeys-lru".
+	Args []string
 }
 
 // Start launches redis-server and waits until it answers.
@@ -62,6 +66,7 @@ func Start(t testing.TB, opts ...Options) *Server {
 			"--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"),
 		},
 	}
+	s.args = append(s.args, o.Args...)
 	s.URL = "redis://" + s.Addr + "/0"
 	s.cmd = s.launch(bin)
 	s.Client = redis.NewClient(&redis.Options{Addr: s.Addr})
@@ -123,3 +128,55 @@ func FreePort(t testing.TB) int {
 
 // String describes the server.
 func (s *Server) String() string { return fmt.Sprintf("redis-server at %s (%s)", s.Addr, s.Dir) }
+
+// Cluster is a Redis Cluster of masters only, each a Server.
+type Cluster struct {
+	Nodes []*Server
+	URL   string // redis-cluster://a,b,c (pkg/redisx's form)
+}
+
+// StartCluster launches masters redis-servers with cluster-enabled yes (each
+// started with opts), joins them with redis-cli --cluster create (no
+// replicas) and waits until every node reports cluster_state:ok.
+func StartCluster(t testing.TB, masters int, opts ...Options) *Cluster {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redis-cli not found on PATH (apt-get install redis-server): %v", err)
+	}
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	c := &Cluster{}
+	var addrs []string
+	for range masters {
+		dir := t.TempDir()
+		n := Start(t, Options{AOF: o.AOF, Args: append([]string{
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-node-timeout", "5000",
+		}, o.Args...)})
+		c.Nodes = append(c.Nodes, n)
+		addrs = append(addrs, n.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range c.Nodes {
+		for {
+			info, err := n.Client.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no cluster_state:ok: %v %s", n, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	c.URL = "redis-cluster://" + strings.Join(addrs, ",")
+	return c
+}

@@ -3,6 +3,7 @@ package redisx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -24,7 +25,9 @@ const DefaultOpenWait = 30 * time.Second
 //	                                    a Redis Cluster (seed nodes)
 //	rediss-cluster://…                  the same over TLS
 //
-// It waits up to wait for the server to answer PING.
+// It waits up to wait for the server to answer PING, then refuses (at once,
+// without waiting) a Redis any of whose primaries may evict keys: see
+// CheckNoEviction.
 func Open(ctx context.Context, rawURL string, wait time.Duration) (redis.UniversalClient, error) {
 	c, err := NewClient(rawURL)
 	if err != nil {
@@ -34,9 +37,16 @@ func Open(ctx context.Context, rawURL string, wait time.Duration) (redis.Univers
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err = c.Ping(pctx).Err()
+		if err == nil {
+			err = CheckNoEviction(pctx, c)
+		}
 		cancel()
 		if err == nil {
 			return c, nil
+		}
+		if errors.Is(err, ErrEvictionPolicy) {
+			_ = c.Close()
+			return nil, fmt.Errorf("refusing to start: %w", err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			_ = c.Close()

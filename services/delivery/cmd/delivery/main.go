@@ -150,7 +150,7 @@ func run(ctx context.Context) error {
 		Register: func(s *grpc.Server) {
 			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL))
 		},
-		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Ready: redisx.Ready(rdb),
 		Drain: func(ctx context.Context) {
 			stopWake()
 			stopResume()

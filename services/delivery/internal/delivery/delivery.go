@@ -180,13 +180,14 @@ type History interface {
 	RecordTest(ctx context.Context, d Delivery, a Attempt) error
 	// Restart makes the deliveries whose status is one of from pending,
 	// due at now, with a fresh round of the retry schedule (attempt numbers
-	// continue); it returns how many it restarted.
+	// continue); it returns how many it restarted. Test deliveries are
+	// never restarted.
 	Restart(ctx context.Context, ids []string, from []Status, now time.Time) (int, error)
 	// Parked returns up to limit parked deliveries grouped by endpoint.
 	Parked(ctx context.Context, limit int) ([]ParkedEndpoint, error)
 	// Find returns the ids of an account's deliveries to an endpoint
 	// created at or after since whose status is one of statuses, oldest
-	// first, at most limit.
+	// first, at most limit, never a test delivery.
 	Find(ctx context.Context, accountID, endpointID string, statuses []Status, since time.Time, limit int) ([]string, error)
 }
 

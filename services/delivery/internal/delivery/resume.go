@@ -95,7 +95,8 @@ func (s *Service) RunResumer(ctx context.Context, kick <-chan struct{}, every ti
 }
 
 // Replay re-sends every failed or parked delivery of one of the account's
-// endpoints created since `since` (at most MaxReplay, oldest first), each
+// endpoints created since `since` (at most MaxReplay, oldest first; never a
+// Send Test delivery, which Retry refuses too), each
 // with a fresh round of the retry schedule. The sends happen in the
 // background; ListDeliveries shows their progress. It returns how many
 // were queued.

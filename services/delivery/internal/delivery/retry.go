@@ -8,9 +8,15 @@ import (
 	"time"
 )
 
-// Retry-After bounds: an answer's Retry-After replaces the schedule's delay
-// only when it asks for at least that delay and at most MaxRetryAfter.
+// Retry-After bounds: an answer's Retry-After lengthens the schedule's
+// delay, never shortens it, and is capped at MaxRetryAfter: a receiver asking
+// for 3 h is retried after 2 h (or the schedule's delay, when longer).
 const MaxRetryAfter = 2 * time.Hour
+
+// maxRetryAfterSeconds bounds the delay-seconds RetryAfter parses; larger
+// values (up to any number of digits) count as this much, which is far
+// above MaxRetryAfter and far from overflowing a time.Duration.
+const maxRetryAfterSeconds = int64(7 * 24 * time.Hour / time.Second)
 
 // Jitter: delays of at least JitterFrom move by up to ±10%, never more than
 // MaxJitter.
@@ -48,8 +54,8 @@ func (p RetryPolicy) AfterFailure(made int, retryAfter time.Duration, ok bool) (
 		return 0, true
 	}
 	base := p.Schedule[made]
-	if ok && retryAfter >= base && retryAfter <= MaxRetryAfter {
-		return retryAfter, false
+	if wait := min(retryAfter, MaxRetryAfter); ok && wait >= base {
+		return wait, false
 	}
 	return p.jitter(base), false
 }
@@ -67,7 +73,8 @@ func (p RetryPolicy) jitter(d time.Duration) time.Duration {
 }
 
 // RetryAfter reads a 429/503 answer's Retry-After header: delay-seconds or
-// an HTTP date. ok is false for other status codes and unusable values.
+// an HTTP date. ok is false for other status codes and unusable values. Very
+// large values are usable: AfterFailure caps them at MaxRetryAfter.
 func RetryAfter(code int, h http.Header, now time.Time) (time.Duration, bool) {
 	if code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
 		return 0, false
@@ -76,11 +83,15 @@ func RetryAfter(code int, h http.Header, now time.Time) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 || secs > int64(7*24*time.Hour/time.Second) {
-			return 0, false
+	if strings.Trim(v, "0123456789") == "" {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > maxRetryAfterSeconds { // only a range error is possible here
+			secs = maxRetryAfterSeconds
 		}
 		return time.Duration(secs) * time.Second, true
+	}
+	if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return 0, false // a negative number of seconds
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {

@@ -27,7 +27,6 @@ func TestAfterFailure(t *testing.T) {
 		{"past the schedule is final (manual retries)", fixed(0.5), 7, 0, false, 0, true},
 		{"Retry-After above the delay is honoured", fixed(0.5), 1, 10 * time.Minute, true, 10 * time.Minute, false},
 		{"Retry-After below the delay is not", fixed(0.5), 2, time.Minute, true, 5 * time.Minute, false},
-		{"Retry-After above 2h is not", fixed(0.5), 1, 3 * time.Hour, true, time.Minute, false},
 		{"Retry-After of exactly 2h is", fixed(0.5), 1, 2 * time.Hour, true, 2 * time.Hour, false},
 		{"short delays have no jitter", RetryPolicy{Schedule: []time.Duration{0, 200 * time.Millisecond}, Rand: func() float64 { return 0 }}, 1, 0, false, 200 * time.Millisecond, false},
 	}
@@ -38,6 +37,28 @@ func TestAfterFailure(t *testing.T) {
 				t.Fatalf("AfterFailure(%d) = %v, %v; want %v, %v", tt.made, d, final, tt.wantDelay, tt.wantFinal)
 			}
 		})
+	}
+}
+
+// TestRetryAfterAboveTheCapWaitsTheCap: a receiver that asks for more than
+// MaxRetryAfter is retried after MaxRetryAfter (no jitter), not after the
+// schedule's shorter delay; a schedule delay longer than the cap still wins,
+// since Retry-After only ever lengthens the wait.
+func TestRetryAfterAboveTheCapWaitsTheCap(t *testing.T) {
+	seed := RetryPolicy{Schedule: []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour},
+		Rand: func() float64 { return 0 }}
+	now := time.Date(2026, 11, 26, 19, 43, 16, 0, time.UTC)
+	for _, header := range []string{"10800", "9999999", now.Add(3 * time.Hour).Format(http.TimeFormat)} {
+		ra, ok := RetryAfter(http.StatusServiceUnavailable, http.Header{"Retry-After": []string{header}}, now)
+		for made := 1; made <= 4; made++ {
+			if d, final := seed.AfterFailure(made, ra, ok); d != MaxRetryAfter || final {
+				t.Errorf("Retry-After %q after attempt %d: wait %v (final %v), want %v", header, made, d, final, MaxRetryAfter)
+			}
+		}
+	}
+	long := RetryPolicy{Schedule: []time.Duration{0, 6 * time.Hour}, Rand: func() float64 { return 0.5 }}
+	if d, _ := long.AfterFailure(1, 3*time.Hour, true); d != 6*time.Hour {
+		t.Errorf("6h schedule delay with Retry-After 3h: wait %v, want 6h", d)
 	}
 }
 
@@ -76,6 +97,9 @@ func TestRetryAfter(t *testing.T) {
 		{"missing", 429, http.Header{}, 0, false},
 		{"garbage", 429, h("soon"), 0, false},
 		{"negative", 429, h("-3"), 0, false},
+		{"a week of seconds", 429, h("604800"), 7 * 24 * time.Hour, true},
+		{"more than a week counts as a week", 503, h("9999999"), 7 * 24 * time.Hour, true},
+		{"more seconds than int64 holds counts as a week", 503, h("99999999999999999999999"), 7 * 24 * time.Hour, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,20 +27,23 @@ var _ delivery.EndpointStats = (*Queue)(nil)
 
 // restartScript makes a delivery pending, due now, with a fresh round of
 // the schedule (base = attempts so far, first attempt unset), if its status
-// is one of ARGV[3..]. Its parked-set entry goes either way unless it stays
-// parked.
+// is one of ARGV[3..] and it is not a test delivery (Send Test: it has no
+// event to send again, and is never retried). Its parked-set entry goes
+// either way unless it stays parked.
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set
 //	ARGV: 1 id, 2 now ms, 3.. statuses accepted
-//	returns 1 when restarted, 0 when in another status, -1 when missing
+//	returns 1 when restarted, 0 when in another status or a test, -1 when missing
 var restartScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[2], 'status')
 if not st then return -1 end
 local member = (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '|' .. ARGV[1]
-local ok = false
+local ok = redis.call('HGET', KEYS[2], 'test') ~= '1'
+local wanted = false
 for i = 3, #ARGV do
-  if ARGV[i] == st then ok = true end
+  if ARGV[i] == st then wanted = true end
 end
+ok = ok and wanted
 if not ok then
   if st ~= 'parked' then redis.call('SREM', KEYS[3], member) end
   return 0
@@ -226,7 +229,8 @@ const maxFindScan = 500_000
 
 // Find implements delivery.History: ids of the account's deliveries to
 // endpointID created at or after since whose status is one of statuses,
-// oldest first, at most limit.
+// oldest first, at most limit. Test deliveries (Send Test) are never
+// found: nothing restarts them.
 func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses []delivery.Status, since time.Time, limit int) ([]string, error) {
 	key := accountKey(accountID)
 	want := map[string]bool{}
@@ -245,7 +249,7 @@ func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses
 		vals := make([]*redis.SliceCmd, len(ids))
 		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range ids {
-				vals[i] = p.HMGet(ctx, DeliveryKey(id), "endpoint", "status")
+				vals[i] = p.HMGet(ctx, DeliveryKey(id), "endpoint", "status", "test")
 			}
 			return nil
 		}); err != nil {
@@ -253,12 +257,13 @@ func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses
 		}
 		for i, id := range ids {
 			v := vals[i].Val()
-			if len(v) != 2 {
+			if len(v) != 3 {
 				continue
 			}
 			ep, _ := v[0].(string)
 			st, _ := v[1].(string)
-			if ep == endpointID && want[st] {
+			test, _ := v[2].(string)
+			if ep == endpointID && want[st] && test != "1" {
 				out = append(out, id)
 				if len(out) == limit {
 					break

@@ -155,3 +155,43 @@ func TestParkRestartAndFind(t *testing.T) {
 		t.Error("expired parked entry not removed")
 	}
 }
+
+// TestTestDeliveriesAreNeverFoundNorRestarted: a failed Send Test delivery
+// is not among an endpoint's failed deliveries for replay, and Restart
+// refuses it even when asked by id.
+func TestTestDeliveriesAreNeverFoundNorRestarted(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	test := newDelivery("dlv_test", now, now)
+	test.Test, test.Status, test.Attempts, test.Body = true, delivery.StatusFailed, 1, []byte(`{"test":true}`)
+	att := delivery.Attempt{Number: 1, Start: now, StatusCode: 500, ErrorType: delivery.ErrorHTTPStatus, Error: "HTTP 500"}
+	if err := q.RecordTest(ctx, test, att); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Schedule(ctx, []delivery.Delivery{newDelivery("dlv_real", now, now)}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _, err := q.Claim(ctx, now, now.Add(15*time.Second), 10)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("Claim = %d, %v", len(jobs), err)
+	}
+	if ok, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusFailed, Now: now, Attempt: &att}); !ok || err != nil {
+		t.Fatalf("Complete = %v, %v", ok, err)
+	}
+	failed := []delivery.Status{delivery.StatusFailed, delivery.StatusParked}
+	found, err := q.Find(ctx, "acct_1", "ep_1", failed, now.Add(-time.Second), 10)
+	if err != nil || len(found) != 1 || found[0] != "dlv_real" {
+		t.Fatalf("Find = %v, %v; want [dlv_real]", found, err)
+	}
+	if n, err := q.Restart(ctx, []string{"dlv_test"}, failed, now); err != nil || n != 0 {
+		t.Fatalf("Restart of a test delivery = %d, %v; want 0", n, err)
+	}
+	if d, _, _ := q.Get(ctx, "dlv_test"); d.Status != delivery.StatusFailed {
+		t.Errorf("test delivery status %v after Restart, want failed", d.Status)
+	}
+	if err := srv.Client.ZScore(ctx, ScheduleKey("dlv_test"), "dlv_test").Err(); err == nil {
+		t.Error("test delivery scheduled by Restart")
+	}
+}

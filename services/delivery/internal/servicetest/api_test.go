@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,5 +260,53 @@ func TestScheduleValidation(t *testing.T) {
 		if _, err := p.client.Schedule(context.Background(), req); !grpctest.CheckCode(t, err, codes.InvalidArgument) {
 			t.Logf("the request: %v", req)
 		}
+	}
+}
+
+// TestReplayLeavesFailedSendTestsAlone: ReplayEndpoint re-sends the
+// endpoint's failed deliveries but never a failed Send Test delivery (it has
+// no event to send again, and RetryDelivery refuses it too): the test
+// delivery stays FAILED with its one attempt, and the receiver sees no
+// replay of it.
+func TestReplayLeavesFailedSendTestsAlone(t *testing.T) {
+	e := newEnv(t)
+	p := e.start(procOpts{schedule: []time.Duration{0}, workers: 2})
+	acct, key := e.account()
+	var failing atomic.Bool
+	failing.Store(true)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	ctx := context.Background()
+	since := timestamppb.New(time.Now().Add(-time.Minute))
+
+	res, err := p.client.SendTest(ctx, &deliveryv1.SendTestRequest{EndpointId: "ep_a"}, as(key))
+	if err != nil || res.GetSuccess() {
+		t.Fatalf("SendTest = %v, %v; want a failed answer", res, err)
+	}
+	testID := res.GetDeliveryId()
+	evt, _ := e.publish(acct, completed)
+	id := p.schedule(t, ctx, acct, completed, item(evt, "ep_a"))[0]
+	p.waitStatus(t, key, id, deliveryv1.DeliveryStatus_DELIVERY_STATUS_FAILED, 10*time.Second)
+
+	failing.Store(false)
+	resp, err := p.client.ReplayEndpoint(ctx, &deliveryv1.ReplayEndpointRequest{EndpointId: "ep_a", Since: since}, as(key))
+	if err != nil || resp.GetQueued() != 1 {
+		t.Fatalf("ReplayEndpoint = %v, %v; want 1 queued (the event's delivery only)", resp, err)
+	}
+	p.waitStatus(t, key, id, deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // time for a wrongly restarted test delivery to be claimed
+	d := p.get(t, key, testID)
+	if d.GetStatus() != deliveryv1.DeliveryStatus_DELIVERY_STATUS_FAILED || d.GetAttemptCount() != 1 {
+		t.Errorf("test delivery after replay: status %v, %d attempts; want FAILED, 1", d.GetStatus(), d.GetAttemptCount())
+	}
+	if err := e.rdb.ZScore(ctx, redisqueue.ScheduleKey(testID), testID).Err(); err == nil {
+		t.Error("test delivery is in the schedule after replay")
+	}
+	if n := rc.count(); n != 3 { // the Send Test, the event's attempt, its replay
+		t.Errorf("receiver got %d requests, want 3", n)
 	}
 }

@@ -88,6 +88,6 @@ func run(ctx context.Context) error {
 			InternalToken: common.InternalToken,
 		},
 		Register: grpcapi.New(svc, common.JaegerUIURL).Register,
-		Ready:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Ready:    redisx.Ready(rdb),
 	}.Run(ctx)
 }

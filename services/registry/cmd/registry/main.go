@@ -84,6 +84,6 @@ func run(ctx context.Context) error {
 			InternalToken: common.InternalToken,
 		},
 		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
-		Ready:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Ready:    redisx.Ready(rdb),
 	}.Run(ctx)
 }
