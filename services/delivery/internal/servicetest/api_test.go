@@ -279,7 +279,7 @@ func TestReplayLeavesFailedSendTestsAlone(t *testing.T) {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
 	})
-	e.reg.endpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
+	e.reg.SetEndpoint(acct, "ep_a", rc.url("/"), active(), nil, signing.GenerateSecret())
 	ctx := context.Background()
 	since := timestamppb.New(time.Now().Add(-time.Minute))
 
