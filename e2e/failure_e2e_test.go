@@ -263,6 +263,91 @@ func TestFailingEndpointIsDisabledEmailedParkedResumedAndReplayed(t *testing.T) 
 	}
 }
 
+// TestEventsPublishedWhileDisabledArriveOnEnableButNotWhilePaused, as a new
+// user meets it: an endpoint disabled by five failures misses nothing: an
+// event published while it is DISABLED is parked for it and arrives once
+// it is enabled. An event published while its owner has paused it
+// (INACTIVE) is not for it: no delivery is made, and enabling it does not
+// bring the event; what is published after that arrives.
+func TestEventsPublishedWhileDisabledArriveOnEnableButNotWhilePaused(t *testing.T) {
+	s := startSuite(t, SuiteOptions{Env: map[string]string{"DELIVERY_RETRY_SCHEDULE": "0s,100ms,100ms,100ms,100ms"}})
+	var healthy atomic.Bool
+	var mu sync.Mutex
+	seen := map[string]int{} // event id -> requests
+	rc := newReceiver()
+	defer rc.Close()
+	rc.Respond = func(_ int, r *http.Request) int {
+		mu.Lock()
+		seen[r.Header.Get("X-Webhook-Id")]++
+		mu.Unlock()
+		if healthy.Load() {
+			return 200
+		}
+		return 500
+	}
+	got := func(id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[id]
+	}
+	acct, key := s.NewAccount("acme")
+	ep, _ := s.NewEndpoint(key, rc.URL, "transcription.completed")
+	ing, ctx := s.Ingestion()
+
+	// Five failed attempts disable the endpoint.
+	e1 := publish(t, ing, ctx, acct, "transcription.completed", completed("upl_1"), "")
+	eventually(t, 15*time.Second, "endpoint disabled", func() bool {
+		return s.endpoint(key, ep.ID).Status == "ENDPOINT_STATUS_DISABLED"
+	})
+
+	// Published while DISABLED: parked for it, not sent.
+	e2 := publish(t, ing, ctx, acct, "transcription.completed", completed("upl_2"), "")
+	d2 := DeliveryOf(t, s, key, ep.ID, e2.GetEvent().GetId())
+	eventually(t, 10*time.Second, "event 2 parked", func() bool {
+		d2 = s.delivery(key, d2.ID)
+		return d2.Status == "DELIVERY_STATUS_PARKED"
+	})
+	if n := got(e2.GetEvent().GetId()); n != 0 {
+		t.Errorf("event 2 sent %d times while the endpoint was disabled", n)
+	}
+
+	// The customer fixes the server and enables the endpoint: it arrives.
+	healthy.Store(true)
+	s.MustDo(200, "POST", "/v1/endpoints/"+ep.ID+":enable", key, map[string]any{}, nil)
+	eventually(t, 15*time.Second, "event 2 delivered after :enable", func() bool {
+		return s.delivery(key, d2.ID).Status == "DELIVERY_STATUS_SUCCEEDED"
+	})
+	if n := got(e2.GetEvent().GetId()); n != 1 {
+		t.Errorf("event 2 arrived %d times, want once", n)
+	}
+	if n := got(e1.GetEvent().GetId()); n != 5 {
+		t.Errorf("event 1 sent %d times, want its 5 failed attempts only", n)
+	}
+
+	// Paused by its owner: what is published meanwhile is not for it.
+	s.MustDo(200, "POST", "/v1/endpoints/"+ep.ID+":disable", key, map[string]any{}, nil)
+	if st := s.endpoint(key, ep.ID).Status; st != "ENDPOINT_STATUS_INACTIVE" {
+		t.Fatalf("status after :disable = %s", st)
+	}
+	// Ingestion's subscriber lists are invalidated by the registry's change
+	// feed and live at most 3 s anyway: let the pause reach them.
+	time.Sleep(3500 * time.Millisecond)
+	e3 := publish(t, ing, ctx, acct, "transcription.completed", completed("upl_3"), "")
+	s.MustDo(200, "POST", "/v1/endpoints/"+ep.ID+":enable", key, map[string]any{}, nil)
+	e4 := publish(t, ing, ctx, acct, "transcription.completed", completed("upl_4"), "")
+	eventually(t, 10*time.Second, "event 4 delivered after the pause", func() bool { return got(e4.GetEvent().GetId()) == 1 })
+	// Resuming sweeps again a few seconds after a change: give it the time.
+	time.Sleep(5 * time.Second)
+	if n := got(e3.GetEvent().GetId()); n != 0 {
+		t.Errorf("event 3, published while paused, arrived %d times", n)
+	}
+	for _, d := range s.deliveries(key, "endpointId="+ep.ID+"&pageSize=100") {
+		if d.EventID == e3.GetEvent().GetId() {
+			t.Errorf("event 3, published while paused, has delivery %s (%s)", d.ID, d.Status)
+		}
+	}
+}
+
 // withHeader sets a response header before h runs.
 func withHeader(h http.Handler, k, v string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -37,6 +37,13 @@ func (e *Env) Fail(name, v string, err error) {
 	e.errs = append(e.errs, fmt.Errorf("%s=%q: %w", name, v, err))
 }
 
+// Check records err, the failure of a check across variables, unless nil.
+func (e *Env) Check(err error) {
+	if err != nil {
+		e.errs = append(e.errs, err)
+	}
+}
+
 // Err returns every error met so far, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
 
@@ -115,6 +122,23 @@ var DefaultSchedule = []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time
 // events, deliveries (with their attempts) and idempotency keys are kept in
 // Redis. Every service that reads the variable uses this default.
 const DefaultDeliveryRetention = 7 * 24 * time.Hour
+
+// CheckScheduleFits refuses a retry schedule (DELIVERY_RETRY_SCHEDULE)
+// whose delays add up to more than the retention (DELIVERY_RETENTION): a
+// delivery's last attempt would then come due after its event and its
+// records have expired, so it could never be sent.
+func CheckScheduleFits(schedule []time.Duration, retention time.Duration) error {
+	var total time.Duration
+	for _, d := range schedule {
+		total += d
+	}
+	if total > retention {
+		return fmt.Errorf("DELIVERY_RETRY_SCHEDULE adds up to %s, more than DELIVERY_RETENTION=%s: "+
+			"the last attempts would come due after the events and deliveries expire; "+
+			"shorten the schedule or raise DELIVERY_RETENTION", total, retention)
+	}
+	return nil
+}
 
 // ParseSchedule parses comma-separated Go durations, the delays before
 // attempts 1..n: "0s,1m,5m,30m,2h". Each is >= 0 and at most 7 days; there

@@ -21,6 +21,41 @@ func TestParseSchedule(t *testing.T) {
 	}
 }
 
+// TestRetryScheduleLongerThanRetentionIsRefused: a schedule whose delays
+// add up to more than DELIVERY_RETENTION is refused, naming both variables;
+// one that ends exactly at the retention, and the defaults, are accepted.
+func TestRetryScheduleLongerThanRetentionIsRefused(t *testing.T) {
+	for _, c := range []struct {
+		schedule  string
+		retention time.Duration
+		ok        bool
+	}{
+		{"0s,1m,5m,30m,2h", DefaultDeliveryRetention, true},
+		{"0s,1h,1h", 2 * time.Hour, true},
+		{"0s,1h,1h,1ms", 2 * time.Hour, false},
+		{"0s,168h,1s", DefaultDeliveryRetention, false},
+		{"0s,1m,5m,30m,2h", time.Hour, false},
+	} {
+		s, err := ParseSchedule(c.schedule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckScheduleFits(s, c.retention)
+		if c.ok != (err == nil) {
+			t.Errorf("%s within %s: %v, want ok %v", c.schedule, c.retention, err, c.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "DELIVERY_RETRY_SCHEDULE") || !strings.Contains(err.Error(), "DELIVERY_RETENTION")) {
+			t.Errorf("message %q names not both variables", err)
+		}
+	}
+	e := FromMap(nil)
+	e.Check(nil)
+	e.Check(CheckScheduleFits([]time.Duration{2 * time.Hour}, time.Hour))
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "DELIVERY_RETENTION=1h0m0s") {
+		t.Errorf("Env.Err = %v", err)
+	}
+}
+
 func TestEnvCollectsErrorsNamingTheVariable(t *testing.T) {
 	e := FromMap(map[string]string{"DELIVERY_TIMEOUT": "fast", "ENDPOINT_ALLOW_HTTP": "yes please", "N": "3"})
 	if d := e.Duration("DELIVERY_TIMEOUT", 5*time.Second); d != 5*time.Second {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,29 +44,111 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 // Key is the Redis key of an event (one hash per event).
 func Key(id string) string { return "wh:evt:" + id }
 
-// Put writes the event (FanoutDone false) with its expiry.
+// Put stores the event (FanoutDone false) with its expiry, unless an event
+// of its id is already stored: then it changes nothing and returns an
+// apierr.ErrAlreadyExists error.
 func (s *Store) Put(ctx context.Context, e *Event) error {
-	return s.PutMany(ctx, []*Event{e})
+	found, err := s.CreateMany(ctx, []*Event{e})
+	if err != nil {
+		return err
+	}
+	if found[0] != nil {
+		return apierr.Wrap(apierr.ErrAlreadyExists, "event %s is already stored", e.ID)
+	}
+	return nil
 }
 
-// PutMany writes events in one round trip. Each event's hash and its expiry
-// are written in one MULTI, so no event is ever stored without its expiry.
-func (s *Store) PutMany(ctx context.Context, evs []*Event) error {
+// createScript stores an event create-only: when the hash already holds an
+// event (it has an account) it changes nothing and returns that event's
+// fields; otherwise it writes the hash (replacing a fragment without an
+// account, which is no event) and its expiry together, and returns 1.
+// One key, so it runs on Redis Cluster as is.
+//
+//	KEYS: 1 the event's hash
+//	ARGV: 1 expiry (ms), 2.. field, value, field, value, ...
+var createScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'account') == 1 then
+  return redis.call('HGETALL', KEYS[1])
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`)
+
+// CreateMany stores each event (FanoutDone false) unless an event of its id
+// is already stored, in one round trip. Each check and write is one atomic
+// step, so of any number of concurrent calls for one id exactly one stores
+// it and no stored event is ever overwritten. It returns, per event, nil
+// when this call stored it, else the event already stored under its id
+// (which may belong to another account).
+func (s *Store) CreateMany(ctx context.Context, evs []*Event) ([]*Event, error) {
+	found := make([]*Event, len(evs))
 	if len(evs) == 0 {
-		return nil
+		return found, nil
 	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, e := range evs {
-			k := Key(e.ID)
-			p.HSet(ctx, k,
-				"account", e.AccountID, "type", e.Type, "payload", e.Payload,
-				"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
-				"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0)
-			p.PExpire(ctx, k, s.retention)
+	pending := make([]int, len(evs))
+	for i := range pending {
+		pending[i] = i
+	}
+	// By hash first; the source only for calls that met an empty script
+	// cache (a restarted Redis). Re-running a call is safe: it is
+	// create-only.
+	for try := 0; try < 2 && len(pending) > 0; try++ {
+		cmds := make([]*redis.Cmd, len(pending))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range pending {
+				keys, args := []string{Key(evs[i].ID)}, createArgs(evs[i], s.retention)
+				if try == 0 {
+					cmds[j] = createScript.EvalSha(ctx, p, keys, args...)
+				} else {
+					cmds[j] = createScript.Eval(ctx, p, keys, args...)
+				}
+			}
+			return nil
+		})
+		var again []int
+		for j, i := range pending {
+			cerr := cmds[j].Err()
+			if try == 0 && isNoScript(cerr) {
+				again = append(again, i)
+				continue
+			}
+			if cerr == nil && err != nil && !isNoScript(err) {
+				cerr = err
+			}
+			if cerr != nil {
+				return nil, cerr
+			}
+			if fields, ok := cmds[j].Val().([]any); ok {
+				found[i] = fromFields(evs[i].ID, fields)
+			}
 		}
-		return nil
-	})
-	return err
+		pending = again
+	}
+	return found, nil
+}
+
+func createArgs(e *Event, retention time.Duration) []any {
+	return []any{retention.Milliseconds(),
+		"account", e.AccountID, "type", e.Type, "payload", e.Payload,
+		"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
+		"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0}
+}
+
+// fromFields makes an event of a flat HGETALL reply.
+func fromFields(id string, fields []any) *Event {
+	m := make(map[string]string, len(fields)/2)
+	for k := 0; k+1 < len(fields); k += 2 {
+		f, _ := fields[k].(string)
+		v, _ := fields[k+1].(string)
+		m[f] = v
+	}
+	return fromHash(id, m)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // Fanout records how many deliveries an event got.
@@ -102,13 +185,18 @@ func (s *Store) Get(ctx context.Context, id string) (*Event, error) {
 	if len(m) == 0 || m["account"] == "" {
 		return nil, apierr.NotFound("event", id)
 	}
+	return fromHash(id, m), nil
+}
+
+// fromHash makes an event of its hash's fields.
+func fromHash(id string, m map[string]string) *Event {
 	ms, _ := strconv.ParseInt(m["created"], 10, 64)
 	n, _ := strconv.Atoi(m["count"])
 	return &Event{
 		ID: id, AccountID: m["account"], Type: m["type"], Payload: []byte(m["payload"]),
 		CreateTime: time.UnixMilli(ms).UTC(), IdempotencyKey: m["idem"], UploadID: m["upload"],
 		TraceID: m["trace"], FanoutDone: m["fanout"] == "1", DeliveryCount: n,
-	}, nil
+	}
 }
 
 // Payload returns only the body of an event.

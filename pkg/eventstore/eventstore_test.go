@@ -3,6 +3,8 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +20,8 @@ func TestPayloadMany(t *testing.T) {
 		{ID: "evt_a", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{"a":1}`), CreateTime: time.Now()},
 		{ID: "evt_b", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{"b":2}`), CreateTime: time.Now()},
 	}
-	if err := s.PutMany(ctx, evs); err != nil {
-		t.Fatal(err)
+	if found, err := s.CreateMany(ctx, evs); err != nil || found[0] != nil || found[1] != nil {
+		t.Fatal(found, err)
 	}
 	got, errs := s.PayloadMany(ctx, []string{"evt_b", "evt_missing", "evt_a"})
 	if string(got[0]) != `{"b":2}` || errs[0] != nil || string(got[2]) != `{"a":1}` || errs[2] != nil {
@@ -31,5 +33,90 @@ func TestPayloadMany(t *testing.T) {
 	srv.Stop()
 	if _, errs := s.PayloadMany(ctx, []string{"evt_a"}); errs[0] == nil {
 		t.Error("no error with Redis stopped")
+	}
+}
+
+// TestStoringAnEventIsCreateOnly: of many concurrent stores of one id, each
+// with its own body and account, exactly one stores its event; every other
+// gets that stored event back and changes nothing, not even a fan-out
+// already recorded. The hash always carries its expiry.
+func TestStoringAnEventIsCreateOnly(t *testing.T) {
+	srv := redistest.Start(t)
+	s := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	const n = 32
+	found := make([]*Event, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			e := &Event{ID: "evt_1", AccountID: fmt.Sprintf("acct_%d", i%2), Type: "upload.completed",
+				Payload: fmt.Appendf(nil, `{"n":%d}`, i), CreateTime: time.Now()}
+			var got []*Event
+			got, errs[i] = s.CreateMany(ctx, []*Event{e})
+			if errs[i] == nil {
+				found[i] = got[0]
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	stored, err := s.Get(ctx, "evt_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := 0
+	for i := range n {
+		switch {
+		case errs[i] != nil:
+			t.Fatalf("store %d: %v", i, errs[i])
+		case found[i] == nil:
+			created++
+			if want := fmt.Sprintf(`{"n":%d}`, i); string(stored.Payload) != want || stored.AccountID != fmt.Sprintf("acct_%d", i%2) {
+				t.Errorf("stored %s of %s, want the creator's %s", stored.Payload, stored.AccountID, want)
+			}
+		case string(found[i].Payload) != string(stored.Payload) || found[i].AccountID != stored.AccountID:
+			t.Errorf("store %d was answered %s of %s, want the stored %s of %s", i, found[i].Payload, found[i].AccountID, stored.Payload, stored.AccountID)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d stores created the event, want 1", created)
+	}
+	if ttl := srv.Client.PTTL(ctx, Key("evt_1")).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("expiry %v", ttl)
+	}
+
+	// A later store leaves the recorded fan-out alone; Put says why it did nothing.
+	if err := s.MarkFannedOut(ctx, "evt_1", 3); err != nil {
+		t.Fatal(err)
+	}
+	again := &Event{ID: "evt_1", AccountID: stored.AccountID, Type: "upload.completed", Payload: []byte(`{"late":1}`)}
+	got, err := s.CreateMany(ctx, []*Event{again})
+	if err != nil || got[0] == nil || !got[0].FanoutDone || got[0].DeliveryCount != 3 || string(got[0].Payload) != string(stored.Payload) {
+		t.Fatalf("late store answered %+v, %v", got, err)
+	}
+	if err := s.Put(ctx, again); !errors.Is(err, apierr.ErrAlreadyExists) {
+		t.Errorf("Put of a stored id: %v, want AlreadyExists", err)
+	}
+	if e, _ := s.Get(ctx, "evt_1"); e == nil || !e.FanoutDone || string(e.Payload) != string(stored.Payload) {
+		t.Errorf("after the late stores: %+v", e)
+	}
+
+	// A fragment that is no event (no account) is replaced, with an expiry;
+	// an empty script cache (a restarted Redis) is no failure.
+	if err := srv.Client.HSet(ctx, Key("evt_2"), "fanout", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	frag := &Event{ID: "evt_2", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{}`), CreateTime: time.Now()}
+	if got, err := s.CreateMany(ctx, []*Event{frag}); err != nil || got[0] != nil {
+		t.Fatalf("store over a fragment: %+v, %v", got, err)
+	}
+	if e, err := s.Get(ctx, "evt_2"); err != nil || e.FanoutDone || e.AccountID != "acct_1" || srv.Client.PTTL(ctx, Key("evt_2")).Val() <= 0 {
+		t.Errorf("after storing over a fragment: %+v, %v", e, err)
 	}
 }

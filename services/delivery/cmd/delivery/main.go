@@ -65,6 +65,7 @@ func readSettings(env *config.Env) (settings, error) {
 		smtpFrom:     env.String("SMTP_FROM", mailer.DefaultFrom),
 		policy:       ssrf.FromEnv(env),
 	}
+	env.Check(config.CheckScheduleFits(s.schedule, s.retention))
 	return s, env.Err()
 }
 

@@ -96,6 +96,10 @@ func (d *deliveryDouble) failNext(n int) {
 type options struct {
 	producerToken   string
 	maxPayloadBytes int
+	// wrapStore and wrapIndex, when set, wrap the real Redis store and
+	// index (e.g. to hold one call at a chosen point of a race).
+	wrapStore func(ingest.EventStore) ingest.EventStore
+	wrapIndex func(ingest.Index) ingest.Index
 }
 
 // env is a real ingestion server (real Redis, real interceptors, loopback
@@ -119,9 +123,17 @@ func newEnv(t testing.TB, o options) *env {
 	dlvConn := listen(t, func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, e.dlv) })
 	registry := registryclient.New(e.reg.Client, 0)
 	e.store = eventstore.New(e.redis.Client, retention)
+	var store ingest.EventStore = e.store
+	if o.wrapStore != nil {
+		store = o.wrapStore(store)
+	}
+	var idx ingest.Index = index.New(e.redis.Client, retention)
+	if o.wrapIndex != nil {
+		idx = o.wrapIndex(idx)
+	}
 	svc := ingest.New(ingest.Config{
-		Store:           e.store,
-		Index:           index.New(e.redis.Client, retention),
+		Store:           store,
+		Index:           idx,
 		Subscribers:     registry,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
 		Settings:        registry,

@@ -29,7 +29,7 @@ func TestRegistryFailuresAreNotTheCallersFault(t *testing.T) {
 
 	// A registry outage: try again.
 	failWith(codes.Unavailable)
-	grpctest.RequireCode(t, publish(), codes.Unavailable, "registry ListSubscribers")
+	grpctest.RequireCode(t, publish(), codes.Unavailable, "registry ListSubscribers", "retry with the same idempotency key")
 	// The registry refusing our request is our bug, not the producer's
 	// InvalidArgument; the event is not acknowledged either.
 	failWith(codes.InvalidArgument)

@@ -41,7 +41,11 @@ type Scheduler interface {
 
 // EventStore keeps each event once (implemented by *eventstore.Store).
 type EventStore interface {
-	PutMany(ctx context.Context, evs []*eventstore.Event) error
+	// CreateMany stores each event unless one of its id is stored: the
+	// check and the write are one atomic step, and a stored event is never
+	// overwritten. It returns, per event, nil when it stored it, else the
+	// event stored under its id (possibly of another account).
+	CreateMany(ctx context.Context, evs []*eventstore.Event) ([]*eventstore.Event, error)
 	Get(ctx context.Context, id string) (*eventstore.Event, error)
 	MarkFannedOutMany(ctx context.Context, fs []eventstore.Fanout) error
 }

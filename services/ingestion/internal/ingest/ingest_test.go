@@ -25,16 +25,21 @@ type memStore struct {
 	indexed []string
 }
 
-func (m *memStore) PutMany(_ context.Context, evs []*eventstore.Event) error {
+func (m *memStore) CreateMany(_ context.Context, evs []*eventstore.Event) ([]*eventstore.Event, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.putErr != nil {
-		return m.putErr
+		return nil, m.putErr
 	}
-	for _, e := range evs {
+	found := make([]*eventstore.Event, len(evs))
+	for i, e := range evs {
+		if old, ok := m.evs[e.ID]; ok {
+			found[i] = &old
+			continue
+		}
 		m.evs[e.ID] = *e
 	}
-	return nil
+	return found, nil
 }
 
 func (m *memStore) Get(_ context.Context, id string) (*eventstore.Event, error) {

@@ -202,8 +202,8 @@ func (s *Service) envelope(id, eventType string, ts time.Time, data map[string]a
 
 // persist applies idempotency and writes the new events. Each stage takes
 // what the ones before it return. The idempotency claim (claimKeys) and the
-// write (storeNew) are separate steps: see storeNew for the race between
-// them and where its fix goes.
+// write (storeNew) are separate steps, so another call can store the same
+// event in between: storeNew's write is create-only and settles that race.
 func (s *Service) persist(ctx context.Context, items []*item, now time.Time) (err error) {
 	ctx, span := s.tracer.Start(ctx, "ingest.store")
 	setEventAttrs(span, items)
@@ -307,8 +307,8 @@ func (s *Service) resolve(it *item, owner string, original *eventstore.Event) er
 	switch {
 	case original == nil && owner != it.ev.ID:
 		// The key was claimed by a call that stopped before storing its
-		// event: store the event under that id now. (Or that call has not
-		// stored it yet: the race described at storeNew.)
+		// event, or that has not stored it yet: build the event under that
+		// id. storeNew's create-only write decides which call's is stored.
 		payload, err := s.envelope(owner, it.ev.Type, it.ev.CreateTime, it.req.Data, it.prefix)
 		if err != nil {
 			return err
@@ -317,11 +317,21 @@ func (s *Service) resolve(it *item, owner string, original *eventstore.Event) er
 	case original == nil:
 		// A new event: a key claimed just now, a new producer-chosen id,
 		// or no key at all.
-	case original.AccountID != it.ev.AccountID:
-		return apierr.Wrap(apierr.ErrAlreadyExists, "%sid: event %s belongs to another account; publish with another id", it.prefix, original.ID)
 	default:
-		it.ev, it.stored, it.fanout = original, true, !original.FanoutDone
+		return s.adoptStored(it, original)
 	}
+	return nil
+}
+
+// adoptStored makes a root publish the event already stored under its id:
+// another account's is refused; the account's own is the result, with its
+// stored body, and is fanned out again only if its fan-out was not
+// recorded (scheduling is an upsert downstream).
+func (s *Service) adoptStored(it *item, original *eventstore.Event) error {
+	if original.AccountID != it.ev.AccountID {
+		return apierr.Wrap(apierr.ErrAlreadyExists, "%sid: event %s belongs to another account; publish with another id", it.prefix, original.ID)
+	}
+	it.ev, it.stored, it.fanout = original, true, !original.FanoutDone
 	return nil
 }
 
@@ -346,23 +356,34 @@ func mergeSameEvent(items, roots []*item) []*item {
 	return distinct
 }
 
-// storeNew writes the events not stored yet.
-//
-// Known race, for the change to create-only storage: call A claims key K
-// for evtA and has not stored evtA yet; call B finds K owned by evtA and
-// nothing stored under it, so resolve builds B's own payload under evtA;
-// PutMany overwrites, so both calls store evtA and both fan it out. The fix
-// belongs here: store create-only, and resolve an event found already
-// stored as an original (the default case of resolve) instead of writing it.
+// storeNew writes the events not stored yet, create-only: an event that
+// another call stored after this one looked (two publishes of one key or
+// id at once, from one account or two) is not overwritten but resolved as
+// an original (adoptStored), so under any concurrency one key or id is one
+// event with one body, and every caller answers with it.
 func (s *Service) storeNew(ctx context.Context, distinct []*item) error {
-	var put []*eventstore.Event
+	var put []*item
+	var evs []*eventstore.Event
 	for _, it := range distinct {
 		if !it.stored {
-			put = append(put, it.ev)
+			put = append(put, it)
+			evs = append(evs, it.ev)
 		}
 	}
-	if err := s.store.PutMany(ctx, put); err != nil {
+	if len(evs) == 0 {
+		return nil
+	}
+	found, err := s.store.CreateMany(ctx, evs)
+	if err != nil {
 		return unavailable(ctx, "storing the event", err)
+	}
+	for j, it := range put {
+		if found[j] == nil {
+			continue
+		}
+		if err := s.adoptStored(it, found[j]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -485,11 +506,15 @@ func unavailable(ctx context.Context, what string, err error) error {
 		return ctx.Err()
 	}
 	var inv *apierr.InvalidError
-	if errors.As(err, &inv) || errors.Is(err, apierr.ErrUnavailable) {
+	if errors.As(err, &inv) || strings.Contains(err.Error(), retryHint) {
 		return err
 	}
-	return apierr.Wrap(apierr.ErrUnavailable, "%s failed (%v); the event is not acknowledged: retry with the same idempotency key", what, err)
+	return apierr.Wrap(apierr.ErrUnavailable, "%s failed (%v); %s", what, err, retryHint)
 }
+
+// retryHint ends the message of every publish the producer should retry:
+// a dependency's own Unavailable (the registry's, say) gets it too.
+const retryHint = "the event is not acknowledged: retry with the same idempotency key"
 
 func setEventAttrs(span trace.Span, items []*item) {
 	if len(items) == 1 {

@@ -551,11 +551,13 @@ func TestListSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// broken (DISABLED by the system) is listed: delivery parks its events
+	// until it is enabled again. paused (INACTIVE) is not.
 	for typ, want := range map[string][]string{
-		"transcription.completed": {exact, category, all},
-		"transcription.started":   {category, all},
-		"upload.completed":        {all, upload},
-		"credits.low":             {all, upload},
+		"transcription.completed": {exact, category, all, broken},
+		"transcription.started":   {category, all, broken},
+		"upload.completed":        {all, upload, broken},
+		"credits.low":             {all, upload, broken},
 	} {
 		resp, err := h.internal.ListSubscribers(ctx(t), &registryv1.ListSubscribersRequest{AccountId: acct, EventType: typ})
 		if err != nil {
@@ -569,6 +571,55 @@ func TestListSubscribers(t *testing.T) {
 	wantInvalid(t, err, "event_type")
 	_, err = h.internal.ListSubscribers(ctx(t), &registryv1.ListSubscribersRequest{EventType: "credits.low"})
 	wantInvalid(t, err, "account_id")
+}
+
+// TestSubscribersAreActiveAndSystemDisabledEndpointsNeverPausedOnes: an
+// endpoint disabled by the system stays a subscriber (its events are parked
+// for it and delivered when it is enabled again); one paused by its owner
+// is not, until it is enabled.
+func TestSubscribersAreActiveAndSystemDisabledEndpointsNeverPausedOnes(t *testing.T) {
+	h := newHarness(t)
+	acct, key := h.account("Acme")
+	ep := h.endpoint(key, &registryv1.CreateEndpointRequest{EventTypes: []string{"transcription.completed"}}).GetEndpoint().GetId()
+	list := func() []string {
+		t.Helper()
+		resp, err := h.internal.ListSubscribers(ctx(t), &registryv1.ListSubscribersRequest{AccountId: acct, EventType: "transcription.completed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetEndpointIds()
+	}
+	steps := []struct {
+		name   string
+		change func() error
+		want   []string
+	}{
+		{"active", func() error { return nil }, []string{ep}},
+		{"disabled by the system", func() error {
+			_, err := h.internal.DisableEndpointBySystem(ctx(t), &registryv1.DisableEndpointBySystemRequest{AccountId: acct, EndpointId: ep, Reason: "5 consecutive failed attempts"})
+			return err
+		}, []string{ep}},
+		{"enabled again", func() error {
+			_, err := h.api.EnableEndpoint(ctx(t), &registryv1.EnableEndpointRequest{Id: ep}, as(key))
+			return err
+		}, []string{ep}},
+		{"paused by its owner", func() error {
+			_, err := h.api.DisableEndpoint(ctx(t), &registryv1.DisableEndpointRequest{Id: ep}, as(key))
+			return err
+		}, []string{}},
+		{"enabled after the pause", func() error {
+			_, err := h.api.EnableEndpoint(ctx(t), &registryv1.EnableEndpointRequest{Id: ep}, as(key))
+			return err
+		}, []string{ep}},
+	}
+	for _, st := range steps {
+		if err := st.change(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := list(); !slices.Equal(got, st.want) {
+			t.Errorf("%s: subscribers %v, want %v", st.name, got, st.want)
+		}
+	}
 }
 
 func TestChangesBumpVersionAndPublish(t *testing.T) {

@@ -21,8 +21,12 @@ func checkAccountID(id string) error {
 	return nil
 }
 
-// ListSubscribers returns the ids of the account's ACTIVE endpoints
-// subscribed to eventType, oldest first.
+// ListSubscribers returns the ids of the account's endpoints subscribed to
+// eventType that are to get an event published now, oldest first: ACTIVE
+// ones, and DISABLED ones (by the system, after failures or a 410), whose
+// deliveries delivery parks and resumes when they are enabled again, so an
+// outage never costs the customer an event. INACTIVE endpoints (paused by
+// their owner) are left out: what is published while paused is not theirs.
 func (s *Service) ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error) {
 	if err := checkAccountID(accountID); err != nil {
 		return nil, err
@@ -36,7 +40,7 @@ func (s *Service) ListSubscribers(ctx context.Context, accountID, eventType stri
 	}
 	out := []string{}
 	for i := range eps {
-		if eps[i].Status == StatusActive && eps[i].Subscribes(eventType) {
+		if (eps[i].Status == StatusActive || eps[i].Status == StatusDisabled) && eps[i].Subscribes(eventType) {
 			out = append(out, eps[i].ID)
 		}
 	}

@@ -35,8 +35,11 @@ const (
 type RegistryInternalServiceClient interface {
 	// Authenticate resolves a customer API key to its account.
 	Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error)
-	// ListSubscribers returns the ACTIVE endpoints of an account subscribed to
-	// an event type.
+	// ListSubscribers returns the endpoints of an account subscribed to an
+	// event type that are to get an event published now: ACTIVE ones and
+	// DISABLED ones (by the system; delivery parks their deliveries and
+	// resumes them when they are enabled again). INACTIVE endpoints (paused by
+	// their owner) are never listed.
 	ListSubscribers(ctx context.Context, in *ListSubscribersRequest, opts ...grpc.CallOption) (*ListSubscribersResponse, error)
 	// GetDeliveryTarget returns what the sender needs to deliver to an
 	// endpoint: its URL, status, headers and currently valid secrets.
@@ -115,8 +118,11 @@ func (c *registryInternalServiceClient) GetAccountSettings(ctx context.Context, 
 type RegistryInternalServiceServer interface {
 	// Authenticate resolves a customer API key to its account.
 	Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error)
-	// ListSubscribers returns the ACTIVE endpoints of an account subscribed to
-	// an event type.
+	// ListSubscribers returns the endpoints of an account subscribed to an
+	// event type that are to get an event published now: ACTIVE ones and
+	// DISABLED ones (by the system; delivery parks their deliveries and
+	// resumes them when they are enabled again). INACTIVE endpoints (paused by
+	// their owner) are never listed.
 	ListSubscribers(context.Context, *ListSubscribersRequest) (*ListSubscribersResponse, error)
 	// GetDeliveryTarget returns what the sender needs to deliver to an
 	// endpoint: its URL, status, headers and currently valid secrets.

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/voxscriber/webhooks/pkg/config"
+)
+
+// TestDeliveryRefusesToStartWithAScheduleLongerThanRetention: the start-up
+// settings are refused when DELIVERY_RETRY_SCHEDULE adds up to more than
+// DELIVERY_RETENTION (set, or its default), with a message naming both.
+func TestDeliveryRefusesToStartWithAScheduleLongerThanRetention(t *testing.T) {
+	for _, c := range []struct {
+		env map[string]string
+		ok  bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"DELIVERY_RETRY_SCHEDULE": "0s,1m,5m,30m,2h", "DELIVERY_RETENTION": "3h"}, true},
+		{map[string]string{"DELIVERY_RETRY_SCHEDULE": "0s,1m,5m,30m,2h", "DELIVERY_RETENTION": "2h"}, false},
+		{map[string]string{"DELIVERY_RETRY_SCHEDULE": "0s,100h,100h"}, false}, // default retention: 168h
+	} {
+		_, err := readSettings(config.FromMap(c.env))
+		if c.ok != (err == nil) {
+			t.Errorf("%v: %v, want ok %v", c.env, err, c.ok)
+			continue
+		}
+		if err != nil && (!strings.Contains(err.Error(), "DELIVERY_RETRY_SCHEDULE") || !strings.Contains(err.Error(), "DELIVERY_RETENTION")) {
+			t.Errorf("%v: message %q names not both variables", c.env, err)
+		}
+	}
+}
