@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 SERVICES := registry ingestion delivery gateway
-MODULES := ./gen/... ./pkg/... ./services/registry/... ./services/ingestion/... ./services/delivery/... ./services/gateway/... ./e2e/... ./deploy/... ./cmd/vxctl/...
+MODULES := ./gen/... ./pkg/... ./services/registry/... ./services/ingestion/... ./services/delivery/... ./services/gateway/... ./e2e ./deploy/... ./cmd/vxctl/...
 
 .PHONY: all build tools generate check-generated lint eslint fmt vet staticcheck test test-prereqs test-short test-race breaking bench chaos fuzz run clean images jaeger
 
@@ -86,6 +86,15 @@ test-prereqs:
 # The quick run: -short skips the browser, Jaeger, scale and long e2e tests.
 test-short: build
 	go test -count=1 -short -timeout 10m $(MODULES)
+
+# The race detector over every module, with -short: the unit and service
+# tests all run (none of them look at -short); e2e runs what -short keeps,
+# with its four services built with -race too (a race report in a service's
+# log fails the test). -short leaves out what make test alone covers: the
+# browser and Jaeger tests and the throughput, scale and long e2e runs,
+# whose timing bounds the race detector's slowdown would break. ≈ 7 min.
+test-race: build
+	go test -race -count=1 -short -timeout 30m $(MODULES)
 
 # Fuzz targets, briefly each (FUZZTIME=30s for longer).
 FUZZTIME ?= 10s
