@@ -92,7 +92,8 @@ test-short: build
 # with its four services built with -race too (a race report in a service's
 # log fails the test). -short leaves out what make test alone covers: the
 # browser and Jaeger tests and the throughput, scale and long e2e runs,
-# whose timing bounds the race detector's slowdown would break. ≈ 7 min.
+# whose timing bounds the race detector's slowdown would break. ≈ 3 min
+# on 2 cores with a warm build cache.
 test-race: build
 	go test -race -count=1 -short -timeout 30m $(MODULES)
 
