@@ -3,9 +3,9 @@ SHELL := /bin/bash
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 SERVICES := registry ingestion delivery gateway
-MODULES := ./gen/... ./pkg/... ./services/registry/... ./services/ingestion/... ./services/delivery/... ./services/gateway/... ./e2e/... ./deploy/... ./cmd/vxctl/...
+MODULES := ./gen/... ./pkg/... ./services/registry/... ./services/ingestion/... ./services/delivery/... ./services/gateway/... ./e2e ./deploy/... ./cmd/vxctl/...
 
-.PHONY: all build tools generate check-generated lint fmt vet test test-short bench chaos fuzz run clean images jaeger
+.PHONY: all build tools generate check-generated lint eslint fmt vet staticcheck test test-prereqs test-short test-race breaking bench chaos fuzz run clean images jaeger
 
 all: build
 
@@ -14,11 +14,19 @@ build:
 	go build -o $(BIN)/ $(foreach s,$(SERVICES),./services/$(s)/cmd/$(s))
 	go build -o $(BIN)/ ./cmd/vxctl
 
-# buf and the protoc plugins, pinned in tools/go.mod, built into bin/.
-tools: $(BIN)/buf
+# buf, the protoc plugins, staticcheck and gotestsum, pinned in
+# tools/go.mod, built into bin/.
+tools: $(BIN)/buf $(BIN)/staticcheck $(BIN)/gotestsum
 $(BIN)/buf: tools/go.mod tools/go.sum
 	@mkdir -p $(BIN)
 	cd tools && GOWORK=off go build -o $(BIN)/ tool
+# The two that make test and make lint need, alone (seconds, not buf's minutes).
+$(BIN)/staticcheck: tools/go.mod tools/go.sum
+	@mkdir -p $(BIN)
+	cd tools && GOWORK=off go build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
+$(BIN)/gotestsum: tools/go.mod tools/go.sum
+	@mkdir -p $(BIN)
+	cd tools && GOWORK=off go build -o $(BIN)/ gotest.tools/gotestsum
 
 generate: tools
 	buf format -w
@@ -33,21 +41,61 @@ check-generated: generate
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/')
 
+# gofmt, go vet and staticcheck over every module, buf lint and format, and
+# eslint over the dashboard's JavaScript (web/) and its browser tests.
 lint: tools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed" >&2; exit 1)
 	go vet $(MODULES)
+	staticcheck $(MODULES)
 	buf lint
 	buf format -d --exit-code
+	@$(MAKE) --no-print-directory eslint
 
 vet:
 	go vet $(MODULES)
 
-# Every test: unit, service and end-to-end (each starts its own redis-server).
-test: build
-	go test -count=1 -timeout 20m $(MODULES)
+staticcheck: $(BIN)/staticcheck
+	staticcheck $(MODULES)
 
+# eslint (pinned in e2e/browser/package.json; config e2e/browser/eslint.config.js,
+# eslint's recommended rules) runs from the root, where its file patterns start.
+eslint:
+	./scripts/test-prereqs.sh node
+	e2e/browser/node_modules/.bin/eslint --config e2e/browser/eslint.config.js services/gateway/internal/gateway/web e2e/browser
+
+# Wire compatibility of proto/ with the previous commit (BREAKING_AGAINST=ref
+# for another; buf.yaml's FILE rules). See scripts/breaking.sh.
+breaking: tools
+	./scripts/breaking.sh
+
+# Every test: unit, service and end-to-end (each starts its own redis-server),
+# the dashboard in chromium and the trace in Jaeger. It first checks the
+# machine's programs (redis, chromium, node, PostgreSQL: a missing one stops
+# the run naming the command that installs it), runs npm ci in e2e/browser
+# when needed and builds .cache/jaeger once (≈ 6 min). A skipped test fails
+# the run: skips are for make test-short. The JSON log is .cache/test.json.
+TESTLOG := $(CURDIR)/.cache/test.json
+test: build test-prereqs jaeger $(BIN)/gotestsum
+	@mkdir -p $(dir $(TESTLOG))
+	gotestsum --format standard-quiet --jsonfile $(TESTLOG) -- -count=1 -timeout 20m $(MODULES); \
+		rc=$$?; GOWORK=off go run ./scripts/noskip.go $(TESTLOG) || rc=1; exit $$rc
+
+test-prereqs:
+	./scripts/test-prereqs.sh
+
+# The quick run: -short skips the browser, Jaeger, scale and long e2e tests.
 test-short: build
 	go test -count=1 -short -timeout 10m $(MODULES)
+
+# The race detector over every module, with -short: the unit and service
+# tests all run (none of them look at -short); e2e runs what -short keeps,
+# with its four services built with -race too (a race report in a service's
+# log fails the test). -short leaves out what make test alone covers: the
+# browser and Jaeger tests and the throughput, scale and long e2e runs,
+# whose timing bounds the race detector's slowdown would break. ≈ 3 min
+# on 2 cores with a warm build cache.
+test-race: build
+	go test -race -count=1 -short -timeout 30m $(MODULES)
 
 # Fuzz targets, briefly each (FUZZTIME=30s for longer).
 FUZZTIME ?= 10s
@@ -58,7 +106,8 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzValidateURL$$' -fuzztime $(FUZZTIME) ./pkg/ssrf
 
 # Jaeger v2 all-in-one for the trace tests (STYLE.md recipe, ≈ 6 min once;
-# kept in .cache/). Without it TestTraceInJaeger skips.
+# kept in .cache/). make test builds it first; TestTraceInJaeger fails
+# without it (skips only under -short).
 jaeger: .cache/jaeger
 .cache/jaeger:
 	./scripts/jaeger.sh

@@ -24,25 +24,26 @@ const chromiumPath = "/usr/bin/chromium"
 // the Node browser tests in e2e/browser (Debian chromium driven by
 // playwright-core) against the dashboard. The Node side controls the
 // receiver and can mark an endpoint DISABLED through a small control server.
-// It skips when chromium, node or e2e/browser/node_modules are missing
-// (.ci/run installs them).
+// Everything it needs is a prerequisite of `make test`
+// (scripts/test-prereqs.sh), so a missing chromium, node or node_modules
+// fails the test; only -short (make test-short) skips it.
 func TestDashboardInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: not in -short")
 	}
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("no %s (apt-get install chromium)", chromiumPath)
+		t.Fatalf("no %s: run apt-get install -y chromium", chromiumPath)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("no node on PATH")
+		t.Fatal("no node on PATH: run apt-get install -y nodejs npm")
 	}
 	dir, err := filepath.Abs("browser")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
-		t.Skip("no e2e/browser/node_modules (run npm ci in e2e/browser)")
+		t.Fatal("no e2e/browser/node_modules: run `make test-prereqs` (npm ci in e2e/browser)")
 	}
 
 	s := startSuite(t, SuiteOptions{Env: map[string]string{"JAEGER_UI_URL": "http://jaeger.test:16686"}})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"strings"
@@ -10,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // ---- a tiny SMTP server: enough of RFC 5321 for net/smtp ----
@@ -523,7 +528,20 @@ func TestSIGTERMFinishesInFlightAndLosesNothing(t *testing.T) {
 	}})
 	rc := newReceiver()
 	defer rc.Close()
-	rc.Respond = func(int, *http.Request) int { time.Sleep(700 * time.Millisecond); return 200 }
+	// The receiver holds every request until the victim has begun its
+	// graceful stop, so SIGTERM always finds attempts in flight and work
+	// still scheduled: a worker claims only for free slots, so at most
+	// DELIVERY_WORKERS of the n deliveries are in flight then.
+	hold := make(chan struct{})
+	rc.Hold = hold
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold)
+		}
+	}
+	defer release()
 	acct, key := s.NewAccount("acme")
 	ep, _ := s.NewEndpoint(key, rc.URL, "transcription.completed")
 	ing, ctx := s.Ingestion()
@@ -536,10 +554,14 @@ func TestSIGTERMFinishesInFlightAndLosesNothing(t *testing.T) {
 	victim := s.procs["delivery"][0]
 	s.mu.Unlock()
 	_ = victim.Process.Signal(syscall.SIGTERM)
+	// Health turns NOT_SERVING just before the worker stops claiming; only
+	// then do the held attempts get their answers.
+	waitNotServing(t, s.Addrs["delivery"])
+	release()
 	_ = victim.Wait()
 	before := rc.Count()
 	if before >= n {
-		t.Skip("everything was delivered before SIGTERM took effect")
+		t.Fatalf("the stopping process sent all %d deliveries: it kept claiming after SIGTERM", n)
 	}
 	s.Start("delivery", nil)
 	eventually(t, 30*time.Second, "the rest delivered by a new process", func() bool {
@@ -645,4 +667,22 @@ func TestListDeliveriesFiltersOverREST(t *testing.T) {
 			t.Errorf("?%s: %d deliveries, want %d", c.q, got, c.want)
 		}
 	}
+}
+
+// waitNotServing polls a service's gRPC health until it answers NOT_SERVING
+// (what pkg/serve reports from the moment a graceful stop begins).
+func waitNotServing(t testing.TB, addr string) {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hc := healthpb.NewHealthClient(cc)
+	eventually(t, 10*time.Second, addr+" NOT_SERVING", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	})
 }

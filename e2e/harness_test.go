@@ -29,6 +29,10 @@ import (
 // The suite's binaries, built once by TestMain.
 var binDir string
 
+// raceEnabled is set when this test binary has the race detector
+// (race_test.go); TestMain then builds the services with -race as well.
+var raceEnabled bool
+
 const (
 	adminToken    = "test-admin-token"
 	producerToken = "test-producer-token"
@@ -45,6 +49,9 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	args := []string{"build", "-o", dir + "/"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
 	for _, s := range []string{"registry", "ingestion", "delivery", "gateway"} {
 		args = append(args, "github.com/voxscriber/webhooks/services/"+s+"/cmd/"+s)
 	}
@@ -186,6 +193,19 @@ func (s *Suite) StopAll() {
 		}
 	}
 	s.procs = map[string][]*exec.Cmd{}
+	if raceEnabled {
+		files, _ := filepath.Glob(filepath.Join(s.logDir, "*.log"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			if i := bytes.Index(b, []byte("WARNING: DATA RACE")); i >= 0 {
+				b = b[i:]
+				if len(b) > 8000 {
+					b = b[:8000]
+				}
+				s.t.Errorf("the race detector found a data race in %s:\n%s", filepath.Base(f), b)
+			}
+		}
+	}
 	if s.t.Failed() {
 		files, _ := filepath.Glob(filepath.Join(s.logDir, "*.log"))
 		for _, f := range files {

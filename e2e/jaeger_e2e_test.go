@@ -22,14 +22,18 @@ import (
 )
 
 // jaegerBinary is the Jaeger v2 all-in-one built by `make jaeger`
-// (JAEGER_BIN overrides).
+// (JAEGER_BIN overrides). `make test` builds it first, so a missing binary
+// fails the test; only -short (make test-short) skips it.
 func jaegerBinary(t testing.TB) string {
 	p := os.Getenv("JAEGER_BIN")
 	if p == "" {
 		p, _ = filepath.Abs("../.cache/jaeger")
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("no Jaeger binary at %s: run `make jaeger`", p)
+		if testing.Short() {
+			t.Skipf("no Jaeger binary at %s (-short): run `make jaeger`", p)
+		}
+		t.Fatalf("no Jaeger binary at %s: run `make jaeger`", p)
 	}
 	return p
 }

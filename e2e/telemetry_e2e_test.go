@@ -145,7 +145,7 @@ func fromRecorder(service string, ro sdktrace.ReadOnlySpan) span {
 		s.ParentID = ro.Parent().SpanID().String()
 	}
 	for _, kv := range ro.Attributes() {
-		s.Attrs[string(kv.Key)] = kv.Value.Emit()
+		s.Attrs[string(kv.Key)] = kv.Value.String()
 	}
 	return s
 }

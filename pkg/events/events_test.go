@@ -307,7 +307,7 @@ func TestEnvelopeEncoding(t *testing.T) {
 			map[string]any{"uploadId": "u", "size": 2048, "format": "wav"},
 			`{"uploadId":"u","size":2048,"format":"wav"}`},
 		{"small and negative", "credits.low",
-			map[string]any{"balance": -0.000001, "threshold": -0.0},
+			map[string]any{"balance": -0.000001, "threshold": math.Copysign(0, -1)},
 			`{"balance":-1e-06,"threshold":0}`},
 	}
 	for _, tt := range tests {

@@ -53,7 +53,7 @@ func TestRateLimitDefersWithoutAttempt(t *testing.T) {
 	var r rateLimits
 	now := time.Now()
 	tg := &Target{EndpointID: "ep_1", RateLimit: 2}
-	if r.check(tg, now) != nil || r.check(tg, now) != nil {
+	if first, second := r.check(tg, now), r.check(tg, now); first != nil || second != nil {
 		t.Fatal("burst of 2 refused")
 	}
 	o := r.check(tg, now)

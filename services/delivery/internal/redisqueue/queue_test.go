@@ -108,7 +108,7 @@ func TestClaimLeaseComplete(t *testing.T) {
 	if err := srv.Client.Del(ctx, DeliveryKey("dlv_later")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if jobs, next, _ = q.Claim(ctx, now.Add(2*time.Minute), now.Add(3*time.Minute), 10); len(jobs) != 0 {
+	if jobs, _, _ = q.Claim(ctx, now.Add(2*time.Minute), now.Add(3*time.Minute), 10); len(jobs) != 0 {
 		t.Fatalf("claimed an expired delivery: %v", jobs)
 	}
 	if srv.Client.ZScore(ctx, ScheduleKey("dlv_later"), "dlv_later").Err() == nil {

@@ -142,7 +142,7 @@ func TestWebhookRequest(t *testing.T) {
 		}
 		attrs := map[string]string{}
 		for _, kv := range s.Attributes() {
-			attrs[string(kv.Key)] = kv.Value.Emit()
+			attrs[string(kv.Key)] = kv.Value.String()
 		}
 		for k, v := range map[string]string{
 			"webhook.event.id": evt, "webhook.event.type": completed, "webhook.endpoint.id": "ep_a",

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -310,8 +309,6 @@ func (rc *receiver) count() int {
 func (rc *receiver) url(path string) string { return rc.URL + path }
 
 func active() registryv1.EndpointStatus { return registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 // serveLoopback serves srv on a free loopback port until the test ends and
 // returns a client connection to it.
