@@ -105,8 +105,9 @@ func run(ctx context.Context) error {
 		}
 	})
 
-	// Notices of disabled endpoints, sent in the background.
-	notices := mailer.NewAsync(newMailer(cfg, log), log, mailer.DefaultAsyncConfig())
+	// Notices of disabled endpoints: sent synchronously by the disabler,
+	// which retries them durably.
+	mail := newMailer(cfg, log)
 
 	// Delivery: queue, sender, dispatcher, worker, API.
 	queue := redisqueue.New(rdb, cfg.retention)
@@ -124,7 +125,7 @@ func run(ctx context.Context) error {
 			Events:  cache.NewPayloads(cache.BatchPayloads(payloads), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
-			Stats:   queue, Registry: registry, Mailer: notices,
+			Stats:   queue, Registry: registry, Mailer: mail,
 			Invalidate: targets.Invalidate,
 		})
 	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
@@ -134,6 +135,7 @@ func run(ctx context.Context) error {
 	go svc.RunResumer(resumeCtx, resumeKick, delivery.ResumeEvery)
 	stopWake := queue.Listen(worker.Wake)
 	worker.Start()
+	stopDisabler := dispatcher.StartDisabler(ctx, delivery.DisablePoll)
 	log.Info("delivery configured", "schedule", fmt.Sprint(cfg.schedule), "timeout", cfg.timeout.String(),
 		"workers", cfg.workers, "endpoint_concurrency", cfg.perEndpoint, "smtp", cfg.smtpAddr != "", "shards", redisqueue.Shards,
 		"allow_http", cfg.policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cfg.policy.AllowedCIDRs))
@@ -155,8 +157,7 @@ func run(ctx context.Context) error {
 			stopWake()
 			stopResume()
 			worker.Drain(ctx)
-			dispatcher.WaitBackground(ctx)
-			notices.Close(ctx)
+			stopDisabler(ctx)
 		},
 	}.Run(ctx)
 }

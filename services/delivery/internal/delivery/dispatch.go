@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -67,11 +66,11 @@ type Deps struct {
 // Dispatcher runs claimed deliveries through the pipeline
 // prepare → send → record.
 type Dispatcher struct {
-	cfg   Config
-	deps  Deps
-	prop  propagation.TraceContext
-	bg    sync.WaitGroup // background disables
-	rates rateLimits
+	cfg         Config
+	deps        Deps
+	prop        propagation.TraceContext
+	disableKick chan struct{} // wakes the disabler after a decision
+	rates       rateLimits
 }
 
 // NewDispatcher returns a Dispatcher.
@@ -91,7 +90,7 @@ func NewDispatcher(cfg Config, deps Deps) *Dispatcher {
 	if cfg.LeaseMargin <= 0 {
 		cfg.LeaseMargin = DefaultLeaseMargin
 	}
-	return &Dispatcher{cfg: cfg, deps: deps}
+	return &Dispatcher{cfg: cfg, deps: deps, disableKick: make(chan struct{}, 1)}
 }
 
 // LeaseUntil is the lease of a claim made at now.
