@@ -277,3 +277,49 @@ func TestDisableSurvivesRegistryOutageAndRestartAndEmailsOnce(t *testing.T) {
 		t.Errorf("registry asked to disable %d times after it came back, want 1 (the email retry must not repeat it)", n)
 	}
 }
+
+// TestLostSuccessMarkIsNeverSwallowed: a success whose endpoint mark cannot
+// be written is not recorded as succeeded (the attempt repeats once its
+// lease ends), so a later final failure of another event never disables
+// the endpoint on the basis of a missing mark.
+func TestLostSuccessMarkIsNeverSwallowed(t *testing.T) {
+	f := newFixture(t, "dlv_a")
+	q := redisqueue.New(f.redis.Client, time.Hour)
+	stats := &failingMarks{Queue: q}
+	d := f.dispatcher(q, 2, stats)
+	stop := d.StartDisabler(context.Background(), 20*time.Millisecond)
+	defer stop(context.Background())
+
+	schedule(t, q, "dlv_a", "dlv_b")
+	now := time.Now()
+	first := claim(t, q, now)
+	if o, err := d.Dispatch(context.Background(), *first["dlv_a"]); err != nil || o.Status != delivery.StatusPending {
+		t.Fatalf("event a, attempt 1: %v, %v", o, err)
+	}
+	// Event b succeeds after a's first attempt, but its mark is lost.
+	stats.fail.Store(true)
+	if _, err := d.Dispatch(context.Background(), *first["dlv_b"]); err == nil {
+		t.Error("a success mark that failed to write was swallowed: Dispatch returned no error")
+	}
+	stats.fail.Store(false)
+	// Once the lease ends the success is attempted again and recorded.
+	if job := claim(t, q, now.Add(20*time.Second))["dlv_b"]; job != nil {
+		if _, err := d.Dispatch(context.Background(), *job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := status(t, q, "dlv_b"); st != delivery.StatusSucceeded {
+		t.Fatalf("event b is %s, want succeeded", st)
+	}
+	// a's final attempt fails: there was a recorded success since its first.
+	if o, err := attempt(t, q, d, now.Add(2*time.Hour), "dlv_a"); err != nil || o.Status != delivery.StatusFailed {
+		t.Fatalf("event a, final attempt: %v, %v", o, err)
+	}
+	time.Sleep(time.Second)
+	if n := f.reg.calls.Load(); n != 0 {
+		t.Errorf("the registry was asked %d times to disable an endpoint that had a recorded success", n)
+	}
+	if n := f.mail.count(); n != 0 {
+		t.Errorf("%d notices sent", n)
+	}
+}

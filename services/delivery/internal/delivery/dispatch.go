@@ -266,13 +266,24 @@ func (d *Dispatcher) decide(job Job, att Attempt, resp Response) *Outcome {
 
 // record writes the outcome. It runs even when ctx has just ended, bounded
 // by its own timeout: the queue accepts it only while the lease is ours.
+// A success first marks its endpoint healthy: a success is recorded only
+// once its mark is written, so a disable decision, which reads the marks,
+// never misses a recorded success. A mark or outcome that cannot be
+// written is an error: the lease expires and the attempt repeats.
 func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	ok, err := d.deps.Queue.Complete(rctx, job, *o)
 	log := d.deps.Logger
 	dl := &job.Delivery
 	ctx = d.logContext(ctx, dl, o.Attempt) // log lines carry the event's trace
+	if a := o.Attempt; a != nil && a.Succeeded() && !dl.Test && d.deps.Stats != nil {
+		if err := d.deps.Stats.MarkSuccess(rctx, dl.EndpointID, o.Now); err != nil {
+			log.ErrorContext(ctx, "recording an endpoint's success failed; the lease expires and the attempt repeats",
+				"delivery_id", dl.ID, "endpoint_id", dl.EndpointID, "error", err.Error())
+			return err
+		}
+	}
+	ok, err := d.deps.Queue.Complete(rctx, job, *o)
 	switch {
 	case err != nil:
 		log.ErrorContext(ctx, "recording a delivery outcome failed; the lease expires and the attempt repeats",

@@ -107,17 +107,11 @@ const (
 // afterAttempt applies the failure rules to a recorded attempt.
 func (d *Dispatcher) afterAttempt(ctx context.Context, job Job, t *Target, o *Outcome) {
 	st, a, dl := d.deps.Stats, o.Attempt, &job.Delivery
-	if st == nil || a == nil || dl.Test {
+	if st == nil || a == nil || dl.Test || a.Succeeded() { // a success was marked before it was recorded
 		return
 	}
 	p := PendingDisable{AccountID: dl.AccountID, EndpointID: dl.EndpointID, URL: t.URL, LastError: a.Error, DecidedAt: o.Now}
 	switch {
-	case a.Succeeded():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-		defer cancel()
-		if err := st.MarkSuccess(sctx, dl.EndpointID, o.Now); err != nil {
-			d.deps.Logger.WarnContext(ctx, "recording an endpoint's success failed", "endpoint_id", dl.EndpointID, "error", err.Error())
-		}
 	case a.StatusCode == http.StatusGone:
 		p.Reason = "the endpoint answered 410 Gone"
 		d.decideDisable(ctx, p, a.Start, true)
