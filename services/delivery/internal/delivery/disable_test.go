@@ -323,3 +323,35 @@ func TestLostSuccessMarkIsNeverSwallowed(t *testing.T) {
 		t.Errorf("%d notices sent", n)
 	}
 }
+
+// TestLostLeaseDecidesNothing: an attempt whose outcome could not be
+// recorded (another worker holds the lease now) takes no disable decision;
+// the attempt that is recorded does, once.
+func TestLostLeaseDecidesNothing(t *testing.T) {
+	f := newFixture(t, "dlv_a")
+	q := redisqueue.New(f.redis.Client, time.Hour)
+	d := f.dispatcher(q, 1, nil)
+	stop := d.StartDisabler(context.Background(), 20*time.Millisecond)
+	defer stop(context.Background())
+
+	schedule(t, q, "dlv_a")
+	now := time.Now()
+	stale := claim(t, q, now)["dlv_a"]
+	fresh := claim(t, q, stale.LeaseUntil.Add(time.Millisecond))["dlv_a"] // the lease expired: claimed again
+	if stale == nil || fresh == nil {
+		t.Fatal("claims failed")
+	}
+	if _, err := d.Dispatch(context.Background(), *stale); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if n := f.reg.calls.Load(); n != 0 {
+		t.Fatalf("an attempt whose outcome was not recorded led to %d disable calls", n)
+	}
+	// The attempt of the lease holder is recorded and decides.
+	if o, err := d.Dispatch(context.Background(), *fresh); err != nil || o.Status != delivery.StatusFailed {
+		t.Fatalf("recorded final attempt: %v, %v", o, err)
+	}
+	eventually(t, 10*time.Second, "the disable", func() bool { return f.reg.disables("ep_1") == 1 })
+	eventually(t, 10*time.Second, "the notice", func() bool { return f.mail.count() == 1 })
+}

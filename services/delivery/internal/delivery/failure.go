@@ -104,7 +104,9 @@ const (
 	decideTries = 3
 )
 
-// afterAttempt applies the failure rules to a recorded attempt.
+// afterAttempt applies the failure rules to an attempt whose outcome was
+// recorded (record said so): a decision to disable is taken on recorded
+// outcomes only.
 func (d *Dispatcher) afterAttempt(ctx context.Context, job Job, t *Target, o *Outcome) {
 	st, a, dl := d.deps.Stats, o.Attempt, &job.Delivery
 	if st == nil || a == nil || dl.Test || a.Succeeded() { // a success was marked before it was recorded
