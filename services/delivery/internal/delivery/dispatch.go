@@ -59,7 +59,7 @@ type Deps struct {
 	// Failure handling (auto-disable, 410, notices); each optional.
 	Stats      EndpointStats
 	Registry   Registry
-	Mailer     mailer.Mailer
+	Mailer     mailer.Mailer          // synchronous: its error makes the disabler retry the notice
 	Invalidate func(accountID string) // forgets cached endpoints after a disable
 }
 
