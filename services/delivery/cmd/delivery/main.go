@@ -106,8 +106,9 @@ func run(ctx context.Context) error {
 		}
 	})
 
-	// Notices of disabled endpoints, sent in the background.
-	notices := mailer.NewAsync(newMailer(cfg, log), log, mailer.DefaultAsyncConfig())
+	// Notices of disabled endpoints: sent synchronously by the disabler,
+	// which retries them durably.
+	mail := newMailer(cfg, log)
 
 	// Delivery: queue, sender, dispatcher, worker, API.
 	queue := redisqueue.New(rdb, cfg.retention)
@@ -125,7 +126,7 @@ func run(ctx context.Context) error {
 			Events:  cache.NewPayloads(cache.BatchPayloads(payloads), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
-			Stats:   queue, Registry: registry, Mailer: notices,
+			Stats:   queue, Registry: registry, Mailer: mail,
 			Invalidate: targets.Invalidate,
 		})
 	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
@@ -135,6 +136,7 @@ func run(ctx context.Context) error {
 	go svc.RunResumer(resumeCtx, resumeKick, delivery.ResumeEvery)
 	stopWake := queue.Listen(worker.Wake)
 	worker.Start()
+	stopDisabler := dispatcher.StartDisabler(ctx, delivery.DisablePoll)
 	log.Info("delivery configured", "schedule", fmt.Sprint(cfg.schedule), "timeout", cfg.timeout.String(),
 		"workers", cfg.workers, "endpoint_concurrency", cfg.perEndpoint, "smtp", cfg.smtpAddr != "", "shards", redisqueue.Shards,
 		"allow_http", cfg.policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cfg.policy.AllowedCIDRs))
@@ -156,8 +158,7 @@ func run(ctx context.Context) error {
 			stopWake()
 			stopResume()
 			worker.Drain(ctx)
-			dispatcher.WaitBackground(ctx)
-			notices.Close(ctx)
+			stopDisabler(ctx)
 		},
 	}.Run(ctx)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -60,18 +59,18 @@ type Deps struct {
 	// Failure handling (auto-disable, 410, notices); each optional.
 	Stats      EndpointStats
 	Registry   Registry
-	Mailer     mailer.Mailer
+	Mailer     mailer.Mailer          // synchronous: its error makes the disabler retry the notice
 	Invalidate func(accountID string) // forgets cached endpoints after a disable
 }
 
 // Dispatcher runs claimed deliveries through the pipeline
 // prepare → send → record.
 type Dispatcher struct {
-	cfg   Config
-	deps  Deps
-	prop  propagation.TraceContext
-	bg    sync.WaitGroup // background disables
-	rates rateLimits
+	cfg         Config
+	deps        Deps
+	prop        propagation.TraceContext
+	disableKick chan struct{} // wakes the disabler after a decision
+	rates       rateLimits
 }
 
 // NewDispatcher returns a Dispatcher.
@@ -91,7 +90,7 @@ func NewDispatcher(cfg Config, deps Deps) *Dispatcher {
 	if cfg.LeaseMargin <= 0 {
 		cfg.LeaseMargin = DefaultLeaseMargin
 	}
-	return &Dispatcher{cfg: cfg, deps: deps}
+	return &Dispatcher{cfg: cfg, deps: deps, disableKick: make(chan struct{}, 1)}
 }
 
 // LeaseUntil is the lease of a claim made at now.
@@ -142,13 +141,17 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func()) (*Outco
 			return nil, errAborted // the request was cut short by shutdown, not by the receiver
 		}
 		o = d.decide(job, att, resp)
-		if err := d.record(ctx, job, o); err != nil {
+		saved, err := d.record(ctx, job, o)
+		if err != nil {
 			return o, err
 		}
-		d.afterAttempt(ctx, job, p.target, o)
+		if saved { // decide on recorded outcomes only: not when the lease was lost
+			d.afterAttempt(ctx, job, p.target, o)
+		}
 		return o, nil
 	}
-	return o, d.record(ctx, job, o)
+	_, err := d.record(ctx, job, o)
+	return o, err
 }
 
 // prepare looks up the endpoint and the payload. A non-nil outcome ends
@@ -265,30 +268,43 @@ func (d *Dispatcher) decide(job Job, att Attempt, resp Response) *Outcome {
 	return o
 }
 
-// record writes the outcome. It runs even when ctx has just ended, bounded
-// by its own timeout: the queue accepts it only while the lease is ours.
-func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome) error {
+// record writes the outcome and reports whether the queue accepted it. It
+// runs even when ctx has just ended, bounded by its own timeout: the queue
+// accepts it only while the lease is ours (saved false, no error, when it
+// was lost). A success first marks its endpoint healthy: a success is
+// recorded only once its mark is written, so a disable decision, which
+// reads the marks, never misses a recorded success. A mark or outcome
+// that cannot be written is an error: the lease expires and the attempt
+// repeats.
+func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome) (saved bool, err error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	ok, err := d.deps.Queue.Complete(rctx, job, *o)
 	log := d.deps.Logger
 	dl := &job.Delivery
 	ctx = d.logContext(ctx, dl, o.Attempt) // log lines carry the event's trace
+	if a := o.Attempt; a != nil && a.Succeeded() && !dl.Test && d.deps.Stats != nil {
+		if err := d.deps.Stats.MarkSuccess(rctx, dl.EndpointID, o.Now); err != nil {
+			log.ErrorContext(ctx, "recording an endpoint's success failed; the lease expires and the attempt repeats",
+				"delivery_id", dl.ID, "endpoint_id", dl.EndpointID, "error", err.Error())
+			return false, err
+		}
+	}
+	ok, err := d.deps.Queue.Complete(rctx, job, *o)
 	switch {
 	case err != nil:
 		log.ErrorContext(ctx, "recording a delivery outcome failed; the lease expires and the attempt repeats",
 			"delivery_id", dl.ID, "error", err.Error())
-		return err
+		return false, err
 	case !ok:
 		log.WarnContext(ctx, "lease lost before the outcome was recorded", "delivery_id", dl.ID)
-		return nil
+		return false, nil
 	}
 	if a := o.Attempt; a != nil && !a.Succeeded() {
 		log.InfoContext(ctx, "delivery attempt failed", "delivery_id", dl.ID, "event_id", dl.EventID,
 			"endpoint_id", dl.EndpointID, "attempt", a.Number, "error_type", string(a.ErrorType),
 			"error", a.Error, "next_status", string(o.Status))
 	}
-	return nil
+	return true, nil
 }
 
 // String names an endpoint status in messages.

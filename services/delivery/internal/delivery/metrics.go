@@ -112,6 +112,9 @@ type ScheduleStats struct {
 	OldestDue time.Time
 	// Parked counts deliveries parked while their endpoint is off.
 	Parked int64
+	// PendingDisables counts decisions to disable an endpoint that the
+	// registry has not confirmed yet or whose notice is not sent yet.
+	PendingDisables int64
 }
 
 // ObserveSchedule registers the schedule gauges, read from stats at each
@@ -120,6 +123,7 @@ type ScheduleStats struct {
 //	webhook.schedule.depth   {delivery}
 //	webhook.schedule.lag     s, age of the oldest due delivery (0: none due)
 //	webhook.deliveries.parked {delivery}
+//	webhook.endpoints.disables_pending {endpoint}
 func ObserveSchedule(m metric.Meter, now func() time.Time, stats func(context.Context, time.Time) (ScheduleStats, error)) error {
 	depth, err := m.Int64ObservableGauge("webhook.schedule.depth", metric.WithUnit("{delivery}"),
 		metric.WithDescription("Deliveries in the retry schedule (all shards)"))
@@ -136,6 +140,11 @@ func ObserveSchedule(m metric.Meter, now func() time.Time, stats func(context.Co
 	if err != nil {
 		return err
 	}
+	disables, err := m.Int64ObservableGauge("webhook.endpoints.disables_pending", metric.WithUnit("{endpoint}"),
+		metric.WithDescription("Decisions to disable an endpoint not yet carried out (registry or notice pending)"))
+	if err != nil {
+		return err
+	}
 	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -146,12 +155,13 @@ func ObserveSchedule(m metric.Meter, now func() time.Time, stats func(context.Co
 		}
 		o.ObserveInt64(depth, s.Depth)
 		o.ObserveInt64(parked, s.Parked)
+		o.ObserveInt64(disables, s.PendingDisables)
 		l := 0.0
 		if !s.OldestDue.IsZero() && s.OldestDue.Before(t) {
 			l = t.Sub(s.OldestDue).Seconds()
 		}
 		o.ObserveFloat64(lag, l)
 		return nil
-	}, depth, lag, parked)
+	}, depth, lag, parked, disables)
 	return err
 }

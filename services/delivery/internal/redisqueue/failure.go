@@ -3,6 +3,7 @@ package redisqueue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -13,15 +14,34 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
-// Keys of the failure rules:
+// Keys of the failure rules, all tagged with the shard of the endpoint id
+// (n = Shard(endpoint)), so that one script decides and records the
+// pending work together, on one Redis Cluster slot:
 //
-//	wh:epstat:{e:<endpoint>}   hash  ok: last success (ms); dis: when the
-//	                                 system last decided to disable it (ms)
+//	wh:epstat:{s<n>}:<endpoint>    hash  ok: last success (ms); dis: when the
+//	                                     system last decided to disable it (ms)
+//	wh:disabling:{s<n>}            zset  pending disables: endpoint → due (or
+//	                                     lease-until) ms
+//	wh:disabling:{s<n>}:<endpoint> hash  a pending disable: account, url,
+//	                                     reason, lasterr, decided (ms), notify
+//	                                     ('1' once the registry confirmed),
+//	                                     tries, err
 //
 // The parked sets wh:parked:{s<n>} (see queue.go) hold "<endpoint>|<id>";
 // Parked sweeps them, Restart empties them.
 
-func epStatKey(endpointID string) string { return "wh:epstat:{e:" + endpointID + "}" }
+func epStatKey(endpointID string) string {
+	return "wh:epstat:{s" + strconv.Itoa(Shard(endpointID)) + "}:" + endpointID
+}
+func disablesKey(n int) string               { return "wh:disabling:{s" + strconv.Itoa(n) + "}" }
+func disablePrefix(n int) string             { return disablesKey(n) + ":" }
+func disableJobKey(endpointID string) string { return disablePrefix(Shard(endpointID)) + endpointID }
+
+// legacyEpStatKey is where endpoint stats lived before they moved to the
+// endpoint's shard. ClaimDisable still reads it (never writes it), so the
+// marks and decisions made before an upgrade count; it can go once one
+// DELIVERY_RETENTION has passed since the upgrade (the keys expire).
+func legacyEpStatKey(endpointID string) string { return "wh:epstat:{e:" + endpointID + "}" }
 
 var _ delivery.EndpointStats = (*Queue)(nil)
 
@@ -68,19 +88,84 @@ return 1
 
 // disableScript decides, once, that an endpoint is to be disabled: not
 // when the system already decided so since ARGV[1], nor (unless forced)
-// when it succeeded since then.
+// when it succeeded since then. A decision is recorded together with the
+// work it implies: the pending disable (its hash, and its entry in the
+// shard's pending set, due now). A pending disable the registry has not
+// confirmed yet is kept as it is (it does the same); one that only waits
+// for its notice is replaced (a new disable, a new notice).
 //
-//	KEYS: 1 endpoint stats hash
-//	ARGV: 1 since ms, 2 now ms, 3 force ('1'), 4 ttl ms
-//	returns 1 when the caller is to disable the endpoint
+//	KEYS: 1 endpoint stats hash, 2 pending disables zset, 3 pending disable hash
+//	ARGV: 1 since ms, 2 now ms, 3 force ('1'), 4 ttl ms, 5 legacy ok ms,
+//	      6 legacy dis ms, 7 endpoint, 8 account, 9 url, 10 reason, 11 last error
+//	returns 1 when the endpoint is to be disabled
 var disableScript = redis.NewScript(`
-local ok = tonumber(redis.call('HGET', KEYS[1], 'ok') or '0') or 0
-local dis = tonumber(redis.call('HGET', KEYS[1], 'dis') or '0') or 0
+local ok = math.max(tonumber(redis.call('HGET', KEYS[1], 'ok') or '0') or 0, tonumber(ARGV[5]) or 0)
+local dis = math.max(tonumber(redis.call('HGET', KEYS[1], 'dis') or '0') or 0, tonumber(ARGV[6]) or 0)
 local since = tonumber(ARGV[1])
 if dis >= since then return 0 end
 if ARGV[3] ~= '1' and ok >= since then return 0 end
 redis.call('HSET', KEYS[1], 'dis', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('HGET', KEYS[3], 'notify') ~= '0' then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], 'account', ARGV[8], 'url', ARGV[9], 'reason', ARGV[10], 'lasterr', ARGV[11],
+    'decided', ARGV[2], 'notify', '0', 'tries', 0, 'err', '')
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[7])
+end
+return 1
+`)
+
+// claimDisablesScript leases the due pending disables of one shard, as
+// claimScript does deliveries: re-scored to the lease's end, so a crashed
+// process's work comes due again. Entries whose hash expired are dropped.
+//
+//	KEYS: 1 pending disables zset
+//	ARGV: 1 now ms, 2 lease-until ms, 3 limit, 4 pending disable hash prefix
+//	returns {endpoint1, {hash fields...}, endpoint2, ...}
+var claimDisablesScript = redis.NewScript(`
+local eps = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, ep in ipairs(eps) do
+  local k = ARGV[4] .. ep
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('ZADD', KEYS[1], ARGV[2], ep)
+    out[#out + 1] = ep
+    out[#out + 1] = redis.call('HGETALL', k)
+  else
+    redis.call('ZREM', KEYS[1], ep)
+  end
+end
+return out
+`)
+
+// saveDisableScript records the progress of a claimed pending disable and
+// makes it due at ARGV[4] (its lease's end keeps holding it), if the lease
+// is still held and the entry is still that decision.
+//
+//	KEYS: 1 pending disables zset, 2 pending disable hash
+//	ARGV: 1 endpoint, 2 lease ms, 3 decided ms, 4 next ms, 5 notify ('1'),
+//	      6 tries, 7 error of the last try
+//	returns 1 when saved, 0 when the lease was lost
+var saveDisableScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not s) or tonumber(s) ~= tonumber(ARGV[2]) or redis.call('HGET', KEYS[2], 'decided') ~= ARGV[3] then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+redis.call('HSET', KEYS[2], 'notify', ARGV[5], 'tries', ARGV[6], 'err', ARGV[7])
+return 1
+`)
+
+// finishDisableScript removes a claimed pending disable that is done, if
+// the lease is still held and the entry is still that decision.
+//
+//	KEYS: 1 pending disables zset, 2 pending disable hash
+//	ARGV: 1 endpoint, 2 lease ms, 3 decided ms
+//	returns 1 when removed, 0 when the lease was lost
+var finishDisableScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not s) or tonumber(s) ~= tonumber(ARGV[2]) or redis.call('HGET', KEYS[2], 'decided') ~= ARGV[3] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
 return 1
 `)
 
@@ -93,7 +178,8 @@ type successMark struct {
 // newSuccessBatcher returns the batcher of MarkSuccess: the marks of one
 // endpoint in a batch become one script call with the latest time (the
 // script keeps the maximum anyway), so a busy endpoint costs one call per
-// batch rather than one per delivery.
+// batch rather than one per delivery. Every mark gets its endpoint's
+// error: a mark is reported written only when it was.
 func newSuccessBatcher(rdb redis.UniversalClient, retention time.Duration) *autobatch.Batcher[successMark, struct{}] {
 	return autobatch.New(autobatch.DefaultMax, autobatch.DefaultSenders, autobatch.DefaultTimeout, func(ctx context.Context, marks []successMark) ([]struct{}, []error) {
 		latest := map[string]int64{}
@@ -130,9 +216,70 @@ func (q *Queue) MarkSuccess(ctx context.Context, endpointID string, at time.Time
 }
 
 // ClaimDisable implements delivery.EndpointStats.
-func (q *Queue) ClaimDisable(ctx context.Context, endpointID string, since, now time.Time, force bool) (bool, error) {
-	n, err := disableScript.Run(ctx, q.rdb, []string{epStatKey(endpointID)},
-		since.UnixMilli(), now.UnixMilli(), boolField(force), q.retention.Milliseconds()).Int()
+func (q *Queue) ClaimDisable(ctx context.Context, p delivery.PendingDisable, since time.Time, force bool) (bool, error) {
+	legacy, err := q.rdb.HMGet(ctx, legacyEpStatKey(p.EndpointID), "ok", "dis").Result()
+	if err != nil {
+		return false, err
+	}
+	field := func(i int) string { s, _ := legacy[i].(string); return s }
+	ep := p.EndpointID
+	n, err := disableScript.Run(ctx, q.rdb, []string{epStatKey(ep), disablesKey(Shard(ep)), disableJobKey(ep)},
+		since.UnixMilli(), p.DecidedAt.UnixMilli(), boolField(force), q.retention.Milliseconds(), field(0), field(1),
+		ep, p.AccountID, p.URL, p.Reason, p.LastError).Int()
+	return n == 1, err
+}
+
+// ClaimDisables implements delivery.EndpointStats: one claim script per
+// shard, in one pipeline.
+func (q *Queue) ClaimDisables(ctx context.Context, now, leaseUntil time.Time, limit int) ([]delivery.PendingDisable, error) {
+	calls := make([]scriptCall, Shards)
+	for n := range Shards {
+		calls[n] = scriptCall{claimDisablesScript, []string{disablesKey(n)},
+			[]any{now.UnixMilli(), leaseUntil.UnixMilli(), limit, disablePrefix(n)}}
+	}
+	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	var out []delivery.PendingDisable
+	var firstErr error
+	for n := range Shards {
+		if errs[n] != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("claim pending disables of shard %d: %w", n, errs[n])
+			}
+			continue
+		}
+		items, _ := replies[n].([]any)
+		for j := 0; j+1 < len(items); j += 2 {
+			ep, _ := items[j].(string)
+			fields, _ := items[j+1].([]any)
+			m := make(map[string]string, len(fields)/2)
+			for k := 0; k+1 < len(fields); k += 2 {
+				ks, _ := fields[k].(string)
+				vs, _ := fields[k+1].(string)
+				m[ks] = vs
+			}
+			tries, _ := strconv.Atoi(m["tries"])
+			out = append(out, delivery.PendingDisable{
+				AccountID: m["account"], EndpointID: ep, URL: m["url"], Reason: m["reason"], LastError: m["lasterr"],
+				DecidedAt: fromMS(m["decided"]), Notify: m["notify"] == "1", Tries: tries, LeaseUntil: time.UnixMilli(leaseUntil.UnixMilli()),
+			})
+		}
+	}
+	return out, firstErr
+}
+
+// SaveDisable implements delivery.EndpointStats.
+func (q *Queue) SaveDisable(ctx context.Context, p delivery.PendingDisable, next time.Time, lastErr string) (bool, error) {
+	ep := p.EndpointID
+	n, err := saveDisableScript.Run(ctx, q.rdb, []string{disablesKey(Shard(ep)), disableJobKey(ep)},
+		ep, p.LeaseUntil.UnixMilli(), p.DecidedAt.UnixMilli(), next.UnixMilli(), boolField(p.Notify), p.Tries, lastErr).Int()
+	return n == 1, err
+}
+
+// FinishDisable implements delivery.EndpointStats.
+func (q *Queue) FinishDisable(ctx context.Context, p delivery.PendingDisable) (bool, error) {
+	ep := p.EndpointID
+	n, err := finishDisableScript.Run(ctx, q.rdb, []string{disablesKey(Shard(ep)), disableJobKey(ep)},
+		ep, p.LeaseUntil.UnixMilli(), p.DecidedAt.UnixMilli()).Int()
 	return n == 1, err
 }
 

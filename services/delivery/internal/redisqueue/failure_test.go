@@ -3,6 +3,8 @@ package redisqueue
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,11 @@ import (
 	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
+
+func pending(ep string, at time.Time) delivery.PendingDisable {
+	return delivery.PendingDisable{AccountID: "acct_1", EndpointID: ep, URL: "https://hooks.example/x",
+		Reason: "5 consecutive failed attempts", LastError: "HTTP 500", DecidedAt: at}
+}
 
 func TestDisableDecision(t *testing.T) {
 	srv := redistest.Start(t)
@@ -22,29 +29,141 @@ func TestDisableDecision(t *testing.T) {
 	if err := q.MarkSuccess(ctx, "ep_1", at(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := q.ClaimDisable(ctx, "ep_1", at(time.Second), at(5*time.Second), false); err != nil || ok {
+	if ok, err := q.ClaimDisable(ctx, pending("ep_1", at(5*time.Second)), at(time.Second), false); err != nil || ok {
 		t.Fatalf("with a success since: ClaimDisable = %v, %v", ok, err)
 	}
 	// An older success does not count; the decision is taken once.
-	if ok, _ := q.ClaimDisable(ctx, "ep_1", at(3*time.Second), at(6*time.Second), false); !ok {
+	if ok, _ := q.ClaimDisable(ctx, pending("ep_1", at(6*time.Second)), at(3*time.Second), false); !ok {
 		t.Fatal("no success since the first attempt: want disable")
 	}
-	if ok, _ := q.ClaimDisable(ctx, "ep_1", at(4*time.Second), at(7*time.Second), false); ok {
+	if ok, _ := q.ClaimDisable(ctx, pending("ep_1", at(7*time.Second)), at(4*time.Second), false); ok {
 		t.Fatal("second failure after the decision: want no second disable")
 	}
 	// A later round (after re-enabling) may disable again; a success
 	// recorded earlier never lowers the mark.
 	_ = q.MarkSuccess(ctx, "ep_1", at(time.Second))
-	if ok, _ := q.ClaimDisable(ctx, "ep_1", at(8*time.Second), at(9*time.Second), false); !ok {
+	if ok, _ := q.ClaimDisable(ctx, pending("ep_1", at(9*time.Second)), at(8*time.Second), false); !ok {
 		t.Fatal("new round: want disable")
 	}
 	// 410 forces the decision despite a recent success.
 	_ = q.MarkSuccess(ctx, "ep_2", at(10*time.Second))
-	if ok, _ := q.ClaimDisable(ctx, "ep_2", at(5*time.Second), at(11*time.Second), true); !ok {
+	if ok, _ := q.ClaimDisable(ctx, pending("ep_2", at(11*time.Second)), at(5*time.Second), true); !ok {
 		t.Fatal("forced: want disable")
 	}
 	if ttl := srv.Client.PTTL(ctx, epStatKey("ep_2")).Val(); ttl <= 0 {
 		t.Errorf("endpoint stats do not expire (ttl %v)", ttl)
+	}
+}
+
+// TestDecisionAndPendingDisableShareASlot: the keys one decision writes
+// together carry the endpoint's shard tag.
+func TestDecisionAndPendingDisableShareASlot(t *testing.T) {
+	tag := "{s" + strconv.Itoa(Shard("ep_1")) + "}"
+	for _, k := range []string{epStatKey("ep_1"), disablesKey(Shard("ep_1")), disableJobKey("ep_1")} {
+		if !strings.Contains(k, tag) {
+			t.Errorf("%s lacks the tag %s", k, tag)
+		}
+	}
+}
+
+// TestDecisionIsStoredAsLeasedPendingWork: a decision is pending work that
+// one claimer at a time holds, that comes back when its holder vanishes,
+// keeps its progress, and goes when finished; a stale holder changes
+// nothing.
+func TestDecisionIsStoredAsLeasedPendingWork(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	if ok, err := q.ClaimDisable(ctx, pending("ep_1", now), now.Add(-time.Minute), false); !ok || err != nil {
+		t.Fatalf("ClaimDisable = %v, %v", ok, err)
+	}
+	// A second decision of the same round adds nothing.
+	if ok, _ := q.ClaimDisable(ctx, pending("ep_1", now.Add(time.Second)), now.Add(-time.Minute), false); ok {
+		t.Fatal("decided twice")
+	}
+	got, err := q.ClaimDisables(ctx, now, now.Add(time.Minute), 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDisables = %+v, %v", got, err)
+	}
+	p := got[0]
+	if p.EndpointID != "ep_1" || p.AccountID != "acct_1" || p.URL != "https://hooks.example/x" || p.Reason == "" ||
+		p.LastError != "HTTP 500" || !p.DecidedAt.Equal(now) || p.Notify || p.Tries != 0 {
+		t.Fatalf("claimed %+v", p)
+	}
+	if again, _ := q.ClaimDisables(ctx, now.Add(time.Second), now.Add(time.Minute), 10); len(again) != 0 {
+		t.Fatalf("claimed while leased: %+v", again)
+	}
+	// A failed try: due again later, its count kept.
+	p.Tries = 1
+	if ok, err := q.SaveDisable(ctx, p, now.Add(2*time.Second), "registry down"); !ok || err != nil {
+		t.Fatalf("SaveDisable = %v, %v", ok, err)
+	}
+	if early, _ := q.ClaimDisables(ctx, now.Add(time.Second), now.Add(time.Minute), 10); len(early) != 0 {
+		t.Fatalf("claimed before it was due: %+v", early)
+	}
+	got, _ = q.ClaimDisables(ctx, now.Add(2*time.Second), now.Add(time.Minute), 10)
+	if len(got) != 1 || got[0].Tries != 1 {
+		t.Fatalf("claimed after the backoff: %+v", got)
+	}
+	stale := got[0]
+	// Its holder vanishes: at the lease's end another process takes over.
+	got, _ = q.ClaimDisables(ctx, stale.LeaseUntil.Add(time.Millisecond), stale.LeaseUntil.Add(time.Minute), 10)
+	if len(got) != 1 {
+		t.Fatalf("not taken over after the lease: %+v", got)
+	}
+	fresh := got[0]
+	stale.Notify = true
+	if ok, _ := q.SaveDisable(ctx, stale, stale.LeaseUntil, ""); ok {
+		t.Error("a stale holder saved progress")
+	}
+	if ok, _ := q.FinishDisable(ctx, stale); ok {
+		t.Error("a stale holder finished it")
+	}
+	// The registry confirmed: only the notice is left, still held.
+	fresh.Notify, fresh.Tries = true, 0
+	if ok, _ := q.SaveDisable(ctx, fresh, fresh.LeaseUntil, ""); !ok {
+		t.Fatal("holder could not save progress")
+	}
+	if ok, err := q.FinishDisable(ctx, fresh); !ok || err != nil {
+		t.Fatalf("FinishDisable = %v, %v", ok, err)
+	}
+	if left, _ := q.ClaimDisables(ctx, now.Add(time.Hour), now.Add(2*time.Hour), 10); len(left) != 0 {
+		t.Fatalf("left after finishing: %+v", left)
+	}
+	if n := srv.Client.Exists(ctx, disableJobKey("ep_1")).Val(); n != 0 {
+		t.Error("pending disable hash left behind")
+	}
+}
+
+// TestDecisionReadsStatsOfBeforeTheUpgrade: marks and decisions in the
+// endpoint stats' former key still count.
+func TestDecisionReadsStatsOfBeforeTheUpgrade(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	srv.Client.HSet(ctx, legacyEpStatKey("ep_ok"), "ok", now.Add(-time.Second).UnixMilli())
+	srv.Client.HSet(ctx, legacyEpStatKey("ep_dis"), "dis", now.Add(-time.Second).UnixMilli())
+	for _, ep := range []string{"ep_ok", "ep_dis"} {
+		if ok, err := q.ClaimDisable(ctx, pending(ep, now), now.Add(-time.Minute), false); ok || err != nil {
+			t.Errorf("%s: ClaimDisable = %v, %v; want no disable", ep, ok, err)
+		}
+	}
+}
+
+// TestSuccessMarkErrorsAreReturned: a mark the batch could not write is
+// reported to its caller, not dropped.
+func TestSuccessMarkErrorsAreReturned(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	srv.Client.Set(ctx, epStatKey("ep_bad"), "not a hash", 0) // the script's HGET fails: WRONGTYPE
+	if err := q.MarkSuccess(ctx, "ep_bad", time.Now()); err == nil {
+		t.Error("MarkSuccess of an unwritable mark returned nil")
+	}
+	if err := q.MarkSuccess(ctx, "ep_good", time.Now()); err != nil {
+		t.Errorf("another endpoint's mark: %v", err)
 	}
 }
 

@@ -133,4 +133,4 @@ return 1
 `)
 
 var allScripts = []*redis.Script{scheduleScript, claimScript, completeScript, releaseScript, requeueScript,
-	restartScript, successScript, disableScript}
+	restartScript, successScript, disableScript, claimDisablesScript, saveDisableScript, finishDisableScript}

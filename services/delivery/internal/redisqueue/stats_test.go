@@ -45,4 +45,11 @@ func TestStats(t *testing.T) {
 	if s, _ = q.Stats(ctx, now); s.Parked != 1 {
 		t.Fatalf("Parked = %d, want 1", s.Parked)
 	}
+	if ok, err := q.ClaimDisable(ctx, delivery.PendingDisable{AccountID: "acct_1", EndpointID: "ep_1", DecidedAt: now},
+		now.Add(-time.Minute), true); !ok || err != nil {
+		t.Fatalf("ClaimDisable = %v, %v", ok, err)
+	}
+	if s, _ = q.Stats(ctx, now); s.PendingDisables != 1 {
+		t.Fatalf("PendingDisables = %d, want 1", s.PendingDisables)
+	}
 }
