@@ -34,7 +34,8 @@ const (
 	Producer
 	// Admin needs ADMIN_TOKEN.
 	Admin
-	// Internal needs INTERNAL_TOKEN when one is configured.
+	// Internal needs the suite's internal credential (INTERNAL_TOKEN), always:
+	// a service with none configured refuses internal calls (internal.go).
 	Internal
 )
 
@@ -137,10 +138,7 @@ func (c Config) authorize(ctx context.Context, method string) (context.Context, 
 		}
 		return ctx, nil
 	case Internal:
-		if c.InternalToken != "" && !equal(token, c.InternalToken) {
-			return nil, status.Error(codes.Unauthenticated, "internal method: needs the suite's INTERNAL_TOKEN")
-		}
-		return ctx, nil
+		return c.internal(ctx, method, token)
 	case Customer:
 		if token == "" {
 			return nil, status.Error(codes.Unauthenticated, "missing Authorization: Bearer <api key>")

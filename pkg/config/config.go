@@ -169,6 +169,20 @@ func ReadCommon(e *Env) Common {
 	}
 }
 
+// CheckInternalCredential is the start-up check of the services that
+// serve or call internal RPCs (registry, ingestion, delivery): outside
+// DEV_MODE they refuse to start without the suite's internal credential,
+// and say why. In DEV_MODE they start, but a service without one refuses
+// every internal call (pkg/authn never fails open).
+func (c Common) CheckInternalCredential() error {
+	if c.InternalToken != "" || c.Dev {
+		return nil
+	}
+	return errors.New("INTERNAL_TOKEN is unset: the internal RPCs between the services (signing secrets, scheduling, account settings) " +
+		"would have no credential. Set INTERNAL_TOKEN to the same random value on every service (e.g. `openssl rand -hex 32`); " +
+		"DEV_MODE=true starts without it, but then internal calls are refused")
+}
+
 // DialTarget turns a listen address such as ":9091" into a dial target.
 func DialTarget(addr string) string {
 	if strings.HasPrefix(addr, ":") {

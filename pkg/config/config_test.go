@@ -55,3 +55,26 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
+
+// TestOutsideDevModeAServiceWithoutAnInternalCredentialRefusesToStart: no
+// INTERNAL_TOKEN is an error naming it, unless DEV_MODE.
+func TestOutsideDevModeAServiceWithoutAnInternalCredentialRefusesToStart(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		fail bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"INTERNAL_TOKEN": "  "}, true},
+		{map[string]string{"DEV_MODE": "false"}, true},
+		{map[string]string{"INTERNAL_TOKEN": "s3cret"}, false},
+		{map[string]string{"DEV_MODE": "true"}, false},
+	} {
+		err := ReadCommon(FromMap(tc.env)).CheckInternalCredential()
+		if (err != nil) != tc.fail {
+			t.Errorf("%v: CheckInternalCredential = %v, want failure %v", tc.env, err, tc.fail)
+		}
+		if err != nil && !strings.Contains(err.Error(), "INTERNAL_TOKEN") {
+			t.Errorf("%v: %v does not name INTERNAL_TOKEN", tc.env, err)
+		}
+	}
+}

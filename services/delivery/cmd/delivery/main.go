@@ -47,6 +47,9 @@ func run(ctx context.Context) error {
 	if err := env.Err(); err != nil {
 		return err
 	}
+	if err := common.CheckInternalCredential(); err != nil {
+		return err
+	}
 
 	// Telemetry, Redis, registry.
 	tel, err := telemetry.Start(ctx, "delivery", common.LogLevel, common.MetricsAddr)
@@ -96,7 +99,7 @@ func run(ctx context.Context) error {
 	dispatcher := delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: schedule}, Timeout: timeout},
 		delivery.Deps{
-			Queue: delivery.Metered(queue, meter), Log: queue, Sender: send,
+			Queue: delivery.Metered(queue, meter), Log: queue, Sender: send, EventAccounts: eventstore.New(rdb, retention),
 			Targets: targets,
 			Events:  cache.NewPayloads(cache.BatchPayloads(eventstore.New(rdb, retention).PayloadMany), 10_000, 64<<20, time.Minute),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),

@@ -59,6 +59,10 @@ type Deps struct {
 	Registry   Registry
 	Mailer     mailer.Mailer
 	Invalidate func(accountID string) // forgets cached endpoints after a disable
+
+	// EventAccounts is required by Schedule, which refuses every call
+	// without it.
+	EventAccounts EventAccounts
 }
 
 // Dispatcher runs claimed deliveries through the pipeline

@@ -262,7 +262,7 @@ func TestScheduleValidation(t *testing.T) {
 		{AccountId: "acct_1", EventType: completed},
 		{AccountId: "acct_1", EventType: completed, Items: []*deliveryv1.ScheduleItem{item("evt_1", "")}},
 	} {
-		if _, err := p.client.Schedule(context.Background(), req); status.Code(err) != codes.InvalidArgument {
+		if _, err := p.client.Schedule(context.Background(), req, as(internalToken)); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("Schedule(%v): %v", req, err)
 		}
 	}

@@ -245,7 +245,7 @@ func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses
 		vals := make([]*redis.SliceCmd, len(ids))
 		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range ids {
-				vals[i] = p.HMGet(ctx, DeliveryKey(id), "endpoint", "status")
+				vals[i] = p.HMGet(ctx, DeliveryKey(id), "endpoint", "status", "account")
 			}
 			return nil
 		}); err != nil {
@@ -253,12 +253,13 @@ func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses
 		}
 		for i, id := range ids {
 			v := vals[i].Val()
-			if len(v) != 2 {
+			if len(v) != 3 {
 				continue
 			}
 			ep, _ := v[0].(string)
 			st, _ := v[1].(string)
-			if ep == endpointID && want[st] {
+			acct, _ := v[2].(string)
+			if ep == endpointID && want[st] && acct == accountID { // the index files ids; the record says whose
 				out = append(out, id)
 				if len(out) == limit {
 					break

@@ -39,6 +39,9 @@ func run(ctx context.Context) error {
 	if err := env.Err(); err != nil {
 		return err
 	}
+	if err := common.CheckInternalCredential(); err != nil {
+		return err
+	}
 
 	tel, err := telemetry.Start(ctx, "ingestion", common.LogLevel, common.MetricsAddr)
 	if err != nil {

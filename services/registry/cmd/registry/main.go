@@ -33,6 +33,9 @@ func run(ctx context.Context) error {
 	if err := env.Err(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
+	if err := common.CheckInternalCredential(); err != nil {
+		return err
+	}
 
 	// 2. Telemetry.
 	tel, err := telemetry.Start(ctx, "registry", common.LogLevel, common.MetricsAddr)

@@ -31,6 +31,10 @@ import (
 
 const adminToken = "test-admin-token"
 
+// internalToken is the INTERNAL_TOKEN of the harness's registry unless a
+// test sets another; h.internal sends it, h.bare sends none.
+const internalToken = "test-internal-token"
+
 // Public addresses used as endpoint hosts; IP literals need no DNS.
 const (
 	publicURL  = "https://93.184.216.34/hook"
@@ -70,6 +74,8 @@ type options struct {
 	allowedCIDRs  string
 	adminToken    string
 	internalToken string
+	// noInternalToken runs the registry without INTERNAL_TOKEN.
+	noInternalToken bool
 }
 
 // harness is a registry served over bufconn with the suite's real
@@ -81,6 +87,8 @@ type harness struct {
 	svc      *registry.Service
 	api      registryv1.RegistryServiceClient
 	internal registryv1.RegistryInternalServiceClient
+	// bare reaches the internal service without any credential.
+	bare registryv1.RegistryInternalServiceClient
 }
 
 func newHarness(t *testing.T, o ...options) *harness {
@@ -88,6 +96,13 @@ func newHarness(t *testing.T, o ...options) *harness {
 	opt := options{adminToken: adminToken}
 	if len(o) > 0 {
 		opt = o[0]
+	}
+	if opt.internalToken == "" {
+		opt.internalToken = internalToken
+	}
+	serverToken := opt.internalToken
+	if opt.noInternalToken {
+		serverToken = ""
 	}
 	rs := redistest.Start(t)
 	box, err := secretbox.New([]byte("0123456789abcdef0123456789abcdef"))
@@ -122,26 +137,29 @@ func newHarness(t *testing.T, o ...options) *harness {
 			Policy:        grpcapi.Policy(),
 			Resolver:      svc,
 			AdminToken:    opt.adminToken,
-			InternalToken: opt.internalToken,
+			InternalToken: serverToken,
 		},
 		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
 	}.NewServer()
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///registry",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	dial := func(opts ...grpc.DialOption) *grpc.ClientConn {
+		conn, err := grpc.NewClient("passthrough:///registry", append(opts,
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
 	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-	})
+	conn := dial()
+	t.Cleanup(srv.Stop)
 	return &harness{
 		t: t, redis: rs, clock: clk, svc: svc,
 		api:      registryv1.NewRegistryServiceClient(conn),
-		internal: registryv1.NewRegistryInternalServiceClient(conn),
+		internal: registryv1.NewRegistryInternalServiceClient(dial(grpc.WithPerRPCCredentials(authn.Token(opt.internalToken)))),
+		bare:     registryv1.NewRegistryInternalServiceClient(conn),
 	}
 }
 
