@@ -148,3 +148,12 @@ func TestMakeRunGuardsTheInternalRPCsWithAFreshToken(t *testing.T) {
 		}
 	}
 }
+
+// TestOutsideDevModeIngestionWithoutAProducerTokenRefusesToStart: gRPC
+// publishing is never left open in production.
+func TestOutsideDevModeIngestionWithoutAProducerTokenRefusesToStart(t *testing.T) {
+	out := startRefused(t, "ingestion", "INTERNAL_TOKEN="+internalToken)
+	if !strings.Contains(out, "PRODUCER_TOKEN is unset") {
+		t.Errorf("ingestion did not say why it refused to start:\n%s", out)
+	}
+}

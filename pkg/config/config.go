@@ -48,6 +48,17 @@ func (e *Env) String(name, def string) string {
 	return def
 }
 
+// RequiredUnlessDev returns a credential that must be set outside
+// DEV_MODE (dev); when it is unset there, the error says what its absence
+// would leave open (why).
+func (e *Env) RequiredUnlessDev(name string, dev bool, why string) string {
+	v, ok := e.get(name)
+	if !ok && !dev {
+		e.errs = append(e.errs, fmt.Errorf("%s is unset: %s; set it (only DEV_MODE=true starts without it)", name, why))
+	}
+	return v
+}
+
 // Bool parses true/false/1/0.
 func (e *Env) Bool(name string, def bool) bool {
 	v, ok := e.get(name)

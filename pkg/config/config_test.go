@@ -78,3 +78,24 @@ func TestOutsideDevModeAServiceWithoutAnInternalCredentialRefusesToStart(t *test
 		}
 	}
 }
+
+// TestACredentialRequiredOutsideDevModeIsAnErrorNamingIt: RequiredUnlessDev
+// fails without the variable unless DEV_MODE, saying what is at stake.
+func TestACredentialRequiredOutsideDevModeIsAnErrorNamingIt(t *testing.T) {
+	e := FromMap(map[string]string{})
+	if v := e.RequiredUnlessDev("PRODUCER_TOKEN", false, "publishing would be open"); v != "" {
+		t.Fatalf("got %q", v)
+	}
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "PRODUCER_TOKEN is unset: publishing would be open") {
+		t.Fatalf("Err = %v", err)
+	}
+	e = FromMap(map[string]string{})
+	e.RequiredUnlessDev("PRODUCER_TOKEN", true, "x")
+	if err := e.Err(); err != nil {
+		t.Fatalf("DEV_MODE: %v", err)
+	}
+	e = FromMap(map[string]string{"PRODUCER_TOKEN": " tok "})
+	if v := e.RequiredUnlessDev("PRODUCER_TOKEN", false, "x"); v != "tok" || e.Err() != nil {
+		t.Fatalf("set: %q, %v", v, e.Err())
+	}
+}

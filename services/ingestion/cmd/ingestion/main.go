@@ -33,7 +33,7 @@ func run(ctx context.Context) error {
 	addr := env.String("INGESTION_ADDR", config.DefaultIngestionAddr)
 	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
 	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
-	producerToken := env.String("PRODUCER_TOKEN", "")
+	producerToken := env.RequiredUnlessDev("PRODUCER_TOKEN", common.Dev, "anyone reaching INGESTION_ADDR could publish events for any account")
 	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
 	retention := env.Duration("DELIVERY_RETENTION", 168*time.Hour) // events and idempotency keys
 	if err := env.Err(); err != nil {
@@ -48,6 +48,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer tel.Close()
+	if producerToken == "" {
+		tel.Logger.Warn("DEV_MODE: PRODUCER_TOKEN is unset, so anyone reaching INGESTION_ADDR can publish over gRPC (REST publishing is off). Never run like this in production.")
+	}
 
 	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
 	if err != nil {
