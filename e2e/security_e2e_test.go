@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -16,12 +18,15 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/pkg/tlstest"
 )
 
 // startRefused runs one service binary with env (and nothing of the
@@ -155,5 +160,70 @@ func TestOutsideDevModeIngestionWithoutAProducerTokenRefusesToStart(t *testing.T
 	out := startRefused(t, "ingestion", "INTERNAL_TOKEN="+internalToken)
 	if !strings.Contains(out, "PRODUCER_TOKEN is unset") {
 		t.Errorf("ingestion did not say why it refused to start:\n%s", out)
+	}
+}
+
+// TestTheSuiteRunsOnMutualTLSAlone: with GRPC_TLS_* files and no
+// INTERNAL_TOKEN the four processes start, talk to each other over mutual
+// TLS and deliver an event; the gateway serves HTTPS from its own files;
+// the gateway's certificate cannot read signing secrets from the real
+// registry, and a client without a certificate gets no answer.
+func TestTheSuiteRunsOnMutualTLSAlone(t *testing.T) {
+	ca := tlstest.NewCA(t, "suite")
+	mounts := map[string]*tlstest.Mount{}
+	serviceEnv := map[string]map[string]string{}
+	for _, svc := range []string{"registry", "ingestion", "delivery", "gateway"} {
+		m := tlstest.NewMount(t, ca.Issue(t, "127.0.0.1", "localhost", "spiffe://voxscriber/"+svc), ca)
+		mounts[svc] = m
+		serviceEnv[svc] = map[string]string{"GRPC_TLS_CERT_FILE": m.Cert(), "GRPC_TLS_KEY_FILE": m.Key(), "GRPC_TLS_CA_FILE": m.CA()}
+	}
+	public := tlstest.NewMount(t, ca.Issue(t, "127.0.0.1"), ca)
+	serviceEnv["gateway"]["GATEWAY_TLS_CERT_FILE"] = public.Cert()
+	serviceEnv["gateway"]["GATEWAY_TLS_KEY_FILE"] = public.Key()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	s := startSuite(t, SuiteOptions{Env: map[string]string{"INTERNAL_TOKEN": ""}, ServiceEnv: serviceEnv, HTTPS: &tls.Config{RootCAs: roots}})
+
+	rc := newReceiver()
+	defer rc.Close()
+	acct, key := s.NewAccount("Acme")
+	s.NewEndpoint(key, rc.URL+"/hook", "upload.completed")
+	s.MustDo(200, "POST", "/v1/events", producerToken, map[string]any{
+		"accountId": acct, "type": "upload.completed", "data": map[string]any{"uploadId": "upl_1", "size": 1, "format": "mp3"},
+	}, nil)
+	eventually(t, 15*time.Second, "the event delivered over a suite on mutual TLS", func() bool { return rc.Count() == 1 })
+
+	dial := func(m *tlstest.Mount) registryv1.RegistryInternalServiceClient {
+		tl, err := serve.LoadTLS(serve.TLSFiles{Cert: m.Cert(), Key: m.Key(), CA: m.CA()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := serve.DialWith(s.Addrs["registry"], serve.Credentials{TLS: tl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return registryv1.NewRegistryInternalServiceClient(cc)
+	}
+	var eps struct {
+		Endpoints []Endpoint `json:"endpoints"`
+	}
+	s.MustDo(200, "GET", "/v1/endpoints", key, nil, &eps)
+	req := &registryv1.GetDeliveryTargetRequest{AccountId: acct, EndpointId: eps.Endpoints[0].ID}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := dial(mounts["gateway"]).GetDeliveryTarget(ctx, req); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("GetDeliveryTarget with the gateway's certificate: %v, want PermissionDenied", err)
+	}
+	if resp, err := dial(mounts["delivery"]).GetDeliveryTarget(ctx, req); err != nil || len(resp.GetSecrets()) == 0 {
+		t.Errorf("GetDeliveryTarget with delivery's certificate: %v, %v", resp, err)
+	}
+	cc, err := grpc.NewClient(s.Addrs["registry"], grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := registryv1.NewRegistryInternalServiceClient(cc).GetDeliveryTarget(ctx, req); err == nil {
+		t.Error("a client without a certificate read signing secrets")
 	}
 }

@@ -59,6 +59,14 @@ type Config struct {
 	AdminToken    string
 	ProducerToken string
 	InternalToken string
+	// MutualTLS: clients present verified certificates (pkg/serve sets it
+	// when the server has a CA); internal methods then also need a peer
+	// named in Callers.
+	MutualTLS bool
+	// Callers names, for each internal method, the services that may call
+	// it; Identities says which certificate is which service.
+	Callers    Callers
+	Identities Identities
 }
 
 type accountKey struct{}

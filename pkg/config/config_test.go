@@ -99,3 +99,27 @@ func TestACredentialRequiredOutsideDevModeIsAnErrorNamingIt(t *testing.T) {
 		t.Fatalf("set: %q, %v", v, e.Err())
 	}
 }
+
+// TestMutualTLSIsAllThreeFilesOrNone: GRPC_TLS_* are read together, and
+// GRPC_TLS_IDENTITIES overrides how a service's certificate is named.
+func TestMutualTLSIsAllThreeFilesOrNone(t *testing.T) {
+	e := FromMap(map[string]string{"GRPC_TLS_CERT_FILE": "/tls/tls.crt", "GRPC_TLS_KEY_FILE": "/tls/tls.key"})
+	ReadCommon(e)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "GRPC_TLS_CA_FILE") {
+		t.Fatalf("two of three files: %v", err)
+	}
+	e = FromMap(map[string]string{"GRPC_TLS_CERT_FILE": "/c", "GRPC_TLS_KEY_FILE": "/k", "GRPC_TLS_CA_FILE": "/ca",
+		"GRPC_TLS_IDENTITIES": "delivery=delivery.webhooks.svc, ingestion=spiffe://example/ingest"})
+	c := ReadCommon(e)
+	if err := e.Err(); err != nil || !c.TLS.Enabled() || c.TLS.Identities["delivery"] != "delivery.webhooks.svc" || c.TLS.Identities["ingestion"] != "spiffe://example/ingest" {
+		t.Fatalf("ReadCommon = %+v, %v", c.TLS, err)
+	}
+	if err := c.CheckInternalCredential(); err != nil {
+		t.Fatalf("mutual TLS is an internal credential: %v", err)
+	}
+	e = FromMap(map[string]string{"GRPC_TLS_IDENTITIES": "delivery"})
+	ReadCommon(e)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "GRPC_TLS_IDENTITIES") {
+		t.Fatalf("bad identities: %v", err)
+	}
+}

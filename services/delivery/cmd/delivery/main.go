@@ -64,7 +64,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	conn, err := serve.Dial(config.DialTarget(registryAddr), common.InternalToken)
+	grpcTLS, err := serve.LoadGRPCTLS(common.TLS, log)
+	if err != nil {
+		return err
+	}
+	conn, err := serve.DialWith(config.DialTarget(registryAddr), serve.Credentials{Token: common.InternalToken, TLS: grpcTLS})
 	if err != nil {
 		return err
 	}
@@ -125,7 +129,10 @@ func run(ctx context.Context) error {
 			Policy:        grpcapi.Policy(),
 			Resolver:      &authn.CachingResolver{Next: registryclient.Resolver{C: registry}, TTL: 30 * time.Second},
 			InternalToken: common.InternalToken,
+			Callers:       grpcapi.Callers(),
+			Identities:    common.TLS.Identities,
 		},
+		TLS: grpcTLS,
 		Register: func(s *grpc.Server) {
 			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, common.JaegerUIURL))
 		},

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/signing"
+	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
 )
 
 // TestScheduleOnlyAcceptsEventsOfTheAccountItNames: a Schedule call that
@@ -73,5 +76,16 @@ func TestScheduleNeedsTheInternalToken(t *testing.T) {
 	}
 	if _, err := p.client.Schedule(context.Background(), req, as(key)); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("with a customer key: %v", err)
+	}
+}
+
+// TestOnlyIngestionMayScheduleOverMutualTLS: Schedule, the one internal
+// method, names its callers, and the gateway is not one.
+func TestOnlyIngestionMayScheduleOverMutualTLS(t *testing.T) {
+	callers := grpcapi.Callers()
+	for m, role := range grpcapi.Policy() {
+		if role == authn.Internal && !slices.Equal(callers[m], []string{"ingestion"}) {
+			t.Errorf("%s: callers %v, want [ingestion]", m, callers[m])
+		}
 	}
 }

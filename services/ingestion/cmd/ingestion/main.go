@@ -57,12 +57,17 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	regConn, err := serve.Dial(config.DialTarget(registryAddr), common.InternalToken)
+	grpcTLS, err := serve.LoadGRPCTLS(common.TLS, tel.Logger)
+	if err != nil {
+		return err
+	}
+	peerCreds := serve.Credentials{Token: common.InternalToken, TLS: grpcTLS}
+	regConn, err := serve.DialWith(config.DialTarget(registryAddr), peerCreds)
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", registryAddr, err)
 	}
 	defer regConn.Close()
-	dlvConn, err := serve.Dial(config.DialTarget(deliveryAddr), common.InternalToken)
+	dlvConn, err := serve.DialWith(config.DialTarget(deliveryAddr), peerCreds)
 	if err != nil {
 		return fmt.Errorf("delivery %s: %w", deliveryAddr, err)
 	}
@@ -92,6 +97,7 @@ func run(ctx context.Context) error {
 			ProducerToken: producerToken,
 			InternalToken: common.InternalToken,
 		},
+		TLS:      grpcTLS,
 		Register: grpcapi.New(svc, common.JaegerUIURL).Register,
 		Ready:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 	}.Run(ctx)

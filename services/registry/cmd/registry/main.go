@@ -63,6 +63,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 
+	grpcTLS, err := serve.LoadGRPCTLS(common.TLS, log)
+	if err != nil {
+		return err
+	}
+
 	// 4. Domain and gRPC edge.
 	svc, err := registry.NewService(registry.Config{
 		Store:     store,
@@ -85,7 +90,10 @@ func run(ctx context.Context) error {
 			Resolver:      svc,
 			AdminToken:    adminToken,
 			InternalToken: common.InternalToken,
+			Callers:       grpcapi.Callers(),
+			Identities:    common.TLS.Identities,
 		},
+		TLS:      grpcTLS,
 		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
 		Ready:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 	}.Run(ctx)

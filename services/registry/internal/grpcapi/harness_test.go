@@ -13,6 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -76,6 +77,8 @@ type options struct {
 	internalToken string
 	// noInternalToken runs the registry without INTERNAL_TOKEN.
 	noInternalToken bool
+	// tls serves mutual TLS (dial with h.dialTLS).
+	tls *serve.TLS
 }
 
 // harness is a registry served over bufconn with the suite's real
@@ -89,6 +92,9 @@ type harness struct {
 	internal registryv1.RegistryInternalServiceClient
 	// bare reaches the internal service without any credential.
 	bare registryv1.RegistryInternalServiceClient
+	// dialTLS reaches the internal service over TLS with a client's
+	// certificate (options.tls).
+	dialTLS func(client *serve.TLS) registryv1.RegistryInternalServiceClient
 }
 
 func newHarness(t *testing.T, o ...options) *harness {
@@ -138,28 +144,36 @@ func newHarness(t *testing.T, o ...options) *harness {
 			Resolver:      svc,
 			AdminToken:    opt.adminToken,
 			InternalToken: serverToken,
+			Callers:       grpcapi.Callers(),
 		},
+		TLS:      opt.tls,
 		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
 	}.NewServer()
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
-	dial := func(opts ...grpc.DialOption) *grpc.ClientConn {
-		conn, err := grpc.NewClient("passthrough:///registry", append(opts,
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	transport := insecure.NewCredentials()
+	if opt.tls != nil { // the harness's own calls present the registry's certificate
+		transport = opt.tls.ClientCredentials()
+	}
+	dial := func(creds credentials.TransportCredentials, opts ...grpc.DialOption) *grpc.ClientConn {
+		conn, err := grpc.NewClient("passthrough:///registry", append(opts, grpc.WithTransportCredentials(creds),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = conn.Close() })
 		return conn
 	}
-	conn := dial()
+	conn := dial(transport)
 	t.Cleanup(srv.Stop)
 	return &harness{
 		t: t, redis: rs, clock: clk, svc: svc,
 		api:      registryv1.NewRegistryServiceClient(conn),
-		internal: registryv1.NewRegistryInternalServiceClient(dial(grpc.WithPerRPCCredentials(authn.Token(opt.internalToken)))),
+		internal: registryv1.NewRegistryInternalServiceClient(dial(transport, grpc.WithPerRPCCredentials(authn.Token(opt.internalToken)))),
 		bare:     registryv1.NewRegistryInternalServiceClient(conn),
+		dialTLS: func(client *serve.TLS) registryv1.RegistryInternalServiceClient {
+			return registryv1.NewRegistryInternalServiceClient(dial(client.ClientCredentials(), grpc.WithPerRPCCredentials(authn.Token(opt.internalToken))))
+		},
 	}
 }
 

@@ -1,6 +1,7 @@
 package grpcapi_test
 
 import (
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -8,6 +9,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/serve"
+	"github.com/voxscriber/webhooks/pkg/tlstest"
+	"github.com/voxscriber/webhooks/services/registry/internal/grpcapi"
 )
 
 // TestInternalRPCsAreRefusedWhenNoInternalTokenIsConfigured: a registry
@@ -63,5 +68,77 @@ func wantCodeNamed(t *testing.T, what string, err error, code codes.Code) {
 	t.Helper()
 	if got := status.Code(err); got != code {
 		t.Errorf("%s: got %v (%v), want %v", what, got, err, code)
+	}
+}
+
+// mtlsHarness serves the registry over mutual TLS (and, with tokenToo, INTERNAL_TOKEN)
+// and returns clients presenting the certificate of each named service.
+func mtlsHarness(t *testing.T, tokenToo bool) (*harness, map[string]registryv1.RegistryInternalServiceClient) {
+	t.Helper()
+	ca := tlstest.NewCA(t, "suite")
+	tlsOf := func(sans ...string) *serve.TLS {
+		m := tlstest.NewMount(t, ca.Issue(t, sans...), ca)
+		tl, err := serve.LoadTLS(serve.TLSFiles{Cert: m.Cert(), Key: m.Key(), CA: m.CA()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tl
+	}
+	o := options{adminToken: adminToken, tls: tlsOf("registry", "spiffe://voxscriber/registry"), noInternalToken: !tokenToo}
+	h := newHarness(t, o)
+	clients := map[string]registryv1.RegistryInternalServiceClient{}
+	for _, svc := range []string{"gateway", "ingestion", "delivery"} {
+		clients[svc] = h.dialTLS(tlsOf("spiffe://voxscriber/" + svc))
+	}
+	return h, clients
+}
+
+// TestTheGatewayCertificateCannotReadSigningSecrets: over mutual TLS each
+// internal method admits only the services its Callers list names, by
+// their certificates: the internet-facing gateway gets PermissionDenied
+// from GetDeliveryTarget (and every other internal method), ingestion may
+// list subscribers but not read secrets, delivery reads them.
+func TestTheGatewayCertificateCannotReadSigningSecrets(t *testing.T) {
+	for _, tokenToo := range []bool{false, true} {
+		h, as := mtlsHarness(t, tokenToo)
+		acct, key := h.account("Acme")
+		ep := h.endpoint(key, &registryv1.CreateEndpointRequest{}).GetEndpoint().GetId()
+		target := &registryv1.GetDeliveryTargetRequest{AccountId: acct, EndpointId: ep}
+
+		_, err := as["gateway"].GetDeliveryTarget(ctx(t), target)
+		wantCode(t, err, codes.PermissionDenied)
+		_, err = as["gateway"].GetAccountSettings(ctx(t), &registryv1.GetAccountSettingsRequest{AccountId: acct})
+		wantCode(t, err, codes.PermissionDenied)
+		_, err = as["gateway"].Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key})
+		wantCode(t, err, codes.PermissionDenied)
+		_, err = as["ingestion"].GetDeliveryTarget(ctx(t), target)
+		wantCode(t, err, codes.PermissionDenied)
+		_, err = as["delivery"].ListSubscribers(ctx(t), &registryv1.ListSubscribersRequest{AccountId: acct, EventType: "transcription.completed"})
+		wantCode(t, err, codes.PermissionDenied)
+
+		if _, err := as["ingestion"].ListSubscribers(ctx(t), &registryv1.ListSubscribersRequest{AccountId: acct, EventType: "transcription.completed"}); err != nil {
+			t.Fatalf("ingestion ListSubscribers: %v", err)
+		}
+		resp, err := as["delivery"].GetDeliveryTarget(ctx(t), target)
+		if err != nil || len(resp.GetSecrets()) == 0 {
+			t.Fatalf("delivery GetDeliveryTarget (token too: %v) = %v, %v", tokenToo, resp, err)
+		}
+	}
+}
+
+// TestEveryInternalMethodNamesItsCallers: the mutual TLS allow-list covers
+// each internal method of the Policy, and never names the gateway.
+func TestEveryInternalMethodNamesItsCallers(t *testing.T) {
+	callers := grpcapi.Callers()
+	for m, role := range grpcapi.Policy() {
+		if role != authn.Internal {
+			continue
+		}
+		if len(callers[m]) == 0 {
+			t.Errorf("%s is internal but names no callers", m)
+		}
+		if slices.Contains(callers[m], "gateway") {
+			t.Errorf("%s admits the gateway", m)
+		}
 	}
 }
