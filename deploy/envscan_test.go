@@ -16,7 +16,7 @@ const root = ".."
 var suiteServices = []string{"registry", "ingestion", "delivery", "gateway"}
 
 // envCall matches a typed config read such as env.String("REDIS_URL", …).
-var envCall = regexp.MustCompile(`\.(?:String|Bool|Int|Duration|Schedule)\(\s*"([A-Z][A-Z0-9_]*)"`)
+var envCall = regexp.MustCompile(`\.(?:String|Bool|Int|Duration|Schedule|RequiredUnlessDev)\(\s*"([A-Z][A-Z0-9_]*)"`)
 
 // getenvCall matches os.Getenv("NAME") (the demo receiver).
 var getenvCall = regexp.MustCompile(`os\.(?:Getenv|LookupEnv)\(\s*"([A-Z][A-Z0-9_]*)"`)

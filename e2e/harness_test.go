@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -86,6 +87,9 @@ type SuiteOptions struct {
 	// ServiceEnv adds variables to one service's processes only (by name),
 	// e.g. a METRICS_ADDR per service.
 	ServiceEnv map[string]map[string]string
+	// HTTPS: the gateway serves TLS (GATEWAY_TLS_* in the env); the
+	// suite's HTTP client uses this configuration (its RootCAs).
+	HTTPS *tls.Config
 }
 
 func startSuite(t testing.TB, o SuiteOptions) *Suite {
@@ -127,6 +131,10 @@ func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions
 		s.env = append(s.env, k+"="+v)
 	}
 	s.BaseURL = "http://" + s.Addrs["gateway"]
+	if o.HTTPS != nil {
+		s.BaseURL = "https://" + s.Addrs["gateway"]
+		s.HTTP.Transport = &http.Transport{TLSClientConfig: o.HTTPS}
+	}
 	for _, name := range []string{"registry", "ingestion", "delivery", "gateway"} {
 		s.Start(name, o.ServiceEnv[name])
 	}

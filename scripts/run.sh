@@ -148,6 +148,13 @@ export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
 export PRODUCER_TOKEN=${PRODUCER_TOKEN:-dev-producer-token}
 export ENDPOINT_ALLOW_HTTP=${ENDPOINT_ALLOW_HTTP:-true}
 export ENDPOINT_ALLOWED_CIDRS=${ENDPOINT_ALLOWED_CIDRS:-127.0.0.0/8,::1/128}
+# The internal RPCs (signing secrets, scheduling) are never open: unless
+# INTERNAL_TOKEN is set, every run makes a fresh random one, known only to
+# the processes started here.
+if [[ -z "${INTERNAL_TOKEN:-}" ]]; then
+  INTERNAL_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+fi
+export INTERNAL_TOKEN
 
 for svc in registry ingestion delivery gateway; do
   "$BIN/$svc" &

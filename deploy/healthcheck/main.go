@@ -6,17 +6,25 @@
 //	healthcheck http http://127.0.0.1:8080/healthz
 //
 // It exits 0 when the target serves and 1 otherwise. Kubernetes does not need
-// it: the manifests use native grpc and httpGet probes.
+// it with k8s/base (native grpc and httpGet probes); with mutual TLS
+// (k8s/overlays/mtls) the kubelet's grpc probe cannot present a
+// certificate, so the probe runs this binary, which then dials with the
+// container's own GRPC_TLS_CERT_FILE / GRPC_TLS_KEY_FILE / GRPC_TLS_CA_FILE
+// and expects the server to present a certificate for the first DNS name of
+// that same certificate (the probe and the server share it).
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -44,7 +52,11 @@ func main() {
 }
 
 func checkGRPC(ctx context.Context, target string) error {
-	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := transport()
+	if err != nil {
+		return err
+	}
+	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}
@@ -57,6 +69,35 @@ func checkGRPC(ctx context.Context, target string) error {
 		return fmt.Errorf("status %s", resp.GetStatus())
 	}
 	return nil
+}
+
+// transport is plaintext unless GRPC_TLS_* name the container's mutual TLS files.
+func transport() (credentials.TransportCredentials, error) {
+	certFile, keyFile, caFile := os.Getenv("GRPC_TLS_CERT_FILE"), os.Getenv("GRPC_TLS_KEY_FILE"), os.Getenv("GRPC_TLS_CA_FILE")
+	if certFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("%s: no PEM certificate", caFile)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: pool}
+	if len(leaf.DNSNames) > 0 {
+		cfg.ServerName = leaf.DNSNames[0]
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 func checkHTTP(ctx context.Context, url string) error {

@@ -34,7 +34,8 @@ const (
 	Producer
 	// Admin needs ADMIN_TOKEN.
 	Admin
-	// Internal needs INTERNAL_TOKEN when one is configured.
+	// Internal needs the suite's internal credential (INTERNAL_TOKEN), always:
+	// a service with none configured refuses internal calls (internal.go).
 	Internal
 )
 
@@ -58,6 +59,14 @@ type Config struct {
 	AdminToken    string
 	ProducerToken string
 	InternalToken string
+	// MutualTLS: clients present verified certificates (pkg/serve sets it
+	// when the server has a CA); internal methods then also need a peer
+	// named in Callers.
+	MutualTLS bool
+	// Callers names, for each internal method, the services that may call
+	// it; Identities says which certificate is which service.
+	Callers    Callers
+	Identities Identities
 }
 
 type accountKey struct{}
@@ -137,10 +146,7 @@ func (c Config) authorize(ctx context.Context, method string) (context.Context, 
 		}
 		return ctx, nil
 	case Internal:
-		if c.InternalToken != "" && !equal(token, c.InternalToken) {
-			return nil, status.Error(codes.Unauthenticated, "internal method: needs the suite's INTERNAL_TOKEN")
-		}
-		return ctx, nil
+		return c.internal(ctx, method, token)
 	case Customer:
 		if token == "" {
 			return nil, status.Error(codes.Unauthenticated, "missing Authorization: Bearer <api key>")

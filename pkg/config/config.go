@@ -55,6 +55,17 @@ func (e *Env) String(name, def string) string {
 	return def
 }
 
+// RequiredUnlessDev returns a credential that must be set outside
+// DEV_MODE (dev); when it is unset there, the error says what its absence
+// would leave open (why).
+func (e *Env) RequiredUnlessDev(name string, dev bool, why string) string {
+	v, ok := e.get(name)
+	if !ok && !dev {
+		e.errs = append(e.errs, fmt.Errorf("%s is unset: %s; set it (only DEV_MODE=true starts without it)", name, why))
+	}
+	return v
+}
+
 // Bool parses true/false/1/0.
 func (e *Env) Bool(name string, def bool) bool {
 	v, ok := e.get(name)
@@ -184,6 +195,47 @@ type Common struct {
 	MetricsAddr string
 	// JaegerUIURL, when set, turns trace ids into links.
 	JaegerUIURL string
+	// TLS is the services' mutual TLS (GRPC_TLS_*); off when no files.
+	TLS GRPCTLS
+}
+
+// GRPCTLS names the PEM files of mutual TLS between the services and how
+// peers' certificates name the services.
+type GRPCTLS struct {
+	CertFile, KeyFile, CAFile string
+	// Identities overrides, per service name, the certificate SAN that
+	// identifies it (GRPC_TLS_IDENTITIES=delivery=spiffe://…,ingestion=…);
+	// others are spiffe://voxscriber/<service>.
+	Identities map[string]string
+}
+
+// Enabled reports whether the files are configured.
+func (t GRPCTLS) Enabled() bool { return t.CertFile != "" }
+
+// checkGRPCTLS: GRPC_TLS_* name all three files or none.
+func checkGRPCTLS(e *Env, t GRPCTLS) GRPCTLS {
+	if set := (t.CertFile != "") || (t.KeyFile != "") || (t.CAFile != ""); set && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
+		e.errs = append(e.errs, errors.New("GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE: set all three (mutual TLS) or none"))
+	}
+	return t
+}
+
+// parseIdentities parses GRPC_TLS_IDENTITIES: service=SAN pairs.
+func parseIdentities(e *Env, v string) map[string]string {
+	if v == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		svc, id, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		svc, id = strings.TrimSpace(svc), strings.TrimSpace(id)
+		if !ok || svc == "" || id == "" {
+			e.Fail("GRPC_TLS_IDENTITIES", v, fmt.Errorf("want service=SAN pairs separated by commas, e.g. delivery=spiffe://voxscriber/delivery; got %q", pair))
+			continue
+		}
+		out[svc] = id
+	}
+	return out
 }
 
 // ReadCommon reads the variables every service shares.
@@ -195,7 +247,28 @@ func ReadCommon(e *Env) Common {
 		LogLevel:      e.String("LOG_LEVEL", "info"),
 		MetricsAddr:   e.String("METRICS_ADDR", ""),
 		JaegerUIURL:   strings.TrimRight(e.String("JAEGER_UI_URL", ""), "/"),
+		TLS: checkGRPCTLS(e, GRPCTLS{
+			CertFile:   e.String("GRPC_TLS_CERT_FILE", ""),
+			KeyFile:    e.String("GRPC_TLS_KEY_FILE", ""),
+			CAFile:     e.String("GRPC_TLS_CA_FILE", ""),
+			Identities: parseIdentities(e, e.String("GRPC_TLS_IDENTITIES", "")),
+		}),
 	}
+}
+
+// CheckInternalCredential is the start-up check of the services that
+// serve or call internal RPCs (registry, ingestion, delivery): outside
+// DEV_MODE they refuse to start without the suite's internal credential
+// (INTERNAL_TOKEN or mutual TLS),
+// and say why. In DEV_MODE they start, but a service without one refuses
+// every internal call (pkg/authn never fails open).
+func (c Common) CheckInternalCredential() error {
+	if c.InternalToken != "" || c.TLS.Enabled() || c.Dev {
+		return nil
+	}
+	return errors.New("INTERNAL_TOKEN is unset and mutual TLS is off: the internal RPCs between the services (signing secrets, scheduling, account settings) " +
+		"would have no credential. Set INTERNAL_TOKEN to the same random value on every service (e.g. `openssl rand -hex 32`), " +
+		"or GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE; DEV_MODE=true starts without them, but then internal calls are refused")
 }
 
 // DialTarget turns a listen address such as ":9091" into a dial target.

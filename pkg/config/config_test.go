@@ -90,3 +90,71 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
+
+// TestOutsideDevModeAServiceWithoutAnInternalCredentialRefusesToStart: no
+// INTERNAL_TOKEN is an error naming it, unless DEV_MODE.
+func TestOutsideDevModeAServiceWithoutAnInternalCredentialRefusesToStart(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		fail bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"INTERNAL_TOKEN": "  "}, true},
+		{map[string]string{"DEV_MODE": "false"}, true},
+		{map[string]string{"INTERNAL_TOKEN": "s3cret"}, false},
+		{map[string]string{"DEV_MODE": "true"}, false},
+	} {
+		err := ReadCommon(FromMap(tc.env)).CheckInternalCredential()
+		if (err != nil) != tc.fail {
+			t.Errorf("%v: CheckInternalCredential = %v, want failure %v", tc.env, err, tc.fail)
+		}
+		if err != nil && !strings.Contains(err.Error(), "INTERNAL_TOKEN") {
+			t.Errorf("%v: %v does not name INTERNAL_TOKEN", tc.env, err)
+		}
+	}
+}
+
+// TestACredentialRequiredOutsideDevModeIsAnErrorNamingIt: RequiredUnlessDev
+// fails without the variable unless DEV_MODE, saying what is at stake.
+func TestACredentialRequiredOutsideDevModeIsAnErrorNamingIt(t *testing.T) {
+	e := FromMap(map[string]string{})
+	if v := e.RequiredUnlessDev("PRODUCER_TOKEN", false, "publishing would be open"); v != "" {
+		t.Fatalf("got %q", v)
+	}
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "PRODUCER_TOKEN is unset: publishing would be open") {
+		t.Fatalf("Err = %v", err)
+	}
+	e = FromMap(map[string]string{})
+	e.RequiredUnlessDev("PRODUCER_TOKEN", true, "x")
+	if err := e.Err(); err != nil {
+		t.Fatalf("DEV_MODE: %v", err)
+	}
+	e = FromMap(map[string]string{"PRODUCER_TOKEN": " tok "})
+	if v := e.RequiredUnlessDev("PRODUCER_TOKEN", false, "x"); v != "tok" || e.Err() != nil {
+		t.Fatalf("set: %q, %v", v, e.Err())
+	}
+}
+
+// TestMutualTLSIsAllThreeFilesOrNone: GRPC_TLS_* are read together, and
+// GRPC_TLS_IDENTITIES overrides how a service's certificate is named.
+func TestMutualTLSIsAllThreeFilesOrNone(t *testing.T) {
+	e := FromMap(map[string]string{"GRPC_TLS_CERT_FILE": "/tls/tls.crt", "GRPC_TLS_KEY_FILE": "/tls/tls.key"})
+	ReadCommon(e)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "GRPC_TLS_CA_FILE") {
+		t.Fatalf("two of three files: %v", err)
+	}
+	e = FromMap(map[string]string{"GRPC_TLS_CERT_FILE": "/c", "GRPC_TLS_KEY_FILE": "/k", "GRPC_TLS_CA_FILE": "/ca",
+		"GRPC_TLS_IDENTITIES": "delivery=delivery.webhooks.svc, ingestion=spiffe://example/ingest"})
+	c := ReadCommon(e)
+	if err := e.Err(); err != nil || !c.TLS.Enabled() || c.TLS.Identities["delivery"] != "delivery.webhooks.svc" || c.TLS.Identities["ingestion"] != "spiffe://example/ingest" {
+		t.Fatalf("ReadCommon = %+v, %v", c.TLS, err)
+	}
+	if err := c.CheckInternalCredential(); err != nil {
+		t.Fatalf("mutual TLS is an internal credential: %v", err)
+	}
+	e = FromMap(map[string]string{"GRPC_TLS_IDENTITIES": "delivery"})
+	ReadCommon(e)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "GRPC_TLS_IDENTITIES") {
+		t.Fatalf("bad identities: %v", err)
+	}
+}

@@ -234,3 +234,34 @@ func (s *Store) PayloadMany(ctx context.Context, ids []string) ([][]byte, []erro
 	}
 	return out, errs
 }
+
+// Accounts returns the account of each event in one round trip; "" for an
+// event that is not stored. Delivery checks with it that a Schedule call
+// names the account its events belong to.
+func (s *Store) Accounts(ctx context.Context, ids []string) ([]string, error) {
+	out := make([]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, Key(id), "account")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	for i, c := range cmds {
+		v, cerr := c.Result()
+		switch {
+		case errors.Is(cerr, redis.Nil):
+		case cerr != nil:
+			return nil, cerr
+		default:
+			out[i] = v
+		}
+	}
+	return out, nil
+}

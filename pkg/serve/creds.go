@@ -5,6 +5,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// insecureCreds: traffic between the suite's services stays inside the
-// cluster network (see k8s NetworkPolicies); TLS terminates at the ingress.
+// insecureCreds: without GRPC_TLS_* files, traffic between the suite's
+// services is plaintext and stays inside the cluster network (see k8s
+// NetworkPolicies); internal calls still need INTERNAL_TOKEN. With them,
+// see TLS (mutual TLS).
 func insecureCreds() credentials.TransportCredentials { return insecure.NewCredentials() }

@@ -40,16 +40,25 @@ type Service struct {
 	ShutdownTimeout time.Duration
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
+	// TLS, when set, serves gRPC over TLS; with a CA it is mutual TLS and
+	// internal methods are authorised by the peer certificate too
+	// (Auth.Callers).
+	TLS *TLS
 }
 
 // NewServer builds the grpc.Server with the suite's interceptors and
 // registers the service, health and reflection.
 func (s Service) NewServer() (*grpc.Server, *health.Server) {
-	srv := grpc.NewServer(
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
-		grpc.ChainUnaryInterceptor(s.Auth.Unary(), s.errors()),
-		grpc.ChainStreamInterceptor(s.Auth.Stream()),
-	)
+	auth := s.Auth
+	opts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler())}
+	if s.TLS != nil {
+		opts = append(opts, grpc.Creds(s.TLS.ServerCredentials()))
+		auth.MutualTLS = s.TLS.Mutual()
+	}
+	srv := grpc.NewServer(append(opts,
+		grpc.ChainUnaryInterceptor(auth.Unary(), s.errors()),
+		grpc.ChainStreamInterceptor(auth.Stream()),
+	)...)
 	s.Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -147,15 +156,33 @@ func (s Service) watchHealth(ctx context.Context, hs *health.Server) {
 	}
 }
 
+// Credentials are what a service presents when it calls another: the
+// internal token and, with mutual TLS, its certificate.
+type Credentials struct {
+	Token string
+	TLS   *TLS // nil: plaintext
+}
+
 // Dial opens a client connection to another service of the suite with
-// tracing and, when token is set, the internal credential. Calls are spread
-// round-robin over every address the target resolves to (on Kubernetes, a
-// headless Service lists each replica).
+// tracing and, when token is set, the internal credential, in plaintext.
+// Calls are spread round-robin over every address the target resolves to
+// (on Kubernetes, a headless Service lists each replica).
 func Dial(target, token string) (*grpc.ClientConn, error) {
+	return DialWith(target, Credentials{Token: token})
+}
+
+// DialWith is Dial with TLS when c.TLS is set: the server must present a
+// certificate for the dialed host chaining to the CA, and this service's
+// certificate is presented to it.
+func DialWith(target string, c Credentials) (*grpc.ClientConn, error) {
+	creds := insecureCreds()
+	if c.TLS != nil {
+		creds = c.TLS.ClientCredentials()
+	}
 	return grpc.NewClient(target,
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-		grpc.WithTransportCredentials(insecureCreds()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
-		grpc.WithPerRPCCredentials(authn.Token(token)),
+		grpc.WithPerRPCCredentials(authn.Token(c.Token)),
 	)
 }

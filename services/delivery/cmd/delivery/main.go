@@ -74,6 +74,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.common.CheckInternalCredential(); err != nil {
+		return err
+	}
 
 	// Telemetry, Redis, registry.
 	tel, err := telemetry.Start(ctx, "delivery", cfg.common.LogLevel, cfg.common.MetricsAddr)
@@ -88,7 +91,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	conn, err := serve.Dial(config.DialTarget(cfg.registryAddr), cfg.common.InternalToken)
+	grpcTLS, err := serve.LoadGRPCTLS(cfg.common.TLS, log)
+	if err != nil {
+		return err
+	}
+	conn, err := serve.DialWith(config.DialTarget(cfg.registryAddr), serve.Credentials{Token: cfg.common.InternalToken, TLS: grpcTLS})
 	if err != nil {
 		return err
 	}
@@ -117,13 +124,13 @@ func run(ctx context.Context) error {
 	}
 	send := sender.New(sender.Config{Timeout: cfg.timeout, Policy: cfg.policy})
 	defer send.Close()
-	payloads := eventstore.New(rdb, cfg.retention).PayloadMany
+	events := eventstore.New(rdb, cfg.retention)
 	dispatcher := delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: cfg.schedule}, Timeout: cfg.timeout},
 		delivery.Deps{
-			Queue: delivery.Metered(queue, meter), History: queue, Sender: send,
+			Queue: delivery.Metered(queue, meter), History: queue, Sender: send, EventAccounts: events,
 			Targets: targets,
-			Events:  cache.NewPayloads(cache.BatchPayloads(payloads), cache.DefaultPayloadConfig()),
+			Events:  cache.NewPayloads(cache.BatchPayloads(events.PayloadMany), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
 			Logger:  log,
 			Stats:   queue, Registry: registry, Mailer: mail,
@@ -149,7 +156,10 @@ func run(ctx context.Context) error {
 			Policy:        grpcapi.Policy(),
 			Resolver:      &authn.CachingResolver{Next: registry, TTL: authn.DefaultResolverTTL},
 			InternalToken: cfg.common.InternalToken,
+			Callers:       grpcapi.Callers(),
+			Identities:    cfg.common.TLS.Identities,
 		},
+		TLS: grpcTLS,
 		Register: func(s *grpc.Server) {
 			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL))
 		},

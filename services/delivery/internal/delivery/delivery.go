@@ -209,6 +209,13 @@ type Events interface {
 	Payload(ctx context.Context, eventID string) ([]byte, error)
 }
 
+// EventAccounts tells which account each stored event belongs to ("" for
+// an event that is not stored). Schedule checks it: a caller cannot make
+// one account's event reach another account's endpoints or delivery list.
+type EventAccounts interface {
+	Accounts(ctx context.Context, eventIDs []string) ([]string, error)
+}
+
 // Clock tells the time.
 type Clock interface{ Now() time.Time }
 

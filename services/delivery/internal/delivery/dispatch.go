@@ -61,6 +61,10 @@ type Deps struct {
 	Registry   Registry
 	Mailer     mailer.Mailer          // synchronous: its error makes the disabler retry the notice
 	Invalidate func(accountID string) // forgets cached endpoints after a disable
+
+	// EventAccounts is required by Schedule, which refuses every call
+	// without it.
+	EventAccounts EventAccounts
 }
 
 // Dispatcher runs claimed deliveries through the pipeline

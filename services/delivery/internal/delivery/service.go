@@ -73,13 +73,6 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 	case len(items) > MaxScheduleItems:
 		return nil, apierr.Invalid("items", "at most %d items per call, got %d", MaxScheduleItems, len(items))
 	}
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
-	defer cancel()
-	carrier := propagation.MapCarrier{}
-	s.d.prop.Inject(ctx, carrier)
-	now := s.d.deps.Clock.Now()
-	ds := make([]Delivery, len(items))
-	out := make([]string, len(items))
 	for i, it := range items {
 		switch {
 		case it.EventID == "":
@@ -87,6 +80,18 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 		case it.EndpointID == "":
 			return nil, apierr.Invalid(fmt.Sprintf("items[%d].endpoint_id", i), "is required")
 		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	if err := s.checkEventAccounts(ctx, accountID, items); err != nil {
+		return nil, err
+	}
+	carrier := propagation.MapCarrier{}
+	s.d.prop.Inject(ctx, carrier)
+	now := s.d.deps.Clock.Now()
+	ds := make([]Delivery, len(items))
+	out := make([]string, len(items))
+	for i, it := range items {
 		id := DeliveryID(it.EventID, it.EndpointID)
 		out[i] = id
 		ds[i] = Delivery{
@@ -107,6 +112,41 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 		}
 	}
 	return out, nil
+}
+
+// checkEventAccounts refuses the whole call, before anything is scheduled,
+// unless every event is stored under accountID. The account of a delivery
+// decides whose delivery list it joins and whose endpoint lookups it makes,
+// and its body is read by event id alone, so trusting the caller's account
+// would let a forged Schedule send one account's events to another's
+// endpoints.
+func (s *Service) checkEventAccounts(ctx context.Context, accountID string, items []ScheduleItem) error {
+	if s.d.deps.EventAccounts == nil {
+		return errors.New("schedule: no event store to check event accounts against")
+	}
+	first := map[string]int{} // event id -> index of its first item
+	var eventIDs []string
+	for i, it := range items {
+		if _, seen := first[it.EventID]; !seen {
+			first[it.EventID] = i
+			eventIDs = append(eventIDs, it.EventID)
+		}
+	}
+	accounts, err := s.d.deps.EventAccounts.Accounts(ctx, eventIDs)
+	if err != nil {
+		return apierr.Wrap(apierr.ErrUnavailable, "reading the accounts of %d events: %v", len(eventIDs), err)
+	}
+	for j, id := range eventIDs {
+		field := fmt.Sprintf("items[%d].event_id", first[id])
+		switch accounts[j] {
+		case accountID:
+		case "":
+			return apierr.Invalid(field, "event %s is not stored; nothing was scheduled", id)
+		default:
+			return apierr.Invalid(field, "event %s does not belong to account %s; nothing was scheduled", id, accountID)
+		}
+	}
+	return nil
 }
 
 // Get returns one of the account's deliveries with its attempts and the

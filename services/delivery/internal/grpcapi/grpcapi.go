@@ -28,6 +28,12 @@ func Policy() authn.Policy {
 	}
 }
 
+// Callers is, for each internal method, the services allowed to call it
+// over mutual TLS: only ingestion schedules.
+func Callers() authn.Callers {
+	return authn.Callers{deliveryv1.DeliveryService_Schedule_FullMethodName: {"ingestion"}}
+}
+
 // Server implements deliveryv1.DeliveryServiceServer.
 type Server struct {
 	deliveryv1.UnimplementedDeliveryServiceServer

@@ -396,7 +396,7 @@ func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses
 		vals := make([]*redis.SliceCmd, len(ids))
 		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range ids {
-				vals[i] = p.HMGet(ctx, DeliveryKey(id), "endpoint", "status", "test")
+				vals[i] = p.HMGet(ctx, DeliveryKey(id), "endpoint", "status", "test", "account")
 			}
 			return nil
 		}); err != nil {
@@ -404,13 +404,14 @@ func (q *Queue) Find(ctx context.Context, accountID, endpointID string, statuses
 		}
 		for i, id := range ids {
 			v := vals[i].Val()
-			if len(v) != 3 {
+			if len(v) != 4 {
 				continue
 			}
 			ep, _ := v[0].(string)
 			st, _ := v[1].(string)
 			test, _ := v[2].(string)
-			if ep == endpointID && want[st] && test != "1" {
+			acct, _ := v[3].(string)
+			if ep == endpointID && want[st] && test != "1" && acct == accountID { // the index files ids; the record says whose
 				out = append(out, id)
 				if len(out) == limit {
 					break

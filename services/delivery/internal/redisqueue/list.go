@@ -45,7 +45,9 @@ func parseToken(s string) (cursor, error) {
 
 // List pages through an account's index, newest first, reading the
 // deliveries and keeping those q.Match accepts. Index entries whose
-// delivery has expired are skipped and removed.
+// delivery has expired, or belongs to another account (the index is only
+// where ids are filed; the delivery's own record says whose it is), are
+// skipped and removed.
 func (q *Queue) List(ctx context.Context, accountID string, lq delivery.ListQuery) ([]delivery.Delivery, string, error) {
 	key := accountKey(accountID)
 	minS := "-inf"
@@ -98,7 +100,7 @@ func (q *Queue) List(ctx context.Context, accountID string, lq delivery.ListQuer
 			}
 			scanned++
 			m := hashes[i].Val()
-			if len(m) == 0 {
+			if len(m) == 0 || m["account"] != accountID {
 				expired = append(expired, z)
 				continue
 			}
@@ -122,7 +124,7 @@ func (q *Queue) List(ctx context.Context, accountID string, lq delivery.ListQuer
 	}
 }
 
-// dropExpired removes the index entries of expired deliveries, all of them
+// dropExpired removes the index entries of expired (or foreign) deliveries, all of them
 // already behind the cursor; those at the cursor's score no longer need
 // skipping, so the cursor stays exact.
 func (q *Queue) dropExpired(ctx context.Context, key string, gone []redis.Z, cur *cursor) {

@@ -257,7 +257,7 @@ func TestScheduleValidation(t *testing.T) {
 		{AccountId: "acct_1", EventType: completed},
 		{AccountId: "acct_1", EventType: completed, Items: []*deliveryv1.ScheduleItem{item("evt_1", "")}},
 	} {
-		if _, err := p.client.Schedule(context.Background(), req); !grpctest.CheckCode(t, err, codes.InvalidArgument) {
+		if _, err := p.client.Schedule(context.Background(), req, as(internalToken)); !grpctest.CheckCode(t, err, codes.InvalidArgument) {
 			t.Logf("the request: %v", req)
 		}
 	}

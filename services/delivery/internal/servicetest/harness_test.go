@@ -46,6 +46,10 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/targetcache"
 )
 
+// internalToken is the delivery processes' INTERNAL_TOKEN; Schedule
+// calls carry it as ingestion's do.
+const internalToken = "test-internal-token"
+
 // spans records every span of the test binary (the gRPC interceptors use
 // the global provider, as in the real service).
 var spans = tracetest.NewSpanRecorder()
@@ -173,9 +177,10 @@ func (e *env) start(o procOpts) *proc {
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
 		delivery.Deps{
 			Queue: p.queue, History: p.queue, Sender: countingSender{snd, p.sent},
-			Targets: targetcache.New(e.regc, time.Second), // the in-memory registry announces no changes: a short TTL
-			Events:  cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
-			Tracer:  otel.Tracer("delivery-test"), Logger: log,
+			Targets:       targetcache.New(e.regc, time.Second), // the in-memory registry announces no changes: a short TTL
+			Events:        cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
+			EventAccounts: e.events,
+			Tracer:        otel.Tracer("delivery-test"), Logger: log,
 		})
 	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1)})
 	p.svc = delivery.NewService(p.disp, p.worker.Wake)
@@ -200,8 +205,9 @@ func (e *env) start(o procOpts) *proc {
 		Name:   deliveryv1.DeliveryService_ServiceDesc.ServiceName,
 		Logger: log,
 		Auth: authn.Config{
-			Policy:   grpcapi.Policy(),
-			Resolver: &authn.CachingResolver{Next: e.regc, TTL: 30 * time.Second},
+			Policy:        grpcapi.Policy(),
+			Resolver:      &authn.CachingResolver{Next: e.regc, TTL: 30 * time.Second},
+			InternalToken: internalToken,
 		},
 		Register: func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(p.svc, "")) },
 	}.NewServer()
@@ -213,7 +219,7 @@ func (e *env) start(o procOpts) *proc {
 // schedule calls the Schedule RPC (internal credential).
 func (p *proc) schedule(t testing.TB, ctx context.Context, acct, eventType string, items ...*deliveryv1.ScheduleItem) []string {
 	t.Helper()
-	resp, err := p.client.Schedule(ctx, &deliveryv1.ScheduleRequest{AccountId: acct, EventType: eventType, Items: items})
+	resp, err := p.client.Schedule(ctx, &deliveryv1.ScheduleRequest{AccountId: acct, EventType: eventType, Items: items}, as(internalToken))
 	if err != nil {
 		t.Fatalf("Schedule: %v", err)
 	}

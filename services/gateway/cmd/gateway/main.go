@@ -25,6 +25,11 @@ func run(ctx context.Context) error {
 	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
 	ingestionAddr := env.String("INGESTION_ADDR", config.DefaultIngestionAddr)
 	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
+	publicCert := env.String("GATEWAY_TLS_CERT_FILE", "")
+	publicKey := env.String("GATEWAY_TLS_KEY_FILE", "")
+	if (publicCert == "") != (publicKey == "") {
+		env.Fail("GATEWAY_TLS_KEY_FILE", publicKey, errors.New("set GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE together"))
+	}
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -36,13 +41,18 @@ func run(ctx context.Context) error {
 	defer tel.Close()
 	log := tel.Logger
 
+	grpcTLS, err := serve.LoadGRPCTLS(common.TLS, log)
+	if err != nil {
+		return err
+	}
 	var b gateway.Backends
-	// The gateway forwards the caller's own credential; it holds no token.
+	// The gateway forwards the caller's own credential; it holds no token,
+	// and its certificate is no caller of any internal method.
 	for _, d := range []struct {
 		conn **grpc.ClientConn
 		addr string
 	}{{&b.Registry, registryAddr}, {&b.Ingestion, ingestionAddr}, {&b.Delivery, deliveryAddr}} {
-		cc, err := serve.Dial(config.DialTarget(d.addr), "")
+		cc, err := serve.DialWith(config.DialTarget(d.addr), serve.Credentials{TLS: grpcTLS})
 		if err != nil {
 			return err
 		}
@@ -55,8 +65,17 @@ func run(ctx context.Context) error {
 	}
 	srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("serving", "addr", addr)
+	if publicCert != "" { // HTTPS, the certificate re-read when its files change
+		public, err := serve.LoadTLS(serve.TLSFiles{Cert: publicCert, Key: publicKey, Logger: log})
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = public.ServerConfig()
+		go func() { errc <- srv.ListenAndServeTLS("", "") }()
+	} else {
+		go func() { errc <- srv.ListenAndServe() }()
+	}
+	log.Info("serving", "addr", addr, "tls", publicCert != "")
 	select {
 	case err := <-errc:
 		return err

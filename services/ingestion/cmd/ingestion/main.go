@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
@@ -34,10 +33,13 @@ func run(ctx context.Context) error {
 	addr := env.String("INGESTION_ADDR", config.DefaultIngestionAddr)
 	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
 	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
-	producerToken := env.String("PRODUCER_TOKEN", "")
+	producerToken := env.RequiredUnlessDev("PRODUCER_TOKEN", common.Dev, "anyone reaching INGESTION_ADDR could publish events for any account")
 	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
 	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // events and idempotency keys
 	if err := env.Err(); err != nil {
+		return err
+	}
+	if err := common.CheckInternalCredential(); err != nil {
 		return err
 	}
 
@@ -46,18 +48,26 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer tel.Close()
+	if producerToken == "" {
+		tel.Logger.Warn("DEV_MODE: PRODUCER_TOKEN is unset, so anyone reaching INGESTION_ADDR can publish over gRPC (REST publishing is off). Never run like this in production.")
+	}
 
-	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
+	rdb, err := redisx.Open(ctx, common.RedisURL, redisx.DefaultOpenWait)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	regConn, err := serve.Dial(config.DialTarget(registryAddr), common.InternalToken)
+	grpcTLS, err := serve.LoadGRPCTLS(common.TLS, tel.Logger)
+	if err != nil {
+		return err
+	}
+	peerCreds := serve.Credentials{Token: common.InternalToken, TLS: grpcTLS}
+	regConn, err := serve.DialWith(config.DialTarget(registryAddr), peerCreds)
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", registryAddr, err)
 	}
 	defer regConn.Close()
-	dlvConn, err := serve.Dial(config.DialTarget(deliveryAddr), common.InternalToken)
+	dlvConn, err := serve.DialWith(config.DialTarget(deliveryAddr), peerCreds)
 	if err != nil {
 		return fmt.Errorf("delivery %s: %w", deliveryAddr, err)
 	}
@@ -83,10 +93,11 @@ func run(ctx context.Context) error {
 		Logger: tel.Logger,
 		Auth: authn.Config{
 			Policy:        grpcapi.Policy(),
-			Resolver:      &authn.CachingResolver{Next: registry, TTL: 30 * time.Second},
+			Resolver:      &authn.CachingResolver{Next: registry, TTL: authn.DefaultResolverTTL},
 			ProducerToken: producerToken,
 			InternalToken: common.InternalToken,
 		},
+		TLS:      grpcTLS,
 		Register: grpcapi.New(svc, common.JaegerUIURL).Register,
 		Ready:    redisx.Ready(rdb),
 	}.Run(ctx)

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -33,6 +32,9 @@ func run(ctx context.Context) error {
 	if err := env.Err(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
+	if err := common.CheckInternalCredential(); err != nil {
+		return err
+	}
 
 	// 2. Telemetry.
 	tel, err := telemetry.Start(ctx, "registry", common.LogLevel, common.MetricsAddr)
@@ -50,13 +52,18 @@ func run(ctx context.Context) error {
 	if devKey {
 		log.Warn("DEV_MODE: SECRETS_KEY is unset, so endpoint secrets are sealed with the PUBLIC development key registry.DevSecretsKey; they are NOT protected at rest. Never run like this in production.")
 	}
-	rdb, err := redisx.Open(ctx, common.RedisURL, 30*time.Second)
+	rdb, err := redisx.Open(ctx, common.RedisURL, redisx.DefaultOpenWait)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	store := redisstore.New(rdb)
 	if err := registry.VerifySecretsKey(ctx, store, box); err != nil {
+		return err
+	}
+
+	grpcTLS, err := serve.LoadGRPCTLS(common.TLS, log)
+	if err != nil {
 		return err
 	}
 
@@ -82,7 +89,10 @@ func run(ctx context.Context) error {
 			Resolver:      svc,
 			AdminToken:    adminToken,
 			InternalToken: common.InternalToken,
+			Callers:       grpcapi.Callers(),
+			Identities:    common.TLS.Identities,
 		},
+		TLS:      grpcTLS,
 		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
 		Ready:    redisx.Ready(rdb),
 	}.Run(ctx)

@@ -170,12 +170,12 @@ func TestAuthenticate(t *testing.T) {
 func TestInternalToken(t *testing.T) {
 	h := newHarness(t, options{adminToken: adminToken, internalToken: "inside"})
 	_, key := h.account("Acme")
-	_, err := h.internal.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key})
+	_, err := h.bare.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key})
 	grpctest.RequireCode(t, err, codes.Unauthenticated)
 	// A customer key is not the internal credential.
-	_, err = h.internal.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key}, as(key))
+	_, err = h.bare.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key}, as(key))
 	grpctest.RequireCode(t, err, codes.Unauthenticated)
-	if _, err := h.internal.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key}, as("inside")); err != nil {
+	if _, err := h.bare.Authenticate(ctx(t), &registryv1.AuthenticateRequest{ApiKey: key}, as("inside")); err != nil {
 		t.Fatal(err)
 	}
 }

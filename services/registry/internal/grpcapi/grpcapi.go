@@ -36,6 +36,21 @@ func Policy() authn.Policy {
 	return p
 }
 
+// Callers is, for each internal method, the services allowed to call it
+// over mutual TLS (known by their certificates: authn.Identities). The
+// gateway faces the internet and is never one of them: it cannot read
+// signing secrets or settings, even with a valid certificate.
+func Callers() authn.Callers {
+	const ingestion, delivery = "ingestion", "delivery"
+	return authn.Callers{
+		registryv1.RegistryInternalService_Authenticate_FullMethodName:            {ingestion, delivery},
+		registryv1.RegistryInternalService_ListSubscribers_FullMethodName:         {ingestion},
+		registryv1.RegistryInternalService_GetDeliveryTarget_FullMethodName:       {delivery},
+		registryv1.RegistryInternalService_DisableEndpointBySystem_FullMethodName: {delivery},
+		registryv1.RegistryInternalService_GetAccountSettings_FullMethodName:      {ingestion, delivery},
+	}
+}
+
 // Register registers both registry services on g.
 func Register(g *grpc.Server, svc *registry.Service) {
 	registryv1.RegisterRegistryServiceServer(g, NewServer(svc))

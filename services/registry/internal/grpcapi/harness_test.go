@@ -13,6 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -31,6 +32,10 @@ import (
 )
 
 const adminToken = "test-admin-token"
+
+// internalToken is the INTERNAL_TOKEN of the harness's registry unless a
+// test sets another; h.internal sends it, h.bare sends none.
+const internalToken = "test-internal-token"
 
 // Public addresses used as endpoint hosts; IP literals need no DNS.
 const (
@@ -71,6 +76,10 @@ type options struct {
 	allowedCIDRs  string
 	adminToken    string
 	internalToken string
+	// noInternalToken runs the registry without INTERNAL_TOKEN.
+	noInternalToken bool
+	// tls serves mutual TLS (dial with h.dialTLS).
+	tls *serve.TLS
 }
 
 // harness is a registry served over bufconn with the suite's real
@@ -82,6 +91,11 @@ type harness struct {
 	svc      *registry.Service
 	api      registryv1.RegistryServiceClient
 	internal registryv1.RegistryInternalServiceClient
+	// bare reaches the internal service without any credential.
+	bare registryv1.RegistryInternalServiceClient
+	// dialTLS reaches the internal service over TLS with a client's
+	// certificate (options.tls).
+	dialTLS func(client *serve.TLS) registryv1.RegistryInternalServiceClient
 }
 
 func newHarness(t *testing.T, o ...options) *harness {
@@ -89,6 +103,13 @@ func newHarness(t *testing.T, o ...options) *harness {
 	opt := options{adminToken: adminToken}
 	if len(o) > 0 {
 		opt = o[0]
+	}
+	if opt.internalToken == "" {
+		opt.internalToken = internalToken
+	}
+	serverToken := opt.internalToken
+	if opt.noInternalToken {
+		serverToken = ""
 	}
 	rs := redistest.Start(t)
 	box, err := secretbox.New([]byte("0123456789abcdef0123456789abcdef"))
@@ -123,26 +144,37 @@ func newHarness(t *testing.T, o ...options) *harness {
 			Policy:        grpcapi.Policy(),
 			Resolver:      svc,
 			AdminToken:    opt.adminToken,
-			InternalToken: opt.internalToken,
+			InternalToken: serverToken,
+			Callers:       grpcapi.Callers(),
 		},
+		TLS:      opt.tls,
 		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
 	}.NewServer()
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///registry",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	transport := insecure.NewCredentials()
+	if opt.tls != nil { // the harness's own calls present the registry's certificate
+		transport = opt.tls.ClientCredentials()
 	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-	})
+	dial := func(creds credentials.TransportCredentials, opts ...grpc.DialOption) *grpc.ClientConn {
+		conn, err := grpc.NewClient("passthrough:///registry", append(opts, grpc.WithTransportCredentials(creds),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	conn := dial(transport)
+	t.Cleanup(srv.Stop)
 	return &harness{
 		t: t, redis: rs, clock: clk, svc: svc,
 		api:      registryv1.NewRegistryServiceClient(conn),
-		internal: registryv1.NewRegistryInternalServiceClient(conn),
+		internal: registryv1.NewRegistryInternalServiceClient(dial(transport, grpc.WithPerRPCCredentials(authn.Token(opt.internalToken)))),
+		bare:     registryv1.NewRegistryInternalServiceClient(conn),
+		dialTLS: func(client *serve.TLS) registryv1.RegistryInternalServiceClient {
+			return registryv1.NewRegistryInternalServiceClient(dial(client.ClientCredentials(), grpc.WithPerRPCCredentials(authn.Token(opt.internalToken))))
+		},
 	}
 }
 
