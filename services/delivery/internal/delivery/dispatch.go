@@ -61,6 +61,9 @@ type Deps struct {
 	Registry   Registry
 	Mailer     mailer.Mailer          // synchronous: its error makes the disabler retry the notice
 	Invalidate func(accountID string) // forgets cached endpoints after a disable
+	// Limits makes endpoint concurrency and rate limits hold for the whole
+	// deployment (redisqueue.Limits); per process when nil.
+	Limits EndpointLimits
 }
 
 // Dispatcher runs claimed deliveries through the pipeline
@@ -127,7 +130,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func()) (*Outco
 		return nil, errAborted
 	}
 	if o == nil {
-		o = d.rates.check(p.target, d.deps.Clock.Now())
+		o = d.checkRate(ctx, &job.Delivery, p.target)
 	}
 	if o == nil {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d.cfg.Timeout {
