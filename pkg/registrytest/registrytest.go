@@ -127,6 +127,13 @@ func (r *Registry) SetEndpoint(accountID, id, url string, st registryv1.Endpoint
 	}
 }
 
+// SetRateLimit sets an endpoint's rateLimitPerSecond (0: none).
+func (r *Registry) SetRateLimit(accountID, id string, perSecond int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endpointLocked(accountID, id).ep.RateLimitPerSecond = perSecond
+}
+
 // SetSettings replaces an account's settings.
 func (r *Registry) SetSettings(accountID string, s *registryv1.Settings) {
 	r.mu.Lock()

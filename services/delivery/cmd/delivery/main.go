@@ -135,6 +135,7 @@ func run(ctx context.Context) error {
 			Logger:  log,
 			Stats:   queue, Registry: registry, Mailer: mail,
 			Invalidate: targets.Invalidate,
+			Limits:     redisqueue.NewLimits(rdb), // endpoint limits hold for the whole deployment
 		})
 	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
 	svc := delivery.NewService(dispatcher, worker.Wake)

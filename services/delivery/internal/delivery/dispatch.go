@@ -65,6 +65,9 @@ type Deps struct {
 	// EventAccounts is required by Schedule, which refuses every call
 	// without it.
 	EventAccounts EventAccounts
+	// Limits makes endpoint concurrency and rate limits hold for the whole
+	// deployment (redisqueue.Limits); per process when nil.
+	Limits EndpointLimits
 }
 
 // Dispatcher runs claimed deliveries through the pipeline
@@ -131,7 +134,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func()) (*Outco
 		return nil, errAborted
 	}
 	if o == nil {
-		o = d.rates.check(p.target, d.deps.Clock.Now())
+		o = d.checkRate(ctx, &job.Delivery, p.target)
 	}
 	if o == nil {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d.cfg.Timeout {

@@ -49,21 +49,27 @@ func TestDisabledNotice(t *testing.T) {
 	}
 }
 
+type testClock struct{ t *time.Time }
+
+func (c testClock) Now() time.Time { return *c.t }
+
 func TestRateLimitDefersWithoutAttempt(t *testing.T) {
-	var r rateLimits
 	now := time.Now()
+	d := NewDispatcher(Config{}, Deps{Clock: testClock{&now}}) // no ledger: this process's own limits
+	ctx, dl := t.Context(), &Delivery{ID: "dlv_1"}
 	tg := &Target{EndpointID: "ep_1", RateLimit: 2}
-	if first, second := r.check(tg, now), r.check(tg, now); first != nil || second != nil {
+	if d.checkRate(ctx, dl, tg) != nil || d.checkRate(ctx, dl, tg) != nil {
 		t.Fatal("burst of 2 refused")
 	}
-	o := r.check(tg, now)
+	o := d.checkRate(ctx, dl, tg)
 	if o == nil || o.Status != StatusPending || o.Attempt != nil || !o.Next.After(now) {
 		t.Fatalf("third request at once: %+v", o)
 	}
-	if r.check(tg, now.Add(600*time.Millisecond)) != nil {
+	now = now.Add(600 * time.Millisecond)
+	if d.checkRate(ctx, dl, tg) != nil {
 		t.Error("a token should be free after 0.5s")
 	}
-	if r.check(&Target{EndpointID: "ep_2"}, now) != nil {
+	if d.checkRate(ctx, dl, &Target{EndpointID: "ep_2"}) != nil {
 		t.Error("no limit set, yet deferred")
 	}
 }

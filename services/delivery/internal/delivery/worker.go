@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"time"
@@ -18,8 +20,14 @@ type WorkerConfig struct {
 	// (default 1s). Wake cuts it short.
 	MaxIdle time.Duration
 	// EndpointConcurrency is the most concurrent attempts to one endpoint
-	// in this process (DELIVERY_ENDPOINT_CONCURRENCY, default 32). A claimed
-	// delivery whose endpoint is at the limit waits in an in-memory line
+	// in the whole deployment (DELIVERY_ENDPOINT_CONCURRENCY, default 32):
+	// the places are held in the dispatcher's EndpointLimits (per process
+	// when it has none). A process holds what its claimed work of the
+	// endpoint needs, as far as the others leave free, gives back a place
+	// that stays idle for trimDelay, and renews what it holds every third
+	// of PlaceLease; a crashed process's places come back when its lease
+	// ends. A claimed delivery whose endpoint has no free place here waits
+	// in an in-memory line
 	// and runs as soon as one of the endpoint's requests ends; the line
 	// holds what the endpoint gets through in about a second (at least the
 	// limit, at most half the slots; see lineLimit). Past that line it is
@@ -30,6 +38,11 @@ type WorkerConfig struct {
 	// through Redis.
 	EndpointConcurrency int
 	BusyDelay           time.Duration
+	// PlaceLease is how long concurrency places stay held without renewal
+	// (default DefaultPlaceLease).
+	PlaceLease time.Duration
+	// Holder names this process in the ledger of places (default: random).
+	Holder string
 }
 
 // Defaults of WorkerConfig (and of DELIVERY_WORKERS and
@@ -39,7 +52,15 @@ const (
 	DefaultWorkerSlots = 512
 	// DefaultEndpointConcurrency is the default per-endpoint limit.
 	DefaultEndpointConcurrency = 32
+	// DefaultPlaceLease is how long a process's concurrency places
+	// outlive it.
+	DefaultPlaceLease = 10 * time.Second
 )
+
+// trimDelay is how long a held place may stay idle before it is given
+// back: short, so other processes get it, and long enough that a steady
+// stream of an endpoint's work reuses it instead of asking Redis each time.
+const trimDelay = 20 * time.Millisecond
 
 // Timing of the claimer.
 const (
@@ -59,8 +80,16 @@ type Worker struct {
 	cfg WorkerConfig
 
 	tokens chan struct{} // one per free slot
+	limits EndpointLimits
+	// holdMu makes one Hold call at a time: its answer replaces held.
+	holdMu sync.Mutex
 	busyMu sync.Mutex
 	busy   map[string]int // attempts running per endpoint
+	// held is the concurrency places of each endpoint this process holds
+	// in the ledger, valid until heldUntil (its lease, renewed).
+	held      map[string]int
+	heldUntil map[string]time.Time
+	trim      chan struct{} // a held place went idle
 	// waiting holds claimed jobs of endpoints at their limit; each keeps
 	// its slot token and runs when an attempt of its endpoint ends.
 	waiting map[string][]Job
@@ -73,6 +102,8 @@ type Worker struct {
 	claimCtx  context.Context // ends: stop claiming
 	stopClaim context.CancelFunc
 	claimDone chan struct{}
+	stopKeep  context.CancelFunc
+	keepDone  chan struct{}
 	runCtx    context.Context // ends: abandon running attempts
 	abandon   context.CancelFunc
 	pool      sync.WaitGroup
@@ -97,13 +128,26 @@ func NewWorker(d *Dispatcher, cfg WorkerConfig) *Worker {
 	if cfg.BusyDelay <= 0 {
 		cfg.BusyDelay = 500 * time.Millisecond
 	}
+	if cfg.PlaceLease <= 0 {
+		cfg.PlaceLease = DefaultPlaceLease
+	}
+	if cfg.Holder == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.Holder = hex.EncodeToString(b[:])
+	}
 	w := &Worker{
 		d: d, cfg: cfg,
 		tokens:    make(chan struct{}, cfg.Slots),
 		jobs:      make(chan Job, cfg.Slots),
 		wake:      make(chan struct{}, 1),
 		claimDone: make(chan struct{}),
+		keepDone:  make(chan struct{}),
+		trim:      make(chan struct{}, 1),
+		limits:    d.limits(),
 		busy:      map[string]int{},
+		held:      map[string]int{},
+		heldUntil: map[string]time.Time{},
 		waiting:   map[string][]Job{},
 		latency:   map[string]time.Duration{},
 	}
@@ -122,6 +166,9 @@ func (w *Worker) Start() {
 			w.pool.Add(1)
 			go w.runPool()
 		}
+		var keepCtx context.Context
+		keepCtx, w.stopKeep = context.WithCancel(context.Background())
+		go w.keepPlaces(keepCtx)
 		go w.claimLoop()
 	})
 }
@@ -136,11 +183,13 @@ func (w *Worker) Wake() {
 
 // Drain stops claiming, lets running attempts finish until shortly before
 // ctx's deadline, then abandons the rest, which are released (due now) for
-// another worker. It returns when every attempt is finished or released.
+// another worker. It returns when every attempt is finished or released,
+// and gives the endpoints' concurrency places back.
 func (w *Worker) Drain(ctx context.Context) {
 	w.drainOnce.Do(func() {
+		defer w.releasePlaces()
 		w.stopClaim()
-		w.startOnce.Do(func() { close(w.claimDone) }) // never started: nothing runs
+		w.startOnce.Do(func() { close(w.claimDone); close(w.keepDone) }) // never started: nothing runs
 		<-w.claimDone
 		close(w.jobs)
 		done := make(chan struct{})
@@ -185,12 +234,19 @@ func (w *Worker) runJob(job Job) {
 			return
 		}
 		left = true
-		if next, ok := w.leave(job.Delivery.EndpointID, time.Since(start)); ok {
+		next, ok, stranded := w.leave(job.Delivery.EndpointID, time.Since(start))
+		if ok {
 			w.pool.Add(1) // this goroutine is counted, so Drain's Wait cannot have returned
 			go func() {
 				defer w.pool.Done()
 				w.runJob(next)
 			}()
+		}
+		if len(stranded) > 0 {
+			w.handBack(stranded)
+			for range stranded {
+				w.tokens <- struct{}{}
+			}
 		}
 	}
 	w.run(job, leave)
@@ -244,16 +300,7 @@ func (w *Worker) claimLoop() {
 		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
 		jobs, next, err := w.d.deps.Queue.Claim(cctx, now, w.d.LeaseUntil(now), n)
 		cancel()
-		var held []Job
-		for _, j := range jobs {
-			switch w.enter(j) {
-			case entered:
-				w.jobs <- j // never blocks: a token was taken for it
-			case queued: // keeps its token until it runs
-			default:
-				held = append(held, j)
-			}
-		}
+		held := w.admit(jobs)
 		w.handBack(held)
 		for range n - len(jobs) + len(held) {
 			w.tokens <- struct{}{}
@@ -291,21 +338,179 @@ const (
 	refused                  // endpoint and its line are full
 )
 
-// enter takes one of the endpoint's concurrency places, or a place in its
-// line when all are taken.
-func (w *Worker) enter(j Job) admission {
-	ep := j.Delivery.EndpointID
+// admit starts each claimed job that gets a concurrency place of its
+// endpoint, lines up those that can wait for one, and returns the others
+// (to be handed back). It first holds, in one call to the ledger, the
+// places that the endpoints' claimed work needs beyond what this process
+// holds; the jobs already in line get the new places first.
+func (w *Worker) admit(jobs []Job) (refused []Job) {
+	if len(jobs) == 0 {
+		return nil
+	}
+	w.holdMu.Lock()
+	defer w.holdMu.Unlock()
+	counts := map[string]int{}
+	for _, j := range jobs {
+		counts[j.Delivery.EndpointID]++
+	}
+	now := time.Now()
+	var wants []PlaceWant
+	w.busyMu.Lock()
+	for ep, n := range counts {
+		want := min(w.cfg.EndpointConcurrency, w.busy[ep]+len(w.waiting[ep])+n)
+		if want > w.places(ep, now) {
+			wants = append(wants, PlaceWant{EndpointID: ep, Want: want, Limit: w.cfg.EndpointConcurrency})
+		}
+	}
+	w.busyMu.Unlock()
+	w.hold(wants)
+
 	w.busyMu.Lock()
 	defer w.busyMu.Unlock()
-	if w.busy[ep] < w.cfg.EndpointConcurrency {
+	now = time.Now()
+	for _, want := range wants {
+		ep := want.EndpointID
+		for len(w.waiting[ep]) > 0 && w.busy[ep] < w.places(ep, now) {
+			w.busy[ep]++
+			w.jobs <- w.popWaiting(ep) // never blocks: it kept its token
+		}
+	}
+	for _, j := range jobs {
+		switch w.enter(j, now) {
+		case entered:
+			w.jobs <- j // never blocks: a token was taken for it
+		case queued: // keeps its token until it runs
+		default:
+			refused = append(refused, j)
+		}
+	}
+	return refused
+}
+
+// enter takes one of the endpoint's concurrency places held here, or a
+// place in its line when all are taken and one of them will pass its place
+// on (busyMu held).
+func (w *Worker) enter(j Job, now time.Time) admission {
+	ep := j.Delivery.EndpointID
+	if len(w.waiting[ep]) == 0 && w.busy[ep] < w.places(ep, now) {
 		w.busy[ep]++
 		return entered
 	}
-	if len(w.waiting[ep]) < w.lineLimit(ep) {
+	if w.busy[ep] > 0 && len(w.waiting[ep]) < w.lineLimit(ep) {
 		w.waiting[ep] = append(w.waiting[ep], j)
 		return queued
 	}
 	return refused
+}
+
+// places is how many concurrency places of the endpoint this process may
+// use now (busyMu held): what it holds while the lease lasts.
+func (w *Worker) places(endpointID string, now time.Time) int {
+	if now.Before(w.heldUntil[endpointID]) {
+		return w.held[endpointID]
+	}
+	return 0
+}
+
+func (w *Worker) popWaiting(endpointID string) Job {
+	q := w.waiting[endpointID]
+	next := q[0]
+	if len(q) == 1 {
+		delete(w.waiting, endpointID)
+	} else {
+		w.waiting[endpointID] = q[1:]
+	}
+	return next
+}
+
+// hold asks the ledger for the places of wants and records what this
+// process now holds (holdMu held). On failure nothing changes: places
+// whose lease ends unrenewed stop being used.
+func (w *Worker) hold(wants []PlaceWant) {
+	if len(wants) == 0 {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	got, err := w.limits.Hold(ctx, w.cfg.Holder, w.cfg.PlaceLease, wants)
+	cancel()
+	if err != nil {
+		w.d.deps.Logger.Warn("holding endpoint concurrency places failed", "endpoints", len(wants), "error", err.Error())
+		return
+	}
+	until := start.Add(w.cfg.PlaceLease) // the ledger's lease started later
+	w.busyMu.Lock()
+	defer w.busyMu.Unlock()
+	for i, want := range wants {
+		if got[i] > 0 {
+			w.held[want.EndpointID], w.heldUntil[want.EndpointID] = got[i], until
+		} else {
+			delete(w.held, want.EndpointID)
+			delete(w.heldUntil, want.EndpointID)
+		}
+	}
+}
+
+// keepPlaces gives back places that went idle (trimDelay after the first
+// one did) and renews the rest every third of the lease.
+func (w *Worker) keepPlaces(ctx context.Context) {
+	defer close(w.keepDone)
+	renew := time.NewTicker(w.cfg.PlaceLease / 3)
+	defer renew.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-renew.C:
+			w.syncPlaces(true)
+		case <-w.trim:
+			t := time.NewTimer(trimDelay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			w.syncPlaces(false)
+		}
+	}
+}
+
+// syncPlaces gives back the places nothing here needs (the running
+// attempts and the lines), and with renew, renews the others.
+func (w *Worker) syncPlaces(renew bool) {
+	w.holdMu.Lock()
+	defer w.holdMu.Unlock()
+	var wants []PlaceWant
+	w.busyMu.Lock()
+	for ep, h := range w.held {
+		want := min(h, w.busy[ep]+len(w.waiting[ep]))
+		if want < h {
+			w.held[ep] = want // no attempt starts on a place being given back
+		} else if !renew {
+			continue
+		}
+		wants = append(wants, PlaceWant{EndpointID: ep, Want: want, Limit: w.cfg.EndpointConcurrency})
+	}
+	w.busyMu.Unlock()
+	w.hold(wants)
+}
+
+// releasePlaces stops renewing and gives every place back.
+func (w *Worker) releasePlaces() {
+	if w.stopKeep != nil {
+		w.stopKeep()
+	}
+	<-w.keepDone
+	w.holdMu.Lock()
+	defer w.holdMu.Unlock()
+	var wants []PlaceWant
+	w.busyMu.Lock()
+	for ep := range w.held {
+		wants = append(wants, PlaceWant{EndpointID: ep, Want: 0, Limit: w.cfg.EndpointConcurrency})
+	}
+	w.busyMu.Unlock()
+	w.hold(wants)
 }
 
 // lineBudget is about how long a claimed job may wait in its endpoint's
@@ -329,7 +534,10 @@ func (w *Worker) lineLimit(endpointID string) int {
 
 // leave ends an attempt of the endpoint that took took. When a job of the
 // same endpoint is waiting it is returned to run next in the same place.
-func (w *Worker) leave(endpointID string, took time.Duration) (Job, bool) {
+// When the endpoint's last attempt here ends with jobs still in line and no
+// place for them (the lease of the places was lost), they are returned as
+// stranded, to be handed back.
+func (w *Worker) leave(endpointID string, took time.Duration) (next Job, ok bool, stranded []Job) {
 	w.busyMu.Lock()
 	defer w.busyMu.Unlock()
 	if old, ok := w.latency[endpointID]; ok {
@@ -337,22 +545,24 @@ func (w *Worker) leave(endpointID string, took time.Duration) (Job, bool) {
 	} else {
 		w.latency[endpointID] = took
 	}
-	if q := w.waiting[endpointID]; len(q) > 0 {
-		next := q[0]
-		if len(q) == 1 {
-			delete(w.waiting, endpointID)
-		} else {
-			w.waiting[endpointID] = q[1:]
-		}
-		return next, true
+	if len(w.waiting[endpointID]) > 0 && w.busy[endpointID] <= w.places(endpointID, time.Now()) {
+		return w.popWaiting(endpointID), true, nil
 	}
 	if w.busy[endpointID] <= 1 {
 		delete(w.busy, endpointID)
 		delete(w.latency, endpointID)
+		stranded = w.waiting[endpointID]
+		delete(w.waiting, endpointID)
 	} else {
 		w.busy[endpointID]--
 	}
-	return Job{}, false
+	if w.held[endpointID] > w.busy[endpointID]+len(w.waiting[endpointID]) {
+		select {
+		case w.trim <- struct{}{}:
+		default:
+		}
+	}
+	return Job{}, false, stranded
 }
 
 // handBack releases jobs of endpoints at their limit (no attempt is

@@ -31,12 +31,12 @@ func TestLineLimitFollowsEndpointSpeed(t *testing.T) {
 	// The admission follows: with 32 running and a 1 ms average, 256 wait
 	// and the next is refused (handed back).
 	w.latency["ep"] = time.Millisecond
-	job := Job{Delivery: Delivery{EndpointID: "ep"}}
-	counts := map[admission]int{}
-	for range 32 + 256 + 1 {
-		counts[w.enter(job)]++
+	jobs := make([]Job, 32+256+1)
+	for i := range jobs {
+		jobs[i] = Job{Delivery: Delivery{EndpointID: "ep"}}
 	}
-	if counts[entered] != 32 || counts[queued] != 256 || counts[refused] != 1 {
-		t.Errorf("admissions %v, want 32 entered, 256 queued, 1 refused", counts)
+	refused := w.admit(jobs)
+	if len(w.jobs) != 32 || len(w.waiting["ep"]) != 256 || len(refused) != 1 {
+		t.Errorf("admissions: %d entered, %d queued, %d refused; want 32, 256, 1", len(w.jobs), len(w.waiting["ep"]), len(refused))
 	}
 }

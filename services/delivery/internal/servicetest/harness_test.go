@@ -123,6 +123,10 @@ type procOpts struct {
 	cidrs    string
 	workers  int
 	noWorker bool
+	// endpointConcurrency is DELIVERY_ENDPOINT_CONCURRENCY (0: default).
+	endpointConcurrency int
+	// placeLease is how long concurrency places outlive their holder (0: default).
+	placeLease time.Duration
 }
 
 type proc struct {
@@ -181,8 +185,10 @@ func (e *env) start(o procOpts) *proc {
 			Events:        cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
 			EventAccounts: e.events,
 			Tracer:        otel.Tracer("delivery-test"), Logger: log,
+			Limits:        redisqueue.NewLimits(e.rdb),
 		})
-	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1)})
+	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1),
+		EndpointConcurrency: o.endpointConcurrency, PlaceLease: o.placeLease})
 	p.svc = delivery.NewService(p.disp, p.worker.Wake)
 	stopWake := p.queue.Listen(p.worker.Wake)
 	if !o.noWorker {

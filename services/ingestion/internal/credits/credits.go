@@ -3,70 +3,97 @@
 //
 //	wh:{a:<acct>}:credits  hash  balance, armed ("0" after a crossing until
 //	                             the balance is back at or above the
-//	                             threshold), crossings (counter), pending
-//	                             (crossing not yet confirmed published),
-//	                             pending_until (ms: its claim lease)
+//	                             threshold), crossings (counter), and per
+//	                             crossing n not yet confirmed published:
+//	                             p:<n> (JSON [balance, threshold, event id])
+//	                             and c:<n> (ms: end of its publisher's claim)
 //
-// Detection is one Lua script, so concurrent reports see one crossing.
+// A crossing stays in the hash until its event is confirmed published,
+// whatever the balance does meanwhile; re-arming never drops it. Detection
+// and claiming are one Lua script, so concurrent reports see one crossing
+// and one publisher at a time.
 package credits
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 )
 
-// DefaultLease is how long a crossing's emitter has to publish it before a
-// later report below the threshold publishes it again (under the same
-// idempotency key, so at most one event results).
-const DefaultLease = 30 * time.Second
+// DefaultLease is how long a publisher holds its claim on a crossing. It
+// only bounds how long other reports wait for a publisher that crashed: a
+// publisher that fails releases its claim at once, and one whose claim ran
+// out while it was still working publishes under the same event id and
+// idempotency key as its successor, so at most one event results.
+const DefaultLease = 5 * time.Second
 
 // Key is the key of an account's credit record.
 func Key(accountID string) string { return "wh:{a:" + accountID + "}:credits" }
 
-// record: KEYS[1] credits hash; ARGV balance, threshold, now ms, lease ms.
-// Returns {emit (0/1), crossing}.
-var record = redis.NewScript(`
+// claim: KEYS[1] credits hash; ARGV record (1: store balance and detect a
+// crossing first, 0: only claim), balance, threshold, now ms, lease ms,
+// event id for a new crossing.
+// Returns {busy until ms (0: none), n, claim until, data, n, claim until, data, ...}:
+// the unpublished crossings this call now holds the claim of, in order.
+var claim = redis.NewScript(`
 local k = KEYS[1]
-local balance = tonumber(ARGV[1])
-local threshold = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-redis.call('HSET', k, 'balance', ARGV[1])
-if threshold <= 0 then
-  redis.call('HSET', k, 'armed', '1')
+local now = tonumber(ARGV[4])
+-- The layout before per-crossing fields: one pending crossing, no data.
+local old = redis.call('HGET', k, 'pending')
+if old then
+  redis.call('HSET', k, 'p:' .. old, '', 'c:' .. old, redis.call('HGET', k, 'pending_until') or '0')
   redis.call('HDEL', k, 'pending', 'pending_until')
-  return {0, 0}
 end
-if balance >= threshold then
-  redis.call('HSET', k, 'armed', '1')
-  redis.call('HDEL', k, 'pending', 'pending_until')
-  return {0, 0}
-end
-if redis.call('HGET', k, 'armed') ~= '0' then
-  local n = redis.call('HINCRBY', k, 'crossings', 1)
-  redis.call('HSET', k, 'armed', '0', 'pending', n, 'pending_until', now + tonumber(ARGV[4]))
-  return {1, n}
-end
-local p = redis.call('HGET', k, 'pending')
-if p then
-  local until_ms = tonumber(redis.call('HGET', k, 'pending_until') or '0')
-  if until_ms <= now then
-    redis.call('HSET', k, 'pending_until', now + tonumber(ARGV[4]))
-    return {1, tonumber(p)}
+if ARGV[1] == '1' then
+  local balance, threshold = tonumber(ARGV[2]), tonumber(ARGV[3])
+  redis.call('HSET', k, 'balance', ARGV[2])
+  if threshold <= 0 or balance >= threshold then
+    redis.call('HSET', k, 'armed', '1')
+  elseif redis.call('HGET', k, 'armed') ~= '0' then
+    local n = redis.call('HINCRBY', k, 'crossings', 1)
+    redis.call('HSET', k, 'armed', '0', 'p:' .. n, cjson.encode({ARGV[2], ARGV[3], ARGV[6]}))
   end
 end
-return {0, 0}
+local fields = redis.call('HGETALL', k)
+local ns = {}
+for i = 1, #fields, 2 do
+  local n = string.match(fields[i], '^p:(%d+)$')
+  if n then ns[#ns + 1] = tonumber(n) end
+end
+table.sort(ns)
+local out = {0}
+for _, n in ipairs(ns) do
+  local held = tonumber(redis.call('HGET', k, 'c:' .. n) or '0')
+  if held > now then
+    if held > out[1] then out[1] = held end
+  else
+    local till = now + tonumber(ARGV[5])
+    redis.call('HSET', k, 'c:' .. n, string.format('%d', till))
+    out[#out + 1] = n
+    out[#out + 1] = till
+    out[#out + 1] = redis.call('HGET', k, 'p:' .. n)
+  end
+end
+return out
 `)
 
-// ack: KEYS[1] credits hash; ARGV crossing. Forgets the pending crossing.
-var ack = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'pending', 'pending_until')
+// settle: KEYS[1] credits hash; ARGV crossing, claim until, published (1)
+// or given up (0). Forgets a published crossing; a given-up claim is
+// released only if it is still the caller's, so the next report takes the
+// crossing over at once.
+var settle = redis.NewScript(`
+local n = ARGV[1]
+if ARGV[3] == '1' then
+  redis.call('HDEL', KEYS[1], 'p:' .. n, 'c:' .. n)
+elseif redis.call('HGET', KEYS[1], 'c:' .. n) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], 'c:' .. n)
 end
 return 0
 `)
@@ -89,23 +116,61 @@ func New(rdb redis.UniversalClient, lease time.Duration) *Redis {
 }
 
 // Record implements ingest.CreditTracker.
-func (r *Redis) Record(ctx context.Context, accountID string, balance, threshold float64) (int64, error) {
-	res, err := record.Run(ctx, r.rdb, []string{Key(accountID)},
-		strconv.FormatFloat(balance, 'g', -1, 64), strconv.FormatFloat(threshold, 'g', -1, 64),
-		r.now().UnixMilli(), r.lease.Milliseconds()).Int64Slice()
+func (r *Redis) Record(ctx context.Context, accountID string, balance, threshold float64) (ingest.Claimed, error) {
+	now := r.now()
+	return r.run(ctx, accountID, now, "1", strconv.FormatFloat(balance, 'g', -1, 64),
+		strconv.FormatFloat(threshold, 'g', -1, 64), ids.New(ids.Event, now))
+}
+
+// Claim implements ingest.CreditTracker.
+func (r *Redis) Claim(ctx context.Context, accountID string) (ingest.Claimed, error) {
+	return r.run(ctx, accountID, r.now(), "0", "0", "0", "")
+}
+
+func (r *Redis) run(ctx context.Context, accountID string, now time.Time, record, balance, threshold, eventID string) (ingest.Claimed, error) {
+	res, err := claim.Run(ctx, r.rdb, []string{Key(accountID)},
+		record, balance, threshold, now.UnixMilli(), r.lease.Milliseconds(), eventID).Slice()
 	if err != nil {
-		return 0, fmt.Errorf("credits record: %w", err)
+		return ingest.Claimed{}, fmt.Errorf("credits record: %w", err)
 	}
-	if len(res) != 2 || res[0] == 0 {
-		return 0, nil
+	if len(res) == 0 || (len(res)-1)%3 != 0 {
+		return ingest.Claimed{}, fmt.Errorf("credits record: unexpected reply %v", res)
 	}
-	return res[1], nil
+	var out ingest.Claimed
+	if busy, _ := res[0].(int64); busy > 0 {
+		out.BusyUntil = time.UnixMilli(busy)
+	}
+	for i := 1; i < len(res); i += 3 {
+		n, _ := res[i].(int64)
+		till, _ := res[i+1].(int64)
+		data, _ := res[i+2].(string)
+		c := ingest.Crossing{N: n, Claim: till}
+		if data != "" { // "": a crossing recorded before data was kept
+			var f [3]string
+			if err := json.Unmarshal([]byte(data), &f); err != nil {
+				return ingest.Claimed{}, fmt.Errorf("credits record: crossing %d: %w", n, err)
+			}
+			c.Balance, _ = strconv.ParseFloat(f[0], 64)
+			c.Threshold, _ = strconv.ParseFloat(f[1], 64)
+			c.EventID = f[2]
+		}
+		out.Crossings = append(out.Crossings, c)
+	}
+	return out, nil
 }
 
 // Published implements ingest.CreditTracker.
-func (r *Redis) Published(ctx context.Context, accountID string, crossing int64) error {
-	if err := ack.Run(ctx, r.rdb, []string{Key(accountID)}, crossing).Err(); err != nil && err != redis.Nil {
+func (r *Redis) Published(ctx context.Context, accountID string, c ingest.Crossing) error {
+	if err := settle.Run(ctx, r.rdb, []string{Key(accountID)}, c.N, c.Claim, 1).Err(); err != nil && err != redis.Nil {
 		return fmt.Errorf("credits ack: %w", err)
+	}
+	return nil
+}
+
+// Release implements ingest.CreditTracker.
+func (r *Redis) Release(ctx context.Context, accountID string, c ingest.Crossing) error {
+	if err := settle.Run(ctx, r.rdb, []string{Key(accountID)}, c.N, c.Claim, 0).Err(); err != nil && err != redis.Nil {
+		return fmt.Errorf("credits release: %w", err)
 	}
 	return nil
 }
