@@ -370,23 +370,44 @@ func TestPaginationIsStableWhileRowsArrive(t *testing.T) {
 	}
 }
 
-// recorder remembers the last query's SQL and arguments.
+// recorder remembers the queries sent since its last reset.
 type recorder struct {
-	mu   sync.Mutex
+	mu      sync.Mutex
+	queries []recorded
+}
+
+type recorded struct {
 	sql  string
 	args []any
 }
 
-func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+func (r *recorder) add(sql string, args []any) {
 	r.mu.Lock()
-	r.sql, r.args = d.SQL, d.Args
+	r.queries = append(r.queries, recorded{sql, args})
 	r.mu.Unlock()
-	return ctx
 }
-func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-func (r *recorder) last() (string, []any) {
+func (r *recorder) take() []recorded {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sql, r.args
+	q := r.queries
+	r.queries = nil
+	return q
 }
+
+func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.add(d.SQL, d.Args)
+	return ctx
+}
+
+func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *recorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (r *recorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.add(d.SQL, d.Args)
+}
+
+func (r *recorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}

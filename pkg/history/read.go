@@ -104,14 +104,29 @@ func (s *Store) GetEvents(ctx context.Context, accountID string, ids []string) (
 		return nil, nil
 	}
 	ts, bs := keysOf(prefixEvent, ids)
-	rows, err := s.pool.Query(ctx, `SELECT e.id, e.account_id, e.type, e.payload, e.create_time, e.idempotency_key, e.upload_id, e.trace_id, e.delivery_count
-		FROM unnest($1::timestamptz[], $2::uuid[]) WITH ORDINALITY k(t, id, n)
-		JOIN events e ON e.t = k.t AND e.id = k.id
-		WHERE e.account_id = $3 ORDER BY k.n`, ts, bs, acct)
+	// One primary-key probe per id (the LIMIT keeps the planner from
+	// turning the lateral join into a hash join over every partition).
+	rows, err := s.pool.Query(ctx, `SELECT e.* FROM unnest($1::timestamptz[], $2::uuid[]) k(t, id)
+		CROSS JOIN LATERAL (`+eventSelect+` WHERE t = k.t AND id = k.id AND account_id = $3 LIMIT 1) e`, ts, bs, acct)
 	if err != nil {
 		return nil, wrapErr("get events", err)
 	}
-	return collect(rows, scanEvent, "get events")
+	got, err := collect(rows, scanEvent, "get events")
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]int, len(got))
+	for i := range got {
+		byID[got[i].ID] = i
+	}
+	out := make([]Event, 0, len(got))
+	for _, id := range ids {
+		if i, ok := byID[id]; ok {
+			out = append(out, got[i])
+			delete(byID, id)
+		}
+	}
+	return out, nil
 }
 
 func keysOf(prefix string, ids []string) ([]time.Time, [][16]byte) {
