@@ -1,7 +1,8 @@
 // Package pgtest starts a private PostgreSQL server for tests: initdb into a
 // temporary directory, a free port on 127.0.0.1, the unix socket in that
-// directory, fsync off. Tests never touch a server already running on the
-// machine (5432 is never used).
+// directory, fsync off (the OS keeps what a killed server wrote, so a
+// kill -9 loses no commit; synchronous_commit stays on for that). Tests never
+// touch a server already running on the machine (5432 is never used).
 //
 // The binaries are Debian's (apt-get install -y postgresql): the newest
 // /usr/lib/postgresql/*/bin is used, or $PG_BIN when set. They refuse to run
@@ -174,7 +175,7 @@ func (s *Server) run(name string, args ...string) ([]byte, error) {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100", s.Port, s.Dir)
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100", s.Port, s.Dir)
 	var out []byte
 	var err error
 	// After a kill -9 the old backends may hold the shared memory for a
