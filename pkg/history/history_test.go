@@ -3,6 +3,8 @@ package history
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand"
 	"os"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/pkg/pgtest"
@@ -36,7 +40,8 @@ var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 func testConfig() Config {
 	return Config{
 		Retention: 30 * day, ParkedRetention: 20 * day, ScheduleTotal: 3 * time.Hour,
-		Now: func() time.Time { return now },
+		Now:    func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
 
@@ -142,8 +147,8 @@ func TestArchivedRecordsReadBackAsWritten(t *testing.T) {
 	if a.SpanID != "00f067aa0ba902b7" || a.TraceID != e.TraceID || a.Latency != 120*time.Millisecond || a.StatusCode != 200 || a.URL == "" {
 		t.Fatalf("attempt read back as %+v", a)
 	}
-	if _, ok := a.RequestHeaders["X-Webhook-Signature"]; !ok || len(a.RequestHeaders) != 3 {
-		t.Fatalf("headers kept: %v (want signature, id, timestamp)", a.RequestHeaders)
+	if _, ok := a.RequestHeaders["X-Webhook-Signature"]; !ok || len(a.RequestHeaders) != 2 {
+		t.Fatalf("headers kept: %v (want signature and timestamp)", a.RequestHeaders)
 	}
 	if _, err := s.GetEvent(ctx, acctB, e.ID); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("another account's event: %v", err)
@@ -237,7 +242,9 @@ func TestArchivingAgainChangesNothingAndListsNothingTwice(t *testing.T) {
 }
 
 func TestRowsOutsidePartitionsGoToQuarantineWithoutFailingTheBatch(t *testing.T) {
-	s := open(t)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	s := open(t, func(c *Config) { c.Meter = mp.Meter("test") })
 	ctx := context.Background()
 	ep := ids.New(ids.Endpoint, now)
 	good := event(acctA, now, "transcript.completed", "")
@@ -263,7 +270,24 @@ func TestRowsOutsidePartitionsGoToQuarantineWithoutFailingTheBatch(t *testing.T)
 	if _, err := s.GetEvent(ctx, acctA, good.ID); err != nil {
 		t.Fatalf("the batch's good event: %v", err)
 	}
-	// Again: still four quarantined rows listed, and the batch commits.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	var counted int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "history.quarantined_rows" {
+				for _, dp := range sum.DataPoints {
+					counted += dp.Value
+				}
+			}
+		}
+	}
+	if counted != 4 {
+		t.Fatalf("history.quarantined_rows = %d, want 4", counted)
+	}
+	// Again: the batch commits and lists its quarantined record.
 	if r := archive(t, s, Batch{Events: []Event{ancient}}); len(r.Quarantined) != 1 {
 		t.Fatalf("%+v", r)
 	}

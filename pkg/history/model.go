@@ -95,8 +95,9 @@ const MaxResponseBytes = 4 << 10
 
 // DerivedHeaders are request headers Archive does not store: each is the
 // same for every attempt or follows from what the records hold (attempt
-// number, trace and span ids, the event's type). Reads do not bring them
-// back.
+// number, trace and span ids); X-Webhook-Event and X-Webhook-Id are dropped
+// too when they hold the event's type or the delivery's or event's id.
+// Reads do not bring them back.
 var DerivedHeaders = []string{"Content-Type", "Content-Length", "User-Agent", "Traceparent", "Tracestate", "X-Webhook-Attempt", "Accept-Encoding"}
 
 // DeliveryRecord is a delivery with the attempts to archive with it (all
@@ -260,7 +261,8 @@ func keptHeaders(h map[string]string, d *Delivery) []string {
 		if derivedHeader(k) {
 			continue
 		}
-		if strings.EqualFold(k, "X-Webhook-Event") && v == d.EventType {
+		if strings.EqualFold(k, "X-Webhook-Event") && v == d.EventType ||
+			strings.EqualFold(k, "X-Webhook-Id") && (v == d.ID || v == d.EventID) {
 			continue
 		}
 		out = append(out, k+": "+v)
