@@ -1,0 +1,291 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/pgtest"
+)
+
+func TestParkedWorkComesBackInPublishOrderAcrossThousands(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ep, other := ids.New(ids.Endpoint, now), ids.New(ids.Endpoint, now)
+	// 3,000 deliveries parked over 10 days, archived in shuffled batches.
+	var recs []DeliveryRecord
+	var evs []Event
+	for i := 0; i < 3000; i++ {
+		e := event(acctA, now.Add(-10*day).Add(time.Duration(i)*5*time.Minute), "transcript.completed", "")
+		d := delivery(e, ep, StatusParked, 2)
+		d.UpdateTime = e.CreateTime.Add(time.Hour)
+		recs = append(recs, d)
+		evs = append(evs, e)
+	}
+	want := make([]string, len(recs))
+	for i := range recs {
+		want[i] = recs[i].ID
+	}
+	rand.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i]; evs[i], evs[j] = evs[j], evs[i] })
+	for i := 0; i < len(recs); i += 700 {
+		j := min(i+700, len(recs))
+		archive(t, s, Batch{Events: evs[i:j], Deliveries: recs[i:j]})
+	}
+	e := event(acctA, now, "transcript.completed", "")
+	archive(t, s, Batch{Deliveries: []DeliveryRecord{delivery(e, other, StatusParked, 1), delivery(e, ep, StatusFailed, 1)}})
+
+	var got []string
+	var cursor Cursor
+	for {
+		ps, next, err := s.TakeParked(ctx, ep, cursor, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var refs []Ref
+		for _, p := range ps {
+			if p.Event == nil || p.Event.ID != p.EventID || len(p.Event.Payload) == 0 {
+				t.Fatalf("%s came without its event", p.ID)
+			}
+			got = append(got, p.ID)
+			refs = append(refs, Ref{ID: p.ID, Version: p.Version})
+		}
+		// Restored to Redis, then removed here; a crash before Unpark
+		// would only take the same page again.
+		if n, err := s.Unpark(ctx, refs); err != nil || n != len(refs) {
+			t.Fatalf("unpark: %d, %v", n, err)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(got) != len(want) {
+		t.Fatalf("took %d, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("position %d: %s, want %s (publish order)", i, got[i], want[i])
+		}
+	}
+	if ps, _, _ := s.TakeParked(ctx, ep, "", 10); len(ps) != 0 {
+		t.Fatalf("%d parked left after unpark", len(ps))
+	}
+	if ps, _, _ := s.TakeParked(ctx, other, "", 10); len(ps) != 1 || ps[0].Event != nil {
+		t.Fatalf("the other endpoint's parked delivery: %+v", ps)
+	}
+}
+
+func TestParkedPastRetentionEndsFailedWithThatReason(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ep := ids.New(ids.Endpoint, now)
+	old := delivery(event(acctA, now.Add(-25*day), "transcript.completed", ""), ep, StatusParked, 3)
+	old.UpdateTime = now.Add(-21 * day)
+	young := delivery(event(acctA, now.Add(-2*day), "transcript.completed", ""), ep, StatusParked, 3)
+	young.UpdateTime = now.Add(-2 * day)
+	archive(t, s, Batch{Deliveries: []DeliveryRecord{old, young}})
+	n, err := s.ExpireParked(ctx, now.Add(-20*day))
+	if err != nil || n != 1 {
+		t.Fatalf("expired %d, %v", n, err)
+	}
+	d, _, _ := s.GetDelivery(ctx, acctA, old.ID)
+	if d.Status != StatusFailed || d.LastError != ExpiredReason || d.Version != 3 {
+		t.Fatalf("expired delivery: %s %q v%d", d.Status, d.LastError, d.Version)
+	}
+	d, _, _ = s.GetDelivery(ctx, acctA, young.ID)
+	if d.Status != StatusParked {
+		t.Fatalf("young parked delivery is %s", d.Status)
+	}
+	failed, _, _ := s.ListDeliveries(ctx, acctA, DeliveryQuery{Statuses: []Status{StatusFailed}})
+	if len(failed) != 1 || failed[0].ID != old.ID {
+		t.Fatalf("failed listing: %+v", failed)
+	}
+}
+
+func TestReadsAnswerUnavailableWhilePostgresIsDownAndRecover(t *testing.T) {
+	pg := pgtest.StartServer(t)
+	cfg := testConfig()
+	cfg.ConnectTimeout = time.Second
+	s, err := Open(context.Background(), pg.URL, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ep := ids.New(ids.Endpoint, now)
+	e := event(acctA, now, "transcript.completed", "")
+	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{delivery(e, ep, StatusSucceeded, 1)}})
+
+	pgtest.Kill(t, pg)
+	downAt := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	checks := map[string]error{}
+	_, checks["GetEvent"] = s.GetEvent(ctx, acctA, e.ID)
+	_, _, checks["ListDeliveries"] = s.ListDeliveries(ctx, acctA, DeliveryQuery{})
+	_, _, checks["GetDelivery"] = s.GetDelivery(ctx, acctA, ids.Derive(ids.Delivery, e.ID, ep))
+	_, checks["Archive"] = s.Archive(ctx, Batch{Events: []Event{event(acctA, now, "x", "")}})
+	checks["Ping"] = s.Ping(ctx)
+	t.Logf("five calls with PostgreSQL down answered in %s", time.Since(downAt).Round(time.Millisecond))
+	for op, err := range checks {
+		if !errors.Is(err, apierr.ErrUnavailable) || !strings.Contains(err.Error(), "history store unreachable") {
+			t.Errorf("%s with PostgreSQL down: %v (want ErrUnavailable, \"history store unreachable\")", op, err)
+		}
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := s.GetEvent(context.Background(), acctA, e.ID)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery after PostgreSQL came back: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestStartUpRefusesAHistoryRetentionShorterThanParkedWork(t *testing.T) {
+	if err := CheckRetention(720*time.Hour, 720*time.Hour, 3*time.Hour); err == nil {
+		t.Fatal("720h history with 720h parked accepted")
+	}
+	if err := CheckRetention(720*time.Hour+27*time.Hour, 720*time.Hour, 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Retention = cfg.ParkedRetention
+	if _, err := Open(context.Background(), "postgres://127.0.0.1:1/none", cfg); err == nil || !strings.Contains(err.Error(), "HISTORY_RETENTION") {
+		t.Fatalf("Open: %v", err)
+	}
+}
+
+func TestAnOlderReleaseRunsOnANewerSchema(t *testing.T) {
+	url := srv.NewDatabase(t)
+	s, err := Open(context.Background(), url, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A newer release added a migration (expand only).
+	if _, err := s.Pool().Exec(context.Background(), `ALTER TABLE deliveries ADD COLUMN future_field text;
+		INSERT INTO history_schema_migrations (version_id, is_applied) VALUES (99999, true)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(context.Background(), url, testConfig())
+	if err != nil {
+		t.Fatalf("this release on the newer schema: %v", err)
+	}
+	defer s.Close()
+	e := event(acctA, now, "transcript.completed", "")
+	archive(t, s, Batch{Deliveries: []DeliveryRecord{delivery(e, ids.New(ids.Endpoint, now), StatusSucceeded, 1)}})
+}
+
+func TestSeriesComesFromRollups(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ep1, ep2 := ids.New(ids.Endpoint, now), ids.New(ids.Endpoint, now)
+	minute := now.Add(-time.Hour).Truncate(time.Minute)
+	var b Batch
+	for i := 0; i < 100; i++ {
+		e := event(acctA, minute.Add(time.Duration(i)*100*time.Millisecond), "transcript.completed", "")
+		d := delivery(e, ep1, StatusSucceeded, 1)
+		d.Attempts[0].Latency = time.Duration(i+1) * time.Millisecond // 1..100 ms
+		b.Deliveries = append(b.Deliveries, d)
+		d2 := delivery(e, ep2, StatusFailed, 1)
+		d2.Attempts[0].StatusCode, d2.Attempts[0].ErrorType, d2.Attempts[0].Latency = 0, "timeout", 10*time.Second
+		b.Deliveries = append(b.Deliveries, d2)
+	}
+	archive(t, s, b)
+	archive(t, s, b) // again: not counted twice
+	all, err := s.Series(ctx, acctA, "", now.Add(-24*time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 24*60 {
+		t.Fatalf("%d points, want one per minute", len(all))
+	}
+	var p Point
+	for _, x := range all {
+		if x.Minute.Equal(minute) {
+			p = x
+		}
+	}
+	if p.OK != 100 || p.NetworkError != 100 || p.HTTPError != 0 {
+		t.Fatalf("overall minute: %+v", p)
+	}
+	one, _ := s.Series(ctx, acctA, ep1, minute, minute.Add(time.Minute))
+	if len(one) != 1 || one[0].OK != 100 || one[0].NetworkError != 0 {
+		t.Fatalf("endpoint series: %+v", one)
+	}
+	if one[0].P50 < 25*time.Millisecond || one[0].P50 > 100*time.Millisecond || one[0].P99 < 50*time.Millisecond || one[0].P99 > 100*time.Millisecond {
+		t.Fatalf("p50 %s p99 %s for latencies 1..100 ms", one[0].P50, one[0].P99)
+	}
+	t.Logf("endpoint minute: p50 %s p99 %s; overall p99 %s", one[0].P50, one[0].P99, p.P99)
+}
+
+func TestEraseRemovesOneAccountInEveryTable(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ep := ids.New(ids.Endpoint, now)
+	var b Batch
+	for _, acct := range []string{acctA, acctB} {
+		for i := 0; i < 20; i++ {
+			e := event(acct, now.Add(-time.Duration(i)*day), "transcript.completed", "up")
+			b.Events = append(b.Events, e)
+			b.Deliveries = append(b.Deliveries, delivery(e, ep, StatusSucceeded, 1))
+		}
+	}
+	old := event(acctA, now.Add(-300*day), "x", "")
+	b.Events = append(b.Events, old)
+	archive(t, s, b)
+	if err := s.Erase(ctx, acctA); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"events", "deliveries", "attempts", "delivery_rollups", "quarantine"} {
+		n := count(t, s, "SELECT count(*) FROM "+q)
+		want := map[string]int{"events": 20, "deliveries": 20, "attempts": 20, "quarantine": 0}[q]
+		if q == "delivery_rollups" {
+			continue
+		}
+		if n != want {
+			t.Errorf("%s: %d rows left, want %d (account B's)", q, n, want)
+		}
+	}
+	if n := count(t, s, "SELECT count(*) FROM delivery_rollups WHERE account_id = $1", mustID(prefixAccount, acctA)); n != 0 {
+		t.Errorf("%d rollups of the erased account", n)
+	}
+}
+
+func mustID(prefix, id string) [16]byte {
+	b, ok := idBytes(prefix, id)
+	if !ok {
+		panic(id)
+	}
+	return b
+}
+
+func TestIDsRoundTrip(t *testing.T) {
+	for i := 0; i < 1000; i++ {
+		id := ids.New(ids.Event, time.UnixMilli(rand.Int63n(1<<47)))
+		b, ok := idBytes(prefixEvent, id)
+		if !ok || idString(prefixEvent, b) != id {
+			t.Fatalf("%s: %v %s", id, ok, idString(prefixEvent, b))
+		}
+		want, _ := ids.Time(id)
+		if !idTime(b).Equal(want) {
+			t.Fatalf("%s: time %s, want %s", id, idTime(b), want)
+		}
+	}
+	for _, bad := range []string{"evt_", "evt_8ZZZZZZZZZZZZZZZZZZZZZZZZZ", "dlv_01J0000000000000000000000U", "evt_01J000000000000000000000"} {
+		if _, ok := idBytes(prefixEvent, bad); ok {
+			t.Fatalf("%q accepted", bad)
+		}
+	}
+}
