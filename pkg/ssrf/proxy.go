@@ -2,6 +2,7 @@ package ssrf
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -156,8 +157,10 @@ func (x *Proxy) LogValue() slog.Value { return slog.StringValue(x.String()) }
 // are *net.OpError dial errors wrapping a *[ProxyError].
 //
 // The proxy's own address is the operator's choice and is not checked by
-// the guard (it usually is a private address). d's timeouts and keep-alive
-// apply to the connection to the proxy; d may be nil and is not modified.
+// the guard (it usually is a private address). d's keep-alive applies to the
+// connection to the proxy and d.Timeout bounds the whole tunnel set-up
+// (connect, TLS to an https proxy, the answer to CONNECT; default
+// [DefaultProxySetupTimeout]); d may be nil and is not modified.
 func (p Policy) ProxyDialContext(x *Proxy, d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	var dialer net.Dialer
 	if d != nil {
@@ -216,6 +219,10 @@ func (e *ProxyError) Timeout() bool {
 		(errors.As(e.Err, &ne) && ne.Timeout())
 }
 
+// DefaultProxySetupTimeout bounds opening a tunnel when the dialer has no
+// Timeout of its own.
+const DefaultProxySetupTimeout = 30 * time.Second
+
 // longAgo is a deadline in the past: it aborts a blocked read or write.
 var longAgo = time.Unix(1, 0)
 
@@ -233,9 +240,14 @@ func (x *Proxy) connect(ctx context.Context, d *net.Dialer, target netip.AddrPor
 			_ = raw.Close()
 		}
 	}()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = raw.SetDeadline(dl)
+	// http.Transport dials with a context that has no deadline (the dial
+	// outlives a cancelled request), so the dialer's Timeout bounds the
+	// whole set-up: connect, TLS to the proxy and its answer to CONNECT.
+	deadline := time.Now().Add(cmp.Or(d.Timeout, DefaultProxySetupTimeout))
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
 	}
+	_ = raw.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(longAgo) })
 	conn := raw
 	if x.useTLS {
