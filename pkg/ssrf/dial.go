@@ -31,7 +31,8 @@ const minDialShare = 2 * time.Second
 //
 // Only tcp, tcp4 and tcp6 are supported. The transport must not use a proxy
 // (set http.Transport.Proxy to nil), or it would dial the proxy instead of
-// the endpoint.
+// the endpoint; to send through an egress proxy use [Policy.ProxyDialContext],
+// which applies the same checks.
 func (p Policy) DialContext(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	var dialer net.Dialer
 	if d != nil {
@@ -53,49 +54,70 @@ func (p Policy) DialContext(d *net.Dialer) func(ctx context.Context, network, ad
 	}
 
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		opErr := func(err error) error { return &net.OpError{Op: "dial", Net: network, Err: err} }
-
-		var lookupNet string
-		switch network {
-		case "tcp":
-			lookupNet = "ip"
-		case "tcp4":
-			lookupNet = "ip4"
-		case "tcp6":
-			lookupNet = "ip6"
-		default:
-			return nil, opErr(&Error{Kind: KindBlocked, Message: fmt.Sprintf("network %q is not allowed by the SSRF guard", network)})
-		}
-		host, portStr, err := net.SplitHostPort(addr)
+		targets, err := p.checkedTargets(ctx, network, addr)
 		if err != nil {
-			return nil, opErr(err)
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 		}
-		port, err := strconv.ParseUint(portStr, 10, 16)
-		if err != nil {
-			return nil, opErr(fmt.Errorf("invalid port %q", portStr))
-		}
-
-		targets, err := p.dialTargets(ctx, lookupNet, host)
-		if err != nil {
-			return nil, opErr(err)
-		}
-		var firstErr error
-		for i, a := range targets {
-			dctx, cancel := shareDeadline(ctx, len(targets)-i)
-			conn, err := dialer.DialContext(dctx, network, netip.AddrPortFrom(a, uint16(port)).String())
-			cancel()
-			if err == nil {
-				return conn, nil
-			}
-			if firstErr == nil {
-				firstErr = err
-			}
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		return nil, firstErr
+		return dialEach(ctx, targets, func(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, ap.String())
+		})
 	}
+}
+
+// checkedTargets is the guard's half of every dial, direct or through an
+// egress proxy: it parses addr ("host:port"), resolves the host with p's
+// Resolver and returns the allowed addresses of network's family with the
+// port, in resolver order. Errors are *Error values (or a parse error).
+func (p Policy) checkedTargets(ctx context.Context, network, addr string) ([]netip.AddrPort, error) {
+	var lookupNet string
+	switch network {
+	case "tcp":
+		lookupNet = "ip"
+	case "tcp4":
+		lookupNet = "ip4"
+	case "tcp6":
+		lookupNet = "ip6"
+	default:
+		return nil, &Error{Kind: KindBlocked, Message: fmt.Sprintf("network %q is not allowed by the SSRF guard", network)}
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("invalid port %q", portStr)
+	}
+	addrs, err := p.dialTargets(ctx, lookupNet, host)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.AddrPortFrom(a, uint16(port))
+	}
+	return out, nil
+}
+
+// dialEach dials the targets in order until one connects, sharing ctx's
+// deadline between them, and returns the first error when none does.
+func dialEach(ctx context.Context, targets []netip.AddrPort, dial func(context.Context, netip.AddrPort) (net.Conn, error)) (net.Conn, error) {
+	var firstErr error
+	for i, ap := range targets {
+		dctx, cancel := shareDeadline(ctx, len(targets)-i)
+		conn, err := dial(dctx, ap)
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, firstErr
 }
 
 // dialTargets resolves host and returns the allowed addresses of the wanted

@@ -48,6 +48,7 @@ type settings struct {
 	smtpAddr     string        // empty: notices are logged
 	smtpFrom     string
 	policy       ssrf.Policy
+	proxy        *ssrf.Proxy // DELIVERY_PROXY_URL: egress proxy of every webhook (nil: direct)
 }
 
 // readSettings reads the environment, reporting every bad value at once.
@@ -64,6 +65,7 @@ func readSettings(env *config.Env) (settings, error) {
 		smtpAddr:     env.String("SMTP_ADDR", ""),
 		smtpFrom:     env.String("SMTP_FROM", mailer.DefaultFrom),
 		policy:       ssrf.FromEnv(env),
+		proxy:        ssrf.ProxyFromEnv(env),
 	}
 	env.Check(config.CheckScheduleFits(s.schedule, s.retention))
 	return s, env.Err()
@@ -122,7 +124,7 @@ func run(ctx context.Context) error {
 	if err := delivery.ObserveSchedule(meter, time.Now, queue.Stats); err != nil {
 		return err
 	}
-	send := sender.New(sender.Config{Timeout: cfg.timeout, Policy: cfg.policy})
+	send := sender.New(sender.Config{Timeout: cfg.timeout, Policy: cfg.policy, Proxy: cfg.proxy})
 	defer send.Close()
 	events := eventstore.New(rdb, cfg.retention)
 	dispatcher := delivery.NewDispatcher(
@@ -147,7 +149,7 @@ func run(ctx context.Context) error {
 	stopDisabler := dispatcher.StartDisabler(ctx, delivery.DisablePoll)
 	log.Info("delivery configured", "schedule", fmt.Sprint(cfg.schedule), "timeout", cfg.timeout.String(),
 		"workers", cfg.workers, "endpoint_concurrency", cfg.perEndpoint, "smtp", cfg.smtpAddr != "", "shards", redisqueue.Shards,
-		"allow_http", cfg.policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cfg.policy.AllowedCIDRs))
+		"allow_http", cfg.policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cfg.policy.AllowedCIDRs), "egress_proxy", cfg.proxy.String())
 
 	return serve.Service{
 		Name:   deliveryv1.DeliveryService_ServiceDesc.ServiceName,

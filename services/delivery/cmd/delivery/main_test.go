@@ -30,3 +30,17 @@ func TestDeliveryRefusesToStartWithAScheduleLongerThanRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveryRefusesToStartWithABadEgressProxyURL: a DELIVERY_PROXY_URL
+// that is not an http(s):// proxy stops start-up with a message naming the
+// variable, without showing its password; a good one is kept.
+func TestDeliveryRefusesToStartWithABadEgressProxyURL(t *testing.T) {
+	_, err := readSettings(config.FromMap(map[string]string{"DELIVERY_PROXY_URL": "socks5://svc:s3cr3t@egress:1080"}))
+	if err == nil || !strings.Contains(err.Error(), "DELIVERY_PROXY_URL") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("bad proxy URL: %v; want an error naming DELIVERY_PROXY_URL without the password", err)
+	}
+	s, err := readSettings(config.FromMap(map[string]string{"DELIVERY_PROXY_URL": "http://svc:s3cr3t@egress:3128"}))
+	if err != nil || s.proxy == nil || s.proxy.String() != "http://svc:xxxxx@egress:3128" {
+		t.Fatalf("good proxy URL: %v, %v", s.proxy, err)
+	}
+}

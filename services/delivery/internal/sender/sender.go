@@ -1,7 +1,8 @@
 // Package sender makes webhook requests: the one HTTP implementation used
 // by scheduled attempts and by Send Test. Every connection goes through the
-// SSRF guard's dialer; certificates are always verified; redirects are not
-// followed.
+// SSRF guard's dialer (directly, or through the egress proxy of
+// DELIVERY_PROXY_URL after the same checks); certificates are always
+// verified; redirects are not followed.
 package sender
 
 import (
@@ -51,6 +52,9 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// MaxIdleConnsPerHost keeps connections to busy receivers (default 64).
 	MaxIdleConnsPerHost int
+	// Proxy, when set, is the HTTP CONNECT egress proxy every request
+	// leaves through (DELIVERY_PROXY_URL); nil dials receivers directly.
+	Proxy *ssrf.Proxy
 }
 
 // Sender implements delivery.Sender.
@@ -70,9 +74,19 @@ func New(cfg Config) *Sender {
 	if cfg.MaxIdleConnsPerHost <= 0 {
 		cfg.MaxIdleConnsPerHost = 64
 	}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	dial := cfg.Policy.DialContext(dialer)
+	if cfg.Proxy != nil {
+		// The tunnel is opened by the dialer, after the guard has checked
+		// the target; TLS and HTTP then run inside it as on a direct
+		// connection (SNI and certificate checked against the URL's host).
+		dial = cfg.Policy.ProxyDialContext(cfg.Proxy, dialer)
+	}
 	tr := &http.Transport{
-		Proxy:               nil, // a proxy would be dialled instead of the endpoint, bypassing the guard
-		DialContext:         cfg.Policy.DialContext(&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}),
+		// Never Transport.Proxy: it would dial the proxy with the target's
+		// name, bypassing the guard. An egress proxy is dial's business.
+		Proxy:               nil,
+		DialContext:         dial,
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
 		TLSHandshakeTimeout: cfg.Timeout,
 		ForceAttemptHTTP2:   true,
