@@ -31,6 +31,10 @@ type Subscribers interface {
 type ScheduleItem struct {
 	EventID    string
 	EndpointID string
+	// TraceParent and TraceState are the W3C trace context of the publish
+	// call of the event: one Schedule call carries the events of many
+	// calls when concurrent publishes are grouped.
+	TraceParent, TraceState string
 }
 
 // Scheduler durably schedules deliveries. Scheduling the same (event,
