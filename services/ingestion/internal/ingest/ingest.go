@@ -111,6 +111,7 @@ type Service struct {
 	now        func() time.Time
 	tracer     trace.Tracer
 	published  metric.Int64Counter
+	groups     *grouper // concurrent Publish calls (group.go)
 }
 
 // New returns a Service.
@@ -136,5 +137,6 @@ func New(c Config) *Service {
 		mp = otel.GetMeterProvider()
 	}
 	s.published = newPublishedCounter(mp.Meter("github.com/voxscriber/webhooks/services/ingestion/internal/ingest"))
+	s.groups = newGrouper(s)
 	return s
 }
