@@ -51,6 +51,9 @@ func NewService(d *Dispatcher, wake func()) *Service {
 type ScheduleItem struct {
 	EventID    string
 	EndpointID string
+	// TraceParent and TraceState are the W3C trace context of the publish
+	// the event comes from; empty: the caller's (ctx).
+	TraceParent, TraceState string
 }
 
 // DeliveryID is the id of the delivery of an event to an endpoint: derived,
@@ -99,6 +102,9 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 			EventType: eventType, Status: StatusPending, CreateTime: now, UpdateTime: now,
 			NextTime:    now.Add(s.d.cfg.Retry.First()),
 			TraceParent: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"),
+		}
+		if it.TraceParent != "" {
+			ds[i].TraceParent, ds[i].TraceState = it.TraceParent, it.TraceState
 		}
 	}
 	created, err := s.d.deps.Queue.Schedule(ctx, ds)

@@ -53,7 +53,8 @@ func New(svc *delivery.Service, jaegerUIURL string) *Server {
 func (s *Server) Schedule(ctx context.Context, req *deliveryv1.ScheduleRequest) (*deliveryv1.ScheduleResponse, error) {
 	items := make([]delivery.ScheduleItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
-		items[i] = delivery.ScheduleItem{EventID: it.GetEventId(), EndpointID: it.GetEndpointId()}
+		items[i] = delivery.ScheduleItem{EventID: it.GetEventId(), EndpointID: it.GetEndpointId(),
+			TraceParent: it.GetTraceParent(), TraceState: it.GetTraceState()}
 	}
 	idList, err := s.svc.Schedule(ctx, req.GetAccountId(), req.GetEventType(), items)
 	if err != nil {

@@ -39,11 +39,12 @@ type Backends struct {
 
 // New returns the gateway's HTTP handler.
 func New(ctx context.Context, b Backends) (http.Handler, error) {
+	marshaler := &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
 			return metadata.Pairs(authn.GatewayMetadata, "1")
 		}),
@@ -63,6 +64,7 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 	}
 	h := http.NewServeMux()
 	h.Handle("/v1/", http.MaxBytesHandler(mux, MaxBodyBytes))
+	h.Handle("POST /v1/events", http.MaxBytesHandler(publishHandler(mux, marshaler, ingestionv1.NewIngestionServiceClient(b.Ingestion)), MaxBodyBytes))
 	h.Handle("GET /healthz", healthz(map[string]*grpc.ClientConn{
 		"registry": b.Registry, "ingestion": b.Ingestion, "delivery": b.Delivery,
 	}))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,9 +62,22 @@ type deliveryDouble struct {
 	traceparents []string
 	attempts     int
 	failures     int
+	items        []*deliveryv1.ScheduleItem // of every accepted call
+	// hold, when set, makes each Schedule call wait until it is closed;
+	// held counts the calls waiting.
+	hold chan struct{}
+	held atomic.Int32
 }
 
 func (d *deliveryDouble) Schedule(ctx context.Context, req *deliveryv1.ScheduleRequest) (*deliveryv1.ScheduleResponse, error) {
+	d.mu.Lock()
+	hold := d.hold
+	d.mu.Unlock()
+	if hold != nil {
+		d.held.Add(1)
+		<-hold
+		d.held.Add(-1)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.attempts++
@@ -74,6 +88,7 @@ func (d *deliveryDouble) Schedule(ctx context.Context, req *deliveryv1.ScheduleR
 	md, _ := metadata.FromIncomingContext(ctx)
 	d.traceparents = append(d.traceparents, strings.Join(md.Get("traceparent"), ","))
 	d.accepted = append(d.accepted, req)
+	d.items = append(d.items, req.GetItems()...)
 	out := &deliveryv1.ScheduleResponse{}
 	for _, it := range req.GetItems() {
 		out.DeliveryIds = append(out.DeliveryIds, ids.Derive(ids.Delivery, it.GetEventId(), it.GetEndpointId()))
@@ -242,4 +257,21 @@ func sample(t testing.TB, eventType string, kv ...any) *structpb.Struct {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// holdSchedule makes Schedule calls wait until release is called.
+func (d *deliveryDouble) holdSchedule() (release func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch := make(chan struct{})
+	d.hold = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			d.mu.Lock()
+			d.hold = nil
+			d.mu.Unlock()
+			close(ch)
+		})
+	}
 }

@@ -31,6 +31,10 @@ type Subscribers interface {
 type ScheduleItem struct {
 	EventID    string
 	EndpointID string
+	// TraceParent and TraceState are the W3C trace context of the publish
+	// call of the event: one Schedule call carries the events of many
+	// calls when concurrent publishes are grouped.
+	TraceParent, TraceState string
 }
 
 // Scheduler durably schedules deliveries. Scheduling the same (event,
@@ -111,6 +115,7 @@ type Service struct {
 	now        func() time.Time
 	tracer     trace.Tracer
 	published  metric.Int64Counter
+	groups     *grouper // concurrent Publish calls (group.go)
 }
 
 // New returns a Service.
@@ -136,5 +141,6 @@ func New(c Config) *Service {
 		mp = otel.GetMeterProvider()
 	}
 	s.published = newPublishedCounter(mp.Meter("github.com/voxscriber/webhooks/services/ingestion/internal/ingest"))
+	s.groups = newGrouper(s)
 	return s
 }

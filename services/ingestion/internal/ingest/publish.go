@@ -58,16 +58,16 @@ type item struct {
 	root   int               // first item of the call naming the same event (itself if none)
 	stored bool              // ev was already stored by an earlier call
 	fanout bool              // ev's deliveries still have to be scheduled
+
+	traceParent, traceState string // W3C trace context of the publish call (stampTrace)
 }
 
 // Publish validates, stores and fans out one event. It succeeds only once
-// the event and all its deliveries are durably scheduled.
+// the event and all its deliveries are durably scheduled. Concurrent calls
+// share the work after validation (group commit: see group.go); each
+// caller's answer is its own.
 func (s *Service) Publish(ctx context.Context, r Request) (Result, error) {
-	res, err := s.publish(ctx, []Request{r}, false)
-	if err != nil {
-		return Result{}, err
-	}
-	return res[0], nil
+	return s.publishOne(ctx, r)
 }
 
 // PublishBatch publishes 1 to MaxBatch events. Validation is all or nothing:
@@ -90,6 +90,7 @@ func (s *Service) publish(ctx context.Context, reqs []Request, batch bool) ([]Re
 	if err != nil {
 		return nil, err
 	}
+	stampTrace(ctx, items)
 	if err := s.persist(ctx, items, now); err != nil {
 		return nil, err
 	}
@@ -466,7 +467,7 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 		all := make([]ScheduleItem, 0, len(g.items)*len(g.endpoints))
 		for _, it := range g.items {
 			for _, ep := range g.endpoints {
-				all = append(all, ScheduleItem{EventID: it.ev.ID, EndpointID: ep})
+				all = append(all, ScheduleItem{EventID: it.ev.ID, EndpointID: ep, TraceParent: it.traceParent, TraceState: it.traceState})
 			}
 		}
 		for len(all) > 0 {

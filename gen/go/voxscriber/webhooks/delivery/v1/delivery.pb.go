@@ -451,9 +451,15 @@ func (x *Attempt) GetUrl() string {
 
 // ScheduleItem asks for one event to be delivered to one endpoint.
 type ScheduleItem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	EndpointId    string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	EventId    string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EndpointId string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// W3C trace context (traceparent, tracestate) of the publish the event
+	// comes from: the delivery's attempts join that trace. Empty: the trace
+	// context of the Schedule call itself. Ingestion sets it because one
+	// Schedule call carries the events of many publishes (group commit).
+	TraceParent   string `protobuf:"bytes,3,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,4,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -498,6 +504,20 @@ func (x *ScheduleItem) GetEventId() string {
 func (x *ScheduleItem) GetEndpointId() string {
 	if x != nil {
 		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *ScheduleItem) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *ScheduleItem) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
 	}
 	return ""
 }
@@ -1224,11 +1244,14 @@ const file_voxscriber_webhooks_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x03url\x18\v \x01(\tR\x03url\x1aA\n" +
 	"\x13RequestHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x01\n" +
 	"\fScheduleItem\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1f\n" +
 	"\vendpoint_id\x18\x02 \x01(\tR\n" +
-	"endpointId\"\x94\x01\n" +
+	"endpointId\x12!\n" +
+	"\ftrace_parent\x18\x03 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x04 \x01(\tR\n" +
+	"traceState\"\x94\x01\n" +
 	"\x0fScheduleRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
