@@ -109,9 +109,8 @@ func restMany(s *Suite, acct string) publishMany {
 // phase is one measured run: deliveries/s end to end and CPU per 1,000
 // deliveries by process.
 type phase struct {
-	rate  float64
-	cpu   cpuSnapshot // per 1,000 deliveries
-	total time.Duration
+	rate float64
+	cpu  cpuSnapshot // per 1,000 deliveries
 }
 
 // suiteCPU is the CPU of the suite's processes (services and Redis), the

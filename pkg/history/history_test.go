@@ -358,7 +358,6 @@ func TestPaginationIsStableWhileRowsArrive(t *testing.T) {
 	seen := map[string]bool{}
 	var last string
 	var cursor Cursor
-	var before []string
 	for page := 0; ; page++ {
 		ds, next, err := s.ListDeliveries(ctx, acctA, DeliveryQuery{EndpointID: ep, PageSize: 37, After: cursor})
 		if err != nil {
@@ -373,7 +372,6 @@ func TestPaginationIsStableWhileRowsArrive(t *testing.T) {
 			}
 			seen[d.ID] = true
 			last = d.ID
-			before = append(before, d.ID)
 		}
 		if next == "" {
 			break

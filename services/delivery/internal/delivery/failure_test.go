@@ -58,8 +58,10 @@ func TestRateLimitDefersWithoutAttempt(t *testing.T) {
 	d := NewDispatcher(Config{}, Deps{Clock: testClock{&now}}) // no ledger: this process's own limits
 	ctx, dl := t.Context(), &Delivery{ID: "dlv_1"}
 	tg := &Target{EndpointID: "ep_1", RateLimit: 2}
-	if d.checkRate(ctx, dl, tg) != nil || d.checkRate(ctx, dl, tg) != nil {
-		t.Fatal("burst of 2 refused")
+	for i := range 2 {
+		if d.checkRate(ctx, dl, tg) != nil {
+			t.Fatalf("request %d of a burst of 2 refused", i+1)
+		}
 	}
 	o := d.checkRate(ctx, dl, tg)
 	if o == nil || o.Status != StatusPending || o.Attempt != nil || !o.Next.After(now) {

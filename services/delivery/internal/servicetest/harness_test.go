@@ -185,7 +185,7 @@ func (e *env) start(o procOpts) *proc {
 			Events:        cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
 			EventAccounts: e.events,
 			Tracer:        otel.Tracer("delivery-test"), Logger: log,
-			Limits:        redisqueue.NewLimits(e.rdb),
+			Limits: redisqueue.NewLimits(e.rdb),
 		})
 	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1),
 		EndpointConcurrency: o.endpointConcurrency, PlaceLease: o.placeLease})
