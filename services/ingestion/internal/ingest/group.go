@@ -23,9 +23,10 @@ package ingest
 //   - idempotency: repeats of one key or id inside a group resolve as they
 //     do inside a batch (the first in group order is the original; later
 //     ones get its event and Duplicate);
-//   - errors of one event (an id that belongs to another account): the
-//     event is taken out of the group and published alone after it, so it
-//     fails only its caller;
+//   - errors of one event (an id that belongs to another account, stored
+//     or in the same group): persist refuses only that event (item.refused)
+//     and the rest of the group goes on; an id shared with another account's
+//     event of the same group is published alone after it;
 //   - a failure of the shared work (Redis, the registry, delivery's
 //     Schedule, the group's deadline) fails every caller of the group with
 //     Unavailable: none is acknowledged, and each retries with its key;
@@ -119,6 +120,10 @@ func (s *Service) publishGroup(ctx context.Context, calls []groupCall) ([]Result
 	case err == nil:
 		for i, k := range members {
 			root := items[items[i].root]
+			if root.refused != nil {
+				errs[k] = root.refused
+				continue
+			}
 			res[k] = Result{Event: root.ev, Duplicate: items[i].root != i || root.stored}
 		}
 	case sharedFailure(err):
@@ -128,9 +133,9 @@ func (s *Service) publishGroup(ctx context.Context, calls []groupCall) ([]Result
 			errs[k] = err
 		}
 	default:
-		// An error of one event (e.g. an id of another account's stored
-		// event) would fail them all: publish each alone instead, in
-		// group order, so that the error reaches only its caller.
+		// An error that persist could not pin on one event (refused) would
+		// fail them all: publish each alone instead, in group order, so
+		// that the error reaches only its caller.
 		alone = append(members, alone...)
 	}
 	for _, k := range alone {
@@ -208,7 +213,7 @@ func (s *Service) commit(ctx context.Context, items []*item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	if err := s.persist(ctx, items, s.now().UTC().Truncate(time.Millisecond)); err != nil {
+	if err := s.persist(ctx, items, s.now().UTC().Truncate(time.Millisecond), true); err != nil {
 		return err
 	}
 	if err := s.fanout(ctx, items); err != nil {
@@ -227,6 +232,9 @@ func (s *Service) publishAlone(ctx context.Context, c groupCall) (Result, error)
 			return Result{}, asUnavailable(err)
 		}
 		return Result{}, err
+	}
+	if it.refused != nil {
+		return Result{}, it.refused
 	}
 	return Result{Event: it.ev, Duplicate: it.stored}, nil
 }

@@ -12,7 +12,7 @@ import (
 // hits) are not counted again.
 func (s *Service) countPublished(ctx context.Context, items []*item) {
 	for i, it := range items {
-		if it.root != i || it.stored {
+		if it.root != i || it.stored || it.refused != nil {
 			continue
 		}
 		s.published.Add(ctx, 1, metric.WithAttributes(attribute.String("webhook.event.type", it.req.Type)))

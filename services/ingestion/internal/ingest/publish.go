@@ -58,6 +58,10 @@ type item struct {
 	root   int               // first item of the call naming the same event (itself if none)
 	stored bool              // ev was already stored by an earlier call
 	fanout bool              // ev's deliveries still have to be scheduled
+	// refused is this event's own refusal (an id of another account's
+	// event, say) when the items answer separately (a group of single
+	// publishes): the event is left out of the rest of the work.
+	refused error
 
 	traceParent, traceState string // W3C trace context of the publish call (stampTrace)
 }
@@ -91,7 +95,7 @@ func (s *Service) publish(ctx context.Context, reqs []Request, batch bool) ([]Re
 		return nil, err
 	}
 	stampTrace(ctx, items)
-	if err := s.persist(ctx, items, now); err != nil {
+	if err := s.persist(ctx, items, now, false); err != nil {
 		return nil, err
 	}
 	if err := s.fanout(ctx, items); err != nil {
@@ -205,7 +209,11 @@ func (s *Service) envelope(id, eventType string, ts time.Time, data map[string]a
 // what the ones before it return. The idempotency claim (claimKeys) and the
 // write (storeNew) are separate steps, so another call can store the same
 // event in between: storeNew's write is create-only and settles that race.
-func (s *Service) persist(ctx context.Context, items []*item, now time.Time) (err error) {
+//
+// With separate set (a group of single publishes), an error of one event
+// that is not a shared failure refuses only that event (item.refused)
+// and the others go on; otherwise it fails the whole call.
+func (s *Service) persist(ctx context.Context, items []*item, now time.Time, separate bool) (err error) {
 	ctx, span := s.tracer.Start(ctx, "ingest.store")
 	setEventAttrs(span, items)
 	defer func() { end(span, err) }()
@@ -220,12 +228,12 @@ func (s *Service) persist(ctx context.Context, items []*item, now time.Time) (er
 		return err
 	}
 	for j, it := range roots {
-		if err := s.resolve(it, owners[j], originals[j]); err != nil {
+		if err := refuse(it, s.resolve(it, owners[j], originals[j]), separate); err != nil {
 			return err
 		}
 	}
 	distinct := mergeSameEvent(items, roots)
-	if err := s.storeNew(ctx, distinct); err != nil {
+	if err := s.storeNew(ctx, distinct, separate); err != nil {
 		return err
 	}
 	return s.indexForFanout(ctx, now, distinct)
@@ -344,6 +352,9 @@ func mergeSameEvent(items, roots []*item) []*item {
 	byID := make(map[string]int, len(roots))
 	var distinct []*item
 	for _, it := range roots {
+		if it.refused != nil {
+			continue
+		}
 		if j, ok := byID[it.ev.ID]; ok {
 			it.root, it.fanout = j, false
 			continue
@@ -362,7 +373,7 @@ func mergeSameEvent(items, roots []*item) []*item {
 // id at once, from one account or two) is not overwritten but resolved as
 // an original (adoptStored), so under any concurrency one key or id is one
 // event with one body, and every caller answers with it.
-func (s *Service) storeNew(ctx context.Context, distinct []*item) error {
+func (s *Service) storeNew(ctx context.Context, distinct []*item, separate bool) error {
 	var put []*item
 	var evs []*eventstore.Event
 	for _, it := range distinct {
@@ -382,10 +393,21 @@ func (s *Service) storeNew(ctx context.Context, distinct []*item) error {
 		if found[j] == nil {
 			continue
 		}
-		if err := s.adoptStored(it, found[j]); err != nil {
+		if err := refuse(it, s.adoptStored(it, found[j]), separate); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// refuse returns err, or, when the items answer separately and err is this
+// event's own (not a shared failure), records it as the item's refusal,
+// leaves the event out of the fan-out and returns nil.
+func refuse(it *item, err error, separate bool) error {
+	if err == nil || !separate || sharedFailure(err) {
+		return err
+	}
+	it.refused, it.fanout = err, false
 	return nil
 }
 
