@@ -216,7 +216,7 @@ func TestGatewayServesHealthOpenAPIAndEventTypes(t *testing.T) {
 		} `json:"eventTypes"`
 	}
 	s.MustDo(200, "GET", "/v1/event-types", "", nil, &types)
-	if len(types.EventTypes) != 7 || types.EventTypes[0].Schema["type"] != "object" {
+	if len(types.EventTypes) != 10 || types.EventTypes[0].Schema["type"] != "object" {
 		t.Fatalf("event types: %+v", types)
 	}
 	// Health follows the backends: stop ingestion and /healthz turns 503.

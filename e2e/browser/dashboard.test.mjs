@@ -193,6 +193,10 @@ test('add an endpoint: API errors shown, secret shown once, Send Test succeeds',
   const err = await textOf(page.locator('form[aria-labelledby=add-h] p.error'), /\S/, 'the create error');
   assert.match(err, /event/i, `message names the field: ${err}`);
 
+  // The operational events the suite emits itself are offered too.
+  for (const t of ['endpoint.disabled', 'endpoint.enabled', 'delivery.exhausted']) {
+    assert.equal(await page.locator(`input[name=eventTypes][value="${t}"]`).count(), 1, `a checkbox for ${t}`);
+  }
   await page.locator('input[name=eventTypes][value="transcription.completed"]').check();
   await page.getByRole('button', { name: 'Add endpoint' }).click();
   const secret = await textOf(card().locator('[data-testid=secret]'), /^whsec_/, 'the new secret');

@@ -18,7 +18,7 @@ const TimestampLayout = "2006-01-02T15:04:05.000Z07:00"
 //	{"id":…,"type":…,"timestamp":…,"data":{…}}
 //
 // followed by "test":true as the last key when test is set. The data keys
-// follow the catalogue's field order. Strings are escaped like encoding/json
+// follow the catalogue's field order; absent optional fields are omitted. Strings are escaped like encoding/json
 // does, except that <, > and & are kept literally; numbers print as described
 // at formatNumber. The body is deterministic, so it is byte-identical however
 // often it is rebuilt.
@@ -42,10 +42,15 @@ func Envelope(id, eventType string, ts time.Time, data map[string]any, test bool
 	e.raw(`,"timestamp":`)
 	e.string(ts.UTC().Format(TimestampLayout))
 	e.raw(`,"data":{`)
-	for i, f := range t.Fields {
-		if i > 0 {
+	first := true
+	for _, f := range t.Fields {
+		if _, ok := data[f.Name]; !ok {
+			continue // an absent optional field
+		}
+		if !first {
 			e.raw(",")
 		}
+		first = false
 		e.string(f.Name)
 		e.raw(":")
 		e.value(data[f.Name])

@@ -6,7 +6,8 @@
 //
 // Ingestion validates with [Validate] and [CheckSize] and builds bodies with
 // [Envelope]; the registry serves [Catalogue] and [Type.JSONSchema]; delivery
-// uses [Sample] for test deliveries.
+// uses [Sample] for test deliveries. Operational types ([IsOperational]) are
+// emitted by the suite itself; producers may not publish them.
 package events
 
 import "regexp"
@@ -18,14 +19,18 @@ const (
 	KindInteger = "integer" // a JSON number with no fractional part
 )
 
-// Field describes one field of an event's data object. Every field of every
-// type is required; string fields must be non-empty.
+// Field describes one field of an event's data object. Every field is
+// required unless Optional; string fields must be non-empty.
 type Field struct {
 	Name        string   // JSON name, lowerCamelCase
 	Kind        string   // KindString, KindNumber or KindInteger
 	Description string   // what the field means, for documentation
 	Min, Max    *float64 // inclusive bounds of numeric fields; nil = unbounded
 	Pattern     string   // regular expression a string field must match; "" = any
+	Format      string   // JSON Schema "format" of a string field, e.g. "date-time"; "" = none
+	// Optional fields may be absent (never null); an envelope omits them
+	// then. Sample leaves them out.
+	Optional bool
 
 	example any // realistic value used by Sample and the schema's "examples"
 }
@@ -35,7 +40,23 @@ type Type struct {
 	Name        string // e.g. "transcription.completed"
 	Description string
 	Fields      []Field // in the order they appear in an envelope's data object
+	// Operational types are emitted by the suite itself (endpoint.disabled,
+	// endpoint.enabled, delivery.exhausted): producers may not publish
+	// them, and none is emitted about the delivery of one.
+	Operational bool
 }
+
+// IsOperational reports whether eventType is an operational type of the
+// catalogue: one the suite emits itself and producers may not publish.
+func IsOperational(eventType string) bool {
+	t, ok := byName[eventType]
+	return ok && t.Operational
+}
+
+// CountField is the optional integer field of every operational type that
+// says how many occurrences one event stands for, when a burst was folded
+// into it (absent: one).
+const CountField = "count"
 
 // Catalogue returns the event types in their documented order. The result is
 // a copy: callers may modify it freely.
@@ -91,6 +112,24 @@ var (
 		Name: "engine", Kind: KindString,
 		Description: "Transcription engine processing the upload.",
 		example:     "whisper-large-v3",
+	}
+	endpointID = Field{
+		Name: "endpointId", Kind: KindString,
+		Description: "The endpoint the event is about.",
+		example:     "ep_test_01JD5K8Q2W3E4R5T6Y7U8I9O0P",
+	}
+	endpointURL = Field{
+		Name: "url", Kind: KindString,
+		Description: "URL of that endpoint.",
+		example:     "https://example.com/webhooks/voxscriber",
+	}
+	// count is the burst fold of operational events: at most one event per
+	// endpoint and type per minute is emitted; the others are counted in it.
+	count = Field{
+		Name: CountField, Kind: KindInteger, Min: at(2), Optional: true,
+		Description: "Present when a burst was folded into this event: how many occurrences it stands for " +
+			"(at most one event per endpoint and type is emitted per minute). The other fields describe the latest one.",
+		example: 20.0,
 	}
 
 	catalogue = []Type{
@@ -167,6 +206,54 @@ var (
 					Description: "Current credit balance.", example: 8.0},
 				{Name: "threshold", Kind: KindNumber,
 					Description: "Configured low-credit threshold.", example: 10.0},
+			},
+		},
+		{
+			Name: "endpoint.disabled",
+			Description: "The system disabled one of the account's endpoints after repeated failures or a 410 Gone answer; " +
+				"its deliveries are parked until it is enabled again. Emitted by VoxScriber, never to the endpoint itself.",
+			Operational: true,
+			Fields: []Field{
+				endpointID,
+				endpointURL,
+				{Name: "reason", Kind: KindString,
+					Description: "Why the system disabled the endpoint.",
+					example:     "5 consecutive failed attempts; last error: HTTP 503 Service Unavailable"},
+				{Name: "lastError", Kind: KindString,
+					Description: "Error of the attempt that led to the disable.",
+					example:     "HTTP 503 Service Unavailable"},
+				{Name: "disabledAt", Kind: KindString, Format: "date-time",
+					Description: "When the endpoint was disabled (RFC 3339, UTC).",
+					example:     "2026-11-26T19:43:16.123Z"},
+				count,
+			},
+		},
+		{
+			Name: "endpoint.enabled",
+			Description: "An endpoint the system had disabled was enabled again; its parked deliveries resume. " +
+				"Emitted by VoxScriber, never to the endpoint itself.",
+			Operational: true,
+			Fields:      []Field{endpointID, endpointURL, count},
+		},
+		{
+			Name: "delivery.exhausted",
+			Description: "The final scheduled attempt of a delivery failed: the event will not be sent to that endpoint again " +
+				"unless it is retried or replayed. Emitted by VoxScriber, never to the endpoint itself, and never about " +
+				"the delivery of an operational event.",
+			Operational: true,
+			Fields: []Field{
+				{Name: "deliveryId", Kind: KindString,
+					Description: "The delivery whose attempts are exhausted.", example: "dlv_test_01JD5K8Q2W3E4R5T6Y7U8I9O0P"},
+				{Name: "eventId", Kind: KindString,
+					Description: "The event that was not delivered.", example: "evt_test_01JD5K8Q2W3E4R5T6Y7U8I9O0P"},
+				{Name: "eventType", Kind: KindString,
+					Description: "Type of that event.", example: "transcription.completed"},
+				endpointID,
+				{Name: "attempts", Kind: KindInteger, Min: at(1),
+					Description: "Number of attempts made.", example: 5.0},
+				{Name: "lastError", Kind: KindString,
+					Description: "Error of the final attempt.", example: "connect: connection refused"},
+				count,
 			},
 		},
 	}

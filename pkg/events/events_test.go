@@ -43,6 +43,7 @@ func TestCatalogueOrderAndCopies(t *testing.T) {
 	want := []string{
 		"transcription.started", "transcription.progress", "transcription.completed",
 		"transcription.failed", "transcription.retry", "upload.completed", "credits.low",
+		"endpoint.disabled", "endpoint.enabled", "delivery.exhausted",
 	}
 	cat := Catalogue()
 	var got []string
@@ -110,7 +111,7 @@ func TestValidateRejects(t *testing.T) {
 		// The type.
 		{name: "unknown type", eventType: "transcription.paused", data: map[string]any{},
 			field: "type", message: `type: unknown event type "transcription.paused"; known types: transcription.started, transcription.progress, ` +
-				"transcription.completed, transcription.failed, transcription.retry, upload.completed, credits.low"},
+				"transcription.completed, transcription.failed, transcription.retry, upload.completed, credits.low, endpoint.disabled, endpoint.enabled, delivery.exhausted"},
 		{name: "empty type", eventType: "", field: "type", message: "type: is required; known types: transcription.started", partial: true},
 
 		// Missing fields, reported in catalogue order and before anything else.
@@ -403,9 +404,11 @@ func TestJSONSchema(t *testing.T) {
 		if _, err := structpb.NewStruct(schema); err != nil {
 			t.Fatalf("%s: structpb.NewStruct: %v", typ.Name, err)
 		}
-		var names []any
+		names := []any{}
 		for _, f := range typ.Fields {
-			names = append(names, f.Name)
+			if !f.Optional {
+				names = append(names, f.Name)
+			}
 		}
 		if !reflect.DeepEqual(schema["required"], names) {
 			t.Errorf("%s: required = %v, want %v", typ.Name, schema["required"], names)
@@ -428,6 +431,68 @@ func TestJSONSchema(t *testing.T) {
 	errorType := failed.JSONSchema()["properties"].(map[string]any)["errorType"].(map[string]any)
 	if errorType["pattern"] != `^[a-z][a-z0-9_]*$` || errorType["minLength"] != 1.0 || errorType["type"] != "string" {
 		t.Errorf("errorType schema = %v", errorType)
+	}
+}
+
+func TestOperationalTypesAreMarkedAndCarryAnOptionalCount(t *testing.T) {
+	want := map[string][]string{
+		"endpoint.disabled":  {"endpointId", "url", "reason", "lastError", "disabledAt", "count"},
+		"endpoint.enabled":   {"endpointId", "url", "count"},
+		"delivery.exhausted": {"deliveryId", "eventId", "eventType", "endpointId", "attempts", "lastError", "count"},
+	}
+	for _, typ := range Catalogue() {
+		fields, operational := want[typ.Name]
+		if typ.Operational != operational || IsOperational(typ.Name) != operational {
+			t.Errorf("%s: Operational = %v, IsOperational = %v; want %v", typ.Name, typ.Operational, IsOperational(typ.Name), operational)
+		}
+		schema := typ.JSONSchema()
+		if _, marked := schema["x-operational"]; marked != operational {
+			t.Errorf("%s: schema x-operational present = %v, want %v", typ.Name, marked, operational)
+		}
+		if !operational {
+			continue
+		}
+		var got []string
+		for _, f := range typ.Fields {
+			got = append(got, f.Name)
+			if f.Optional != (f.Name == CountField) {
+				t.Errorf("%s.%s: Optional = %v", typ.Name, f.Name, f.Optional)
+			}
+		}
+		if !slices.Equal(got, fields) {
+			t.Errorf("%s fields = %v, want %v", typ.Name, got, fields)
+		}
+		count := schema["properties"].(map[string]any)[CountField].(map[string]any)
+		if count["type"] != "integer" || count["minimum"] != 2.0 || !strings.Contains(count["description"].(string), "burst") {
+			t.Errorf("%s: count schema = %v", typ.Name, count)
+		}
+		if _, ok := Sample(typ.Name); !ok {
+			t.Errorf("%s has no sample", typ.Name)
+		}
+	}
+	if IsOperational("credits.low") || IsOperational("nope") {
+		t.Error("IsOperational is true for a producer type or an unknown one")
+	}
+}
+
+func TestEnvelopeOmitsAnAbsentOptionalFieldAndKeepsAPresentOne(t *testing.T) {
+	ts := time.Date(2026, 11, 26, 19, 43, 16, 123000000, time.UTC)
+	data := map[string]any{"endpointId": "ep_1", "url": "https://x.example/h"}
+	body, err := Envelope("evt_1", "endpoint.enabled", ts, data, false)
+	if want := `{"id":"evt_1","type":"endpoint.enabled","timestamp":"2026-11-26T19:43:16.123Z","data":{"endpointId":"ep_1","url":"https://x.example/h"}}`; err != nil || string(body) != want {
+		t.Fatalf("Envelope = %s, %v; want %s", body, err, want)
+	}
+	data["count"] = 20
+	body, err = Envelope("evt_1", "endpoint.enabled", ts, data, false)
+	if want := `{"id":"evt_1","type":"endpoint.enabled","timestamp":"2026-11-26T19:43:16.123Z","data":{"endpointId":"ep_1","url":"https://x.example/h","count":20}}`; err != nil || string(body) != want {
+		t.Fatalf("Envelope = %s, %v; want %s", body, err, want)
+	}
+	for _, bad := range []any{1, 2.5, "20", nil} {
+		data["count"] = bad
+		var ve *ValidationError
+		if err := Validate("endpoint.enabled", data); !errors.As(err, &ve) || ve.Field != "data.count" {
+			t.Errorf("count %v: Validate = %v, want an error for data.count", bad, err)
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 package events
 
 // Sample returns realistic data for a test delivery (Send Test) of the named
-// event type, or false if the type is unknown. The data passes Validate, and
+// event type (its required fields), or false if the type is unknown. The data passes Validate, and
 // each call returns a new map that the caller may modify.
 func Sample(eventType string) (map[string]any, bool) {
 	t, ok := byName[eventType]
@@ -10,7 +10,9 @@ func Sample(eventType string) (map[string]any, bool) {
 	}
 	data := make(map[string]any, len(t.Fields))
 	for _, f := range t.Fields {
-		data[f.Name] = f.example
+		if !f.Optional {
+			data[f.Name] = f.example
+		}
 	}
 	return data, true
 }

@@ -3,18 +3,22 @@ package events
 // jsonSchemaDialect identifies the JSON Schema draft used by Type.JSONSchema.
 const jsonSchemaDialect = "https://json-schema.org/draft/2020-12/schema"
 
-// JSONSchema returns the JSON Schema (draft 2020-12) of t's data object.
+// JSONSchema returns the JSON Schema (draft 2020-12) of t's data object:
+// every field not Optional is required; an operational type's schema is
+// marked "x-operational": true.
 // It holds only map[string]any, []any, string, float64 and bool values, so it
 // can be passed to encoding/json or structpb.NewStruct as is. Each call
 // returns a new map.
 func (t Type) JSONSchema() map[string]any {
 	properties := make(map[string]any, len(t.Fields))
-	required := make([]any, len(t.Fields))
-	for i, f := range t.Fields {
+	required := make([]any, 0, len(t.Fields))
+	for _, f := range t.Fields {
 		properties[f.Name] = f.jsonSchema()
-		required[i] = f.Name
+		if !f.Optional {
+			required = append(required, f.Name)
+		}
 	}
-	return map[string]any{
+	s := map[string]any{
 		"$schema":              jsonSchemaDialect,
 		"title":                t.Name,
 		"description":          t.Description,
@@ -23,6 +27,12 @@ func (t Type) JSONSchema() map[string]any {
 		"required":             required,
 		"additionalProperties": false,
 	}
+	if t.Operational {
+		// A JSON Schema annotation for documentation and the dashboard:
+		// VoxScriber emits these, producers cannot publish them.
+		s["x-operational"] = true
+	}
+	return s
 }
 
 // jsonSchema returns the schema of a single field.
@@ -36,6 +46,9 @@ func (f *Field) jsonSchema() map[string]any {
 	}
 	if f.Pattern != "" {
 		s["pattern"] = f.Pattern
+	}
+	if f.Format != "" {
+		s["format"] = f.Format
 	}
 	if f.Min != nil {
 		s["minimum"] = *f.Min

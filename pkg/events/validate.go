@@ -39,8 +39,8 @@ var knownTypes = func() string {
 }()
 
 // Validate checks that eventType is in the catalogue and that data (as
-// decoded by encoding/json or structpb's AsMap) matches its fields. A nil map
-// is treated as empty. The error, if any, is a *ValidationError for the first
+// decoded by encoding/json or structpb's AsMap) matches its fields; only
+// Optional fields may be absent. A nil map is treated as empty. The error, if any, is a *ValidationError for the first
 // problem in this order: the type; missing fields; wrong types or values, in
 // catalogue field order; unknown fields, sorted by name.
 func Validate(eventType string, data map[string]any) error {
@@ -53,13 +53,17 @@ func Validate(eventType string, data map[string]any) error {
 	}
 	for i := range t.Fields {
 		f := &t.Fields[i]
-		if _, ok := data[f.Name]; !ok {
+		if _, ok := data[f.Name]; !ok && !f.Optional {
 			return invalid(f.path(), "is required")
 		}
 	}
 	for i := range t.Fields {
 		f := &t.Fields[i]
-		if err := f.check(data[f.Name]); err != nil {
+		v, ok := data[f.Name]
+		if !ok {
+			continue // an absent optional field
+		}
+		if err := f.check(v); err != nil {
 			return err
 		}
 	}

@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/changefeed"
@@ -40,6 +43,7 @@ type settings struct {
 	common       config.Common
 	addr         string // DELIVERY_ADDR: where DeliveryService listens
 	registryAddr string // REGISTRY_ADDR: where the registry is dialled
+	ingestAddr   string // INGESTION_ADDR: where ingestion is dialled (operational events)
 	schedule     []time.Duration
 	timeout      time.Duration // per attempt
 	retention    time.Duration // events, deliveries, endpoint success marks
@@ -48,7 +52,9 @@ type settings struct {
 	smtpAddr     string        // empty: notices are logged
 	smtpFrom     string
 	policy       ssrf.Policy
-	proxy        *ssrf.Proxy // DELIVERY_PROXY_URL: egress proxy of every webhook (nil: direct)
+	proxy        *ssrf.Proxy   // DELIVERY_PROXY_URL: egress proxy of every webhook (nil: direct)
+	opDelay      time.Duration // OPERATIONAL_EVENT_DELAY: gathers a burst before its first event
+	opWindow     time.Duration // OPERATIONAL_EVENT_WINDOW: least time between two of one endpoint and type
 }
 
 // readSettings reads the environment, reporting every bad value at once.
@@ -57,6 +63,7 @@ func readSettings(env *config.Env) (settings, error) {
 		common:       config.ReadCommon(env),
 		addr:         env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr),
 		registryAddr: env.String("REGISTRY_ADDR", config.DefaultRegistryAddr),
+		ingestAddr:   env.String("INGESTION_ADDR", config.DefaultIngestionAddr),
 		schedule:     env.Schedule("DELIVERY_RETRY_SCHEDULE", config.DefaultSchedule),
 		timeout:      env.Duration("DELIVERY_TIMEOUT", delivery.DefaultTimeout),
 		retention:    env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention),
@@ -66,6 +73,8 @@ func readSettings(env *config.Env) (settings, error) {
 		smtpFrom:     env.String("SMTP_FROM", mailer.DefaultFrom),
 		policy:       ssrf.FromEnv(env),
 		proxy:        ssrf.ProxyFromEnv(env),
+		opDelay:      env.Duration("OPERATIONAL_EVENT_DELAY", delivery.DefaultOpEventDelay),
+		opWindow:     env.Duration("OPERATIONAL_EVENT_WINDOW", delivery.DefaultOpEventWindow),
 	}
 	env.Check(config.CheckScheduleFits(s.schedule, s.retention))
 	return s, env.Err()
@@ -103,6 +112,12 @@ func run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	registry := registryclient.New(registryv1.NewRegistryInternalServiceClient(conn), registryclient.DefaultTimeout)
+	// Operational events are published through ingestion, which owns events.
+	ingestConn, err := serve.Dial(config.DialTarget(cfg.ingestAddr), cfg.common.InternalToken)
+	if err != nil {
+		return fmt.Errorf("ingestion %s: %w", cfg.ingestAddr, err)
+	}
+	defer ingestConn.Close()
 
 	// Endpoint lookups are cached; the registry's change feed invalidates them.
 	targets := targetcache.New(registry, targetcache.DefaultTTL)
@@ -128,7 +143,8 @@ func run(ctx context.Context) error {
 	defer send.Close()
 	events := eventstore.New(rdb, cfg.retention)
 	dispatcher := delivery.NewDispatcher(
-		delivery.Config{Retry: delivery.RetryPolicy{Schedule: cfg.schedule}, Timeout: cfg.timeout},
+		delivery.Config{Retry: delivery.RetryPolicy{Schedule: cfg.schedule}, Timeout: cfg.timeout,
+			OpEventDelay: cfg.opDelay, OpEventWindow: cfg.opWindow},
 		delivery.Deps{
 			Queue: delivery.Metered(queue, meter), History: queue, Sender: send, EventAccounts: events,
 			Targets: targets,
@@ -138,6 +154,7 @@ func run(ctx context.Context) error {
 			Stats:   queue, Registry: registry, Mailer: mail,
 			Invalidate: targets.Invalidate,
 			Limits:     redisqueue.NewLimits(rdb), // endpoint limits hold for the whole deployment
+			OpEvents:   queue, SystemEvents: systemEvents{ingestionv1.NewIngestionInternalServiceClient(ingestConn)},
 		})
 	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
 	svc := delivery.NewService(dispatcher, worker.Wake)
@@ -147,6 +164,7 @@ func run(ctx context.Context) error {
 	stopWake := queue.Listen(worker.Wake)
 	worker.Start()
 	stopDisabler := dispatcher.StartDisabler(ctx, delivery.DisablePoll)
+	stopOpEvents := dispatcher.StartOpEvents(ctx, delivery.OpEventPoll)
 	log.Info("delivery configured", "schedule", fmt.Sprint(cfg.schedule), "timeout", cfg.timeout.String(),
 		"workers", cfg.workers, "endpoint_concurrency", cfg.perEndpoint, "smtp", cfg.smtpAddr != "", "shards", redisqueue.Shards,
 		"allow_http", cfg.policy.AllowHTTP, "allowed_cidrs", fmt.Sprint(cfg.policy.AllowedCIDRs), "egress_proxy", cfg.proxy.String())
@@ -172,6 +190,7 @@ func run(ctx context.Context) error {
 			stopResume()
 			worker.Drain(ctx)
 			stopDisabler(ctx)
+			stopOpEvents(ctx)
 		},
 	}.Run(ctx)
 }
@@ -182,4 +201,26 @@ func newMailer(cfg settings, log *slog.Logger) mailer.Mailer {
 		return mailer.Log{Logger: log}
 	}
 	return mailer.SMTP{Addr: cfg.smtpAddr, From: cfg.smtpFrom}
+}
+
+// systemEvents publishes operational events through ingestion's internal
+// PublishSystemEvent; its errors are described, never passed on as status
+// errors.
+type systemEvents struct {
+	c ingestionv1.IngestionInternalServiceClient
+}
+
+func (s systemEvents) PublishSystemEvent(ctx context.Context, accountID, eventType, endpointID, key string, data map[string]any) error {
+	st, err := structpb.NewStruct(data)
+	if err != nil {
+		return fmt.Errorf("operational event data: %w", err)
+	}
+	_, err = s.c.PublishSystemEvent(ctx, &ingestionv1.PublishSystemEventRequest{
+		AccountId: accountID, Type: eventType, Data: st, EndpointId: endpointID, IdempotencyKey: key,
+	})
+	if err != nil {
+		s := status.Convert(err)
+		return fmt.Errorf("ingestion PublishSystemEvent: %s: %s", s.Code(), s.Message())
+	}
+	return nil
 }

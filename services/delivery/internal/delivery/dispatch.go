@@ -44,6 +44,9 @@ type Config struct {
 	// LeaseMargin is added to Timeout to make a claim's lease
 	// (DefaultLeaseMargin when 0).
 	LeaseMargin time.Duration
+	// OpEventDelay and OpEventWindow time operational events
+	// (DefaultOpEventDelay, DefaultOpEventWindow when 0; opevents.go).
+	OpEventDelay, OpEventWindow time.Duration
 }
 
 // Deps are the dispatcher's collaborators.
@@ -68,6 +71,9 @@ type Deps struct {
 	// Limits makes endpoint concurrency and rate limits hold for the whole
 	// deployment (redisqueue.Limits); per process when nil.
 	Limits EndpointLimits
+	// Operational events (opevents.go); both or neither.
+	OpEvents     OpEvents
+	SystemEvents SystemEvents
 }
 
 // Dispatcher runs claimed deliveries through the pipeline
@@ -77,6 +83,7 @@ type Dispatcher struct {
 	deps        Deps
 	prop        propagation.TraceContext
 	disableKick chan struct{} // wakes the disabler after a decision
+	opEventKick chan struct{} // wakes the operational-event emitter after a fold
 	rates       rateLimits
 }
 
@@ -97,7 +104,13 @@ func NewDispatcher(cfg Config, deps Deps) *Dispatcher {
 	if cfg.LeaseMargin <= 0 {
 		cfg.LeaseMargin = DefaultLeaseMargin
 	}
-	return &Dispatcher{cfg: cfg, deps: deps, disableKick: make(chan struct{}, 1)}
+	if cfg.OpEventDelay <= 0 {
+		cfg.OpEventDelay = DefaultOpEventDelay
+	}
+	if cfg.OpEventWindow <= 0 {
+		cfg.OpEventWindow = DefaultOpEventWindow
+	}
+	return &Dispatcher{cfg: cfg, deps: deps, disableKick: make(chan struct{}, 1), opEventKick: make(chan struct{}, 1)}
 }
 
 // LeaseUntil is the lease of a claim made at now.

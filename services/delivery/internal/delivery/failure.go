@@ -118,6 +118,7 @@ func (d *Dispatcher) afterAttempt(ctx context.Context, job Job, t *Target, o *Ou
 		p.Reason = "the endpoint answered 410 Gone"
 		d.decideDisable(ctx, p, a.Start, true)
 	case o.Status == StatusFailed && a.Number-dl.Base >= d.cfg.Retry.MaxAttempts():
+		d.exhausted(ctx, dl, a)
 		first := dl.FirstAttempt
 		if a.Number-dl.Base == 1 {
 			first = a.Start
@@ -220,7 +221,8 @@ func (d *Dispatcher) runDisabler(ctx context.Context, poll time.Duration) {
 }
 
 // carryOut takes a claimed pending disable one step further: the registry
-// call until it is confirmed, then the notice. Each step's result is saved
+// call (and, once it confirmed, the endpoint.disabled event folded in) until
+// it is confirmed, then the notice. Each step's result is saved
 // before the next begins, so a retry never repeats a confirmed step: the
 // notice is sent only after the registry confirmed, and once unless the
 // process dies between the mail server's acceptance and FinishDisable (at
@@ -269,6 +271,12 @@ func (d *Dispatcher) carryOut(ctx context.Context, p PendingDisable) {
 			d.deps.Invalidate(p.AccountID)
 		}
 		log.WarnContext(ctx, "endpoint disabled", args...)
+		// endpoint.disabled, retried with the disable until it is folded
+		// in (a repeat is counted once: its key is the decision).
+		if err := d.announceDisabled(ctx, p); err != nil {
+			retry("recording endpoint.disabled failed", err)
+			return
+		}
 		if d.deps.Mailer == nil {
 			finish()
 			return

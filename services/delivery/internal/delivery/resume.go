@@ -68,7 +68,9 @@ func (s *Service) ResumeParked(ctx context.Context) (int, error) {
 }
 
 // RunResumer sweeps the parked deliveries every `every` and shortly after
-// each kick (a registry change), until ctx ends.
+// each kick (a registry change), until ctx ends; each sweep also announces
+// the endpoints the system disabled that are enabled again
+// (endpoint.enabled).
 func (s *Service) RunResumer(ctx context.Context, kick <-chan struct{}, every time.Duration) {
 	if every <= 0 {
 		every = ResumeEvery
@@ -89,6 +91,9 @@ func (s *Service) RunResumer(ctx context.Context, kick <-chan struct{}, every ti
 		sctx, cancel := context.WithTimeout(ctx, every)
 		if _, err := s.ResumeParked(sctx); err != nil && ctx.Err() == nil {
 			s.d.deps.Logger.Error("resuming parked deliveries failed", "error", err.Error())
+		}
+		if err := s.announceEnabled(sctx); err != nil && ctx.Err() == nil {
+			s.d.deps.Logger.Error("announcing re-enabled endpoints failed; retried on the next sweep", "error", err.Error())
 		}
 		cancel()
 	}

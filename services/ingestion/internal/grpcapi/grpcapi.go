@@ -35,19 +35,52 @@ func New(svc *ingest.Service, jaegerUIURL string) *Server {
 	return &Server{svc: svc, jaegerUIURL: jaegerUIURL}
 }
 
-// Register registers the service (serve.Service.Register).
-func (s *Server) Register(g *grpc.Server) { ingestionv1.RegisterIngestionServiceServer(g, s) }
+// Register registers both ingestion services (serve.Service.Register).
+func (s *Server) Register(g *grpc.Server) {
+	ingestionv1.RegisterIngestionServiceServer(g, s)
+	ingestionv1.RegisterIngestionInternalServiceServer(g, &InternalServer{s: s})
+}
 
 // Policy is who may call what: producers publish, customers read their
-// own account's events.
+// own account's events, the suite's services publish operational events.
 func Policy() authn.Policy {
 	return authn.Policy{
-		ingestionv1.IngestionService_PublishEvent_FullMethodName:        authn.Producer,
-		ingestionv1.IngestionService_PublishEvents_FullMethodName:       authn.Producer,
-		ingestionv1.IngestionService_ReportCreditBalance_FullMethodName: authn.Producer,
-		ingestionv1.IngestionService_GetEvent_FullMethodName:            authn.Customer,
-		ingestionv1.IngestionService_ListEvents_FullMethodName:          authn.Customer,
+		ingestionv1.IngestionService_PublishEvent_FullMethodName:               authn.Producer,
+		ingestionv1.IngestionService_PublishEvents_FullMethodName:              authn.Producer,
+		ingestionv1.IngestionService_ReportCreditBalance_FullMethodName:        authn.Producer,
+		ingestionv1.IngestionService_GetEvent_FullMethodName:                   authn.Customer,
+		ingestionv1.IngestionService_ListEvents_FullMethodName:                 authn.Customer,
+		ingestionv1.IngestionInternalService_PublishSystemEvent_FullMethodName: authn.Internal,
 	}
+}
+
+// InternalServer implements ingestionv1.IngestionInternalServiceServer:
+// the suite's own operational events.
+type InternalServer struct {
+	ingestionv1.UnimplementedIngestionInternalServiceServer
+	s *Server
+}
+
+var _ ingestionv1.IngestionInternalServiceServer = (*InternalServer)(nil)
+
+// PublishSystemEvent implements ingestionv1.IngestionInternalServiceServer.
+func (i *InternalServer) PublishSystemEvent(ctx context.Context, req *ingestionv1.PublishSystemEventRequest) (*ingestionv1.PublishSystemEventResponse, error) {
+	var data map[string]any
+	if req.GetData() != nil {
+		data = req.GetData().AsMap()
+	}
+	res, err := i.s.svc.PublishSystem(ctx, ingest.SystemRequest{
+		AccountID: req.GetAccountId(), Type: req.GetType(), Data: data,
+		EndpointID: req.GetEndpointId(), IdempotencyKey: req.GetIdempotencyKey(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	e, err := i.s.event(res.Event)
+	if err != nil {
+		return nil, err
+	}
+	return &ingestionv1.PublishSystemEventResponse{Event: e, Duplicate: res.Duplicate}, nil
 }
 
 // PublishEvent implements ingestionv1.IngestionServiceServer.

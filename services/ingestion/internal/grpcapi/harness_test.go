@@ -125,7 +125,9 @@ type env struct {
 	reg    *registrytest.Registry
 	dlv    *deliveryDouble
 	client ingestionv1.IngestionServiceClient
-	store  *eventstore.Store
+	// internal is the suite's own client (operational events).
+	internal ingestionv1.IngestionInternalServiceClient
+	store    *eventstore.Store
 }
 
 func newEnv(t testing.TB, o options) *env {
@@ -178,6 +180,7 @@ func newEnv(t testing.TB, o options) *env {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	e.client = ingestionv1.NewIngestionServiceClient(conn)
+	e.internal = ingestionv1.NewIngestionInternalServiceClient(conn)
 	return e
 }
 

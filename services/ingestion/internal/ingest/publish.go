@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,11 @@ type Request struct {
 	// ID is an optional producer-chosen event id; reusing it acts like an
 	// idempotency key.
 	ID string
+
+	// Set by PublishSystem only (system.go): an operational event, not
+	// delivered to the endpoint exclude.
+	system  bool
+	exclude string
 }
 
 // Result is the outcome of publishing one event.
@@ -167,6 +173,9 @@ func (s *Service) prepare(r Request, prefix string, now time.Time, traceID strin
 		return nil, apierr.Invalid(prefix+"id", "must be an event id (evt_ followed by 26 characters) or empty, got %q", short(r.ID))
 	case len(r.IdempotencyKey) > MaxIdempotencyKeyBytes:
 		return nil, apierr.Invalid(prefix+"idempotency_key", "must be at most %d bytes, got %d", MaxIdempotencyKeyBytes, len(r.IdempotencyKey))
+	}
+	if err := refuseOperational(r, prefix); err != nil {
+		return nil, err
 	}
 	id := r.ID
 	if id == "" {
@@ -489,7 +498,9 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 		all := make([]ScheduleItem, 0, len(g.items)*len(g.endpoints))
 		for _, it := range g.items {
 			for _, ep := range g.endpoints {
-				all = append(all, ScheduleItem{EventID: it.ev.ID, EndpointID: ep, TraceParent: it.traceParent, TraceState: it.traceState})
+				if ep != it.req.exclude { // an operational event never goes to the endpoint it is about
+					all = append(all, ScheduleItem{EventID: it.ev.ID, EndpointID: ep, TraceParent: it.traceParent, TraceState: it.traceState})
+				}
 			}
 		}
 		for len(all) > 0 {
@@ -508,6 +519,9 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 	for _, g := range groups {
 		for _, it := range g.items {
 			counts[it] = len(g.endpoints)
+			if it.req.exclude != "" && slices.Contains(g.endpoints, it.req.exclude) {
+				counts[it]--
+			}
 		}
 	}
 	marks := make([]eventstore.Fanout, len(todo))

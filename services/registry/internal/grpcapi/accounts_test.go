@@ -96,7 +96,7 @@ func TestCustomerAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.GetEventTypes()) != 7 || resp.GetEventTypes()[0].GetName() != "transcription.started" {
+	if len(resp.GetEventTypes()) != 10 || resp.GetEventTypes()[0].GetName() != "transcription.started" {
 		t.Fatalf("event types %v", resp.GetEventTypes())
 	}
 	for _, et := range resp.GetEventTypes() {
