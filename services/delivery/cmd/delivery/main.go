@@ -113,7 +113,7 @@ func run(ctx context.Context) error {
 	defer conn.Close()
 	registry := registryclient.New(registryv1.NewRegistryInternalServiceClient(conn), registryclient.DefaultTimeout)
 	// Operational events are published through ingestion, which owns events.
-	ingestConn, err := serve.Dial(config.DialTarget(cfg.ingestAddr), cfg.common.InternalToken)
+	ingestConn, err := serve.DialWith(config.DialTarget(cfg.ingestAddr), serve.Credentials{Token: cfg.common.InternalToken, TLS: grpcTLS})
 	if err != nil {
 		return fmt.Errorf("ingestion %s: %w", cfg.ingestAddr, err)
 	}

@@ -96,6 +96,8 @@ func run(ctx context.Context) error {
 			Resolver:      &authn.CachingResolver{Next: registry, TTL: authn.DefaultResolverTTL},
 			ProducerToken: producerToken,
 			InternalToken: common.InternalToken,
+			Callers:       grpcapi.Callers(),
+			Identities:    common.TLS.Identities,
 		},
 		TLS:      grpcTLS,
 		Register: grpcapi.New(svc, common.JaegerUIURL).Register,

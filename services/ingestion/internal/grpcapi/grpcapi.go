@@ -54,6 +54,12 @@ func Policy() authn.Policy {
 	}
 }
 
+// Callers names, per internal method, the services that may call it when
+// the suite runs on mutual TLS (authorised by the peer certificate).
+func Callers() authn.Callers {
+	return authn.Callers{ingestionv1.IngestionInternalService_PublishSystemEvent_FullMethodName: {"delivery"}}
+}
+
 // InternalServer implements ingestionv1.IngestionInternalServiceServer:
 // the suite's own operational events.
 type InternalServer struct {

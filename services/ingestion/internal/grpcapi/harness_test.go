@@ -164,6 +164,7 @@ func newEnv(t testing.TB, o options) *env {
 			Policy:        grpcapi.Policy(),
 			Resolver:      &authn.CachingResolver{Next: registry, TTL: 30 * time.Second},
 			ProducerToken: o.producerToken,
+			InternalToken: internalToken,
 		},
 		Register: grpcapi.New(svc, jaegerUI).Register,
 	}
@@ -180,9 +181,18 @@ func newEnv(t testing.TB, o options) *env {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	e.client = ingestionv1.NewIngestionServiceClient(conn)
-	e.internal = ingestionv1.NewIngestionInternalServiceClient(conn)
+	internalConn, err := serve.Dial(lis.Addr().String(), internalToken) // as delivery dials ingestion
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = internalConn.Close() })
+	e.internal = ingestionv1.NewIngestionInternalServiceClient(internalConn)
 	return e
 }
+
+// internalToken is the test ingestion's INTERNAL_TOKEN; its internal
+// client (the suite's own services) carries it.
+const internalToken = "test-internal-token"
 
 // listen serves a double on loopback and dials it as main.go dials the
 // real services.
