@@ -31,7 +31,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -46,6 +45,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/voxscriber/webhooks/pkg/testport"
 )
 
 // Server is a private PostgreSQL server.
@@ -130,7 +131,7 @@ func launch(dir string, ownsDir bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := testport.Free()
 	if err != nil {
 		return nil, err
 	}
@@ -317,15 +318,6 @@ func Kill(t testing.TB, s *Server) {
 	if err := s.Kill(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func pgUID() int { return lookupID(func(u *user.User) string { return u.Uid }) }
