@@ -16,8 +16,12 @@ type recorder struct {
 	flushes  int
 }
 
-func (r *recorder) Invalidate(a string) { r.mu.Lock(); r.accounts = append(r.accounts, a); r.mu.Unlock() }
-func (r *recorder) InvalidateAll()      { r.mu.Lock(); r.flushes++; r.mu.Unlock() }
+func (r *recorder) Invalidate(a string) {
+	r.mu.Lock()
+	r.accounts = append(r.accounts, a)
+	r.mu.Unlock()
+}
+func (r *recorder) InvalidateAll() { r.mu.Lock(); r.flushes++; r.mu.Unlock() }
 func (r *recorder) state() (int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
