@@ -17,6 +17,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
@@ -48,6 +49,7 @@ type settings struct {
 	smtpAddr     string        // empty: notices are logged
 	smtpFrom     string
 	policy       ssrf.Policy
+	apiRate      ratelimit.Rate // API_RATE_LIMIT, API_RATE_BURST: per customer key, deployment-wide
 }
 
 // readSettings reads the environment, reporting every bad value at once.
@@ -64,6 +66,7 @@ func readSettings(env *config.Env) (settings, error) {
 		smtpAddr:     env.String("SMTP_ADDR", ""),
 		smtpFrom:     env.String("SMTP_FROM", mailer.DefaultFrom),
 		policy:       ssrf.FromEnv(env),
+		apiRate:      ratelimit.FromEnv(env),
 	}
 	env.Check(config.CheckScheduleFits(s.schedule, s.retention))
 	return s, env.Err()
@@ -113,6 +116,9 @@ func run(ctx context.Context) error {
 		}
 	})
 
+	apiKeys := authn.NewCachingResolver(registry) // revoked keys refused within 1 s
+	changefeed.Follow(ctx, rdb, log, apiKeys)
+
 	// Notices of disabled endpoints: sent synchronously by the disabler,
 	// which retries them durably.
 	mail := newMailer(cfg, log)
@@ -155,7 +161,8 @@ func run(ctx context.Context) error {
 		Logger: log,
 		Auth: authn.Config{
 			Policy:        grpcapi.Policy(),
-			Resolver:      &authn.CachingResolver{Next: registry, TTL: authn.DefaultResolverTTL},
+			Resolver:      apiKeys,
+			Limiter:       ratelimit.New(rdb, cfg.apiRate),
 			InternalToken: cfg.common.InternalToken,
 			Callers:       grpcapi.Callers(),
 			Identities:    cfg.common.TLS.Identities,
