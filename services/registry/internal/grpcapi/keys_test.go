@@ -37,6 +37,7 @@ func (h *harness) newKey(key, name string) *registryv1.CreateApiKeyResponse {
 func TestACreatedKeyIsShownOnceAndListedWithoutItBesideTheAccountsFirstKey(t *testing.T) {
 	h := newHarness(t)
 	_, first := h.account("Acme")
+	h.clock.Advance(time.Millisecond) // lists are oldest first
 	created := h.newKey(first, "  CI deploys ")
 	second := created.GetKey()
 	k := created.GetApiKey()
