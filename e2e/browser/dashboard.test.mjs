@@ -447,6 +447,48 @@ test('rotate secret, settings, delete with confirmation', async () => {
   await shot('12-deleted');
 });
 
+test('API keys: create (the key shown once), listed without it, revoke with a confirmation; the last key stays', async () => {
+  await page.getByRole('link', { name: 'API keys' }).click();
+  await page.getByRole('heading', { name: 'API keys' }).waitFor();
+  const rows = page.locator('table.keys tbody tr');
+  await until('the sign-in key listed', async () => (await rows.count()) === 1);
+  assert.match(await rows.first().innerText(), /this session/);
+  assert.ok(await rows.first().getByRole('button', { name: 'Revoke' }).isDisabled(), 'the last key offers Revoke');
+
+  await page.getByLabel(/^Name/).fill('CI deploys');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const key = await textOf(page.locator('[data-testid=new-key]'), /^vsk_/, 'the new key');
+  await until('two keys listed', async () => (await rows.count()) === 2);
+  const row = rows.filter({ hasText: 'CI deploys' });
+  assert.ok((await row.innerText()).includes(key.slice(0, 12)), 'the new key\'s prefix is listed');
+  assert.ok(!(await page.locator('table.keys').innerText()).includes(key), 'the list shows the key');
+  await shot('14-key-created');
+  const works = await fetch(`${BASE_URL}/v1/endpoints`, { headers: { Authorization: `Bearer ${key}` } });
+  assert.equal(works.status, 200);
+
+  await page.getByRole('button', { name: 'Done, hide it' }).click();
+  await until('the key hidden', async () => (await page.locator('[data-testid=new-key]').count()) === 0);
+  await page.reload();
+  await until('the list again', async () => (await rows.count()) === 2);
+  assert.ok(!(await page.content()).includes(key), 'the key is on the page after it was hidden');
+
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await row.getByRole('button', { name: 'Yes, revoke' }).waitFor();
+  await until('focus on Cancel', async () => (await page.evaluate(() => document.activeElement?.textContent)) === 'Cancel');
+  await shot('14-key-revoke-confirm');
+  await row.getByRole('button', { name: 'Yes, revoke' }).click();
+  await until('the key gone', async () => (await rows.count()) === 1);
+  const revokedAt = Date.now();
+  await until('the revoked key refused', async () => {
+    const r = await fetch(`${BASE_URL}/v1/endpoints`, { headers: { Authorization: `Bearer ${key}` } });
+    return r.status === 401;
+  }, 2000);
+  assert.ok(Date.now() - revokedAt < 2000);
+  assert.ok(await rows.first().getByRole('button', { name: 'Revoke' }).isDisabled(), 'the last key offers Revoke');
+  await shot('14-key-revoked');
+  await page.getByRole('link', { name: 'Settings → Webhooks' }).click();
+});
+
 test('keyboard: Tab reaches the navigation and every form control, each with a focus ring', async () => {
   await page.goto(`${BASE_URL}/#/webhooks`);
   await page.reload(); // start from the top of a fresh page

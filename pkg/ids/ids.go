@@ -17,6 +17,9 @@ const (
 	Account  = "acct_"
 	Delivery = "dlv_"
 	APIKey   = "vsk_"
+	// APIKeyID prefixes the id of an API key (authn.KeyID): what lists and
+	// logs name a key by, never the key itself.
+	APIKeyID = "key_"
 )
 
 const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

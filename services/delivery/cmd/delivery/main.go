@@ -19,6 +19,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/pkg/serve"
@@ -52,9 +53,10 @@ type settings struct {
 	smtpAddr     string        // empty: notices are logged
 	smtpFrom     string
 	policy       ssrf.Policy
-	proxy        *ssrf.Proxy   // DELIVERY_PROXY_URL: egress proxy of every webhook (nil: direct)
-	opDelay      time.Duration // OPERATIONAL_EVENT_DELAY: gathers a burst before its first event
-	opWindow     time.Duration // OPERATIONAL_EVENT_WINDOW: least time between two of one endpoint and type
+	proxy        *ssrf.Proxy    // DELIVERY_PROXY_URL: egress proxy of every webhook (nil: direct)
+	opDelay      time.Duration  // OPERATIONAL_EVENT_DELAY: gathers a burst before its first event
+	opWindow     time.Duration  // OPERATIONAL_EVENT_WINDOW: least time between two of one endpoint and type
+	apiRate      ratelimit.Rate // API_RATE_LIMIT, API_RATE_BURST: per customer key, deployment-wide
 }
 
 // readSettings reads the environment, reporting every bad value at once.
@@ -75,6 +77,7 @@ func readSettings(env *config.Env) (settings, error) {
 		proxy:        ssrf.ProxyFromEnv(env),
 		opDelay:      env.Duration("OPERATIONAL_EVENT_DELAY", delivery.DefaultOpEventDelay),
 		opWindow:     env.Duration("OPERATIONAL_EVENT_WINDOW", delivery.DefaultOpEventWindow),
+		apiRate:      ratelimit.FromEnv(env),
 	}
 	env.Check(config.CheckScheduleFits(s.schedule, s.retention))
 	return s, env.Err()
@@ -130,6 +133,9 @@ func run(ctx context.Context) error {
 		}
 	})
 
+	apiKeys := authn.NewCachingResolver(registry) // revoked keys refused within 1 s
+	changefeed.Follow(ctx, rdb, log, apiKeys)
+
 	// Notices of disabled endpoints: sent synchronously by the disabler,
 	// which retries them durably.
 	mail := newMailer(cfg, log)
@@ -175,7 +181,8 @@ func run(ctx context.Context) error {
 		Logger: log,
 		Auth: authn.Config{
 			Policy:        grpcapi.Policy(),
-			Resolver:      &authn.CachingResolver{Next: registry, TTL: authn.DefaultResolverTTL},
+			Resolver:      apiKeys,
+			Limiter:       ratelimit.New(rdb, cfg.apiRate),
 			InternalToken: cfg.common.InternalToken,
 			Callers:       grpcapi.Callers(),
 			Identities:    cfg.common.TLS.Identities,

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,6 +49,7 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
 			return metadata.Pairs(authn.GatewayMetadata, "1")
 		}),
+		runtime.WithErrorHandler(errorHandler),
 	)
 	if err := registryv1.RegisterRegistryServiceHandler(ctx, mux, b.Registry); err != nil {
 		return nil, err
@@ -76,6 +78,16 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 	return otelhttp.NewHandler(h, "gateway", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 		return r.Method + " " + r.URL.Path
 	})), nil
+}
+
+// errorHandler is grpc-gateway's (google.rpc.Status JSON; ResourceExhausted
+// is 429), plus a Retry-After header, in seconds, when the status carries a
+// RetryInfo detail (an API key over its rate limit).
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if secs, ok := authn.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
 // dashboardTypes are the content types of the dashboard's files, set by the

@@ -14,6 +14,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/pkg/serve"
@@ -36,6 +37,7 @@ func run(ctx context.Context) error {
 	producerToken := env.RequiredUnlessDev("PRODUCER_TOKEN", common.Dev, "anyone reaching INGESTION_ADDR could publish events for any account")
 	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
 	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // events and idempotency keys
+	apiRate := ratelimit.FromEnv(env)
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -76,6 +78,8 @@ func run(ctx context.Context) error {
 	// Subscriber lists are cached; the registry's change feed invalidates them.
 	subscribers := peers.NewCachedSubscribers(registry, peers.DefaultSubscribersTTL)
 	changefeed.Watch(ctx, rdb, tel.Logger, subscribers.Invalidate)
+	apiKeys := authn.NewCachingResolver(registry) // revoked keys refused within 1 s
+	changefeed.Follow(ctx, rdb, tel.Logger, apiKeys)
 
 	svc := ingest.New(ingest.Config{
 		Store:           eventstore.New(rdb, retention),
@@ -93,7 +97,8 @@ func run(ctx context.Context) error {
 		Logger: tel.Logger,
 		Auth: authn.Config{
 			Policy:        grpcapi.Policy(),
-			Resolver:      &authn.CachingResolver{Next: registry, TTL: authn.DefaultResolverTTL},
+			Resolver:      apiKeys,
+			Limiter:       ratelimit.New(rdb, apiRate),
 			ProducerToken: producerToken,
 			InternalToken: common.InternalToken,
 			Callers:       grpcapi.Callers(),

@@ -9,7 +9,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
@@ -29,6 +31,7 @@ func run(ctx context.Context) error {
 	adminToken := env.String("ADMIN_TOKEN", "")
 	secretsKey := env.String("SECRETS_KEY", "")
 	urlPolicy := ssrf.FromEnv(env)
+	apiRate := ratelimit.FromEnv(env)
 	if err := env.Err(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
@@ -76,7 +79,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("registry configured", "addr", addr, "redis", redisx.Redact(common.RedisURL),
+	// Customer keys: cached 1 s, flushed by the change feed (a revoke
+	// announces the account).
+	apiKeys := authn.NewCachingResolver(svc)
+	changefeed.Follow(ctx, rdb, log, apiKeys)
+	log.Info("registry configured", "addr", addr, "api_rate", apiRate.String(), "redis", redisx.Redact(common.RedisURL),
 		"admin_api", adminToken != "", "endpoint_allow_http", urlPolicy.AllowHTTP, "endpoint_allowed_cidrs", len(urlPolicy.AllowedCIDRs))
 
 	// 5. Serve until SIGINT/SIGTERM.
@@ -86,7 +93,8 @@ func run(ctx context.Context) error {
 		Logger: log,
 		Auth: authn.Config{
 			Policy:        grpcapi.Policy(),
-			Resolver:      svc,
+			Resolver:      apiKeys,
+			Limiter:       ratelimit.New(rdb, apiRate),
 			AdminToken:    adminToken,
 			InternalToken: common.InternalToken,
 			Callers:       grpcapi.Callers(),

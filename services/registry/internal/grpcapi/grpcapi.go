@@ -250,6 +250,48 @@ func (s *Server) UpdateSettings(ctx context.Context, req *registryv1.UpdateSetti
 	return &registryv1.UpdateSettingsResponse{Settings: settingsToProto(st)}, nil
 }
 
+// CreateApiKey implements registryv1.RegistryServiceServer.
+func (s *Server) CreateApiKey(ctx context.Context, req *registryv1.CreateApiKeyRequest) (*registryv1.CreateApiKeyResponse, error) {
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k, key, err := s.svc.CreateAPIKey(ctx, acct, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &registryv1.CreateApiKeyResponse{ApiKey: apiKeyToProto(k), Key: key}, nil
+}
+
+// ListApiKeys implements registryv1.RegistryServiceServer.
+func (s *Server) ListApiKeys(ctx context.Context, req *registryv1.ListApiKeysRequest) (*registryv1.ListApiKeysResponse, error) {
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, next, err := s.svc.ListAPIKeys(ctx, acct, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &registryv1.ListApiKeysResponse{ApiKeys: make([]*registryv1.ApiKey, len(keys)), NextPageToken: next}
+	for i, k := range keys {
+		out.ApiKeys[i] = apiKeyToProto(k)
+	}
+	return out, nil
+}
+
+// DeleteApiKey implements registryv1.RegistryServiceServer.
+func (s *Server) DeleteApiKey(ctx context.Context, req *registryv1.DeleteApiKeyRequest) (*registryv1.DeleteApiKeyResponse, error) {
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.svc.RevokeAPIKey(ctx, acct, req.GetId()); err != nil {
+		return nil, err
+	}
+	return &registryv1.DeleteApiKeyResponse{}, nil
+}
+
 // InternalServer implements RegistryInternalService for the other services.
 type InternalServer struct {
 	registryv1.UnimplementedRegistryInternalServiceServer
@@ -336,6 +378,11 @@ func endpointToProto(e registry.Endpoint) *registryv1.Endpoint {
 		CreateTime:         ts(e.CreateTime),
 		UpdateTime:         ts(e.UpdateTime),
 	}
+}
+
+// apiKeyToProto never carries the key or its hash.
+func apiKeyToProto(k registry.APIKey) *registryv1.ApiKey {
+	return &registryv1.ApiKey{Id: k.ID, Name: k.Name, Prefix: k.Prefix, CreateTime: ts(k.CreateTime), LastUsedTime: ts(k.LastUsedTime)}
 }
 
 func settingsToProto(s registry.Settings) *registryv1.Settings {

@@ -1,8 +1,10 @@
 // Package redisstore keeps the registry's state in Redis, with the key
 // layout of docs/architecture.md:
 //
-//	wh:apikey:<sha256 hex>     string  account id of an API key
+//	wh:apikey:<sha256 hex>     string  account id of an API key (the lookup index)
 //	wh:{a:<acct>}:account      hash    name, notification_email, credits_low_threshold, created
+//	wh:{a:<acct>}:keys         hash    key id → JSON {name, prefix, hash, created}: the account's live keys
+//	wh:{a:<acct>}:keys:used    hash    key id → last use (ms of Redis time), written at most once a minute
 //	wh:{a:<acct>}:ep:<ep_id>   string  endpoint JSON (secrets sealed)
 //	wh:{a:<acct>}:eps          zset    endpoint ids, score = creation time (ms)
 //	wh:{a:<acct>}:ver          string  counter bumped by every endpoint change
@@ -49,6 +51,8 @@ func accountKey(acct string) string      { return tag(acct) + ":account" }
 func endpointKey(acct, id string) string { return tag(acct) + ":ep:" + id }
 func endpointsKey(acct string) string    { return tag(acct) + ":eps" }
 func versionKey(acct string) string      { return tag(acct) + ":ver" }
+func keysKey(acct string) string         { return tag(acct) + ":keys" }
+func keysUsedKey(acct string) string     { return tag(acct) + ":keys:used" }
 
 // Store is the Redis implementation of registry.Store.
 type Store struct {
@@ -62,39 +66,252 @@ func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
 // ---- accounts ----
 
-// CreateAccount writes the account hash, then the API key that makes it
-// reachable (they live in different slots, so they cannot share a MULTI).
-// If the key cannot be written the account is removed again.
-func (s *Store) CreateAccount(ctx context.Context, a registry.Account, keyHash string) error {
-	if err := s.rdb.HSet(ctx, accountKey(a.ID),
-		FieldName, a.Name,
-		FieldNotificationEmail, a.Settings.NotificationEmail,
-		FieldCreditsLowThreshold, formatFloat(a.Settings.CreditsLowThreshold),
-		FieldCreated, a.CreateTime.UTC().Format(time.RFC3339Nano),
-	).Err(); err != nil {
+// CreateAccount writes the lookup entry of the first API key, then the
+// account hash and the key's record in one MULTI (the lookup lives in
+// another slot, so it cannot join). If the MULTI fails the lookup entry is
+// removed again; if that fails too it is an orphan that resolves to
+// nothing (ResolveKey needs the key's record).
+func (s *Store) CreateAccount(ctx context.Context, a registry.Account, first registry.APIKey) error {
+	if err := s.claimLookup(ctx, first.Hash, a.ID); err != nil {
+		return err
+	}
+	rec, err := encodeKey(first)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, accountKey(a.ID),
+			FieldName, a.Name,
+			FieldNotificationEmail, a.Settings.NotificationEmail,
+			FieldCreditsLowThreshold, formatFloat(a.Settings.CreditsLowThreshold),
+			FieldCreated, a.CreateTime.UTC().Format(time.RFC3339Nano),
+		)
+		p.HSet(ctx, keysKey(a.ID), first.ID, rec)
+		return nil
+	})
+	if err != nil {
+		_ = s.rdb.Del(context.WithoutCancel(ctx), apiKeyKey(first.Hash)).Err()
 		return fmt.Errorf("store account: %w", err)
 	}
-	ok, err := s.rdb.SetNX(ctx, apiKeyKey(keyHash), a.ID, 0).Result()
+	return nil
+}
+
+// claimLookup writes the lookup entry of a new key (create-only).
+func (s *Store) claimLookup(ctx context.Context, hash, acct string) error {
+	ok, err := s.rdb.SetNX(ctx, apiKeyKey(hash), acct, 0).Result()
 	if err == nil && !ok {
 		err = errors.New("API key hash collision")
 	}
 	if err != nil {
-		_ = s.rdb.Del(context.WithoutCancel(ctx), accountKey(a.ID)).Err()
 		return fmt.Errorf("store API key: %w", err)
 	}
 	return nil
 }
 
-// AccountForKeyHash implements registry.Store.
-func (s *Store) AccountForKeyHash(ctx context.Context, keyHash string) (string, error) {
-	acct, err := s.rdb.Get(ctx, apiKeyKey(keyHash)).Result()
+// resolveKeyScript checks, on the account's slot, that the key with the
+// lookup entry's hash is live, and notes its use. KEYS: keys, keys:used,
+// account; ARGV: id, hash, prefix, name. A key from before keys were
+// listed (the account has no keys hash at all, which a live account of
+// today's layout never lacks: its last key cannot be revoked) is the
+// account's only key: it is adopted as ARGV, created with the account.
+// Returns 1 for a live key, 0 otherwise.
+var resolveKeyScript = redis.NewScript(`
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if rec then
+  if cjson.decode(rec).hash ~= ARGV[2] then return 0 end
+else
+  if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+  local created = redis.call('HGET', KEYS[3], 'created') or ''
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({name = ARGV[4], prefix = ARGV[3], hash = ARGV[2], created = created}))
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if now - used >= 60000 then
+  redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', now))
+end
+return 1`)
+
+// ResolveKey implements registry.Store: the lookup entry names the
+// account, whose keys hash (authoritative) must hold the key.
+func (s *Store) ResolveKey(ctx context.Context, k registry.APIKey) (string, error) {
+	acct, err := s.rdb.Get(ctx, apiKeyKey(k.Hash)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("look up API key: %w", err)
 	}
+	live, err := resolveKeyScript.Run(ctx, s.rdb, []string{keysKey(acct), keysUsedKey(acct), accountKey(acct)},
+		k.ID, k.Hash, k.Prefix, k.Name).Int()
+	if err != nil {
+		return "", fmt.Errorf("check API key: %w", err)
+	}
+	if live != 1 {
+		return "", nil // revoked (its lookup entry is left over) or its account is gone
+	}
 	return acct, nil
+}
+
+// CreateAPIKey implements registry.Store: the lookup entry first (create-
+// only, another slot), then the record in the account's transaction.
+func (s *Store) CreateAPIKey(ctx context.Context, acct string, k registry.APIKey, limit int) error {
+	rec, err := encodeKey(k)
+	if err != nil {
+		return err
+	}
+	if err := s.claimLookup(ctx, k.Hash, acct); err != nil {
+		return err
+	}
+	err = s.changeKeys(ctx, acct, func(keys map[string]registry.APIKey) (func(redis.Pipeliner), error) {
+		if len(keys) >= limit {
+			return nil, apierr.Wrap(apierr.ErrFailedPrecondition,
+				"the account has %d API keys, the most it may hold (%d): revoke one before creating another", len(keys), limit)
+		}
+		return func(p redis.Pipeliner) { p.HSet(ctx, keysKey(acct), k.ID, rec) }, nil
+	})
+	if err != nil {
+		_ = s.rdb.Del(context.WithoutCancel(ctx), apiKeyKey(k.Hash)).Err()
+		return err
+	}
+	s.changed(ctx, acct)
+	return nil
+}
+
+// RevokeAPIKey implements registry.Store: the record leaves in the
+// account's transaction (from then on the key resolves to nothing), then
+// its lookup entry is removed (an entry left over by a failure resolves to
+// nothing too) and the change is announced, so caches drop it at once.
+func (s *Store) RevokeAPIKey(ctx context.Context, acct, id string) (registry.APIKey, error) {
+	var revoked registry.APIKey
+	err := s.changeKeys(ctx, acct, func(keys map[string]registry.APIKey) (func(redis.Pipeliner), error) {
+		k, ok := keys[id]
+		if !ok {
+			return nil, apierr.NotFound("API key", id)
+		}
+		if len(keys) == 1 {
+			return nil, apierr.Wrap(apierr.ErrFailedPrecondition,
+				"API key %s is the account's last key and cannot be revoked: create another first", id)
+		}
+		revoked = k
+		return func(p redis.Pipeliner) {
+			p.HDel(ctx, keysKey(acct), id)
+			p.HDel(ctx, keysUsedKey(acct), id)
+		}, nil
+	})
+	if err != nil {
+		return registry.APIKey{}, err
+	}
+	_ = s.rdb.Del(context.WithoutCancel(ctx), apiKeyKey(revoked.Hash)).Err()
+	s.changed(ctx, acct)
+	return revoked, nil
+}
+
+// changeKeys is the one transaction of every API key change: WATCH the
+// account's keys, read them, let decide check the change and say what to
+// write, and write it in one MULTI on the account's slot (the audit entry
+// of the change joins this MULTI). A concurrent change makes EXEC fail and
+// decide runs again on the fresh keys.
+func (s *Store) changeKeys(ctx context.Context, acct string, decide func(map[string]registry.APIKey) (func(redis.Pipeliner), error)) error {
+	for range maxTxRetries {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			keys, err := readKeys(ctx, tx, acct)
+			if err != nil {
+				return err
+			}
+			write, err := decide(keys)
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				write(p)
+				return nil
+			})
+			return err
+		}, keysKey(acct))
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil && !isDomain(err) {
+			return fmt.Errorf("change API keys: %w", err)
+		}
+		return err
+	}
+	return apierr.Wrap(apierr.ErrUnavailable, "the account's API keys are being changed concurrently; try again")
+}
+
+func isDomain(err error) bool {
+	return errors.Is(err, apierr.ErrNotFound) || errors.Is(err, apierr.ErrFailedPrecondition)
+}
+
+// APIKeys implements registry.Store.
+func (s *Store) APIKeys(ctx context.Context, acct string) ([]registry.APIKey, error) {
+	keys, err := readKeys(ctx, s.rdb, acct)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]registry.APIKey, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// readKeys reads an account's key records and their last uses.
+func readKeys(ctx context.Context, c redis.Cmdable, acct string) (map[string]registry.APIKey, error) {
+	recs := c.HGetAll(ctx, keysKey(acct))
+	used := c.HGetAll(ctx, keysUsedKey(acct))
+	if err := recs.Err(); err != nil {
+		return nil, fmt.Errorf("read API keys: %w", err)
+	}
+	if err := used.Err(); err != nil {
+		return nil, fmt.Errorf("read API keys: %w", err)
+	}
+	out := make(map[string]registry.APIKey, len(recs.Val()))
+	for id, rec := range recs.Val() {
+		k, err := decodeKey(id, rec)
+		if err != nil {
+			return nil, err
+		}
+		if ms, err := strconv.ParseInt(used.Val()[id], 10, 64); err == nil && ms > 0 {
+			k.LastUsedTime = time.UnixMilli(ms).UTC()
+		}
+		out[id] = k
+	}
+	return out, nil
+}
+
+// keyRecord is the stored form of an API key (a storage format; the
+// resolve script writes it too).
+type keyRecord struct {
+	Name    string `json:"name"`
+	Prefix  string `json:"prefix"`
+	Hash    string `json:"hash"`
+	Created string `json:"created"` // RFC 3339; "" if unknown
+}
+
+func encodeKey(k registry.APIKey) (string, error) {
+	b, err := json.Marshal(keyRecord{Name: k.Name, Prefix: k.Prefix, Hash: k.Hash, Created: k.CreateTime.UTC().Format(time.RFC3339Nano)})
+	if err != nil {
+		return "", fmt.Errorf("encode API key %s: %w", k.ID, err)
+	}
+	return string(b), nil
+}
+
+func decodeKey(id, rec string) (registry.APIKey, error) {
+	var r keyRecord
+	if err := json.Unmarshal([]byte(rec), &r); err != nil {
+		return registry.APIKey{}, fmt.Errorf("decode API key %s: %w", id, err)
+	}
+	k := registry.APIKey{ID: id, Name: r.Name, Prefix: r.Prefix, Hash: r.Hash}
+	if r.Created != "" {
+		t, err := time.Parse(time.RFC3339Nano, r.Created)
+		if err != nil {
+			return registry.APIKey{}, fmt.Errorf("API key %s: bad created %q", id, r.Created)
+		}
+		k.CreateTime = t
+	}
+	return k, nil
 }
 
 // GetAccount implements registry.Store.

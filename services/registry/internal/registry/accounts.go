@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"strings"
+	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/authn"
@@ -29,27 +30,40 @@ func (s *Service) CreateAccount(ctx context.Context, name, email string) (Accoun
 		CreateTime: now,
 		Settings:   Settings{NotificationEmail: email},
 	}
-	key := newAPIKey()
-	if err := s.store.CreateAccount(ctx, a, authn.HashKey(key)); err != nil {
+	key, k := newAPIKey(FirstKeyName, now)
+	if err := s.store.CreateAccount(ctx, a, k); err != nil {
 		return Account{}, "", err
 	}
 	return a, key, nil
 }
 
-// newAPIKey returns "vsk_" + base64url of 32 random bytes.
-func newAPIKey() string {
+// newAPIKey returns a new key, "vsk_" + base64url of 32 random bytes, and
+// what is stored of it.
+func newAPIKey(name string, now time.Time) (string, APIKey) {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // never fails (crypto/rand contract)
-	return ids.APIKey + base64.RawURLEncoding.EncodeToString(b)
+	key := ids.APIKey + base64.RawURLEncoding.EncodeToString(b)
+	return key, describeKey(key, name, now)
 }
 
-// AccountForKey resolves an API key to its account, "" when unknown. It
-// implements authn.Resolver.
+// describeKey is what is stored of a key: never the key itself.
+func describeKey(key, name string, now time.Time) APIKey {
+	h := authn.HashKey(key)
+	return APIKey{ID: authn.KeyID(h), Name: name, Prefix: authn.KeyPrefix(key), Hash: h, CreateTime: now}
+}
+
+// AccountForKey resolves an API key to its account, "" when unknown or
+// revoked, and notes that the key was used. It implements authn.Resolver;
+// it reads Redis every time (the services' authn.CachingResolver sits in
+// front of the registry's Authenticate, and caching here too would add
+// the two staleness bounds up).
 func (s *Service) AccountForKey(ctx context.Context, apiKey string) (string, error) {
 	if !strings.HasPrefix(apiKey, ids.APIKey) {
 		return "", nil
 	}
-	return s.store.AccountForKeyHash(ctx, authn.HashKey(apiKey))
+	// The name is for a key from before keys were listed, when it is
+	// adopted: an account's first key.
+	return s.store.ResolveKey(ctx, describeKey(apiKey, FirstKeyName, time.Time{}))
 }
 
 // Authenticate is AccountForKey for other services: unknown keys are

@@ -6,11 +6,27 @@ import "context"
 // apierr.ErrNotFound for missing accounts and endpoints. Every write is
 // atomic: a failed call stores nothing.
 type Store interface {
-	// CreateAccount stores a new account and the hash of its first API key.
-	CreateAccount(ctx context.Context, a Account, keyHash string) error
-	// AccountForKeyHash returns the account owning an API key hash, or ""
-	// when no key has that hash.
-	AccountForKeyHash(ctx context.Context, keyHash string) (string, error)
+	// CreateAccount stores a new account and its first API key.
+	CreateAccount(ctx context.Context, a Account, first APIKey) error
+	// ResolveKey returns the account of the live API key with k.Hash (and
+	// k.ID), or "" when there is none, and records that the key was used
+	// (at most once a minute). A key stored before keys were listed (an
+	// account's only key then) is adopted into the account's list as k
+	// (ID, Prefix, Name; created with the account) the first time it is
+	// resolved.
+	ResolveKey(ctx context.Context, k APIKey) (string, error)
+	// CreateAPIKey adds a key to an existing account unless the account
+	// has max keys already (an error wrapping apierr.ErrFailedPrecondition
+	// naming the limit).
+	CreateAPIKey(ctx context.Context, accountID string, k APIKey, max int) error
+	// APIKeys returns every key of an account, in no particular order.
+	APIKeys(ctx context.Context, accountID string) ([]APIKey, error)
+	// RevokeAPIKey removes a key of an account and returns it: NotFound
+	// when the account has no key with that id, an error wrapping
+	// apierr.ErrFailedPrecondition when it is the account's last one.
+	// Key changes commit in one transaction on the account's slot, where
+	// the audit entry of the change will join them.
+	RevokeAPIKey(ctx context.Context, accountID, id string) (APIKey, error)
 	// GetAccount returns an account with its settings.
 	GetAccount(ctx context.Context, accountID string) (Account, error)
 	// UpdateSettings writes the settings fields named by mask of an

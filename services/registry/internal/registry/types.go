@@ -28,6 +28,21 @@ type Account struct {
 	Settings   Settings
 }
 
+// APIKey is one of an account's API keys. The key itself is never stored:
+// Hash is its authn.HashKey, ID is derived from the hash (authn.KeyID) and
+// Prefix is its first characters (authn.KeyPrefix), shown in lists and
+// logs so its owner recognises it.
+type APIKey struct {
+	ID         string
+	Name       string
+	Prefix     string
+	Hash       string
+	CreateTime time.Time
+	// LastUsedTime is when the key was last seen (written at most once a
+	// minute; zero when never).
+	LastUsedTime time.Time
+}
+
 // Settings are per-account preferences.
 type Settings struct {
 	// NotificationEmail receives disabled-endpoint notices ("" = none).

@@ -494,6 +494,370 @@ func (x *CreateAccountResponse) GetApiKey() string {
 	return ""
 }
 
+// ApiKey describes an API key; the key itself is never shown again after
+// it was created.
+type ApiKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The name its owner gave it.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The start of the key ("vsk_" and 8 more characters), to recognise it.
+	Prefix     string                 `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the key was last used (updated at most once a minute; unset when
+	// never used).
+	LastUsedTime  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_used_time,json=lastUsedTime,proto3" json:"last_used_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiKey) Reset() {
+	*x = ApiKey{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiKey) ProtoMessage() {}
+
+func (x *ApiKey) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
+func (*ApiKey) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ApiKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ApiKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApiKey) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ApiKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ApiKey) GetLastUsedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedTime
+	}
+	return nil
+}
+
+type CreateApiKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required, up to 100 characters.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyRequest) Reset() {
+	*x = CreateApiKeyRequest{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyRequest) ProtoMessage() {}
+
+func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateApiKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type CreateApiKeyResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// The key, shown only here; stored hashed.
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyResponse) Reset() {
+	*x = CreateApiKeyResponse{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyResponse) ProtoMessage() {}
+
+func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+func (x *CreateApiKeyResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type ListApiKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiKeysRequest) Reset() {
+	*x = ListApiKeysRequest{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysRequest) ProtoMessage() {}
+
+func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListApiKeysRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListApiKeysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListApiKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKeys       []*ApiKey              `protobuf:"bytes,1,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiKeysResponse) Reset() {
+	*x = ListApiKeysResponse{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysResponse) ProtoMessage() {}
+
+func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
+	if x != nil {
+		return x.ApiKeys
+	}
+	return nil
+}
+
+func (x *ListApiKeysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type DeleteApiKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteApiKeyRequest) Reset() {
+	*x = DeleteApiKeyRequest{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteApiKeyRequest) ProtoMessage() {}
+
+func (x *DeleteApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*DeleteApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteApiKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteApiKeyResponse) Reset() {
+	*x = DeleteApiKeyResponse{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteApiKeyResponse) ProtoMessage() {}
+
+func (x *DeleteApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*DeleteApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
 type ListEventTypesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -502,7 +866,7 @@ type ListEventTypesRequest struct {
 
 func (x *ListEventTypesRequest) Reset() {
 	*x = ListEventTypesRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +878,7 @@ func (x *ListEventTypesRequest) String() string {
 func (*ListEventTypesRequest) ProtoMessage() {}
 
 func (x *ListEventTypesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +891,7 @@ func (x *ListEventTypesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventTypesRequest.ProtoReflect.Descriptor instead.
 func (*ListEventTypesRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 type ListEventTypesResponse struct {
@@ -539,7 +903,7 @@ type ListEventTypesResponse struct {
 
 func (x *ListEventTypesResponse) Reset() {
 	*x = ListEventTypesResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[7]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +915,7 @@ func (x *ListEventTypesResponse) String() string {
 func (*ListEventTypesResponse) ProtoMessage() {}
 
 func (x *ListEventTypesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[7]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +928,7 @@ func (x *ListEventTypesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventTypesResponse.ProtoReflect.Descriptor instead.
 func (*ListEventTypesResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListEventTypesResponse) GetEventTypes() []*EventType {
@@ -592,7 +956,7 @@ type CreateEndpointRequest struct {
 
 func (x *CreateEndpointRequest) Reset() {
 	*x = CreateEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[8]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +968,7 @@ func (x *CreateEndpointRequest) String() string {
 func (*CreateEndpointRequest) ProtoMessage() {}
 
 func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[8]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +981,7 @@ func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*CreateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateEndpointRequest) GetUrl() string {
@@ -680,7 +1044,7 @@ type CreateEndpointResponse struct {
 
 func (x *CreateEndpointResponse) Reset() {
 	*x = CreateEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[9]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +1056,7 @@ func (x *CreateEndpointResponse) String() string {
 func (*CreateEndpointResponse) ProtoMessage() {}
 
 func (x *CreateEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[9]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +1069,7 @@ func (x *CreateEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointResponse.ProtoReflect.Descriptor instead.
 func (*CreateEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateEndpointResponse) GetEndpoint() *Endpoint {
@@ -731,7 +1095,7 @@ type GetEndpointRequest struct {
 
 func (x *GetEndpointRequest) Reset() {
 	*x = GetEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[10]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +1107,7 @@ func (x *GetEndpointRequest) String() string {
 func (*GetEndpointRequest) ProtoMessage() {}
 
 func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[10]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +1120,7 @@ func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointRequest.ProtoReflect.Descriptor instead.
 func (*GetEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetEndpointRequest) GetId() string {
@@ -775,7 +1139,7 @@ type GetEndpointResponse struct {
 
 func (x *GetEndpointResponse) Reset() {
 	*x = GetEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[11]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1151,7 @@ func (x *GetEndpointResponse) String() string {
 func (*GetEndpointResponse) ProtoMessage() {}
 
 func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[11]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1164,7 @@ func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointResponse.ProtoReflect.Descriptor instead.
 func (*GetEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetEndpointResponse) GetEndpoint() *Endpoint {
@@ -820,7 +1184,7 @@ type ListEndpointsRequest struct {
 
 func (x *ListEndpointsRequest) Reset() {
 	*x = ListEndpointsRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[12]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1196,7 @@ func (x *ListEndpointsRequest) String() string {
 func (*ListEndpointsRequest) ProtoMessage() {}
 
 func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[12]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1209,7 @@ func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListEndpointsRequest) GetPageSize() int32 {
@@ -872,7 +1236,7 @@ type ListEndpointsResponse struct {
 
 func (x *ListEndpointsResponse) Reset() {
 	*x = ListEndpointsResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1248,7 @@ func (x *ListEndpointsResponse) String() string {
 func (*ListEndpointsResponse) ProtoMessage() {}
 
 func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1261,7 @@ func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListEndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListEndpointsResponse) GetEndpoints() []*Endpoint {
@@ -927,7 +1291,7 @@ type UpdateEndpointRequest struct {
 
 func (x *UpdateEndpointRequest) Reset() {
 	*x = UpdateEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1303,7 @@ func (x *UpdateEndpointRequest) String() string {
 func (*UpdateEndpointRequest) ProtoMessage() {}
 
 func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1316,7 @@ func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateEndpointRequest) GetId() string {
@@ -985,7 +1349,7 @@ type UpdateEndpointResponse struct {
 
 func (x *UpdateEndpointResponse) Reset() {
 	*x = UpdateEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1361,7 @@ func (x *UpdateEndpointResponse) String() string {
 func (*UpdateEndpointResponse) ProtoMessage() {}
 
 func (x *UpdateEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1374,7 @@ func (x *UpdateEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointResponse.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateEndpointResponse) GetEndpoint() *Endpoint {
@@ -1029,7 +1393,7 @@ type DeleteEndpointRequest struct {
 
 func (x *DeleteEndpointRequest) Reset() {
 	*x = DeleteEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1405,7 @@ func (x *DeleteEndpointRequest) String() string {
 func (*DeleteEndpointRequest) ProtoMessage() {}
 
 func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1418,7 @@ func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEndpointRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteEndpointRequest) GetId() string {
@@ -1072,7 +1436,7 @@ type DeleteEndpointResponse struct {
 
 func (x *DeleteEndpointResponse) Reset() {
 	*x = DeleteEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1448,7 @@ func (x *DeleteEndpointResponse) String() string {
 func (*DeleteEndpointResponse) ProtoMessage() {}
 
 func (x *DeleteEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1461,7 @@ func (x *DeleteEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEndpointResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{24}
 }
 
 type EnableEndpointRequest struct {
@@ -1109,7 +1473,7 @@ type EnableEndpointRequest struct {
 
 func (x *EnableEndpointRequest) Reset() {
 	*x = EnableEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1485,7 @@ func (x *EnableEndpointRequest) String() string {
 func (*EnableEndpointRequest) ProtoMessage() {}
 
 func (x *EnableEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1498,7 @@ func (x *EnableEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableEndpointRequest.ProtoReflect.Descriptor instead.
 func (*EnableEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EnableEndpointRequest) GetId() string {
@@ -1153,7 +1517,7 @@ type EnableEndpointResponse struct {
 
 func (x *EnableEndpointResponse) Reset() {
 	*x = EnableEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1529,7 @@ func (x *EnableEndpointResponse) String() string {
 func (*EnableEndpointResponse) ProtoMessage() {}
 
 func (x *EnableEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1542,7 @@ func (x *EnableEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableEndpointResponse.ProtoReflect.Descriptor instead.
 func (*EnableEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EnableEndpointResponse) GetEndpoint() *Endpoint {
@@ -1197,7 +1561,7 @@ type DisableEndpointRequest struct {
 
 func (x *DisableEndpointRequest) Reset() {
 	*x = DisableEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1573,7 @@ func (x *DisableEndpointRequest) String() string {
 func (*DisableEndpointRequest) ProtoMessage() {}
 
 func (x *DisableEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1586,7 @@ func (x *DisableEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEndpointRequest.ProtoReflect.Descriptor instead.
 func (*DisableEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{20}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DisableEndpointRequest) GetId() string {
@@ -1241,7 +1605,7 @@ type DisableEndpointResponse struct {
 
 func (x *DisableEndpointResponse) Reset() {
 	*x = DisableEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1617,7 @@ func (x *DisableEndpointResponse) String() string {
 func (*DisableEndpointResponse) ProtoMessage() {}
 
 func (x *DisableEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1630,7 @@ func (x *DisableEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEndpointResponse.ProtoReflect.Descriptor instead.
 func (*DisableEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{21}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DisableEndpointResponse) GetEndpoint() *Endpoint {
@@ -1287,7 +1651,7 @@ type RotateEndpointSecretRequest struct {
 
 func (x *RotateEndpointSecretRequest) Reset() {
 	*x = RotateEndpointSecretRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1663,7 @@ func (x *RotateEndpointSecretRequest) String() string {
 func (*RotateEndpointSecretRequest) ProtoMessage() {}
 
 func (x *RotateEndpointSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1676,7 @@ func (x *RotateEndpointSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEndpointSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateEndpointSecretRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{22}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RotateEndpointSecretRequest) GetId() string {
@@ -1339,7 +1703,7 @@ type RotateEndpointSecretResponse struct {
 
 func (x *RotateEndpointSecretResponse) Reset() {
 	*x = RotateEndpointSecretResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1715,7 @@ func (x *RotateEndpointSecretResponse) String() string {
 func (*RotateEndpointSecretResponse) ProtoMessage() {}
 
 func (x *RotateEndpointSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1728,7 @@ func (x *RotateEndpointSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEndpointSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateEndpointSecretResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{23}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RotateEndpointSecretResponse) GetEndpoint() *Endpoint {
@@ -1389,7 +1753,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1765,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1778,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{24}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{31}
 }
 
 type GetSettingsResponse struct {
@@ -1426,7 +1790,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1802,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1815,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{25}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetSettingsResponse) GetSettings() *Settings {
@@ -1471,7 +1835,7 @@ type UpdateSettingsRequest struct {
 
 func (x *UpdateSettingsRequest) Reset() {
 	*x = UpdateSettingsRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1847,7 @@ func (x *UpdateSettingsRequest) String() string {
 func (*UpdateSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1860,7 @@ func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{26}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateSettingsRequest) GetSettings() *Settings {
@@ -1522,7 +1886,7 @@ type UpdateSettingsResponse struct {
 
 func (x *UpdateSettingsResponse) Reset() {
 	*x = UpdateSettingsResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1898,7 @@ func (x *UpdateSettingsResponse) String() string {
 func (*UpdateSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1911,7 @@ func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{27}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateSettingsResponse) GetSettings() *Settings {
@@ -1598,7 +1962,29 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x12notification_email\x18\x02 \x01(\tR\x11notificationEmail\"t\n" +
 	"\x15CreateAccountResponse\x12B\n" +
 	"\aaccount\x18\x01 \x01(\v2(.voxscriber.webhooks.registry.v1.AccountR\aaccount\x12\x17\n" +
-	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\"\x17\n" +
+	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\"\xc3\x01\n" +
+	"\x06ApiKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12@\n" +
+	"\x0elast_used_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastUsedTime\")\n" +
+	"\x13CreateApiKeyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"j\n" +
+	"\x14CreateApiKeyResponse\x12@\n" +
+	"\aapi_key\x18\x01 \x01(\v2'.voxscriber.webhooks.registry.v1.ApiKeyR\x06apiKey\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"P\n" +
+	"\x12ListApiKeysRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x81\x01\n" +
+	"\x13ListApiKeysResponse\x12B\n" +
+	"\bapi_keys\x18\x01 \x03(\v2'.voxscriber.webhooks.registry.v1.ApiKeyR\aapiKeys\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
+	"\x13DeleteApiKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x14DeleteApiKeyResponse\"\x17\n" +
 	"\x15ListEventTypesRequest\"e\n" +
 	"\x16ListEventTypesResponse\x12K\n" +
 	"\vevent_types\x18\x01 \x03(\v2*.voxscriber.webhooks.registry.v1.EventTypeR\n" +
@@ -1666,7 +2052,7 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x1bENDPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENDPOINT_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
 	"\x18ENDPOINT_STATUS_INACTIVE\x10\x02\x12\x1c\n" +
-	"\x18ENDPOINT_STATUS_DISABLED\x10\x032\xae\x0f\n" +
+	"\x18ENDPOINT_STATUS_DISABLED\x10\x032\xef\x12\n" +
 	"\x0fRegistryService\x12\x97\x01\n" +
 	"\rCreateAccount\x125.voxscriber.webhooks.registry.v1.CreateAccountRequest\x1a6.voxscriber.webhooks.registry.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/accounts\x12\x9a\x01\n" +
 	"\x0eListEventTypes\x126.voxscriber.webhooks.registry.v1.ListEventTypesRequest\x1a7.voxscriber.webhooks.registry.v1.ListEventTypesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/event-types\x12\x9b\x01\n" +
@@ -1679,7 +2065,10 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x0fDisableEndpoint\x127.voxscriber.webhooks.registry.v1.DisableEndpointRequest\x1a8.voxscriber.webhooks.registry.v1.DisableEndpointResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/endpoints/{id}:disable\x12\xbf\x01\n" +
 	"\x14RotateEndpointSecret\x12<.voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest\x1a=.voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/endpoints/{id}:rotateSecret\x12\x8e\x01\n" +
 	"\vGetSettings\x123.voxscriber.webhooks.registry.v1.GetSettingsRequest\x1a4.voxscriber.webhooks.registry.v1.GetSettingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/settings\x12\xa1\x01\n" +
-	"\x0eUpdateSettings\x126.voxscriber.webhooks.registry.v1.UpdateSettingsRequest\x1a7.voxscriber.webhooks.registry.v1.UpdateSettingsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\bsettings2\f/v1/settingsB\xa5\x02\n" +
+	"\x0eUpdateSettings\x126.voxscriber.webhooks.registry.v1.UpdateSettingsRequest\x1a7.voxscriber.webhooks.registry.v1.UpdateSettingsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\bsettings2\f/v1/settings\x12\x94\x01\n" +
+	"\fCreateApiKey\x124.voxscriber.webhooks.registry.v1.CreateApiKeyRequest\x1a5.voxscriber.webhooks.registry.v1.CreateApiKeyResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/api-keys\x12\x8e\x01\n" +
+	"\vListApiKeys\x123.voxscriber.webhooks.registry.v1.ListApiKeysRequest\x1a4.voxscriber.webhooks.registry.v1.ListApiKeysResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/api-keys\x12\x96\x01\n" +
+	"\fDeleteApiKey\x124.voxscriber.webhooks.registry.v1.DeleteApiKeyRequest\x1a5.voxscriber.webhooks.registry.v1.DeleteApiKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/api-keys/{id}B\xa5\x02\n" +
 	"#com.voxscriber.webhooks.registry.v1B\rRegistryProtoP\x01ZPgithub.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1;registryv1\xa2\x02\x03VWR\xaa\x02\x1fVoxscriber.Webhooks.Registry.V1\xca\x02\x1fVoxscriber\\Webhooks\\Registry\\V1\xe2\x02+Voxscriber\\Webhooks\\Registry\\V1\\GPBMetadata\xea\x02\"Voxscriber::Webhooks::Registry::V1b\x06proto3"
 
 var (
@@ -1695,7 +2084,7 @@ func file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_voxscriber_webhooks_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_voxscriber_webhooks_registry_v1_registry_proto_goTypes = []any{
 	(EndpointStatus)(0),                  // 0: voxscriber.webhooks.registry.v1.EndpointStatus
 	(*Account)(nil),                      // 1: voxscriber.webhooks.registry.v1.Account
@@ -1704,88 +2093,105 @@ var file_voxscriber_webhooks_registry_v1_registry_proto_goTypes = []any{
 	(*EventType)(nil),                    // 4: voxscriber.webhooks.registry.v1.EventType
 	(*CreateAccountRequest)(nil),         // 5: voxscriber.webhooks.registry.v1.CreateAccountRequest
 	(*CreateAccountResponse)(nil),        // 6: voxscriber.webhooks.registry.v1.CreateAccountResponse
-	(*ListEventTypesRequest)(nil),        // 7: voxscriber.webhooks.registry.v1.ListEventTypesRequest
-	(*ListEventTypesResponse)(nil),       // 8: voxscriber.webhooks.registry.v1.ListEventTypesResponse
-	(*CreateEndpointRequest)(nil),        // 9: voxscriber.webhooks.registry.v1.CreateEndpointRequest
-	(*CreateEndpointResponse)(nil),       // 10: voxscriber.webhooks.registry.v1.CreateEndpointResponse
-	(*GetEndpointRequest)(nil),           // 11: voxscriber.webhooks.registry.v1.GetEndpointRequest
-	(*GetEndpointResponse)(nil),          // 12: voxscriber.webhooks.registry.v1.GetEndpointResponse
-	(*ListEndpointsRequest)(nil),         // 13: voxscriber.webhooks.registry.v1.ListEndpointsRequest
-	(*ListEndpointsResponse)(nil),        // 14: voxscriber.webhooks.registry.v1.ListEndpointsResponse
-	(*UpdateEndpointRequest)(nil),        // 15: voxscriber.webhooks.registry.v1.UpdateEndpointRequest
-	(*UpdateEndpointResponse)(nil),       // 16: voxscriber.webhooks.registry.v1.UpdateEndpointResponse
-	(*DeleteEndpointRequest)(nil),        // 17: voxscriber.webhooks.registry.v1.DeleteEndpointRequest
-	(*DeleteEndpointResponse)(nil),       // 18: voxscriber.webhooks.registry.v1.DeleteEndpointResponse
-	(*EnableEndpointRequest)(nil),        // 19: voxscriber.webhooks.registry.v1.EnableEndpointRequest
-	(*EnableEndpointResponse)(nil),       // 20: voxscriber.webhooks.registry.v1.EnableEndpointResponse
-	(*DisableEndpointRequest)(nil),       // 21: voxscriber.webhooks.registry.v1.DisableEndpointRequest
-	(*DisableEndpointResponse)(nil),      // 22: voxscriber.webhooks.registry.v1.DisableEndpointResponse
-	(*RotateEndpointSecretRequest)(nil),  // 23: voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
-	(*RotateEndpointSecretResponse)(nil), // 24: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
-	(*GetSettingsRequest)(nil),           // 25: voxscriber.webhooks.registry.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil),          // 26: voxscriber.webhooks.registry.v1.GetSettingsResponse
-	(*UpdateSettingsRequest)(nil),        // 27: voxscriber.webhooks.registry.v1.UpdateSettingsRequest
-	(*UpdateSettingsResponse)(nil),       // 28: voxscriber.webhooks.registry.v1.UpdateSettingsResponse
-	nil,                                  // 29: voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
-	nil,                                  // 30: voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),              // 32: google.protobuf.Struct
-	(*fieldmaskpb.FieldMask)(nil),        // 33: google.protobuf.FieldMask
+	(*ApiKey)(nil),                       // 7: voxscriber.webhooks.registry.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),          // 8: voxscriber.webhooks.registry.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 9: voxscriber.webhooks.registry.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),           // 10: voxscriber.webhooks.registry.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 11: voxscriber.webhooks.registry.v1.ListApiKeysResponse
+	(*DeleteApiKeyRequest)(nil),          // 12: voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
+	(*DeleteApiKeyResponse)(nil),         // 13: voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
+	(*ListEventTypesRequest)(nil),        // 14: voxscriber.webhooks.registry.v1.ListEventTypesRequest
+	(*ListEventTypesResponse)(nil),       // 15: voxscriber.webhooks.registry.v1.ListEventTypesResponse
+	(*CreateEndpointRequest)(nil),        // 16: voxscriber.webhooks.registry.v1.CreateEndpointRequest
+	(*CreateEndpointResponse)(nil),       // 17: voxscriber.webhooks.registry.v1.CreateEndpointResponse
+	(*GetEndpointRequest)(nil),           // 18: voxscriber.webhooks.registry.v1.GetEndpointRequest
+	(*GetEndpointResponse)(nil),          // 19: voxscriber.webhooks.registry.v1.GetEndpointResponse
+	(*ListEndpointsRequest)(nil),         // 20: voxscriber.webhooks.registry.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),        // 21: voxscriber.webhooks.registry.v1.ListEndpointsResponse
+	(*UpdateEndpointRequest)(nil),        // 22: voxscriber.webhooks.registry.v1.UpdateEndpointRequest
+	(*UpdateEndpointResponse)(nil),       // 23: voxscriber.webhooks.registry.v1.UpdateEndpointResponse
+	(*DeleteEndpointRequest)(nil),        // 24: voxscriber.webhooks.registry.v1.DeleteEndpointRequest
+	(*DeleteEndpointResponse)(nil),       // 25: voxscriber.webhooks.registry.v1.DeleteEndpointResponse
+	(*EnableEndpointRequest)(nil),        // 26: voxscriber.webhooks.registry.v1.EnableEndpointRequest
+	(*EnableEndpointResponse)(nil),       // 27: voxscriber.webhooks.registry.v1.EnableEndpointResponse
+	(*DisableEndpointRequest)(nil),       // 28: voxscriber.webhooks.registry.v1.DisableEndpointRequest
+	(*DisableEndpointResponse)(nil),      // 29: voxscriber.webhooks.registry.v1.DisableEndpointResponse
+	(*RotateEndpointSecretRequest)(nil),  // 30: voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
+	(*RotateEndpointSecretResponse)(nil), // 31: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
+	(*GetSettingsRequest)(nil),           // 32: voxscriber.webhooks.registry.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil),          // 33: voxscriber.webhooks.registry.v1.GetSettingsResponse
+	(*UpdateSettingsRequest)(nil),        // 34: voxscriber.webhooks.registry.v1.UpdateSettingsRequest
+	(*UpdateSettingsResponse)(nil),       // 35: voxscriber.webhooks.registry.v1.UpdateSettingsResponse
+	nil,                                  // 36: voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
+	nil,                                  // 37: voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),              // 39: google.protobuf.Struct
+	(*fieldmaskpb.FieldMask)(nil),        // 40: google.protobuf.FieldMask
 }
 var file_voxscriber_webhooks_registry_v1_registry_proto_depIdxs = []int32{
-	31, // 0: voxscriber.webhooks.registry.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	38, // 0: voxscriber.webhooks.registry.v1.Account.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: voxscriber.webhooks.registry.v1.Endpoint.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
-	29, // 2: voxscriber.webhooks.registry.v1.Endpoint.headers:type_name -> voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
-	31, // 3: voxscriber.webhooks.registry.v1.Endpoint.disable_time:type_name -> google.protobuf.Timestamp
-	31, // 4: voxscriber.webhooks.registry.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
-	31, // 5: voxscriber.webhooks.registry.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
-	32, // 6: voxscriber.webhooks.registry.v1.EventType.schema:type_name -> google.protobuf.Struct
+	36, // 2: voxscriber.webhooks.registry.v1.Endpoint.headers:type_name -> voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
+	38, // 3: voxscriber.webhooks.registry.v1.Endpoint.disable_time:type_name -> google.protobuf.Timestamp
+	38, // 4: voxscriber.webhooks.registry.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
+	38, // 5: voxscriber.webhooks.registry.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
+	39, // 6: voxscriber.webhooks.registry.v1.EventType.schema:type_name -> google.protobuf.Struct
 	1,  // 7: voxscriber.webhooks.registry.v1.CreateAccountResponse.account:type_name -> voxscriber.webhooks.registry.v1.Account
-	4,  // 8: voxscriber.webhooks.registry.v1.ListEventTypesResponse.event_types:type_name -> voxscriber.webhooks.registry.v1.EventType
-	30, // 9: voxscriber.webhooks.registry.v1.CreateEndpointRequest.headers:type_name -> voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
-	0,  // 10: voxscriber.webhooks.registry.v1.CreateEndpointRequest.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
-	3,  // 11: voxscriber.webhooks.registry.v1.CreateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 12: voxscriber.webhooks.registry.v1.GetEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 13: voxscriber.webhooks.registry.v1.ListEndpointsResponse.endpoints:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 14: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	33, // 15: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 16: voxscriber.webhooks.registry.v1.UpdateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 17: voxscriber.webhooks.registry.v1.EnableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 18: voxscriber.webhooks.registry.v1.DisableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 19: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	2,  // 20: voxscriber.webhooks.registry.v1.GetSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	2,  // 21: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	33, // 22: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 23: voxscriber.webhooks.registry.v1.UpdateSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	5,  // 24: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:input_type -> voxscriber.webhooks.registry.v1.CreateAccountRequest
-	7,  // 25: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:input_type -> voxscriber.webhooks.registry.v1.ListEventTypesRequest
-	9,  // 26: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:input_type -> voxscriber.webhooks.registry.v1.CreateEndpointRequest
-	11, // 27: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:input_type -> voxscriber.webhooks.registry.v1.GetEndpointRequest
-	13, // 28: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:input_type -> voxscriber.webhooks.registry.v1.ListEndpointsRequest
-	15, // 29: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:input_type -> voxscriber.webhooks.registry.v1.UpdateEndpointRequest
-	17, // 30: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:input_type -> voxscriber.webhooks.registry.v1.DeleteEndpointRequest
-	19, // 31: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:input_type -> voxscriber.webhooks.registry.v1.EnableEndpointRequest
-	21, // 32: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointRequest
-	23, // 33: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:input_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
-	25, // 34: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:input_type -> voxscriber.webhooks.registry.v1.GetSettingsRequest
-	27, // 35: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:input_type -> voxscriber.webhooks.registry.v1.UpdateSettingsRequest
-	6,  // 36: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:output_type -> voxscriber.webhooks.registry.v1.CreateAccountResponse
-	8,  // 37: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:output_type -> voxscriber.webhooks.registry.v1.ListEventTypesResponse
-	10, // 38: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:output_type -> voxscriber.webhooks.registry.v1.CreateEndpointResponse
-	12, // 39: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:output_type -> voxscriber.webhooks.registry.v1.GetEndpointResponse
-	14, // 40: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:output_type -> voxscriber.webhooks.registry.v1.ListEndpointsResponse
-	16, // 41: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:output_type -> voxscriber.webhooks.registry.v1.UpdateEndpointResponse
-	18, // 42: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:output_type -> voxscriber.webhooks.registry.v1.DeleteEndpointResponse
-	20, // 43: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:output_type -> voxscriber.webhooks.registry.v1.EnableEndpointResponse
-	22, // 44: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointResponse
-	24, // 45: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:output_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
-	26, // 46: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:output_type -> voxscriber.webhooks.registry.v1.GetSettingsResponse
-	28, // 47: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:output_type -> voxscriber.webhooks.registry.v1.UpdateSettingsResponse
-	36, // [36:48] is the sub-list for method output_type
-	24, // [24:36] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	38, // 8: voxscriber.webhooks.registry.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	38, // 9: voxscriber.webhooks.registry.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
+	7,  // 10: voxscriber.webhooks.registry.v1.CreateApiKeyResponse.api_key:type_name -> voxscriber.webhooks.registry.v1.ApiKey
+	7,  // 11: voxscriber.webhooks.registry.v1.ListApiKeysResponse.api_keys:type_name -> voxscriber.webhooks.registry.v1.ApiKey
+	4,  // 12: voxscriber.webhooks.registry.v1.ListEventTypesResponse.event_types:type_name -> voxscriber.webhooks.registry.v1.EventType
+	37, // 13: voxscriber.webhooks.registry.v1.CreateEndpointRequest.headers:type_name -> voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
+	0,  // 14: voxscriber.webhooks.registry.v1.CreateEndpointRequest.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
+	3,  // 15: voxscriber.webhooks.registry.v1.CreateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 16: voxscriber.webhooks.registry.v1.GetEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 17: voxscriber.webhooks.registry.v1.ListEndpointsResponse.endpoints:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 18: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	40, // 19: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 20: voxscriber.webhooks.registry.v1.UpdateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 21: voxscriber.webhooks.registry.v1.EnableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 22: voxscriber.webhooks.registry.v1.DisableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 23: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	2,  // 24: voxscriber.webhooks.registry.v1.GetSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	2,  // 25: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	40, // 26: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 27: voxscriber.webhooks.registry.v1.UpdateSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	5,  // 28: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:input_type -> voxscriber.webhooks.registry.v1.CreateAccountRequest
+	14, // 29: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:input_type -> voxscriber.webhooks.registry.v1.ListEventTypesRequest
+	16, // 30: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:input_type -> voxscriber.webhooks.registry.v1.CreateEndpointRequest
+	18, // 31: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:input_type -> voxscriber.webhooks.registry.v1.GetEndpointRequest
+	20, // 32: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:input_type -> voxscriber.webhooks.registry.v1.ListEndpointsRequest
+	22, // 33: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:input_type -> voxscriber.webhooks.registry.v1.UpdateEndpointRequest
+	24, // 34: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:input_type -> voxscriber.webhooks.registry.v1.DeleteEndpointRequest
+	26, // 35: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:input_type -> voxscriber.webhooks.registry.v1.EnableEndpointRequest
+	28, // 36: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointRequest
+	30, // 37: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:input_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
+	32, // 38: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:input_type -> voxscriber.webhooks.registry.v1.GetSettingsRequest
+	34, // 39: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:input_type -> voxscriber.webhooks.registry.v1.UpdateSettingsRequest
+	8,  // 40: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:input_type -> voxscriber.webhooks.registry.v1.CreateApiKeyRequest
+	10, // 41: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:input_type -> voxscriber.webhooks.registry.v1.ListApiKeysRequest
+	12, // 42: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:input_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
+	6,  // 43: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:output_type -> voxscriber.webhooks.registry.v1.CreateAccountResponse
+	15, // 44: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:output_type -> voxscriber.webhooks.registry.v1.ListEventTypesResponse
+	17, // 45: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:output_type -> voxscriber.webhooks.registry.v1.CreateEndpointResponse
+	19, // 46: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:output_type -> voxscriber.webhooks.registry.v1.GetEndpointResponse
+	21, // 47: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:output_type -> voxscriber.webhooks.registry.v1.ListEndpointsResponse
+	23, // 48: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:output_type -> voxscriber.webhooks.registry.v1.UpdateEndpointResponse
+	25, // 49: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:output_type -> voxscriber.webhooks.registry.v1.DeleteEndpointResponse
+	27, // 50: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:output_type -> voxscriber.webhooks.registry.v1.EnableEndpointResponse
+	29, // 51: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointResponse
+	31, // 52: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:output_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
+	33, // 53: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:output_type -> voxscriber.webhooks.registry.v1.GetSettingsResponse
+	35, // 54: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:output_type -> voxscriber.webhooks.registry.v1.UpdateSettingsResponse
+	9,  // 55: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:output_type -> voxscriber.webhooks.registry.v1.CreateApiKeyResponse
+	11, // 56: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:output_type -> voxscriber.webhooks.registry.v1.ListApiKeysResponse
+	13, // 57: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:output_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
+	43, // [43:58] is the sub-list for method output_type
+	28, // [28:43] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_voxscriber_webhooks_registry_v1_registry_proto_init() }
@@ -1799,7 +2205,7 @@ func file_voxscriber_webhooks_registry_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc), len(file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
