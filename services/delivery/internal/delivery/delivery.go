@@ -67,8 +67,14 @@ type Delivery struct {
 	LastError   string
 	Test        bool
 	// Body is the request body of a test delivery (test deliveries have no
-	// stored event); empty otherwise.
+	// stored event), or of a delivery restored from history whose event
+	// is no longer in Redis; empty otherwise.
 	Body []byte
+	// Version grows with every write of the delivery over its whole life,
+	// round trips through history included (pkg/history's contract): the
+	// archiver deletes the Redis copy only while it is still at the
+	// version archived.
+	Version int64
 }
 
 // Attempt is one HTTP request to an endpoint.

@@ -51,7 +51,7 @@ var _ delivery.EndpointStats = (*Queue)(nil)
 // event to send again, and is never retried). Its parked-set entry goes
 // either way unless it stays parked.
 //
-//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index
 //	ARGV: 1 id, 2 now ms, 3.. statuses accepted
 //	returns 1 when restarted, 0 when in another status or a test, -1 when missing
 var restartScript = redis.NewScript(`
@@ -71,7 +71,9 @@ end
 local att = redis.call('HGET', KEYS[2], 'attempts') or '0'
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARGV[2], 'lease', 0, 'base', att, 'first', 0)
+redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('SREM', KEYS[3], member)
+redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 `)
 
@@ -296,7 +298,7 @@ func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Statu
 			for _, s := range from {
 				args = append(args, string(s))
 			}
-			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n)}, args}
+			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)}, args}
 		}
 		replies, errs := runScripts(ctx, q.rdb, calls, nil)
 		for i, err := range errs {
