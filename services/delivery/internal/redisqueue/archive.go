@@ -20,7 +20,7 @@ import (
 //
 // n is the delivery's shard (for wh:evtwait, the event id's).
 
-func evtWaitKey(n int) string  { return "wh:evtwait:{s" + strconv.Itoa(n) + "}" }
+func evtWaitKey(n int) string   { return "wh:evtwait:{s" + strconv.Itoa(n) + "}" }
 func archLeaseKey(n int) string { return "wh:archiver:{s" + strconv.Itoa(n) + "}" }
 
 // EventWaitShard is the shard of an event id in wh:evtwait.

@@ -247,7 +247,7 @@ func parseHash(id string, m map[string]string) *delivery.Delivery {
 	ver, _ := strconv.ParseInt(m["ver"], 10, 64)
 	d := &delivery.Delivery{
 		Version: ver,
-		ID: id, EventID: m["event"], EndpointID: m["endpoint"], AccountID: m["account"],
+		ID:      id, EventID: m["event"], EndpointID: m["endpoint"], AccountID: m["account"],
 		EventType: m["type"], Status: delivery.Status(m["status"]), Attempts: attempts, Base: base,
 		FirstAttempt: fromMS(m["first"]),
 		CreateTime:   fromMS(m["created"]), UpdateTime: fromMS(m["updated"]),
