@@ -164,7 +164,8 @@ func run(ctx context.Context) error {
 	dispatcher := delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: cfg.schedule}, Timeout: cfg.timeout},
 		delivery.Deps{
-			Queue: delivery.Metered(queue, meter), History: queue, Sender: send, EventAccounts: events,
+			Queue: delivery.Metered(queue, meter), History: &archive.Tiers{Q: queue, Events: events, Store: store},
+			Sender: send, EventAccounts: events,
 			Targets: targets,
 			Events:  cache.NewPayloads(cache.BatchPayloads(events.PayloadMany), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),

@@ -145,11 +145,16 @@ type Outcome struct {
 
 // ListQuery selects deliveries of one account for ListDeliveries.
 type ListQuery struct {
-	Start, End time.Time // zero: unbounded
+	// Start and End bound the time part of the delivery's id (its event's
+	// time): Start <= t < End; zero: unbounded.
+	Start, End time.Time
 	PageSize   int
-	PageToken  string
-	// Match keeps a delivery in the page.
-	Match func(*Delivery) bool
+	// PageToken is the id of the last delivery of the previous page.
+	PageToken string
+	// The filters ("" matches any); Match is their conjunction.
+	EndpointID, EventType, EventID string
+	Status                         Status
+	Match                          func(*Delivery) bool
 }
 
 // Queue is the durable retry schedule.
@@ -174,21 +179,21 @@ type Queue interface {
 // History is the delivery history (every delivery and its attempts) behind
 // the read and resend operations.
 type History interface {
-	// Get returns a delivery and its attempts, oldest first, or an error
-	// wrapping apierr.ErrNotFound.
-	Get(ctx context.Context, id string) (*Delivery, []Attempt, error)
+	// Get returns an account's delivery and its attempts, oldest first, or
+	// an error wrapping apierr.ErrNotFound.
+	Get(ctx context.Context, accountID, id string) (*Delivery, []Attempt, error)
 	// List pages through an account's deliveries, newest first.
 	List(ctx context.Context, accountID string, q ListQuery) ([]Delivery, string, error)
 	// Requeue makes a delivery pending and due at now unless an attempt is
 	// in flight; it reports whether it changed anything.
-	Requeue(ctx context.Context, id string, now time.Time) (bool, error)
+	Requeue(ctx context.Context, accountID, id string, now time.Time) (bool, error)
 	// RecordTest stores a finished test delivery with its single attempt.
 	RecordTest(ctx context.Context, d Delivery, a Attempt) error
 	// Restart makes the deliveries whose status is one of from pending,
 	// due at now, with a fresh round of the retry schedule (attempt numbers
 	// continue); it returns how many it restarted. Test deliveries are
 	// never restarted.
-	Restart(ctx context.Context, ids []string, from []Status, now time.Time) (int, error)
+	Restart(ctx context.Context, accountID string, ids []string, from []Status, now time.Time) (int, error)
 	// Parked returns up to limit parked deliveries grouped by endpoint.
 	Parked(ctx context.Context, limit int) ([]ParkedEndpoint, error)
 	// Find returns the ids of an account's deliveries to an endpoint

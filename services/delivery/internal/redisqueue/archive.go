@@ -260,3 +260,79 @@ func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Ti
 	}
 	return total, oldest, nil
 }
+
+// restoreScript brings a delivery back from history, create-only: when
+// Redis holds it already (a live copy supersedes history's) it changes
+// nothing. The hash continues from the version history held.
+//
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list
+//	ARGV: 1 id, 2 due ms, 3 expiry ms, 4 number n of hash arguments,
+//	      5..4+n hash field/values, then attempt JSON entries
+//	returns 1 when restored, 0 when it was live already
+var restoreScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local n = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + n))
+redis.call('DEL', KEYS[3])
+if #ARGV > 4 + n then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 5 + n, #ARGV))
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+`)
+
+// Restore brings deliveries back from history as pending, due at due, with
+// their attempts (the last KeepAttempts) and Version continued; those
+// Redis holds already are left as they are. It reports which it restored
+// and wakes the workers.
+func (q *Queue) Restore(ctx context.Context, ds []delivery.Delivery, atts [][]delivery.Attempt, due time.Time) ([]bool, error) {
+	calls := make([]scriptCall, len(ds))
+	for i := range ds {
+		d := ds[i]
+		d.Status, d.NextTime, d.UpdateTime = delivery.StatusPending, due, due
+		f := hashFields(&d)
+		f = append(f, "base", d.Base, "first", ms(d.FirstAttempt))
+		expiry := q.retention + max(time.Until(due), 0)
+		args := []any{d.ID, ms(due), expiry.Milliseconds(), len(f)}
+		args = append(args, f...)
+		as := atts[i]
+		if len(as) > KeepAttempts {
+			as = as[len(as)-KeepAttempts:]
+		}
+		for j := range as {
+			b, err := encodeAttempt(&as[j])
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, b)
+		}
+		calls[i] = scriptCall{restoreScript, []string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, args}
+	}
+	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	out := make([]bool, len(ds))
+	byAccount := map[string][]redis.Z{}
+	for i := range ds {
+		if errs[i] != nil {
+			return out, errs[i]
+		}
+		out[i] = replies[i] == int64(1)
+		if out[i] {
+			byAccount[ds[i].AccountID] = append(byAccount[ds[i].AccountID], redis.Z{Score: idScore(ds[i].ID, ds[i].CreateTime), Member: ds[i].ID})
+		}
+	}
+	if len(byAccount) > 0 {
+		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for acct, zs := range byAccount {
+				p.ZAdd(ctx, accountKey(acct), zs...)
+				p.PExpire(ctx, accountKey(acct), q.retention)
+			}
+			p.Publish(ctx, WakeChannel, "1")
+			return nil
+		}); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}

@@ -285,8 +285,23 @@ func (q *Queue) FinishDisable(ctx context.Context, p delivery.PendingDisable) (b
 	return n == 1, err
 }
 
-// Restart implements delivery.History.
+// Restart restarts the deliveries whose status is one of from (see
+// restartScript) and returns how many it restarted.
 func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Status, now time.Time) (int, error) {
+	res, err := q.RestartEach(ctx, ids, from, now)
+	total := 0
+	for _, r := range res {
+		if r == 1 {
+			total++
+		}
+	}
+	return total, err
+}
+
+// RestartEach is Restart reporting per id: 1 restarted, 0 in another
+// status (or a test delivery), -1 not in Redis.
+func (q *Queue) RestartEach(ctx context.Context, ids []string, from []delivery.Status, now time.Time) ([]int, error) {
+	out := make([]int, 0, len(ids))
 	total := 0
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), 500)]
@@ -303,9 +318,11 @@ func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Statu
 		replies, errs := runScripts(ctx, q.rdb, calls, nil)
 		for i, err := range errs {
 			if err != nil {
-				return total, err
+				return out, err
 			}
-			if replies[i] == int64(1) {
+			r, _ := replies[i].(int64)
+			out = append(out, int(r))
+			if r == 1 {
 				total++
 			}
 		}
@@ -313,10 +330,10 @@ func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Statu
 	if total > 0 {
 		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
 	}
-	return total, nil
+	return out, nil
 }
 
-// Parked implements delivery.History: it reads up to limit entries of the
+// Parked reads up to limit entries of the
 // parked sets, dropping those whose delivery has expired.
 func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoint, error) {
 	groups := map[string]*delivery.ParkedEndpoint{}
@@ -376,7 +393,7 @@ func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoin
 // maxFindScan bounds the index entries one Find reads.
 const maxFindScan = 500_000
 
-// Find implements delivery.History: ids of the account's deliveries to
+// Find returns the ids of the account's deliveries to
 // endpointID created at or after since whose status is one of statuses,
 // oldest first, at most limit. Test deliveries (Send Test) are never
 // found: nothing restarts them.

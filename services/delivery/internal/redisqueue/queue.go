@@ -44,7 +44,8 @@ const WakeChannel = "wh:sched:wake"
 // KeepAttempts is how many attempts a delivery's log keeps.
 const KeepAttempts = 50
 
-// Queue implements delivery.Queue and delivery.History.
+// Queue implements delivery.Queue; archive.Tiers makes it and history one
+// delivery.History.
 type Queue struct {
 	rdb       redis.UniversalClient
 	batch     *batcher // Complete: one pipeline for many attempts
@@ -68,10 +69,7 @@ func (q *Queue) SetParkedMoveAfter(d time.Duration) {
 	}
 }
 
-var (
-	_ delivery.Queue   = (*Queue)(nil)
-	_ delivery.History = (*Queue)(nil)
-)
+var _ delivery.Queue = (*Queue)(nil)
 
 // New returns a Queue whose finished deliveries expire after retention
 // (DELIVERY_RETENTION; config.DefaultDeliveryRetention when 0).
@@ -181,7 +179,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	var now int64
 	for i := range ds {
 		d := &ds[i]
-		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
 		now = max(now, ms(d.CreateTime))
 	}
 	replies, errs := runScripts(ctx, q.rdb, calls, func(p redis.Pipeliner) {
@@ -488,7 +486,7 @@ func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.
 		p.PExpire(ctx, hk, q.retention)
 		p.PExpire(ctx, ak, q.retention)
 		p.ZAdd(ctx, endedKey(Shard(d.ID)), redis.Z{Score: float64(max(ms(d.UpdateTime), 1)), Member: d.ID}) // ended: to history
-		p.ZAdd(ctx, accountKey(d.AccountID), redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+		p.ZAdd(ctx, accountKey(d.AccountID), redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
 		p.ZRemRangeByScore(ctx, accountKey(d.AccountID), "-inf", "("+strconv.FormatInt(ms(d.CreateTime)-q.retention.Milliseconds(), 10))
 		p.PExpire(ctx, accountKey(d.AccountID), q.retention)
 		return nil
