@@ -26,6 +26,7 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/history"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
 )
 
@@ -172,6 +173,15 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 			Delivery: toHistoryDelivery(d, uploads[d.EventID]),
 			Attempts: toHistoryAttempts(ended[i].Attempts),
 		})
+	}
+	var parkedEps []string
+	for _, e := range ended {
+		if e.Delivery.Status == delivery.StatusParked {
+			parkedEps = append(parkedEps, e.Delivery.AccountID+"|"+e.Delivery.EndpointID)
+		}
+	}
+	if err := a.q.NoteParkedInHistory(ctx, parkedEps); err != nil { // before they move: a resume looks there
+		return 0, err
 	}
 	res, err := store.Archive(ctx, b)
 	if err != nil {

@@ -271,3 +271,11 @@ func TestPostgresDownKeepsTheBacklogInRedisAndItDrainsAfter(t *testing.T) {
 		t.Fatalf("Redis still holds %v", left[:min(3, len(left))])
 	}
 }
+
+func ids2(i int) string {
+	return ids.New(ids.Endpoint, time.Now().Add(time.Duration(i)*time.Millisecond))
+}
+
+func historyParked(ep string) history.DeliveryQuery {
+	return history.DeliveryQuery{EndpointID: ep, Statuses: []history.Status{history.StatusParked}, PageSize: 10}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
@@ -309,9 +310,80 @@ func (t *Tiers) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.
 	return t.Q.RecordTest(ctx, d, a)
 }
 
-// Parked returns Redis's parked deliveries grouped by endpoint.
+// Parked returns Redis's parked deliveries grouped by endpoint, and the
+// endpoints with parked work in history.
 func (t *Tiers) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoint, error) {
-	return t.Q.Parked(ctx, limit)
+	out, err := t.Q.Parked(ctx, limit)
+	if err != nil || t.Store == nil {
+		return out, err
+	}
+	ms, err := t.Q.ParkedInHistory(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, m := range ms {
+		acct, ep, _ := strings.Cut(m, "|")
+		// First, so that work parked longest (moved to history) goes first.
+		out = append([]delivery.ParkedEndpoint{{AccountID: acct, EndpointID: ep, InHistory: true}}, out...)
+	}
+	return out, nil
+}
+
+// resumePage is how many parked deliveries one TakeParked page brings back.
+const resumePage = 500
+
+// ResumeHistory pages TakeParked in publish order, restores each page to
+// Redis (fresh round, version continued, payload carried when the event
+// left Redis), then Unparks it; a crash in between restores the same page
+// again, which Restore's create-only upsert makes harmless. Each page is
+// due 1 ms after the previous one, so the schedule hands it out in publish
+// order too.
+func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string, now time.Time) (int, error) {
+	s, err := t.store()
+	if s == nil {
+		return 0, err
+	}
+	total := 0
+	due := now
+	var cur history.Cursor
+	for {
+		ps, next, err := s.TakeParked(ctx, endpointID, cur, resumePage)
+		if err != nil {
+			return total, err
+		}
+		cur = next
+		if len(ps) == 0 {
+			return total, t.Q.ForgetParkedInHistory(ctx, accountID+"|"+endpointID)
+		}
+		ds := make([]delivery.Delivery, len(ps))
+		atts := make([][]delivery.Attempt, len(ps))
+		refs := make([]history.Ref, len(ps))
+		for i := range ps {
+			d := FromHistory(&ps[i].Delivery)
+			d.Base, d.FirstAttempt = d.Attempts, time.Time{}
+			ds[i] = d
+			refs[i] = history.Ref{ID: d.ID, Version: d.Version}
+			if ps[i].Event != nil { // else the event is live in Redis and read there at send time
+				ds[i].Body = ps[i].Event.Payload
+			}
+		}
+		restored, err := t.Q.Restore(ctx, ds, atts, due)
+		if err != nil {
+			return total, err
+		}
+		for _, r := range restored {
+			if r {
+				total++
+			}
+		}
+		if _, err := s.Unpark(ctx, refs); err != nil {
+			return total, err
+		}
+		due = due.Add(time.Millisecond)
+		if cur == "" {
+			return total, t.Q.ForgetParkedInHistory(ctx, accountID+"|"+endpointID)
+		}
+	}
 }
 
 // Find returns the ids of both tiers, oldest first, at most limit.

@@ -171,3 +171,72 @@ func TestHistoryReadsAnswerUnavailableWhilePostgresIsDown(t *testing.T) {
 		t.Fatalf("Get of a delivery not live without history = %v, want Unavailable", err)
 	}
 }
+
+// TestParkedWorkMovesToHistoryAndResumesInPublishOrder: thousands parked
+// across endpoints leave Redis after PARKED_MOVE_AFTER and come back, all
+// of them, in publish order, when their endpoint is enabled.
+func TestParkedWorkMovesToHistoryAndResumesInPublishOrder(t *testing.T) {
+	f := newFixture(t)
+	f.q.SetParkedMoveAfter(time.Millisecond)
+	ctx := context.Background()
+	eps := []string{f.ep}
+	var all []string
+	perEndpoint := map[string][]string{}
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			f.ep = ids2(i)
+			eps = append(eps, f.ep)
+		}
+		got := f.publish(1000)
+		perEndpoint[f.ep] = got
+		all = append(all, got...)
+	}
+	f.finish(delivery.StatusParked)
+	time.Sleep(5 * time.Millisecond)
+	f.drain()
+	if left := f.liveKeys(); len(left) > 0 {
+		t.Fatalf("parked work still in Redis: %d keys", len(left))
+	}
+	tr := f.tiers()
+	groups, err := tr.Parked(ctx, 100)
+	if err != nil || len(groups) != len(eps) {
+		t.Fatalf("Parked = %+v, %v; want %d endpoints in history", groups, err, len(eps))
+	}
+	for _, ep := range eps {
+		n, err := tr.ResumeHistory(ctx, f.acct, ep, time.Now())
+		if err != nil || n != 1000 {
+			t.Fatalf("ResumeHistory(%s) = %d, %v", ep, n, err)
+		}
+	}
+	// Every one comes back (pages are due 1 ms apart in publish order;
+	// within a page the claim goes shard by shard).
+	var claimed []string
+	for {
+		now := time.Now().Add(time.Second)
+		jobs, _, err := f.q.Claim(ctx, now, now.Add(time.Minute), 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs) == 0 {
+			break
+		}
+		for _, j := range jobs {
+			if j.Delivery.Body == nil || j.Delivery.Base != 0 && j.Delivery.Base != j.Delivery.Attempts {
+				t.Fatalf("restored %+v without its payload or a fresh round", j.Delivery)
+			}
+			claimed = append(claimed, j.Delivery.ID)
+		}
+	}
+	if len(claimed) != len(all) {
+		t.Fatalf("claimed %d of %d resumed", len(claimed), len(all))
+	}
+	if groups, _ := tr.Parked(ctx, 100); len(groups) != 0 {
+		t.Fatalf("still parked in history: %+v", groups)
+	}
+	for _, ep := range eps {
+		ds, _, err := f.store.ListDeliveries(ctx, f.acct, historyParked(ep))
+		if err != nil || len(ds) != 0 {
+			t.Fatalf("history still holds %d parked of %s: %v", len(ds), ep, err)
+		}
+	}
+}

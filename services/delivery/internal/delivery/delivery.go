@@ -194,18 +194,26 @@ type History interface {
 	// continue); it returns how many it restarted. Test deliveries are
 	// never restarted.
 	Restart(ctx context.Context, accountID string, ids []string, from []Status, now time.Time) (int, error)
-	// Parked returns up to limit parked deliveries grouped by endpoint.
+	// Parked returns up to limit parked deliveries grouped by endpoint,
+	// and the endpoints with parked work in history.
 	Parked(ctx context.Context, limit int) ([]ParkedEndpoint, error)
+	// ResumeHistory brings an endpoint's parked deliveries in history back
+	// to Redis in publish order, due at now with a fresh round, and
+	// returns how many.
+	ResumeHistory(ctx context.Context, accountID, endpointID string, now time.Time) (int, error)
 	// Find returns the ids of an account's deliveries to an endpoint
 	// created at or after since whose status is one of statuses, oldest
 	// first, at most limit, never a test delivery.
 	Find(ctx context.Context, accountID, endpointID string, statuses []Status, since time.Time, limit int) ([]string, error)
 }
 
-// ParkedEndpoint is an endpoint's parked deliveries.
+// ParkedEndpoint is an endpoint's parked deliveries: IDs of those in
+// Redis, or InHistory when some moved to history (ResumeHistory brings
+// them back, however many).
 type ParkedEndpoint struct {
 	AccountID, EndpointID string
 	IDs                   []string
+	InHistory             bool
 }
 
 // Targets looks endpoints up in the registry. An endpoint that no longer

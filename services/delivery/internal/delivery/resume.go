@@ -52,7 +52,12 @@ func (s *Service) ResumeParked(ctx context.Context) (int, error) {
 		case t.Status != EndpointActive:
 			continue
 		}
-		n, err := s.d.deps.History.Restart(ctx, g.AccountID, g.IDs, []Status{StatusParked}, s.d.deps.Clock.Now())
+		var n int
+		if g.InHistory {
+			n, err = s.d.deps.History.ResumeHistory(ctx, g.AccountID, g.EndpointID, s.d.deps.Clock.Now())
+		} else {
+			n, err = s.d.deps.History.Restart(ctx, g.AccountID, g.IDs, []Status{StatusParked}, s.d.deps.Clock.Now())
+		}
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("resuming endpoint %s: %w", g.EndpointID, err)

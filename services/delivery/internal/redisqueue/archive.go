@@ -336,3 +336,30 @@ func (q *Queue) Restore(ctx context.Context, ds []delivery.Delivery, atts [][]de
 	}
 	return out, nil
 }
+
+// parkedEndpointsKey is the set of "<account>|<endpoint>" with parked work
+// in history (filed before the archive that moves it, removed once a resume
+// found none left).
+const parkedEndpointsKey = "wh:parked:history"
+
+// NoteParkedInHistory files endpoints whose parked work moves to history.
+func (q *Queue) NoteParkedInHistory(ctx context.Context, members []string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	args := make([]any, len(members))
+	for i, m := range members {
+		args[i] = m
+	}
+	return q.rdb.SAdd(ctx, parkedEndpointsKey, args...).Err()
+}
+
+// ParkedInHistory returns the "<account>|<endpoint>" filed by NoteParkedInHistory.
+func (q *Queue) ParkedInHistory(ctx context.Context) ([]string, error) {
+	return q.rdb.SMembers(ctx, parkedEndpointsKey).Result()
+}
+
+// ForgetParkedInHistory removes an endpoint from that set.
+func (q *Queue) ForgetParkedInHistory(ctx context.Context, member string) error {
+	return q.rdb.SRem(ctx, parkedEndpointsKey, member).Err()
+}
