@@ -42,18 +42,34 @@ func (l *Lazy) Store() (*history.Store, error) {
 // Set installs an open store (tests).
 func (l *Lazy) Set(s *history.Store) { l.s.Store(s) }
 
-// OpenInBackground opens the store, retrying with backoff (1 s doubling
-// to 30 s) until ctx ends, then runs its maintenance every maintainEvery.
-// The store is closed when ctx ends.
+// FirstOpenWait bounds the first attempt to open the store, made before
+// the service starts serving (so that a healthy PostgreSQL is in use from
+// the first request); later attempts run in the background.
+const FirstOpenWait = 10 * time.Second
+
+// OpenInBackground opens the store: a first attempt within FirstOpenWait
+// before it returns, then, if that failed, retrying in the background with
+// backoff (1 s doubling to 30 s) until ctx ends. Once open it runs the
+// store's maintenance every maintainEvery, and closes it when ctx ends.
 func (l *Lazy) OpenInBackground(ctx context.Context, url string, cfg history.Config, maintainEvery time.Duration, log *slog.Logger) {
+	first := make(chan struct{})
 	go func() {
 		wait := time.Second
-		for {
-			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		for try := 0; ; try++ {
+			timeout := 30 * time.Second
+			if try == 0 {
+				timeout = FirstOpenWait
+			}
+			octx, cancel := context.WithTimeout(ctx, timeout)
 			s, err := history.Open(octx, url, cfg)
 			cancel()
 			if err == nil {
 				l.s.Store(s)
+			}
+			if try == 0 {
+				close(first)
+			}
+			if err == nil {
 				log.Info("history store open")
 				_ = s.RunMaintenance(ctx, maintainEvery)
 				s.Close()
@@ -71,4 +87,5 @@ func (l *Lazy) OpenInBackground(ctx context.Context, url string, cfg history.Con
 			wait = min(wait*2, 30*time.Second)
 		}
 	}()
+	<-first
 }
