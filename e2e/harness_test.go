@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	"github.com/voxscriber/webhooks/pkg/pgtest"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 )
 
@@ -62,10 +63,22 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the suite:", err)
 		os.Exit(1)
 	}
+	// One private PostgreSQL for the run (the history tier); each suite
+	// gets its own database on it. Never the machine's server on 5432.
+	pg, err := pgtest.Launch()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting PostgreSQL:", err)
+		os.Exit(1)
+	}
+	pgServer = pg
 	code := m.Run()
+	pg.Close()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// pgServer is the run's private PostgreSQL.
+var pgServer *pgtest.Server
 
 // Suite is the four services running as separate processes against a
 // private redis-server.
@@ -123,6 +136,9 @@ func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions
 		"DELIVERY_ADDR":          s.Addrs["delivery"],
 		"GATEWAY_ADDR":           s.Addrs["gateway"],
 		"LOG_LEVEL":              "warn",
+		// History tier: a fresh database per suite on the run's private
+		// server (o.Env may name another, e.g. a server a test restarts).
+		"DATABASE_URL": pgServer.NewDatabase(t),
 	}
 	for k, v := range o.Env {
 		env[k] = v

@@ -265,3 +265,133 @@ func (s *Store) Accounts(ctx context.Context, ids []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Moving events to history (issue #12). The delivery service's archiver
+// marks the deliveries of an event that have ended (or moved to history
+// parked) in the event's own hash: a field "x:<delivery id>" per delivery,
+// counted in "ended" only the first time, so marking again after a crash
+// counts nothing twice. An event is done when its fan-out is marked done
+// and "ended" reaches its delivery count: the archiver archives it with
+// the batch that ends its last delivery, then deletes it here.
+
+// markScript marks deliveries of one event as ended and reports its state.
+//
+//	KEYS: 1 the event's hash
+//	ARGV: delivery ids
+//	returns {} when the event is not stored, else {done (0|1), fields...}
+var markScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'account') == 0 then return {} end
+for i = 1, #ARGV do
+  if redis.call('HSETNX', KEYS[1], 'x:' .. ARGV[i], 1) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'ended', 1)
+  end
+end
+local f = redis.call('HMGET', KEYS[1], 'fanout', 'count', 'ended')
+local done = 0
+if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then done = 1 end
+return {done, redis.call('HMGET', KEYS[1], 'account', 'type', 'payload', 'created', 'idem', 'upload', 'trace', 'fanout', 'count')}
+`)
+
+// deleteDoneScript deletes an event that is done (see markScript).
+//
+//	KEYS: 1 the event's hash
+//	returns 1 when deleted
+var deleteDoneScript = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'fanout', 'count', 'ended')
+if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+// EventState is an event as the archiver sees it.
+type EventState struct {
+	Event *Event // nil when the event is not stored (expired or moved)
+	// Done: fanned out, and every delivery ended or moved.
+	Done bool
+}
+
+// MarkEnded marks, per event, the given deliveries as ended and returns
+// each event's state, in one round trip (one script call per event).
+func (s *Store) MarkEnded(ctx context.Context, byEvent map[string][]string) (map[string]EventState, error) {
+	ids := make([]string, 0, len(byEvent))
+	for id := range byEvent {
+		ids = append(ids, id)
+	}
+	cmds := make([]*redis.Cmd, len(ids))
+	run := func(eval bool) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				args := make([]any, len(byEvent[id]))
+				for j, d := range byEvent[id] {
+					args[j] = d
+				}
+				if eval {
+					cmds[i] = markScript.Eval(ctx, p, []string{Key(id)}, args...)
+				} else {
+					cmds[i] = markScript.EvalSha(ctx, p, []string{Key(id)}, args...)
+				}
+			}
+			return nil
+		})
+		return err
+	}
+	err := run(false)
+	if isNoScript(err) {
+		err = run(true)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make(map[string]EventState, len(ids))
+	names := []string{"account", "type", "payload", "created", "idem", "upload", "trace", "fanout", "count"}
+	for i, id := range ids {
+		res, _ := cmds[i].Val().([]any)
+		if len(res) != 2 {
+			out[id] = EventState{}
+			continue
+		}
+		vals, _ := res[1].([]any)
+		m := make(map[string]string, len(names))
+		for j, n := range names {
+			if j < len(vals) {
+				v, _ := vals[j].(string)
+				m[n] = v
+			}
+		}
+		out[id] = EventState{Event: fromHash(id, m), Done: res[0] == int64(1)}
+	}
+	return out, nil
+}
+
+// DeleteDone deletes each event that is still done (an event history
+// holds), in one round trip, and reports which it deleted.
+func (s *Store) DeleteDone(ctx context.Context, ids []string) ([]bool, error) {
+	cmds := make([]*redis.Cmd, len(ids))
+	run := func(eval bool) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				if eval {
+					cmds[i] = deleteDoneScript.Eval(ctx, p, []string{Key(id)})
+				} else {
+					cmds[i] = deleteDoneScript.EvalSha(ctx, p, []string{Key(id)})
+				}
+			}
+			return nil
+		})
+		return err
+	}
+	err := run(false)
+	if isNoScript(err) {
+		err = run(true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(ids))
+	for i := range ids {
+		out[i] = cmds[i].Val() == int64(1)
+	}
+	return out, nil
+}

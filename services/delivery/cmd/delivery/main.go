@@ -19,12 +19,14 @@ import (
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/delivery/internal/archive"
 	"github.com/voxscriber/webhooks/services/delivery/internal/cache"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
@@ -57,6 +59,10 @@ type settings struct {
 	opDelay      time.Duration  // OPERATIONAL_EVENT_DELAY: gathers a burst before its first event
 	opWindow     time.Duration  // OPERATIONAL_EVENT_WINDOW: least time between two of one endpoint and type
 	apiRate      ratelimit.Rate // API_RATE_LIMIT, API_RATE_BURST: per customer key, deployment-wide
+	databaseURL  string         // DATABASE_URL: the history tier
+	historyKeep  time.Duration  // HISTORY_RETENTION
+	parkedKeep   time.Duration  // PARKED_RETENTION
+	parkedMove   time.Duration  // PARKED_MOVE_AFTER: parked this long, a delivery moves to history
 }
 
 // readSettings reads the environment, reporting every bad value at once.
@@ -78,8 +84,20 @@ func readSettings(env *config.Env) (settings, error) {
 		opDelay:      env.Duration("OPERATIONAL_EVENT_DELAY", delivery.DefaultOpEventDelay),
 		opWindow:     env.Duration("OPERATIONAL_EVENT_WINDOW", delivery.DefaultOpEventWindow),
 		apiRate:      ratelimit.FromEnv(env),
+		databaseURL:  env.String("DATABASE_URL", archive.DefaultDatabaseURL),
+		historyKeep:  env.Duration("HISTORY_RETENTION", archive.DefaultHistoryRetention),
+		parkedKeep:   env.Duration("PARKED_RETENTION", archive.DefaultParkedRetention),
+		parkedMove:   env.Duration("PARKED_MOVE_AFTER", redisqueue.DefaultParkedMoveAfter),
 	}
 	env.Check(config.CheckScheduleFits(s.schedule, s.retention))
+	// The two 720h defaults cannot both hold (history must outlive parked
+	// work by the schedule and a day): an unset HISTORY_RETENTION grows to
+	// that minimum; a set one is checked as given.
+	minHistory := s.parkedKeep + scheduleTotal(s.schedule) + 24*time.Hour
+	if env.String("HISTORY_RETENTION", "") == "" && s.historyKeep < minHistory {
+		s.historyKeep = minHistory
+	}
+	env.Check(history.CheckRetention(s.historyKeep, s.parkedKeep, scheduleTotal(s.schedule)))
 	return s, env.Err()
 }
 
@@ -142,17 +160,36 @@ func run(ctx context.Context) error {
 
 	// Delivery: queue, sender, dispatcher, worker, API.
 	queue := redisqueue.New(rdb, cfg.retention)
+	queue.SetParkedMoveAfter(cfg.parkedMove)
 	if err := delivery.ObserveSchedule(meter, time.Now, queue.Stats); err != nil {
+		return err
+	}
+	if err := archive.ObserveBacklog(meter, time.Now, queue); err != nil {
 		return err
 	}
 	send := sender.New(sender.Config{Timeout: cfg.timeout, Policy: cfg.policy, Proxy: cfg.proxy})
 	defer send.Close()
 	events := eventstore.New(rdb, cfg.retention)
+
+	// History (PostgreSQL): never a start-up or readiness dependency. It is
+	// opened in the background (retried until it answers), maintained
+	// here, and fed by the archiver; the backlog waits in Redis meanwhile.
+	historyCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHistory()
+	store := &archive.Lazy{}
+	store.OpenInBackground(historyCtx, cfg.databaseURL, history.Config{
+		Retention: cfg.historyKeep, ParkedRetention: cfg.parkedKeep, ScheduleTotal: scheduleTotal(cfg.schedule),
+		Logger: log,
+	}, archive.MaintainEvery, log)
+	archiver := archive.New(queue, events, store, log)
+	archiverDone := make(chan struct{})
+	go func() { defer close(archiverDone); archiver.Run(historyCtx, archive.DefaultPoll) }()
 	dispatcher := delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: cfg.schedule}, Timeout: cfg.timeout,
 			OpEventDelay: cfg.opDelay, OpEventWindow: cfg.opWindow},
 		delivery.Deps{
-			Queue: delivery.Metered(queue, meter), History: queue, Sender: send, EventAccounts: events,
+			Queue: delivery.Metered(queue, meter), History: &archive.Tiers{Q: queue, Events: events, Store: store},
+			Sender: send, EventAccounts: events,
 			Targets: targets,
 			Events:  cache.NewPayloads(cache.BatchPayloads(events.PayloadMany), cache.DefaultPayloadConfig()),
 			Tracer:  tel.TracerProvider.Tracer("github.com/voxscriber/webhooks/services/delivery"),
@@ -198,8 +235,19 @@ func run(ctx context.Context) error {
 			worker.Drain(ctx)
 			stopDisabler(ctx)
 			stopOpEvents(ctx)
+			stopHistory()
+			<-archiverDone
 		},
 	}.Run(ctx)
+}
+
+// scheduleTotal is the sum of the retry schedule's delays.
+func scheduleTotal(s []time.Duration) time.Duration {
+	var t time.Duration
+	for _, d := range s {
+		t += d
+	}
+	return t
 }
 
 // newMailer sends notices over SMTP when SMTP_ADDR is set, else logs them.

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/voxscriber/webhooks/pkg/config"
 )
@@ -42,5 +43,18 @@ func TestDeliveryRefusesToStartWithABadEgressProxyURL(t *testing.T) {
 	s, err := readSettings(config.FromMap(map[string]string{"DELIVERY_PROXY_URL": "http://svc:s3cr3t@egress:3128"}))
 	if err != nil || s.proxy == nil || s.proxy.String() != "http://svc:xxxxx@egress:3128" {
 		t.Fatalf("good proxy URL: %v, %v", s.proxy, err)
+	}
+}
+
+// TestDeliveryRefusesAHistoryRetentionShorterThanParkedWork: a set
+// HISTORY_RETENTION must outlive PARKED_RETENTION + the schedule + 1 day;
+// the default grows to that.
+func TestDeliveryRefusesAHistoryRetentionShorterThanParkedWork(t *testing.T) {
+	if _, err := readSettings(config.FromMap(map[string]string{"HISTORY_RETENTION": "720h"})); err == nil || !strings.Contains(err.Error(), "HISTORY_RETENTION") {
+		t.Fatalf("HISTORY_RETENTION=720h with PARKED_RETENTION=720h: %v, want refused", err)
+	}
+	s, err := readSettings(config.FromMap(map[string]string{"HISTORY_RETENTION": "1000h", "PARKED_RETENTION": "24h"}))
+	if err != nil || s.historyKeep != 1000*time.Hour || s.parkedKeep != 24*time.Hour {
+		t.Fatalf("readSettings = %+v, %v", s, err)
 	}
 }

@@ -67,8 +67,14 @@ type Delivery struct {
 	LastError   string
 	Test        bool
 	// Body is the request body of a test delivery (test deliveries have no
-	// stored event); empty otherwise.
+	// stored event), or of a delivery restored from history whose event
+	// is no longer in Redis; empty otherwise.
 	Body []byte
+	// Version grows with every write of the delivery over its whole life,
+	// round trips through history included (pkg/history's contract): the
+	// archiver deletes the Redis copy only while it is still at the
+	// version archived.
+	Version int64
 }
 
 // Attempt is one HTTP request to an endpoint.
@@ -139,11 +145,16 @@ type Outcome struct {
 
 // ListQuery selects deliveries of one account for ListDeliveries.
 type ListQuery struct {
-	Start, End time.Time // zero: unbounded
+	// Start and End bound the time part of the delivery's id (its event's
+	// time): Start <= t < End; zero: unbounded.
+	Start, End time.Time
 	PageSize   int
-	PageToken  string
-	// Match keeps a delivery in the page.
-	Match func(*Delivery) bool
+	// PageToken is the id of the last delivery of the previous page.
+	PageToken string
+	// The filters ("" matches any); Match is their conjunction.
+	EndpointID, EventType, EventID string
+	Status                         Status
+	Match                          func(*Delivery) bool
 }
 
 // Queue is the durable retry schedule.
@@ -168,33 +179,41 @@ type Queue interface {
 // History is the delivery history (every delivery and its attempts) behind
 // the read and resend operations.
 type History interface {
-	// Get returns a delivery and its attempts, oldest first, or an error
-	// wrapping apierr.ErrNotFound.
-	Get(ctx context.Context, id string) (*Delivery, []Attempt, error)
+	// Get returns an account's delivery and its attempts, oldest first, or
+	// an error wrapping apierr.ErrNotFound.
+	Get(ctx context.Context, accountID, id string) (*Delivery, []Attempt, error)
 	// List pages through an account's deliveries, newest first.
 	List(ctx context.Context, accountID string, q ListQuery) ([]Delivery, string, error)
 	// Requeue makes a delivery pending and due at now unless an attempt is
 	// in flight; it reports whether it changed anything.
-	Requeue(ctx context.Context, id string, now time.Time) (bool, error)
+	Requeue(ctx context.Context, accountID, id string, now time.Time) (bool, error)
 	// RecordTest stores a finished test delivery with its single attempt.
 	RecordTest(ctx context.Context, d Delivery, a Attempt) error
 	// Restart makes the deliveries whose status is one of from pending,
 	// due at now, with a fresh round of the retry schedule (attempt numbers
 	// continue); it returns how many it restarted. Test deliveries are
 	// never restarted.
-	Restart(ctx context.Context, ids []string, from []Status, now time.Time) (int, error)
-	// Parked returns up to limit parked deliveries grouped by endpoint.
+	Restart(ctx context.Context, accountID string, ids []string, from []Status, now time.Time) (int, error)
+	// Parked returns up to limit parked deliveries grouped by endpoint,
+	// and the endpoints with parked work in history.
 	Parked(ctx context.Context, limit int) ([]ParkedEndpoint, error)
+	// ResumeHistory brings an endpoint's parked deliveries in history back
+	// to Redis in publish order, due at now with a fresh round, and
+	// returns how many.
+	ResumeHistory(ctx context.Context, accountID, endpointID string, now time.Time) (int, error)
 	// Find returns the ids of an account's deliveries to an endpoint
 	// created at or after since whose status is one of statuses, oldest
 	// first, at most limit, never a test delivery.
 	Find(ctx context.Context, accountID, endpointID string, statuses []Status, since time.Time, limit int) ([]string, error)
 }
 
-// ParkedEndpoint is an endpoint's parked deliveries.
+// ParkedEndpoint is an endpoint's parked deliveries: IDs of those in
+// Redis, or InHistory when some moved to history (ResumeHistory brings
+// them back, however many).
 type ParkedEndpoint struct {
 	AccountID, EndpointID string
 	IDs                   []string
+	InHistory             bool
 }
 
 // Targets looks endpoints up in the registry. An endpoint that no longer

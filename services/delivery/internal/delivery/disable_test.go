@@ -21,6 +21,7 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
+	"github.com/voxscriber/webhooks/services/delivery/internal/archive"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 	"github.com/voxscriber/webhooks/services/delivery/internal/mailer"
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
@@ -160,7 +161,7 @@ func (f *fixture) dispatcher(q *redisqueue.Queue, attempts int, stats delivery.E
 	return delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: sched}, Timeout: 2 * time.Second},
 		delivery.Deps{
-			Queue: q, History: q, Sender: snd, Events: payloads{},
+			Queue: q, History: &archive.Tiers{Q: q}, Sender: snd, Events: payloads{},
 			Targets: targets{"ep_1": {AccountID: "acct_1", EndpointID: "ep_1", URL: f.url, Status: delivery.EndpointActive}},
 			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Stats:   stats, Registry: f.reg, Mailer: f.mail,

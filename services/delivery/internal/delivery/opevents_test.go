@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/ssrf"
+	"github.com/voxscriber/webhooks/services/delivery/internal/archive"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
 	"github.com/voxscriber/webhooks/services/delivery/internal/sender"
@@ -87,7 +88,7 @@ func (f *fixture) opDispatcher(q *redisqueue.Queue, ing *fakeIngestion, tg deliv
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: []time.Duration{0}}, Timeout: 2 * time.Second,
 			OpEventDelay: delay, OpEventWindow: window},
 		delivery.Deps{
-			Queue: q, History: q, Sender: snd, Events: payloads{}, Targets: tg,
+			Queue: q, History: &archive.Tiers{Q: q}, Sender: snd, Events: payloads{}, Targets: tg,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Stats:  q, Registry: f.reg, Mailer: f.mail,
 			OpEvents: q, SystemEvents: ing,

@@ -52,7 +52,12 @@ func (s *Service) ResumeParked(ctx context.Context) (int, error) {
 		case t.Status != EndpointActive:
 			continue
 		}
-		n, err := s.d.deps.History.Restart(ctx, g.IDs, []Status{StatusParked}, s.d.deps.Clock.Now())
+		var n int
+		if g.InHistory {
+			n, err = s.d.deps.History.ResumeHistory(ctx, g.AccountID, g.EndpointID, s.d.deps.Clock.Now())
+		} else {
+			n, err = s.d.deps.History.Restart(ctx, g.AccountID, g.IDs, []Status{StatusParked}, s.d.deps.Clock.Now())
+		}
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("resuming endpoint %s: %w", g.EndpointID, err)
@@ -132,7 +137,7 @@ func (s *Service) Replay(ctx context.Context, accountID, endpointID string, sinc
 	if err != nil {
 		return 0, fmt.Errorf("finding deliveries to replay: %w", err)
 	}
-	n, err := s.d.deps.History.Restart(ctx, ids, from, s.d.deps.Clock.Now())
+	n, err := s.d.deps.History.Restart(ctx, accountID, ids, from, s.d.deps.Clock.Now())
 	if err != nil {
 		return n, fmt.Errorf("replaying: %w", err)
 	}

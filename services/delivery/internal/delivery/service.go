@@ -184,7 +184,7 @@ func (s *Service) get(ctx context.Context, accountID, id string) (*Delivery, []A
 	if !ids.Valid(ids.Delivery, id) {
 		return nil, nil, apierr.NotFound("delivery", id)
 	}
-	d, atts, err := s.d.deps.History.Get(ctx, id)
+	d, atts, err := s.d.deps.History.Get(ctx, accountID, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -225,6 +225,7 @@ func (s *Service) List(ctx context.Context, accountID string, f Filter) ([]Deliv
 	defer cancel()
 	return s.d.deps.History.List(ctx, accountID, ListQuery{
 		Start: f.Start, End: f.End, PageSize: f.PageSize, PageToken: f.PageToken,
+		EndpointID: f.EndpointID, EventType: f.EventType, EventID: f.EventID, Status: f.Status,
 		Match: func(d *Delivery) bool {
 			return (f.EndpointID == "" || d.EndpointID == f.EndpointID) &&
 				(f.Status == "" || d.Status == f.Status) &&
@@ -246,7 +247,7 @@ func (s *Service) Retry(ctx context.Context, accountID, id string) (*Delivery, e
 	if d.Test {
 		return nil, apierr.Wrap(apierr.ErrFailedPrecondition, "delivery %s is a test delivery; use Send Test instead", id)
 	}
-	if _, err := s.d.deps.History.Requeue(ctx, id, s.d.deps.Clock.Now()); err != nil {
+	if _, err := s.d.deps.History.Requeue(ctx, accountID, id, s.d.deps.Clock.Now()); err != nil {
 		return nil, fmt.Errorf("requeue %s: %w", id, err)
 	}
 	s.wake()

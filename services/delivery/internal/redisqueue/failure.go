@@ -51,7 +51,7 @@ var _ delivery.EndpointStats = (*Queue)(nil)
 // event to send again, and is never retried). Its parked-set entry goes
 // either way unless it stays parked.
 //
-//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index
 //	ARGV: 1 id, 2 now ms, 3.. statuses accepted
 //	returns 1 when restarted, 0 when in another status or a test, -1 when missing
 var restartScript = redis.NewScript(`
@@ -71,7 +71,9 @@ end
 local att = redis.call('HGET', KEYS[2], 'attempts') or '0'
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARGV[2], 'lease', 0, 'base', att, 'first', 0)
+redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('SREM', KEYS[3], member)
+redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 `)
 
@@ -283,8 +285,23 @@ func (q *Queue) FinishDisable(ctx context.Context, p delivery.PendingDisable) (b
 	return n == 1, err
 }
 
-// Restart implements delivery.History.
+// Restart restarts the deliveries whose status is one of from (see
+// restartScript) and returns how many it restarted.
 func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Status, now time.Time) (int, error) {
+	res, err := q.RestartEach(ctx, ids, from, now)
+	total := 0
+	for _, r := range res {
+		if r == 1 {
+			total++
+		}
+	}
+	return total, err
+}
+
+// RestartEach is Restart reporting per id: 1 restarted, 0 in another
+// status (or a test delivery), -1 not in Redis.
+func (q *Queue) RestartEach(ctx context.Context, ids []string, from []delivery.Status, now time.Time) ([]int, error) {
+	out := make([]int, 0, len(ids))
 	total := 0
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), 500)]
@@ -296,14 +313,16 @@ func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Statu
 			for _, s := range from {
 				args = append(args, string(s))
 			}
-			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n)}, args}
+			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)}, args}
 		}
 		replies, errs := runScripts(ctx, q.rdb, calls, nil)
 		for i, err := range errs {
 			if err != nil {
-				return total, err
+				return out, err
 			}
-			if replies[i] == int64(1) {
+			r, _ := replies[i].(int64)
+			out = append(out, int(r))
+			if r == 1 {
 				total++
 			}
 		}
@@ -311,10 +330,10 @@ func (q *Queue) Restart(ctx context.Context, ids []string, from []delivery.Statu
 	if total > 0 {
 		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
 	}
-	return total, nil
+	return out, nil
 }
 
-// Parked implements delivery.History: it reads up to limit entries of the
+// Parked reads up to limit entries of the
 // parked sets, dropping those whose delivery has expired.
 func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoint, error) {
 	groups := map[string]*delivery.ParkedEndpoint{}
@@ -374,7 +393,7 @@ func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoin
 // maxFindScan bounds the index entries one Find reads.
 const maxFindScan = 500_000
 
-// Find implements delivery.History: ids of the account's deliveries to
+// Find returns the ids of the account's deliveries to
 // endpointID created at or after since whose status is one of statuses,
 // oldest first, at most limit. Test deliveries (Send Test) are never
 // found: nothing restarts them.

@@ -2,8 +2,8 @@ package redisqueue
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -18,133 +19,128 @@ import (
 // full by then ends early with a token to continue.
 const maxScan = 2000
 
-// cursor is the position after the last index entry returned: entries with
-// a lower score, or the same score past the first Skip of them (a reverse
-// range lists equal scores in a fixed order).
-type cursor struct {
-	Max  int64 `json:"m"`
-	Skip int64 `json:"s"`
+// Scan is one tier's part of a merged listing (pkg/history's merged-read
+// contract): the matching deliveries before the cursor, newest first, and
+// the version of every delivery it read, matching or not, so that a
+// history copy it supersedes is not listed.
+type Scan struct {
+	Matches []delivery.Delivery
+	Seen    map[string]int64
+	// Floor is the id of the last index entry read when the scan stopped
+	// at maxScan before the index ended ("" when it ended): nothing below
+	// it was looked at.
+	Floor string
 }
 
-func (c cursor) token() string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func parseToken(s string) (cursor, error) {
-	var c cursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err == nil {
-		err = json.Unmarshal(b, &c)
+// idScore is the account index's score of a delivery: the time part of
+// its id (ms), so that the index's reverse order (score, then member) is
+// the ids' own order, the order of the merged listing.
+func idScore(id string, fallback time.Time) float64 {
+	if t, ok := ids.Time(id); ok {
+		return float64(t.UnixMilli())
 	}
-	if err != nil || c.Skip < 0 {
-		return cursor{}, apierr.Invalid("page_token", "is not a token returned by ListDeliveries")
-	}
-	return c, nil
+	return float64(ms(fallback))
 }
 
-// List pages through an account's index, newest first, reading the
-// deliveries and keeping those q.Match accepts. Index entries whose
-// delivery has expired, or belongs to another account (the index is only
-// where ids are filed; the delivery's own record says whose it is), are
-// skipped and removed.
-func (q *Queue) List(ctx context.Context, accountID string, lq delivery.ListQuery) ([]delivery.Delivery, string, error) {
+// ScanAccount reads the account's index newest first, strictly before the
+// id after ("" from the start), within [start, end) of the ids' time
+// (zero: unbounded), keeping up to limit deliveries match accepts. Index
+// entries whose delivery is gone (moved to history, expired) or belongs to
+// another account are skipped and removed.
+func (q *Queue) ScanAccount(ctx context.Context, accountID, after string, start, end time.Time, limit int, match func(*delivery.Delivery) bool) (Scan, error) {
 	key := accountKey(accountID)
+	out := Scan{Seen: map[string]int64{}}
 	minS := "-inf"
-	if !lq.Start.IsZero() {
-		minS = strconv.FormatInt(lq.Start.UnixMilli(), 10)
+	if !start.IsZero() {
+		minS = strconv.FormatInt(start.UnixMilli(), 10)
 	}
-	cur := cursor{Max: -1}
-	if !lq.End.IsZero() {
-		cur.Max = lq.End.UnixMilli()
+	maxS := "+inf"
+	if !end.IsZero() {
+		maxS = "(" + strconv.FormatInt(end.UnixMilli(), 10)
 	}
-	if lq.PageToken != "" {
-		var err error
-		if cur, err = parseToken(lq.PageToken); err != nil {
-			return nil, "", err
+	var afterScore float64 = -1
+	if after != "" {
+		t, ok := ids.Time(after)
+		if !ok {
+			return out, apierr.Invalid("page_token", "is not a token returned by ListDeliveries")
+		}
+		afterScore = float64(t.UnixMilli())
+		if end.IsZero() || t.UnixMilli() < end.UnixMilli() {
+			maxS = strconv.FormatInt(t.UnixMilli(), 10)
 		}
 	}
-	chunk := int64(max(lq.PageSize*2, 50))
-	var out []delivery.Delivery
+	chunk := int64(max(limit*2, 50))
 	scanned := 0
-	for {
-		maxS := "+inf"
-		if cur.Max >= 0 {
-			maxS = strconv.FormatInt(cur.Max, 10)
-		}
-		zs, err := q.rdb.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{
-			Min: minS, Max: maxS, Offset: cur.Skip, Count: chunk,
-		}).Result()
+	for off := int64(0); ; off += chunk {
+		zs, err := q.rdb.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: minS, Max: maxS, Offset: off, Count: chunk}).Result()
 		if err != nil {
-			return nil, "", err
-		}
-		if len(zs) == 0 {
-			return out, "", nil
+			return out, err
 		}
 		hashes := make([]*redis.MapStringStringCmd, len(zs))
-		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, z := range zs {
-				hashes[i] = p.HGetAll(ctx, DeliveryKey(z.Member.(string)))
+		if len(zs) > 0 {
+			if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, z := range zs {
+					hashes[i] = p.HGetAll(ctx, DeliveryKey(z.Member.(string)))
+				}
+				return nil
+			}); err != nil && !errors.Is(err, redis.Nil) {
+				return out, err
 			}
-			return nil
-		}); err != nil {
-			return nil, "", err
 		}
-		var expired []redis.Z
+		var gone []any
 		for i, z := range zs {
 			id := z.Member.(string)
-			if s := int64(z.Score); s == cur.Max {
-				cur.Skip++
-			} else {
-				cur.Max, cur.Skip = s, 1
+			if after != "" && z.Score == afterScore && id >= after {
+				continue // at the cursor's time but not before it
 			}
 			scanned++
 			m := hashes[i].Val()
 			if len(m) == 0 || m["account"] != accountID {
-				expired = append(expired, z)
+				gone = append(gone, id)
 				continue
 			}
 			d := parseHash(id, m)
 			d.Body = nil
-			if lq.Match == nil || lq.Match(d) {
-				out = append(out, *d)
-				if len(out) == lq.PageSize {
-					q.dropExpired(ctx, key, expired, &cur)
-					return out, cur.token(), nil
+			out.Seen[id] = d.Version
+			if match == nil || match(d) {
+				out.Matches = append(out.Matches, *d)
+				if len(out.Matches) == limit {
+					q.dropGone(ctx, key, gone)
+					return out, nil
 				}
 			}
+			if scanned >= maxScan {
+				out.Floor = id
+				q.dropGone(ctx, key, gone)
+				return out, nil
+			}
 		}
-		q.dropExpired(ctx, key, expired, &cur)
+		q.dropGone(ctx, key, gone)
 		if int64(len(zs)) < chunk {
-			return out, "", nil
+			return out, nil
 		}
-		if scanned >= maxScan {
-			return out, cur.token(), nil
-		}
+		off -= int64(len(gone)) // removed entries no longer count in the offset
 	}
 }
 
-// dropExpired removes the index entries of expired (or foreign) deliveries, all of them
-// already behind the cursor; those at the cursor's score no longer need
-// skipping, so the cursor stays exact.
-func (q *Queue) dropExpired(ctx context.Context, key string, gone []redis.Z, cur *cursor) {
-	if len(gone) == 0 {
-		return
+func (q *Queue) dropGone(ctx context.Context, key string, gone []any) {
+	if len(gone) > 0 {
+		_ = q.rdb.ZRem(ctx, key, gone...).Err()
 	}
-	ids := make([]any, len(gone))
-	for i, z := range gone {
-		ids[i] = z.Member
-		if int64(z.Score) == cur.Max {
-			cur.Skip--
-		}
+}
+
+// List pages through an account's deliveries in Redis, newest first (by
+// id); the page token is the last id returned.
+func (q *Queue) List(ctx context.Context, accountID string, lq delivery.ListQuery) ([]delivery.Delivery, string, error) {
+	sc, err := q.ScanAccount(ctx, accountID, lq.PageToken, lq.Start, lq.End, lq.PageSize, lq.Match)
+	if err != nil {
+		return nil, "", err
 	}
-	if err := q.rdb.ZRem(ctx, key, ids...).Err(); err != nil {
-		for _, z := range gone { // not removed: they still need skipping
-			if int64(z.Score) == cur.Max {
-				cur.Skip++
-			}
-		}
+	next := sc.Floor
+	if len(sc.Matches) == lq.PageSize {
+		next = sc.Matches[len(sc.Matches)-1].ID
 	}
+	return sc.Matches, next, nil
 }
 
 // attemptJSON is an attempt log entry.

@@ -5,6 +5,9 @@
 //	wh:dlv:{s<n>}:<id>         hash  delivery state and trace context
 //	wh:dlv:{s<n>}:<id>:att     list  attempt log (JSON, last 50)
 //	wh:parked:{s<n>}           set   "<endpoint>|<delivery>" parked while the endpoint is off
+//	wh:ended:{s<n>}            zset  deliveries of shard n to move to history → when (ms):
+//	                                 the end for succeeded, failed, canceled;
+//	                                 parked + ParkedMoveAfter for parked
 //	wh:{a:<acct>}:dlv          zset  the account's delivery ids by create time (ms)
 //
 // n = fnv32a(delivery id) % Shards. Each Lua script touches one shard's
@@ -41,20 +44,32 @@ const WakeChannel = "wh:sched:wake"
 // KeepAttempts is how many attempts a delivery's log keeps.
 const KeepAttempts = 50
 
-// Queue implements delivery.Queue and delivery.History.
+// Queue implements delivery.Queue; archive.Tiers makes it and history one
+// delivery.History.
 type Queue struct {
 	rdb       redis.UniversalClient
 	batch     *batcher // Complete: one pipeline for many attempts
 	successes *autobatch.Batcher[successMark, struct{}]
 	cluster   bool // a Redis Cluster: a pipeline has no order across nodes
 	retention time.Duration
-	next      atomic.Uint32 // rotates the first shard claimed
+	// parkedMoveAfter is how long a parked delivery stays in Redis before
+	// the archiver moves it to history.
+	parkedMoveAfter time.Duration
+	next            atomic.Uint32 // rotates the first shard claimed
 }
 
-var (
-	_ delivery.Queue   = (*Queue)(nil)
-	_ delivery.History = (*Queue)(nil)
-)
+// DefaultParkedMoveAfter is PARKED_MOVE_AFTER's default.
+const DefaultParkedMoveAfter = 5 * time.Minute
+
+// SetParkedMoveAfter sets how long a parked delivery stays in Redis before
+// it moves to history (DefaultParkedMoveAfter when never set).
+func (q *Queue) SetParkedMoveAfter(d time.Duration) {
+	if d > 0 {
+		q.parkedMoveAfter = d
+	}
+}
+
+var _ delivery.Queue = (*Queue)(nil)
 
 // New returns a Queue whose finished deliveries expire after retention
 // (DELIVERY_RETENTION; config.DefaultDeliveryRetention when 0).
@@ -64,7 +79,7 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Queue{rdb: rdb, batch: newBatcher(rdb), successes: newSuccessBatcher(rdb, retention),
-		cluster: cluster, retention: retention}
+		cluster: cluster, retention: retention, parkedMoveAfter: DefaultParkedMoveAfter}
 }
 
 // Shard is the schedule shard of a delivery id.
@@ -78,6 +93,7 @@ func Shard(id string) int {
 func schedKey(n int) string         { return "wh:sched:{s" + strconv.Itoa(n) + "}" }
 func dlvPrefix(n int) string        { return "wh:dlv:{s" + strconv.Itoa(n) + "}:" }
 func parkedKey(n int) string        { return "wh:parked:{s" + strconv.Itoa(n) + "}" }
+func endedKey(n int) string         { return "wh:ended:{s" + strconv.Itoa(n) + "}" }
 func accountKey(acct string) string { return "wh:{a:" + acct + "}:dlv" }
 
 // DeliveryKey is the hash of a delivery.
@@ -163,7 +179,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	var now int64
 	for i := range ds {
 		d := &ds[i]
-		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
 		now = max(now, ms(d.CreateTime))
 	}
 	replies, errs := runScripts(ctx, q.rdb, calls, func(p redis.Pipeliner) {
@@ -214,6 +230,7 @@ func hashFields(d *delivery.Delivery) []any {
 		"status", string(d.Status), "attempts", d.Attempts, "created", ms(d.CreateTime),
 		"updated", ms(d.UpdateTime), "next", ms(d.NextTime), "tp", d.TraceParent, "ts", d.TraceState,
 		"code", d.LastCode, "err", d.LastError, "test", boolField(d.Test), "lease", 0,
+		"ver", d.Version + 1, // a write: one more than the version it starts from
 	}
 	if len(d.Body) > 0 {
 		f = append(f, "body", d.Body)
@@ -225,8 +242,10 @@ func parseHash(id string, m map[string]string) *delivery.Delivery {
 	attempts, _ := strconv.Atoi(m["attempts"])
 	base, _ := strconv.Atoi(m["base"])
 	code, _ := strconv.Atoi(m["code"])
+	ver, _ := strconv.ParseInt(m["ver"], 10, 64)
 	d := &delivery.Delivery{
-		ID: id, EventID: m["event"], EndpointID: m["endpoint"], AccountID: m["account"],
+		Version: ver,
+		ID:      id, EventID: m["event"], EndpointID: m["endpoint"], AccountID: m["account"],
 		EventType: m["type"], Status: delivery.Status(m["status"]), Attempts: attempts, Base: base,
 		FirstAttempt: fromMS(m["first"]),
 		CreateTime:   fromMS(m["created"]), UpdateTime: fromMS(m["updated"]),
@@ -371,10 +390,17 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	if o.Status == delivery.StatusPending {
 		expiry += max(o.Next.Sub(o.Now), 0) // never expire before the next attempt
 	}
+	var moveAt int64 // when the archiver takes it (0: it stays live)
+	switch o.Status {
+	case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled:
+		moveAt = max(ms(o.Now), 1)
+	case delivery.StatusParked:
+		moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
+	}
 	res, err := q.runScript(ctx, completeScript,
-		[]string{schedKey(n), hk, hk + ":att", parkedKey(n)},
+		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n)},
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
-		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts, start,
+		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts, start, moveAt,
 	)
 	if err != nil {
 		return false, err
@@ -409,7 +435,7 @@ func (q *Queue) ReleaseAll(ctx context.Context, jobs []delivery.Job, due []time.
 // Requeue makes a delivery pending and due now unless it is in flight.
 func (q *Queue) Requeue(ctx context.Context, id string, now time.Time) (bool, error) {
 	n := Shard(id)
-	res, err := requeueScript.Run(ctx, q.rdb, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n)},
+	res, err := requeueScript.Run(ctx, q.rdb, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)},
 		id, now.UnixMilli()).Int()
 	if err != nil {
 		return false, err
@@ -459,7 +485,8 @@ func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.
 		p.RPush(ctx, ak, b)
 		p.PExpire(ctx, hk, q.retention)
 		p.PExpire(ctx, ak, q.retention)
-		p.ZAdd(ctx, accountKey(d.AccountID), redis.Z{Score: float64(ms(d.CreateTime)), Member: d.ID})
+		p.ZAdd(ctx, endedKey(Shard(d.ID)), redis.Z{Score: float64(max(ms(d.UpdateTime), 1)), Member: d.ID}) // ended: to history
+		p.ZAdd(ctx, accountKey(d.AccountID), redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
 		p.ZRemRangeByScore(ctx, accountKey(d.AccountID), "-inf", "("+strconv.FormatInt(ms(d.CreateTime)-q.retention.Milliseconds(), 10))
 		p.PExpire(ctx, accountKey(d.AccountID), q.retention)
 		return nil

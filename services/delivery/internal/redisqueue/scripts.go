@@ -49,6 +49,7 @@ for _, id in ipairs(ids) do
   if st == 'pending' then
     redis.call('ZADD', KEYS[1], ARGV[2], id)
     redis.call('HSET', k, 'lease', ARGV[2])
+    redis.call('HINCRBY', k, 'ver', 1)
     out[#out + 1] = id
     out[#out + 1] = redis.call('HGETALL', k)
   else
@@ -63,12 +64,17 @@ return {out, first[2] or ''}
 // completeScript records a job's outcome if its lease is still held (the
 // item's score is still this claim's lease).
 //
-//	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 parked set
+// An ended (or parked) delivery joins its shard's ended index in the same
+// step, due for the archiver at ARGV[14]; the version grows with the write.
+//
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 parked set,
+//	      5 ended index
 //	ARGV: 1 id, 2 lease ms, 3 status, 4 next ms, 5 now ms,
 //	      6 attempts ('' when no attempt was made), 7 status code, 8 error,
 //	      9 attempt JSON ('' for none), 10 expiry ms, 11 parked member,
 //	      12 attempts kept, 13 attempt start ms (kept as the round's
-//	      first attempt when none is recorded yet)
+//	      first attempt when none is recorded yet), 14 when the archiver
+//	      takes it (ms; 0 while it stays live)
 //	returns 1 when recorded, 0 when the lease was lost
 var completeScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -84,6 +90,7 @@ else
   f[#f + 1] = 'next'; f[#f + 1] = 0
   if st == 'parked' then redis.call('SADD', KEYS[4], ARGV[11]) end
 end
+if tonumber(ARGV[14]) > 0 then redis.call('ZADD', KEYS[5], ARGV[14], ARGV[1]) end
 if ARGV[6] ~= '' then
   f[#f + 1] = 'attempts'; f[#f + 1] = ARGV[6]
   f[#f + 1] = 'code'; f[#f + 1] = ARGV[7]
@@ -95,6 +102,7 @@ elseif ARGV[8] ~= '' then
   f[#f + 1] = 'err'; f[#f + 1] = ARGV[8]
 end
 redis.call('HSET', KEYS[2], unpack(f))
+redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[10])
 if ARGV[9] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[9]) > tonumber(ARGV[12]) then
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[12]), -1)
@@ -112,13 +120,14 @@ local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[2], 'lease', 0, 'next', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'ver', 1)
 return 1
 `)
 
 // requeueScript makes a delivery pending and due now (RetryDelivery),
 // unless an attempt of it is in flight (leased).
 //
-//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index
 //	ARGV: 1 id, 2 now ms
 //	returns 1 when requeued, 0 when in flight, -1 when missing
 var requeueScript = redis.NewScript(`
@@ -128,7 +137,9 @@ local lease = tonumber(redis.call('HGET', KEYS[2], 'lease') or '0') or 0
 if st == 'pending' and lease > tonumber(ARGV[2]) and redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARGV[2], 'lease', 0)
+redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('SREM', KEYS[3], (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '|' .. ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 `)
 

@@ -38,6 +38,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/delivery/internal/archive"
 	"github.com/voxscriber/webhooks/services/delivery/internal/cache"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 	"github.com/voxscriber/webhooks/services/delivery/internal/grpcapi"
@@ -180,7 +181,7 @@ func (e *env) start(o procOpts) *proc {
 	p.disp = delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
 		delivery.Deps{
-			Queue: p.queue, History: p.queue, Sender: countingSender{snd, p.sent},
+			Queue: p.queue, History: &archive.Tiers{Q: p.queue, Events: e.events}, Sender: countingSender{snd, p.sent},
 			Targets:       targetcache.New(e.regc, time.Second), // the in-memory registry announces no changes: a short TTL
 			Events:        cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
 			EventAccounts: e.events,

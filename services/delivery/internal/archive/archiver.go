@@ -1,0 +1,361 @@
+// Package archive moves ended deliveries, their attempts and their events
+// from Redis to the PostgreSQL history tier (pkg/history), crash-safely,
+// and reads both tiers as one (issue #12, "History leaves RAM").
+//
+// The archiver of every delivery process takes, per shard under a short
+// lease (wh:archiver:{s<n>}), batches of the shard's ended index
+// (wh:ended:{s<n>}: deliveries that ended, and parked ones past
+// PARKED_MOVE_AFTER), marks them ended in their events' hashes (which
+// tells which events have no live delivery left), writes the batch with
+// history.Archive, and only after that commit deletes each delivery from
+// Redis with a compare-and-delete on the version archived, then the events
+// that are done. A crash anywhere loses nothing (Redis is cleared only
+// after the commit) and lists nothing twice (Archive is an upsert; the
+// merged reads de-duplicate).
+package archive
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/history"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
+)
+
+// Tunables of the archiver.
+const (
+	DefaultBatch   = 500
+	DefaultPoll    = time.Second
+	leaseTTL       = 30 * time.Second
+	maxBackoff     = 30 * time.Second
+	fanoutGrace    = 2 * time.Second // before a waiting event is looked at again
+	waitingPerPass = 200
+)
+
+// Archiver moves ended deliveries and done events to history.
+type Archiver struct {
+	q      *redisqueue.Queue
+	events *eventstore.Store
+	store  *Lazy
+	log    *slog.Logger
+	owner  string
+	batch  int
+	now    func() time.Time
+	// afterCommit, when set (tests), runs after Archive committed and
+	// before anything is deleted from Redis; an error stops the pass there,
+	// as a crash would.
+	afterCommit func() error
+}
+
+// New returns an Archiver.
+func New(q *redisqueue.Queue, events *eventstore.Store, store *Lazy, log *slog.Logger) *Archiver {
+	if log == nil {
+		log = slog.Default()
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &Archiver{q: q, events: events, store: store, log: log, owner: hex.EncodeToString(b), batch: DefaultBatch, now: time.Now}
+}
+
+// Run archives every poll until ctx ends, backing off (1 s doubling to
+// 30 s) while PostgreSQL fails; the backlog waits in Redis meanwhile.
+func (a *Archiver) Run(ctx context.Context, poll time.Duration) {
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	backoff := poll
+	for {
+		n, err := a.RunOnce(ctx)
+		if ctx.Err() != nil {
+			for s := range redisqueue.Shards {
+				a.q.ReleaseShard(context.WithoutCancel(ctx), s, a.owner)
+			}
+			return
+		}
+		wait := poll
+		switch {
+		case err != nil:
+			a.log.Warn("archiver: pass failed; the backlog waits in Redis", "error", err.Error(), "retry_in", backoff.String())
+			wait, backoff = backoff, min(backoff*2, maxBackoff)
+		case n > 0:
+			backoff = poll
+			continue // more may be waiting
+		default:
+			backoff = poll
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// RunOnce makes one pass over the shards whose lease it gets: one batch
+// of each, and the events waiting for their fan-out. It returns how many
+// deliveries it moved, and the first error.
+func (a *Archiver) RunOnce(ctx context.Context) (int, error) {
+	store, err := a.store.Store()
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	var errs []error
+	for n := range redisqueue.Shards {
+		ok, err := a.q.LeaseShard(ctx, n, a.owner, leaseTTL)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ok {
+			continue // another process archives this shard
+		}
+		m, err := a.shard(ctx, store, n)
+		total += m
+		if err != nil {
+			errs = append(errs, err)
+			if errors.Is(err, errStop) {
+				break
+			}
+		}
+		if err := a.waiting(ctx, store, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+var errStop = errors.New("archiver: stopped after commit")
+
+// shard moves one batch of shard n.
+func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int, error) {
+	now := a.now()
+	ended, err := a.q.TakeEnded(ctx, n, now, a.batch)
+	if err != nil || len(ended) == 0 {
+		return 0, err
+	}
+	byEvent := map[string][]string{}
+	for _, e := range ended {
+		if !e.Delivery.Test {
+			byEvent[e.Delivery.EventID] = append(byEvent[e.Delivery.EventID], e.Delivery.ID)
+		}
+	}
+	states, err := a.events.MarkEnded(ctx, byEvent)
+	if err != nil {
+		return 0, err
+	}
+	var b history.Batch
+	var done, waiting []string
+	for id, st := range states {
+		switch {
+		case st.Event == nil:
+		case st.Done:
+			b.Events = append(b.Events, toHistoryEvent(st.Event))
+			done = append(done, id)
+		case !st.Event.FanoutDone:
+			waiting = append(waiting, id)
+		}
+	}
+	uploads, err := a.uploads(ctx, store, ended, states)
+	if err != nil {
+		return 0, err
+	}
+	for i := range ended {
+		d := &ended[i].Delivery
+		b.Deliveries = append(b.Deliveries, history.DeliveryRecord{
+			Delivery: toHistoryDelivery(d, uploads[d.EventID]),
+			Attempts: toHistoryAttempts(ended[i].Attempts),
+		})
+	}
+	var parkedEps []string
+	for _, e := range ended {
+		if e.Delivery.Status == delivery.StatusParked {
+			parkedEps = append(parkedEps, e.Delivery.AccountID+"|"+e.Delivery.EndpointID)
+		}
+	}
+	if err := a.q.NoteParkedInHistory(ctx, parkedEps); err != nil { // before they move: a resume looks there
+		return 0, err
+	}
+	res, err := store.Archive(ctx, b)
+	if err != nil {
+		return 0, err
+	}
+	if a.afterCommit != nil {
+		if err := a.afterCommit(); err != nil {
+			return 0, errors.Join(errStop, err)
+		}
+	}
+	return a.deleteArchived(ctx, ended, res, done, waiting)
+}
+
+// uploads returns the upload id of each delivery's event: from Redis, or
+// from history for an event already moved (a delivery revived after its
+// event left Redis).
+func (a *Archiver) uploads(ctx context.Context, store *history.Store, ended []redisqueue.Ended, states map[string]eventstore.EventState) (map[string]string, error) {
+	out := map[string]string{}
+	missing := map[string][]string{} // account -> event ids
+	for _, e := range ended {
+		d := &e.Delivery
+		if d.Test {
+			continue
+		}
+		if st := states[d.EventID]; st.Event != nil {
+			out[d.EventID] = st.Event.UploadID
+		} else {
+			missing[d.AccountID] = append(missing[d.AccountID], d.EventID)
+		}
+	}
+	for acct, ids := range missing {
+		evs, err := store.GetEvents(ctx, acct, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			out[e.ID] = e.UploadID
+		}
+	}
+	return out, nil
+}
+
+// deleteArchived clears from Redis what the committed Archive holds.
+func (a *Archiver) deleteArchived(ctx context.Context, ended []redisqueue.Ended, res history.Result, done, waiting []string) (int, error) {
+	version := map[string]int64{}
+	account := map[string]string{}
+	for _, e := range ended {
+		version[e.Delivery.ID] = e.Delivery.Version
+		account[e.Delivery.ID] = e.Delivery.AccountID
+	}
+	var refs []redisqueue.Ref
+	for _, d := range res.Deliveries {
+		refs = append(refs, redisqueue.Ref{ID: d.ID, AccountID: account[d.ID], Version: version[d.ID]})
+	}
+	heldEvents := map[string]bool{}
+	for _, id := range res.Events {
+		heldEvents[id] = true
+	}
+	for _, qr := range res.Quarantined {
+		switch qr.Kind {
+		case "delivery":
+			refs = append(refs, redisqueue.Ref{ID: qr.ID, AccountID: account[qr.ID], Version: version[qr.ID]})
+		case "event":
+			heldEvents[qr.ID] = true
+		}
+	}
+	deleted, err := a.q.DeleteArchived(ctx, refs)
+	if err != nil {
+		return 0, err
+	}
+	moved := 0
+	for _, ok := range deleted {
+		if ok {
+			moved++
+		}
+	}
+	var evs []string
+	for _, id := range done {
+		if heldEvents[id] {
+			evs = append(evs, id)
+		}
+	}
+	if len(evs) > 0 {
+		if _, err := a.events.DeleteDone(ctx, evs); err != nil {
+			return moved, err
+		}
+	}
+	return moved, a.q.WaitForFanout(ctx, waiting, a.now())
+}
+
+// waiting looks again at the events of shard n whose deliveries all moved
+// before their fan-out was marked done.
+func (a *Archiver) waiting(ctx context.Context, store *history.Store, n int) error {
+	ids, err := a.q.WaitingEvents(ctx, n, a.now().Add(-fanoutGrace), waitingPerPass)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	byEvent := make(map[string][]string, len(ids))
+	for _, id := range ids {
+		byEvent[id] = nil
+	}
+	states, err := a.events.MarkEnded(ctx, byEvent)
+	if err != nil {
+		return err
+	}
+	var b history.Batch
+	var done, finished []string
+	for id, st := range states {
+		switch {
+		case st.Event == nil: // expired, or moved by another pass
+			finished = append(finished, id)
+		case st.Done:
+			b.Events = append(b.Events, toHistoryEvent(st.Event))
+			done = append(done, id)
+		case st.Event.FanoutDone: // a live delivery is left: its end moves the event
+			finished = append(finished, id)
+		}
+	}
+	if len(b.Events) > 0 {
+		res, err := store.Archive(ctx, b)
+		if err != nil {
+			return err
+		}
+		held := map[string]bool{}
+		for _, id := range res.Events {
+			held[id] = true
+		}
+		for _, qr := range res.Quarantined {
+			held[qr.ID] = true
+		}
+		var del []string
+		for _, id := range done {
+			if held[id] {
+				del = append(del, id)
+			}
+		}
+		if _, err := a.events.DeleteDone(ctx, del); err != nil {
+			return err
+		}
+		finished = append(finished, del...)
+	}
+	return a.q.DoneWaiting(ctx, finished)
+}
+
+// ObserveBacklog registers the backlog gauges, read at each collection:
+//
+//	webhook.archive.backlog {delivery}  due for history, still in Redis
+//	webhook.archive.backlog_age s      how long the oldest has waited
+func ObserveBacklog(m metric.Meter, now func() time.Time, q *redisqueue.Queue) error {
+	size, err := m.Int64ObservableGauge("webhook.archive.backlog", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Ended (or long-parked) deliveries waiting in Redis to move to history"))
+	if err != nil {
+		return err
+	}
+	age, err := m.Float64ObservableGauge("webhook.archive.backlog_age", metric.WithUnit("s"),
+		metric.WithDescription("How long the oldest delivery of the archive backlog has waited"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		t := now()
+		n, oldest, err := q.BacklogStats(ctx, t)
+		if err != nil {
+			return err
+		}
+		o.ObserveInt64(size, n)
+		l := 0.0
+		if !oldest.IsZero() && oldest.Before(t) {
+			l = t.Sub(oldest).Seconds()
+		}
+		o.ObserveFloat64(age, l)
+		return nil
+	}, size, age)
+	return err
+}

@@ -1,0 +1,281 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/history"
+	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/pgtest"
+	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	pg, err = pgtest.Launch()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	pg.Close()
+	os.Exit(code)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type fixture struct {
+	t      *testing.T
+	rdb    redis.UniversalClient
+	q      *redisqueue.Queue
+	events *eventstore.Store
+	store  *history.Store
+	lazy   *Lazy
+	arch   *Archiver
+	acct   string
+	ep     string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv := redistest.Start(t)
+	s, err := history.Open(context.Background(), pg.NewDatabase(t), history.Config{
+		Retention: 30 * 24 * time.Hour, ParkedRetention: 7 * 24 * time.Hour, ScheduleTotal: 3 * time.Hour, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	f := &fixture{t: t, rdb: srv.Client, q: redisqueue.New(srv.Client, time.Hour), events: eventstore.New(srv.Client, time.Hour),
+		store: s, lazy: &Lazy{}, acct: ids.New(ids.Account, time.Now()), ep: ids.New(ids.Endpoint, time.Now())}
+	f.lazy.Set(s)
+	f.arch = New(f.q, f.events, f.lazy, quiet)
+	return f
+}
+
+// publish stores n events (fan-out done, one delivery each) and schedules
+// their deliveries; it returns the delivery ids.
+func (f *fixture) publish(n int) []string {
+	ctx := context.Background()
+	now := time.Now()
+	var ds []delivery.Delivery
+	var out []string
+	for i := 0; i < n; i++ {
+		evID := ids.New(ids.Event, now)
+		if err := f.events.Put(ctx, &eventstore.Event{ID: evID, AccountID: f.acct, Type: "upload.completed",
+			Payload: []byte(fmt.Sprintf(`{"id":%q,"n":%d}`, evID, i)), CreateTime: now, UploadID: "up_" + evID}); err != nil {
+			f.t.Fatal(err)
+		}
+		if err := f.events.MarkFannedOut(ctx, evID, 1); err != nil {
+			f.t.Fatal(err)
+		}
+		id := delivery.DeliveryID(evID, f.ep)
+		ds = append(ds, delivery.Delivery{ID: id, EventID: evID, EndpointID: f.ep, AccountID: f.acct,
+			EventType: "upload.completed", Status: delivery.StatusPending, CreateTime: now, UpdateTime: now, NextTime: now})
+		out = append(out, id)
+	}
+	if _, err := f.q.Schedule(ctx, ds); err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+// finish claims everything due and records st with one attempt each.
+func (f *fixture) finish(st delivery.Status) {
+	ctx := context.Background()
+	for {
+		now := time.Now()
+		jobs, _, err := f.q.Claim(ctx, now, now.Add(time.Minute), 1000)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if len(jobs) == 0 {
+			return
+		}
+		for _, j := range jobs {
+			a := &delivery.Attempt{Number: j.Delivery.Attempts + 1, Start: now, StatusCode: 200, Latency: time.Millisecond, URL: "https://example.test/hook"}
+			if st != delivery.StatusSucceeded {
+				a.StatusCode, a.ErrorType, a.Error = 500, delivery.ErrorHTTPStatus, "HTTP 500"
+			}
+			if ok, err := f.q.Complete(ctx, j, delivery.Outcome{Status: st, Attempt: a, Now: now}); !ok || err != nil {
+				f.t.Fatalf("Complete = %v, %v", ok, err)
+			}
+		}
+	}
+}
+
+func (f *fixture) drain() {
+	for i := 0; i < 100; i++ {
+		n, err := f.arch.RunOnce(context.Background())
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+func (f *fixture) liveKeys() []string {
+	keys, err := f.rdb.Keys(context.Background(), "wh:*").Result()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []string
+	for _, k := range keys {
+		if t := f.rdb.Type(context.Background(), k).Val(); k[:7] == "wh:dlv:" || k[:7] == "wh:evt:" || (k[:8] == "wh:{a:ac" && f.rdb.ZCard(context.Background(), k).Val() > 0 && t == "zset") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func TestEndedDeliveriesAndTheirEventsLeaveRedisForHistory(t *testing.T) {
+	f := newFixture(t)
+	ids := f.publish(600) // more than one batch
+	f.finish(delivery.StatusSucceeded)
+	f.drain()
+	if left := f.liveKeys(); len(left) > 0 {
+		t.Fatalf("Redis still holds %d delivery/event/index keys, e.g. %v", len(left), left[:min(3, len(left))])
+	}
+	for _, id := range ids {
+		d, atts, err := f.store.GetDelivery(context.Background(), f.acct, id)
+		if err != nil {
+			t.Fatalf("history lacks %s: %v", id, err)
+		}
+		if d.Status != history.StatusSucceeded || len(atts) != 1 || d.Version == 0 || d.UploadID == "" {
+			t.Fatalf("history has %s as %+v with %d attempts", id, d, len(atts))
+		}
+		ev, err := f.store.GetEvent(context.Background(), f.acct, d.EventID)
+		if err != nil || len(ev.Payload) == 0 {
+			t.Fatalf("history lacks event %s: %v", d.EventID, err)
+		}
+	}
+}
+
+func TestACrashBetweenCommitAndDeleteIsFinishedByTheNextPass(t *testing.T) {
+	f := newFixture(t)
+	ids := f.publish(20)
+	f.finish(delivery.StatusFailed)
+	f.arch.afterCommit = func() error { return errors.New("killed") }
+	if _, err := f.arch.RunOnce(context.Background()); err == nil {
+		t.Fatal("the simulated crash did not stop the pass")
+	}
+	for _, id := range ids[:1] {
+		if _, _, err := f.q.Get(context.Background(), id); err != nil {
+			t.Fatalf("deleted before the crash point: %v", err)
+		}
+	}
+	f.arch.afterCommit = nil
+	f.drain()
+	if left := f.liveKeys(); len(left) > 0 {
+		t.Fatalf("the next pass left %v", left)
+	}
+	ds, _, err := f.store.ListDeliveries(context.Background(), f.acct, history.DeliveryQuery{PageSize: 100})
+	if err != nil || len(ds) != len(ids) {
+		t.Fatalf("history lists %d deliveries (want %d once each): %v", len(ds), len(ids), err)
+	}
+}
+
+func TestARevivalRacingTheDeleteIsNeverDeleted(t *testing.T) {
+	f := newFixture(t)
+	ids := f.publish(3)
+	f.finish(delivery.StatusFailed)
+	revived := ids[1]
+	f.arch.afterCommit = func() error {
+		// A :retry between the commit and the delete.
+		_, err := f.q.Requeue(context.Background(), revived, time.Now())
+		return err
+	}
+	if _, err := f.arch.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := f.q.Get(context.Background(), revived)
+	if err != nil || d.Status != delivery.StatusPending {
+		t.Fatalf("the revived delivery was deleted or changed: %+v, %v", d, err)
+	}
+	if ok, _ := f.rdb.Exists(context.Background(), eventstore.Key(d.EventID)).Result(); ok != 1 {
+		t.Fatal("the revived delivery's event left Redis")
+	}
+	for _, id := range []string{ids[0], ids[2]} {
+		if _, _, err := f.q.Get(context.Background(), id); err == nil {
+			t.Fatalf("%s was not deleted", id)
+		}
+	}
+	// It ends again and moves again, at its higher version.
+	f.arch.afterCommit = nil
+	f.finish(delivery.StatusSucceeded)
+	f.drain()
+	h, _, err := f.store.GetDelivery(context.Background(), f.acct, revived)
+	if err != nil || h.Status != history.StatusSucceeded || h.Version <= d.Version {
+		t.Fatalf("history has %+v, %v; want succeeded above version %d", h, err, d.Version)
+	}
+}
+
+func TestPostgresDownKeepsTheBacklogInRedisAndItDrainsAfter(t *testing.T) {
+	srv := redistest.Start(t)
+	pgs := pgtest.StartServer(t)
+	s, err := history.Open(context.Background(), pgs.URL, history.Config{
+		Retention: 30 * 24 * time.Hour, ParkedRetention: 7 * 24 * time.Hour, ScheduleTotal: 3 * time.Hour, Logger: quiet, ConnectTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	f := &fixture{t: t, rdb: srv.Client, q: redisqueue.New(srv.Client, time.Hour), events: eventstore.New(srv.Client, time.Hour),
+		store: s, lazy: &Lazy{}, acct: ids.New(ids.Account, time.Now()), ep: ids.New(ids.Endpoint, time.Now())}
+	f.lazy.Set(s)
+	f.arch = New(f.q, f.events, f.lazy, quiet)
+	pgtest.Kill(t, pgs)
+	f.publish(50)
+	f.finish(delivery.StatusSucceeded)
+	if _, err := f.arch.RunOnce(context.Background()); err == nil {
+		t.Fatal("archiving with PostgreSQL down succeeded")
+	}
+	n, _, err := f.q.BacklogStats(context.Background(), time.Now())
+	if err != nil || n != 50 {
+		t.Fatalf("backlog = %d, %v; want 50", n, err)
+	}
+	if err := pgs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := f.arch.RunOnce(context.Background())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after PostgreSQL came back: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	f.drain()
+	if n, _, _ := f.q.BacklogStats(context.Background(), time.Now()); n != 0 {
+		t.Fatalf("backlog = %d after the restart", n)
+	}
+	if left := f.liveKeys(); len(left) > 0 {
+		t.Fatalf("Redis still holds %v", left[:min(3, len(left))])
+	}
+}
+
+func ids2(i int) string {
+	return ids.New(ids.Endpoint, time.Now().Add(time.Duration(i)*time.Millisecond))
+}
+
+func historyParked(ep string) history.DeliveryQuery {
+	return history.DeliveryQuery{EndpointID: ep, Statuses: []history.Status{history.StatusParked}, PageSize: 10}
+}

@@ -1,0 +1,428 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/history"
+	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
+)
+
+// Tiers is delivery.History over Redis (live) and PostgreSQL (history) as
+// one, following pkg/history's merged-read contract. With no history store
+// (Store nil) it is Redis alone.
+type Tiers struct {
+	Q      *redisqueue.Queue
+	Events *eventstore.Store // payloads of restored deliveries
+	Store  *Lazy             // nil: Redis only
+}
+
+var _ delivery.History = (*Tiers)(nil)
+
+func (t *Tiers) store() (*history.Store, error) {
+	if t.Store == nil {
+		return nil, nil
+	}
+	return t.Store.Store()
+}
+
+// Get reads Redis first (a live copy is the newest), then history, then
+// Redis once more (a record restored from history between the two reads).
+func (t *Tiers) Get(ctx context.Context, accountID, id string) (*delivery.Delivery, []delivery.Attempt, error) {
+	d, atts, err := t.Q.Get(ctx, id)
+	if !errors.Is(err, apierr.ErrNotFound) {
+		return d, atts, err
+	}
+	s, serr := t.store()
+	if s == nil {
+		if serr != nil {
+			return nil, nil, serr
+		}
+		return nil, nil, err
+	}
+	h, hatts, herr := s.GetDelivery(ctx, accountID, id)
+	if errors.Is(herr, apierr.ErrNotFound) {
+		return t.Q.Get(ctx, id)
+	}
+	if herr != nil {
+		return nil, nil, herr
+	}
+	dd := FromHistory(h)
+	return &dd, FromHistoryAttempts(hatts), nil
+}
+
+// maxEventPages bounds the history pages one EventID-filtered listing reads
+// (history filters by event through its time window).
+const maxEventPages = 20
+
+// List merges both tiers: each asked for PageSize deliveries before the
+// same id, merged by id descending, one copy per id (the higher version).
+// It answers Unavailable when history cannot be read: a list that silently
+// left history out would be wrong.
+func (t *Tiers) List(ctx context.Context, accountID string, q delivery.ListQuery) ([]delivery.Delivery, string, error) {
+	s, err := t.store()
+	if err != nil {
+		return nil, "", err
+	}
+	if q.PageToken != "" && !ids.Valid(ids.Delivery, q.PageToken) {
+		return nil, "", apierr.Invalid("page_token", "is not a token returned by ListDeliveries")
+	}
+	sc, err := t.Q.ScanAccount(ctx, accountID, q.PageToken, q.Start, q.End, q.PageSize, q.Match)
+	if err != nil {
+		return nil, "", err
+	}
+	merged := map[string]delivery.Delivery{}
+	for _, d := range sc.Matches {
+		merged[d.ID] = d
+	}
+	if s != nil {
+		hs, err := t.historyPage(ctx, s, accountID, q)
+		if err != nil {
+			return nil, "", err
+		}
+		for i := range hs {
+			h := &hs[i]
+			if v, ok := sc.Seen[h.ID]; ok && v >= h.Version {
+				continue // Redis holds a newer copy (matching the filter or not)
+			}
+			if sc.Floor != "" && h.ID < sc.Floor {
+				continue // below what Redis was read to: the next page
+			}
+			if cur, ok := merged[h.ID]; !ok || cur.Version < h.Version {
+				merged[h.ID] = FromHistory(h)
+			}
+		}
+	}
+	out := make([]delivery.Delivery, 0, len(merged))
+	for _, d := range merged {
+		d.Body = nil
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	next := sc.Floor
+	if len(out) >= q.PageSize {
+		out = out[:q.PageSize]
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+// historyPage asks history for PageSize deliveries before the cursor.
+func (t *Tiers) historyPage(ctx context.Context, s *history.Store, accountID string, q delivery.ListQuery) ([]history.Delivery, error) {
+	hq := history.DeliveryQuery{
+		EndpointID: q.EndpointID, EventType: q.EventType, Since: q.Start, Until: q.End,
+		PageSize: q.PageSize, After: history.CursorAt(q.PageToken),
+	}
+	if q.Status != "" {
+		hq.Statuses = []history.Status{history.Status(q.Status)}
+	}
+	if q.EventID == "" {
+		ds, _, err := s.ListDeliveries(ctx, accountID, hq)
+		return ds, err
+	}
+	// An event's deliveries share its time: narrow to that millisecond
+	// and keep the event's.
+	et, ok := ids.Time(q.EventID)
+	if !ok {
+		return nil, nil
+	}
+	if hq.Since.Before(et) {
+		hq.Since = et
+	}
+	if u := et.Add(time.Millisecond); hq.Until.IsZero() || u.Before(hq.Until) {
+		hq.Until = u
+	}
+	var out []history.Delivery
+	for page := 0; page < maxEventPages && len(out) < q.PageSize; page++ {
+		ds, next, err := s.ListDeliveries(ctx, accountID, hq)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			if d.EventID == q.EventID {
+				out = append(out, d)
+			}
+		}
+		if next == "" {
+			break
+		}
+		hq.After = next
+	}
+	return out, nil
+}
+
+// Requeue makes a delivery due now; one history holds is brought back to
+// Redis first (its version continued, its attempts with it).
+func (t *Tiers) Requeue(ctx context.Context, accountID, id string, now time.Time) (bool, error) {
+	ok, err := t.Q.Requeue(ctx, id, now)
+	if !errors.Is(err, apierr.ErrNotFound) {
+		return ok, err
+	}
+	restored, err := t.restore(ctx, accountID, []string{id}, now, false)
+	if err != nil || restored == 1 {
+		return restored == 1, err
+	}
+	return t.Q.Requeue(ctx, id, now) // restored by another call meanwhile
+}
+
+// Restart restarts deliveries of either tier with a fresh round; those in
+// history are brought back to Redis.
+func (t *Tiers) Restart(ctx context.Context, accountID string, idList []string, from []delivery.Status, now time.Time) (int, error) {
+	res, err := t.Q.RestartEach(ctx, idList, from, now)
+	total := 0
+	var missing []string
+	for i, r := range res {
+		switch r {
+		case 1:
+			total++
+		case -1:
+			missing = append(missing, idList[i])
+		}
+	}
+	if err != nil || len(missing) == 0 {
+		return total, err
+	}
+	s, err := t.store()
+	if s == nil {
+		return total, err
+	}
+	// Only those whose history status is one of from, never a test.
+	want := map[delivery.Status]bool{}
+	for _, st := range from {
+		want[st] = true
+	}
+	var keep []string
+	for _, id := range missing {
+		h, _, err := s.GetDelivery(ctx, accountID, id)
+		if errors.Is(err, apierr.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		if want[delivery.Status(h.Status)] && !h.Test {
+			keep = append(keep, id)
+		}
+	}
+	n, err := t.restore(ctx, accountID, keep, now, true)
+	return total + n, err
+}
+
+// restore brings deliveries from history back to Redis as pending, due
+// now; fresh starts a new round of the schedule (resume, replay). A
+// delivery whose event left Redis carries the event's payload, read from
+// history byte for byte.
+func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, now time.Time, fresh bool) (int, error) {
+	if len(idList) == 0 {
+		return 0, nil
+	}
+	s, err := t.store()
+	if s == nil {
+		if err == nil {
+			err = apierr.NotFound("delivery", idList[0])
+		}
+		return 0, err
+	}
+	var ds []delivery.Delivery
+	var atts [][]delivery.Attempt
+	for _, id := range idList {
+		h, hatts, err := s.GetDelivery(ctx, accountID, id)
+		if errors.Is(err, apierr.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		d := FromHistory(h)
+		if h.Test {
+			continue // Send Test deliveries are never sent again
+		}
+		if fresh {
+			d.Base, d.FirstAttempt = d.Attempts, time.Time{}
+		}
+		ds = append(ds, d)
+		atts = append(atts, FromHistoryAttempts(hatts))
+	}
+	if len(ds) == 0 {
+		if len(idList) == 1 {
+			return 0, apierr.NotFound("delivery", idList[0])
+		}
+		return 0, nil
+	}
+	if err := t.carryPayloads(ctx, s, accountID, ds); err != nil {
+		return 0, err
+	}
+	ok, err := t.Q.Restore(ctx, ds, atts, now)
+	n := 0
+	for _, r := range ok {
+		if r {
+			n++
+		}
+	}
+	return n, err
+}
+
+// carryPayloads gives each delivery whose event is no longer in Redis its
+// event's payload from history.
+func (t *Tiers) carryPayloads(ctx context.Context, s *history.Store, accountID string, ds []delivery.Delivery) error {
+	evIDs := make([]string, len(ds))
+	for i := range ds {
+		evIDs[i] = ds[i].EventID
+	}
+	accts, err := t.Events.Accounts(ctx, evIDs)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for i, a := range accts {
+		if a == "" {
+			missing = append(missing, evIDs[i])
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	evs, err := s.GetEvents(ctx, accountID, missing)
+	if err != nil {
+		return err
+	}
+	payload := map[string][]byte{}
+	for _, e := range evs {
+		payload[e.ID] = e.Payload
+	}
+	for i := range ds {
+		if accts[i] == "" {
+			ds[i].Body = payload[ds[i].EventID]
+		}
+	}
+	return nil
+}
+
+// RecordTest stores a finished test delivery (in Redis; the archiver moves it).
+func (t *Tiers) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.Attempt) error {
+	return t.Q.RecordTest(ctx, d, a)
+}
+
+// Parked returns Redis's parked deliveries grouped by endpoint, and the
+// endpoints with parked work in history.
+func (t *Tiers) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoint, error) {
+	out, err := t.Q.Parked(ctx, limit)
+	if err != nil || t.Store == nil {
+		return out, err
+	}
+	ms, err := t.Q.ParkedInHistory(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, m := range ms {
+		acct, ep, _ := strings.Cut(m, "|")
+		// First, so that work parked longest (moved to history) goes first.
+		out = append([]delivery.ParkedEndpoint{{AccountID: acct, EndpointID: ep, InHistory: true}}, out...)
+	}
+	return out, nil
+}
+
+// resumePage is how many parked deliveries one TakeParked page brings back.
+const resumePage = 500
+
+// ResumeHistory pages TakeParked in publish order, restores each page to
+// Redis (fresh round, version continued, payload carried when the event
+// left Redis), then Unparks it; a crash in between restores the same page
+// again, which Restore's create-only upsert makes harmless. Each page is
+// due 1 ms after the previous one, so the schedule hands it out in publish
+// order too.
+func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string, now time.Time) (int, error) {
+	s, err := t.store()
+	if s == nil {
+		return 0, err
+	}
+	total := 0
+	due := now
+	var cur history.Cursor
+	for {
+		ps, next, err := s.TakeParked(ctx, endpointID, cur, resumePage)
+		if err != nil {
+			return total, err
+		}
+		cur = next
+		if len(ps) == 0 {
+			return total, t.Q.ForgetParkedInHistory(ctx, accountID+"|"+endpointID)
+		}
+		ds := make([]delivery.Delivery, len(ps))
+		atts := make([][]delivery.Attempt, len(ps))
+		refs := make([]history.Ref, len(ps))
+		for i := range ps {
+			d := FromHistory(&ps[i].Delivery)
+			d.Base, d.FirstAttempt = d.Attempts, time.Time{}
+			ds[i] = d
+			refs[i] = history.Ref{ID: d.ID, Version: d.Version}
+			if ps[i].Event != nil { // else the event is live in Redis and read there at send time
+				ds[i].Body = ps[i].Event.Payload
+			}
+		}
+		restored, err := t.Q.Restore(ctx, ds, atts, due)
+		if err != nil {
+			return total, err
+		}
+		for _, r := range restored {
+			if r {
+				total++
+			}
+		}
+		if _, err := s.Unpark(ctx, refs); err != nil {
+			return total, err
+		}
+		due = due.Add(time.Millisecond)
+		if cur == "" {
+			return total, t.Q.ForgetParkedInHistory(ctx, accountID+"|"+endpointID)
+		}
+	}
+}
+
+// Find returns the ids of both tiers, oldest first, at most limit.
+func (t *Tiers) Find(ctx context.Context, accountID, endpointID string, statuses []delivery.Status, since time.Time, limit int) ([]string, error) {
+	live, err := t.Q.Find(ctx, accountID, endpointID, statuses, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	s, err := t.store()
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return live, nil
+	}
+	hst := make([]history.Status, len(statuses))
+	for i, st := range statuses {
+		hst[i] = history.Status(st)
+	}
+	hs, err := s.FindForReplay(ctx, accountID, endpointID, hst, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	out := append([]string(nil), live...)
+	for _, id := range live {
+		seen[id] = true
+	}
+	for _, h := range hs {
+		if !seen[h.ID] {
+			if _, _, err := t.Q.Get(ctx, h.ID); errors.Is(err, apierr.ErrNotFound) { // a live copy decides for itself
+				out = append(out, h.ID)
+			}
+			seen[h.ID] = true
+		}
+	}
+	sort.Strings(out)
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}

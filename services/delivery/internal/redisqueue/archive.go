@@ -1,0 +1,365 @@
+package redisqueue
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
+)
+
+// The archiver's side of the queue (issue #12, "History leaves RAM"):
+//
+//	wh:ended:{s<n>}     zset   deliveries to move to history → when (ms)
+//	wh:evtwait:{s<n>}   zset   events whose deliveries all moved before their
+//	                           fan-out was marked done → when noticed (ms)
+//	wh:archiver:{s<n>}  string the process archiving shard n (lease)
+//
+// n is the delivery's shard (for wh:evtwait, the event id's).
+
+func evtWaitKey(n int) string   { return "wh:evtwait:{s" + strconv.Itoa(n) + "}" }
+func archLeaseKey(n int) string { return "wh:archiver:{s" + strconv.Itoa(n) + "}" }
+
+// EventWaitShard is the shard of an event id in wh:evtwait.
+func EventWaitShard(eventID string) int { return Shard(eventID) }
+
+// Ended is a delivery the archiver takes: its record at Version and its
+// attempts (oldest first).
+type Ended struct {
+	Delivery delivery.Delivery
+	Attempts []delivery.Attempt
+}
+
+// leaseScript takes or extends a shard's archiver lease.
+//
+//	KEYS: 1 lease key
+//	ARGV: 1 owner, 2 ttl ms
+var leaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if cur then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// LeaseShard takes (or extends) the archiver lease of shard n for owner.
+func (q *Queue) LeaseShard(ctx context.Context, n int, owner string, ttl time.Duration) (bool, error) {
+	v, err := leaseScript.Run(ctx, q.rdb, []string{archLeaseKey(n)}, owner, ttl.Milliseconds()).Int()
+	return v == 1, err
+}
+
+// ReleaseShard gives the lease back if owner still holds it.
+func (q *Queue) ReleaseShard(ctx context.Context, n int, owner string) {
+	_ = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`).
+		Run(ctx, q.rdb, []string{archLeaseKey(n)}, owner).Err()
+}
+
+// TakeEnded reads up to limit deliveries of shard n due for history at now
+// (ended, or parked long enough), oldest first, with their attempts. It
+// changes nothing but drops index entries whose delivery has expired.
+func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) ([]Ended, error) {
+	ids, err := q.rdb.ZRangeByScore(ctx, endedKey(n), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
+	}).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	hs := make([]*redis.MapStringStringCmd, len(ids))
+	ls := make([]*redis.StringSliceCmd, len(ids))
+	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			hs[i] = p.HGetAll(ctx, dlvPrefix(n)+id)
+			ls[i] = p.LRange(ctx, dlvPrefix(n)+id+":att", 0, -1)
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]Ended, 0, len(ids))
+	var gone []any
+	for i, id := range ids {
+		m := hs[i].Val()
+		if len(m) == 0 || m["account"] == "" {
+			gone = append(gone, id)
+			continue
+		}
+		d := parseHash(id, m)
+		switch d.Status {
+		case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled, delivery.StatusParked:
+		default:
+			continue // revived; the script that revived it left the index
+		}
+		e := Ended{Delivery: *d}
+		for _, s := range ls[i].Val() {
+			if a, err := decodeAttempt([]byte(s)); err == nil {
+				e.Attempts = append(e.Attempts, a)
+			}
+		}
+		out = append(out, e)
+	}
+	if len(gone) > 0 {
+		_ = q.rdb.ZRem(ctx, endedKey(n), gone...).Err()
+	}
+	return out, nil
+}
+
+// deleteArchivedScript deletes the deliveries of one shard that history
+// holds, each only while it is still at the version archived: a delivery
+// revived meanwhile (retry, replay, resume) has a higher version and stays.
+//
+//	KEYS: 1 ended index, 2 parked set
+//	ARGV: 1 delivery hash key prefix, then per delivery: id, version
+//	returns per delivery 1 when deleted, 0 when it changed
+var deleteArchivedScript = redis.NewScript(`
+local out = {}
+for i = 2, #ARGV, 2 do
+  local id, ver = ARGV[i], ARGV[i + 1]
+  local k = ARGV[1] .. id
+  local cur = redis.call('HMGET', k, 'ver', 'endpoint')
+  if cur[1] == ver then
+    redis.call('DEL', k, k .. ':att')
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('SREM', KEYS[2], (cur[2] or '') .. '|' .. id)
+    out[#out + 1] = 1
+  elseif not cur[1] then
+    redis.call('ZREM', KEYS[1], id)
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+`)
+
+// Ref names one version of a delivery.
+type Ref struct {
+	ID, AccountID string
+	Version       int64
+}
+
+// DeleteArchived compare-and-deletes deliveries history holds (per shard,
+// one script call), then removes the deleted ones from their accounts'
+// indexes. It reports which it deleted.
+func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref) ([]bool, error) {
+	byShard := map[int][]int{}
+	for i, r := range refs {
+		n := Shard(r.ID)
+		byShard[n] = append(byShard[n], i)
+	}
+	var calls []scriptCall
+	var order [][]int
+	for n, idx := range byShard {
+		for len(idx) > 0 {
+			part := idx[:min(len(idx), 500)]
+			idx = idx[len(part):]
+			args := []any{dlvPrefix(n)}
+			for _, i := range part {
+				args = append(args, refs[i].ID, strconv.FormatInt(refs[i].Version, 10))
+			}
+			calls = append(calls, scriptCall{deleteArchivedScript, []string{endedKey(n), parkedKey(n)}, args})
+			order = append(order, part)
+		}
+	}
+	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	deleted := make([]bool, len(refs))
+	var firstErr error
+	byAccount := map[string][]any{}
+	for j, part := range order {
+		if errs[j] != nil {
+			firstErr = errors.Join(firstErr, errs[j])
+			continue
+		}
+		res, _ := replies[j].([]any)
+		for k, i := range part {
+			if k < len(res) && res[k] == int64(1) {
+				deleted[i] = true
+				byAccount[refs[i].AccountID] = append(byAccount[refs[i].AccountID], refs[i].ID)
+			}
+		}
+	}
+	if len(byAccount) > 0 {
+		// Another slot: a crash before this leaves index entries whose
+		// delivery is gone, which List skips and drops.
+		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for acct, ids := range byAccount {
+				p.ZRem(ctx, accountKey(acct), ids...)
+			}
+			return nil
+		}); err != nil {
+			firstErr = errors.Join(firstErr, err)
+		}
+	}
+	return deleted, firstErr
+}
+
+// WaitForFanout files events whose deliveries all moved to history before
+// their fan-out was marked done; the archiver looks at them again.
+func (q *Queue) WaitForFanout(ctx context.Context, eventIDs []string, now time.Time) error {
+	if len(eventIDs) == 0 {
+		return nil
+	}
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range eventIDs {
+			p.ZAddNX(ctx, evtWaitKey(EventWaitShard(id)), redis.Z{Score: float64(now.UnixMilli()), Member: id})
+		}
+		return nil
+	})
+	return err
+}
+
+// WaitingEvents returns up to limit events of shard n filed by
+// WaitForFanout before `before`.
+func (q *Queue) WaitingEvents(ctx context.Context, n int, before time.Time, limit int) ([]string, error) {
+	return q.rdb.ZRangeByScore(ctx, evtWaitKey(n), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(limit),
+	}).Result()
+}
+
+// DoneWaiting removes events from the waiting list.
+func (q *Queue) DoneWaiting(ctx context.Context, eventIDs []string) error {
+	if len(eventIDs) == 0 {
+		return nil
+	}
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range eventIDs {
+			p.ZRem(ctx, evtWaitKey(EventWaitShard(id)), id)
+		}
+		return nil
+	})
+	return err
+}
+
+// BacklogStats is the archive backlog: deliveries due for history and not
+// yet moved, and the oldest one's due time (zero when none).
+func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Time, error) {
+	nowS := strconv.FormatInt(now.UnixMilli(), 10)
+	counts := make([]*redis.IntCmd, Shards)
+	firsts := make([]*redis.ZSliceCmd, Shards)
+	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n := range Shards {
+			counts[n] = p.ZCount(ctx, endedKey(n), "-inf", nowS)
+			firsts[n] = p.ZRangeWithScores(ctx, endedKey(n), 0, 0)
+		}
+		return nil
+	}); err != nil {
+		return 0, time.Time{}, err
+	}
+	var total int64
+	var oldest time.Time
+	for n := range Shards {
+		total += counts[n].Val()
+		if z := firsts[n].Val(); len(z) > 0 && counts[n].Val() > 0 {
+			t := time.UnixMilli(int64(z[0].Score))
+			if oldest.IsZero() || t.Before(oldest) {
+				oldest = t
+			}
+		}
+	}
+	return total, oldest, nil
+}
+
+// restoreScript brings a delivery back from history, create-only: when
+// Redis holds it already (a live copy supersedes history's) it changes
+// nothing. The hash continues from the version history held.
+//
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list
+//	ARGV: 1 id, 2 due ms, 3 expiry ms, 4 number n of hash arguments,
+//	      5..4+n hash field/values, then attempt JSON entries
+//	returns 1 when restored, 0 when it was live already
+var restoreScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local n = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + n))
+redis.call('DEL', KEYS[3])
+if #ARGV > 4 + n then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 5 + n, #ARGV))
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+`)
+
+// Restore brings deliveries back from history as pending, due at due, with
+// their attempts (the last KeepAttempts) and Version continued; those
+// Redis holds already are left as they are. It reports which it restored
+// and wakes the workers.
+func (q *Queue) Restore(ctx context.Context, ds []delivery.Delivery, atts [][]delivery.Attempt, due time.Time) ([]bool, error) {
+	calls := make([]scriptCall, len(ds))
+	for i := range ds {
+		d := ds[i]
+		d.Status, d.NextTime, d.UpdateTime = delivery.StatusPending, due, due
+		f := hashFields(&d)
+		f = append(f, "base", d.Base, "first", ms(d.FirstAttempt))
+		expiry := q.retention + max(time.Until(due), 0)
+		args := []any{d.ID, ms(due), expiry.Milliseconds(), len(f)}
+		args = append(args, f...)
+		as := atts[i]
+		if len(as) > KeepAttempts {
+			as = as[len(as)-KeepAttempts:]
+		}
+		for j := range as {
+			b, err := encodeAttempt(&as[j])
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, b)
+		}
+		calls[i] = scriptCall{restoreScript, []string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, args}
+	}
+	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	out := make([]bool, len(ds))
+	byAccount := map[string][]redis.Z{}
+	for i := range ds {
+		if errs[i] != nil {
+			return out, errs[i]
+		}
+		out[i] = replies[i] == int64(1)
+		if out[i] {
+			byAccount[ds[i].AccountID] = append(byAccount[ds[i].AccountID], redis.Z{Score: idScore(ds[i].ID, ds[i].CreateTime), Member: ds[i].ID})
+		}
+	}
+	if len(byAccount) > 0 {
+		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for acct, zs := range byAccount {
+				p.ZAdd(ctx, accountKey(acct), zs...)
+				p.PExpire(ctx, accountKey(acct), q.retention)
+			}
+			p.Publish(ctx, WakeChannel, "1")
+			return nil
+		}); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// parkedEndpointsKey is the set of "<account>|<endpoint>" with parked work
+// in history (filed before the archive that moves it, removed once a resume
+// found none left).
+const parkedEndpointsKey = "wh:parked:history"
+
+// NoteParkedInHistory files endpoints whose parked work moves to history.
+func (q *Queue) NoteParkedInHistory(ctx context.Context, members []string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	args := make([]any, len(members))
+	for i, m := range members {
+		args[i] = m
+	}
+	return q.rdb.SAdd(ctx, parkedEndpointsKey, args...).Err()
+}
+
+// ParkedInHistory returns the "<account>|<endpoint>" filed by NoteParkedInHistory.
+func (q *Queue) ParkedInHistory(ctx context.Context) ([]string, error) {
+	return q.rdb.SMembers(ctx, parkedEndpointsKey).Result()
+}
+
+// ForgetParkedInHistory removes an endpoint from that set.
+func (q *Queue) ForgetParkedInHistory(ctx context.Context, member string) error {
+	return q.rdb.SRem(ctx, parkedEndpointsKey, member).Err()
+}
