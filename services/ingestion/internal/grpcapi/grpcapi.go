@@ -36,8 +36,12 @@ func New(svc *ingest.Service, jaegerUIURL string) *Server {
 	return &Server{svc: svc, jaegerUIURL: jaegerUIURL}
 }
 
-// Register registers the service (serve.Service.Register).
-func (s *Server) Register(g *grpc.Server) { ingestionv1.RegisterIngestionServiceServer(g, s) }
+// Register registers the services (serve.Service.Register): events and
+// the delivery stats.
+func (s *Server) Register(g *grpc.Server) {
+	ingestionv1.RegisterIngestionServiceServer(g, s)
+	ingestionv1.RegisterStatsServiceServer(g, &Stats{svc: s.svc})
+}
 
 // Policy is who may call what: producers publish, customers read their
 // own account's events.
@@ -48,6 +52,7 @@ func Policy() authn.Policy {
 		ingestionv1.IngestionService_ReportCreditBalance_FullMethodName: authn.Producer,
 		ingestionv1.IngestionService_GetEvent_FullMethodName:            authn.Customer,
 		ingestionv1.IngestionService_ListEvents_FullMethodName:          authn.Customer,
+		ingestionv1.StatsService_GetDeliveryStats_FullMethodName:        authn.Customer,
 	}
 }
 
@@ -107,6 +112,7 @@ func (s *Server) ListEvents(ctx context.Context, req *ingestionv1.ListEventsRequ
 	}
 	evs, next, err := s.svc.List(ctx, acct, ingest.ListQuery{
 		Type: req.GetType(), UploadID: req.GetUploadId(),
+		Since: timeOf(req.GetSince()), Until: timeOf(req.GetUntil()),
 		PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken(),
 	})
 	if err != nil {
