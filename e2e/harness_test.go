@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	"github.com/voxscriber/webhooks/pkg/pgtest"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 )
 
@@ -63,8 +64,29 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if pg != nil {
+		pg.Close()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// pg is the PostgreSQL of the history tier, started by the first suite;
+// each suite gets its own database on it (DATABASE_URL), unless its
+// options set DATABASE_URL.
+var (
+	pg     *pgtest.Server
+	pgOnce sync.Once
+	pgErr  error
+)
+
+func historyDatabase(t testing.TB) string {
+	t.Helper()
+	pgOnce.Do(func() { pg, pgErr = pgtest.Launch() })
+	if pgErr != nil {
+		t.Fatal(pgErr)
+	}
+	return pg.NewDatabase(t)
 }
 
 // Suite is the four services running as separate processes against a
@@ -126,6 +148,9 @@ func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions
 	}
 	for k, v := range o.Env {
 		env[k] = v
+	}
+	if _, ok := env["DATABASE_URL"]; !ok {
+		env["DATABASE_URL"] = historyDatabase(t)
 	}
 	for k, v := range env {
 		s.env = append(s.env, k+"="+v)
