@@ -89,13 +89,13 @@ func (s *Service) List(ctx context.Context, accountID string, q ListQuery) ([]*e
 	}
 
 	var (
-		live           []*eventstore.Event
-		liveMore       bool
-		stop           string // lowest id the Redis scan read, when it stopped before the end
-		hist           []*eventstore.Event
-		histMore       bool
-		liveErr, hErr  error
-		wg             sync.WaitGroup
+		live          []*eventstore.Event
+		liveMore      bool
+		stop          string // lowest id the Redis scan read, when it stopped before the end
+		hist          []*eventstore.Event
+		histMore      bool
+		liveErr, hErr error
+		wg            sync.WaitGroup
 	)
 	wg.Add(1)
 	go func() {
