@@ -7,7 +7,8 @@
 //   router.js   hash routes, stale-load dropping, refresh timer, run()
 //   views/      one module per view: signin, webhooks (endpoint cards, add
 //               form) with endpoint-edit, replay, chart and settings;
-//               monitoring (deliveries list and one delivery's attempts)
+//               monitoring (deliveries list and one delivery's attempts);
+//               history (search over the retention, 24 h rollup charts)
 //
 // Each module owns its state; state tied to the account is dropped on
 // sign-out through onSessionChange. The modules imported below register
@@ -20,6 +21,7 @@ import { onSessionChange, signedIn, signOut } from './session.js';
 import { renderSignIn } from './views/signin.js';
 import { renderWebhooks } from './views/webhooks.js';
 import { renderDelivery, renderMonitoring, keepTrying } from './views/monitoring.js';
+import { renderHistory } from './views/history.js';
 
 const nav = document.getElementById('nav');
 const signOutButton = document.getElementById('signout');
@@ -51,6 +53,7 @@ startRouter({
   routes: [
     { match: prefix('#/deliveries/'), render: (ctx) => renderDelivery(ctx, ctx.params.rest), onError: keepTrying },
     { match: prefix('#/monitoring'), render: renderMonitoring, onError: keepTrying },
+    { match: prefix('#/history'), render: renderHistory },
     { match: () => ({}), render: renderWebhooks },
   ],
 });
