@@ -41,7 +41,9 @@ func scan(re *regexp.Regexp, src string) map[string]bool {
 // pendingEnv are variables the deployment files set ahead of the code
 // (README's configuration table names them). They are tolerated (and
 // logged) while no service reads them yet.
-var pendingEnv = map[string]bool{"SMTP_ADDR": true, "SMTP_FROM": true}
+// DATABASE_URL and HISTORY_RETENTION: ingestion reads them; delivery will
+// with the archiver (issue #12).
+var pendingEnv = map[string]bool{"SMTP_ADDR": true, "SMTP_FROM": true, "DATABASE_URL": true, "HISTORY_RETENTION": true}
 
 // envReads derives, from the source, the variables service reads: its
 // main.go, everything config.ReadCommon reads, ssrf.FromEnv when main.go

@@ -168,8 +168,9 @@ func loadKustomization(t *testing.T, dir string, m *manifests) kustomization {
 	return k
 }
 
-// applyPatch understands the two strategic-merge patches the overlays use:
-// `$patch: delete` of a whole object, and a ConfigMap's data entries.
+// applyPatch understands the strategic-merge patches the overlays use:
+// `$patch: delete` of a whole object, a ConfigMap's data entries and a
+// Secret's stringData entries.
 func applyPatch(t *testing.T, path string, m *manifests) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
@@ -204,8 +205,27 @@ func applyPatch(t *testing.T, path string, m *manifests) {
 		}
 		return
 	}
+	if meta.Kind == "Secret" {
+		var sec corev1.Secret
+		if err := yaml.UnmarshalStrict(raw, &sec); err != nil {
+			t.Errorf("patch %s: %v", path, err)
+			return
+		}
+		base := m.secrets[sec.Name]
+		if base == nil {
+			t.Errorf("patch %s: no Secret %s in the base", path, sec.Name)
+			return
+		}
+		for k, v := range sec.StringData {
+			if _, ok := base.StringData[k]; !ok {
+				t.Errorf("patch %s adds %s, which the base Secret lacks", path, k)
+			}
+			base.StringData[k] = v
+		}
+		return
+	}
 	if meta.Kind != "ConfigMap" {
-		t.Errorf("patch %s: only ConfigMap data patches and deletes are checked, got %s", path, meta.Kind)
+		t.Errorf("patch %s: only ConfigMap and Secret data patches and deletes are checked, got %s", path, meta.Kind)
 		return
 	}
 	var cm corev1.ConfigMap
@@ -226,7 +246,7 @@ func applyPatch(t *testing.T, path string, m *manifests) {
 	}
 }
 
-var kustomizations = []string{"../k8s/base", "../k8s/overlays/redis-cluster"}
+var kustomizations = []string{"../k8s/base", "../k8s/overlays/redis-cluster", "../k8s/overlays/managed-postgres"}
 
 func TestManifestsStrictDecode(t *testing.T) {
 	for _, dir := range kustomizations {
@@ -294,8 +314,15 @@ func TestManifestsSetOnlyWhatServicesRead(t *testing.T) {
 	loadKustomization(t, kustomizations[0], m)
 	for k := range m.secrets["webhooks-secrets"].StringData {
 		used := false
-		for _, s := range suiteServices {
-			for _, e := range m.deployments[s].Spec.Template.Spec.Containers[0].Env {
+		var pods []corev1.PodSpec
+		for _, d := range m.deployments {
+			pods = append(pods, d.Spec.Template.Spec)
+		}
+		for _, st := range m.statefulsets {
+			pods = append(pods, st.Spec.Template.Spec)
+		}
+		for _, p := range pods {
+			for _, e := range p.Containers[0].Env {
 				used = used || (e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Key == k)
 			}
 		}
@@ -494,7 +521,7 @@ func contains(xs []string, x string) bool {
 func TestRedisClusterOverlay(t *testing.T) {
 	m := newManifests()
 	loadKustomization(t, kustomizations[1], m)
-	if len(m.statefulsets) != 0 || m.services["redis"] != nil {
+	if m.statefulsets["redis"] != nil || m.services["redis"] != nil {
 		t.Error("the overlay must remove the in-cluster Redis")
 	}
 	if u := m.configmaps["webhooks-config"].Data["REDIS_URL"]; !strings.HasPrefix(u, "redis-cluster://") || len(strings.Split(strings.TrimPrefix(u, "redis-cluster://"), ",")) < 2 {

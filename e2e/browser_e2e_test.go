@@ -16,6 +16,9 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/history"
+	"github.com/voxscriber/webhooks/pkg/ids"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -46,11 +49,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal("no e2e/browser/node_modules: run `make test-prereqs` (npm ci in e2e/browser)")
 	}
 
-	s := startSuite(t, SuiteOptions{Env: map[string]string{"JAEGER_UI_URL": "http://jaeger.test:16686"}})
+	dbURL := historyDatabase(t)
+	s := startSuite(t, SuiteOptions{Env: map[string]string{"JAEGER_UI_URL": "http://jaeger.test:16686", "DATABASE_URL": dbURL}})
 	rc := newReceiver()
 	defer rc.Close()
 	acct, key := s.NewAccount("dashboard")
-	ctl := httptest.NewServer(controlHandler(t, s, rc, acct))
+	ctl := httptest.NewServer(controlHandler(t, s, rc, acct, dbURL))
 	defer ctl.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -80,7 +84,18 @@ func TestDashboardInBrowser(t *testing.T) {
 //	POST /disable?endpointId=&reason=  the registry marks the endpoint DISABLED
 //	                               (what the delivery service does after
 //	                               repeated failures), over the internal RPC
-func controlHandler(t *testing.T, s *Suite, rc *Receiver, acct string) http.Handler {
+//	POST /archive?eventId=&endpointId=  the event moves to the history tier
+//	                               (history.Archive, then its Redis hash is
+//	                               deleted, as the archiver does) with one
+//	                               succeeded attempt to that endpoint (the
+//	                               rollups behind the charts)
+func controlHandler(t *testing.T, s *Suite, rc *Receiver, acct, dbURL string) http.Handler {
+	store, err := history.Open(t.Context(), dbURL, history.Config{Retention: 30 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	events := eventstore.New(s.Redis.Client, time.Hour)
 	cc, err := grpc.NewClient(s.Addrs["registry"], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -110,5 +125,36 @@ func controlHandler(t *testing.T, s *Suite, rc *Receiver, acct string) http.Hand
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /archive", func(w http.ResponseWriter, r *http.Request) {
+		if err := archiveEvent(r.Context(), s, store, events, r.URL.Query().Get("eventId"), r.URL.Query().Get("endpointId")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	return mux
+}
+
+// archiveEvent moves an event to history as the archiver does (commit,
+// then delete the Redis hash), with one succeeded 12 ms attempt to
+// endpointID now, so the per-minute rollups count it.
+func archiveEvent(ctx context.Context, s *Suite, store *history.Store, events *eventstore.Store, eventID, endpointID string) error {
+	ev, err := events.Get(ctx, eventID)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	_, err = store.Archive(ctx, history.Batch{
+		Events: []history.Event{{ID: ev.ID, AccountID: ev.AccountID, Type: ev.Type, Payload: ev.Payload, CreateTime: ev.CreateTime,
+			IdempotencyKey: ev.IdempotencyKey, UploadID: ev.UploadID, TraceID: ev.TraceID, DeliveryCount: ev.DeliveryCount}},
+		Deliveries: []history.DeliveryRecord{{Delivery: history.Delivery{
+			ID: ids.Derive(ids.Delivery, ev.ID, endpointID), EventID: ev.ID, EndpointID: endpointID, AccountID: ev.AccountID,
+			EventType: ev.Type, UploadID: ev.UploadID, Status: history.StatusSucceeded, Version: 1 << 40, Attempts: 1,
+			FirstAttempt: now, CreateTime: ev.CreateTime, UpdateTime: now,
+		}, Attempts: []history.Attempt{{Number: 1, Start: now, StatusCode: 200, Latency: 12 * time.Millisecond}}}},
+	})
+	if err != nil {
+		return err
+	}
+	return s.Redis.Client.Del(ctx, eventstore.Key(eventID)).Err()
 }

@@ -63,22 +63,31 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the suite:", err)
 		os.Exit(1)
 	}
-	// One private PostgreSQL for the run (the history tier); each suite
-	// gets its own database on it. Never the machine's server on 5432.
-	pg, err := pgtest.Launch()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting PostgreSQL:", err)
-		os.Exit(1)
-	}
-	pgServer = pg
 	code := m.Run()
-	pg.Close()
+	if pg != nil {
+		pg.Close()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// pgServer is the run's private PostgreSQL.
-var pgServer *pgtest.Server
+// pg is the PostgreSQL of the history tier, started by the first suite;
+// each suite gets its own database on it (DATABASE_URL), unless its
+// options set DATABASE_URL.
+var (
+	pg     *pgtest.Server
+	pgOnce sync.Once
+	pgErr  error
+)
+
+func historyDatabase(t testing.TB) string {
+	t.Helper()
+	pgOnce.Do(func() { pg, pgErr = pgtest.Launch() })
+	if pgErr != nil {
+		t.Fatal(pgErr)
+	}
+	return pg.NewDatabase(t)
+}
 
 // Suite is the four services running as separate processes against a
 // private redis-server.
@@ -136,12 +145,12 @@ func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions
 		"DELIVERY_ADDR":          s.Addrs["delivery"],
 		"GATEWAY_ADDR":           s.Addrs["gateway"],
 		"LOG_LEVEL":              "warn",
-		// History tier: a fresh database per suite on the run's private
-		// server (o.Env may name another, e.g. a server a test restarts).
-		"DATABASE_URL": pgServer.NewDatabase(t),
 	}
 	for k, v := range o.Env {
 		env[k] = v
+	}
+	if _, ok := env["DATABASE_URL"]; !ok { // the history tier: a fresh database per suite
+		env["DATABASE_URL"] = historyDatabase(t)
 	}
 	for k, v := range env {
 		s.env = append(s.env, k+"="+v)

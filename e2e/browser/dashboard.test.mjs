@@ -421,6 +421,42 @@ test('replay: the answer and its progress, up to delivered after Activate', asyn
   await until('the replay answer hidden', async () => (await card().locator('[data-testid=replay]').count()) === 0);
 });
 
+test('history: an archived event is found by uploadId and by id with its deliveries; 24 h charts from the rollups', async () => {
+  const deliveryId = await publish('upl_browser_hist', 'archived soon');
+  const { delivery } = await rest('GET', `/v1/deliveries/${deliveryId}`, API_KEY);
+  await until('the delivery succeeded', async () => dlStatusOf(await rest('GET', `/v1/deliveries/${deliveryId}`, API_KEY)) === 'SUCCEEDED');
+  // The event moves to PostgreSQL as the archiver moves it, with one archived attempt.
+  await control(`/archive?eventId=${delivery.eventId}&endpointId=${delivery.endpointId}`);
+
+  await page.getByRole('link', { name: 'History' }).click();
+  await page.getByRole('heading', { name: 'History' }).waitFor();
+  const all = page.locator('figure[data-chart="all endpoints"] svg').first();
+  await until('the chart counts the archived attempt', async () => /[1-9]\d* succeeded/.test(await all.getAttribute('aria-label')));
+  assert.ok(await page.locator('figure.chart-wide rect.bar-ok').count() >= 1, 'a bar for the archived minute');
+  assert.ok(await page.locator('figure.chart-wide polyline.lat-p50').count() === 1, 'the p50 latency line');
+  await shot('14-history-charts');
+
+  await page.getByLabel('Endpoint', { exact: true }).selectOption({ label: RECEIVER_URL });
+  await page.locator(`figure[data-chart="${RECEIVER_URL}"]`).waitFor();
+  assert.match(await page.locator(`figure[data-chart="${RECEIVER_URL}"] svg`).first().getAttribute('aria-label'), /[1-9]\d* succeeded/);
+
+  for (const term of ['upl_browser_hist', delivery.eventId]) {
+    await page.getByLabel('Upload id or event id').fill(term);
+    await page.getByRole('button', { name: 'Search' }).click();
+    const ev = page.locator(`article.history-event[data-event="${delivery.eventId}"]`);
+    await textOf(ev, /archived soon/, `the archived event found by ${term}`);
+    await ev.getByRole('link', { name: deliveryId }).waitFor();
+  }
+  await shot('15-history-search');
+  await page.getByLabel('Upload id or event id').fill('upl_nothing_here');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await textOf(page.locator('[data-key="no-results"]'), /No event found/, 'the empty search');
+  await page.getByRole('link', { name: 'Settings → Webhooks' }).click();
+  await card().waitFor();
+});
+
+const dlStatusOf = (r) => (r.delivery?.status || '').replace('DELIVERY_STATUS_', '');
+
 test('rotate secret, settings, delete with confirmation', async () => {
   await card().getByRole('button', { name: 'Rotate secret' }).click();
   const secret = await textOf(card().locator('[data-testid=secret]'), /^whsec_/, 'the rotated secret');

@@ -183,6 +183,18 @@ const (
 	DefaultGatewayAddr   = ":8080"
 )
 
+// History tier settings shared by the services that use it.
+const (
+	// DefaultDatabaseURL is the default of DATABASE_URL.
+	DefaultDatabaseURL = "postgres://127.0.0.1:5432/webhooks"
+	// DefaultHistoryRetention is the default of HISTORY_RETENTION.
+	DefaultHistoryRetention = 720 * time.Hour
+	// HistoryHealthService is the grpc.health.v1 service name under which
+	// ingestion reports whether the history store (PostgreSQL) answers; it
+	// never affects ingestion's own status. The gateway's /healthz shows it.
+	HistoryHealthService = "voxscriber.webhooks.history"
+)
+
 // Common is what every service reads.
 type Common struct {
 	RedisURL string

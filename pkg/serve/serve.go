@@ -33,6 +33,10 @@ type Service struct {
 	// Ready reports whether dependencies answer (e.g. Redis PING). Health is
 	// SERVING only while it returns nil.
 	Ready func(context.Context) error
+	// Components are optional dependencies reported over grpc.health.v1
+	// under their own service names (SERVING while the func returns nil),
+	// checked with Ready; they never change the service's own status.
+	Components map[string]func(context.Context) error
 	// Drain runs after health turns NOT_SERVING and before the server
 	// stops: background workers finish or hand back their work here.
 	Drain func(context.Context)
@@ -147,6 +151,18 @@ func (s Service) watchHealth(ctx context.Context, hs *health.Server) {
 			hs.SetServingStatus("", st)
 			hs.SetServingStatus(s.Name, st)
 			last = st
+		}
+		for name, check := range s.Components {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			cst := healthpb.HealthCheckResponse_SERVING
+			if err := check(cctx); err != nil {
+				cst = healthpb.HealthCheckResponse_NOT_SERVING
+			}
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			hs.SetServingStatus(name, cst)
 		}
 		select {
 		case <-ctx.Done():

@@ -16,8 +16,10 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/voxscriber/webhooks/gen"
@@ -25,6 +27,7 @@ import (
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
+	"github.com/voxscriber/webhooks/pkg/config"
 )
 
 //go:embed web
@@ -57,6 +60,9 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 	if err := ingestionv1.RegisterIngestionServiceHandler(ctx, mux, b.Ingestion); err != nil {
 		return nil, err
 	}
+	if err := ingestionv1.RegisterStatsServiceHandler(ctx, mux, b.Ingestion); err != nil {
+		return nil, err
+	}
 	if err := deliveryv1.RegisterDeliveryServiceHandler(ctx, mux, b.Delivery); err != nil {
 		return nil, err
 	}
@@ -69,7 +75,7 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 	h.Handle("POST /v1/events", http.MaxBytesHandler(publishHandler(mux, marshaler, ingestionv1.NewIngestionServiceClient(b.Ingestion)), MaxBodyBytes))
 	h.Handle("GET /healthz", healthz(map[string]*grpc.ClientConn{
 		"registry": b.Registry, "ingestion": b.Ingestion, "delivery": b.Delivery,
-	}))
+	}, b.Ingestion))
 	h.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(gen.OpenAPI)
@@ -140,8 +146,15 @@ func dashboard() (http.Handler, error) {
 }
 
 // healthz answers 200 only when every backend reports SERVING over
-// grpc.health.v1.
-func healthz(conns map[string]*grpc.ClientConn) http.Handler {
+// grpc.health.v1. Its body also says whether the history store
+// (PostgreSQL) answers, as ingestion reports it under
+// config.HistoryHealthService (ingestion pings it every 2 s); that never
+// makes the answer unhealthy, since delivery goes on without PostgreSQL:
+//
+//	{"status":"ok","ok":true,"services":{"registry":"SERVING",…},"historyStore":"reachable"}
+//
+// historyStore is "reachable", or "unreachable: …" with the reason.
+func healthz(conns map[string]*grpc.ClientConn, historyReporter *grpc.ClientConn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -166,11 +179,33 @@ func healthz(conns map[string]*grpc.ClientConn) http.Handler {
 				}
 			}()
 		}
+		var historyStore string
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			historyStore = historyState(ctx, historyReporter)
+		}()
 		wg.Wait()
 		w.Header().Set("Content-Type", "application/json")
+		status := "ok"
 		if !ok {
+			status = "unavailable"
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": ok, "services": out})
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "ok": ok, "services": out, "historyStore": historyStore})
 	})
+}
+
+// historyState is the history store's state as ingestion reports it.
+func historyState(ctx context.Context, cc *grpc.ClientConn) string {
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: config.HistoryHealthService})
+	switch {
+	case status.Code(err) == codes.NotFound:
+		return "unknown: ingestion does not report it yet"
+	case err != nil:
+		return "unknown: ingestion did not answer (" + status.Convert(err).Message() + ")"
+	case resp.GetStatus() == healthpb.HealthCheckResponse_SERVING:
+		return "reachable"
+	}
+	return "unreachable: ingestion cannot reach PostgreSQL (DATABASE_URL); reads of archived history answer Unavailable, delivery goes on, and the archive backlog waits in Redis"
 }

@@ -6,12 +6,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/voxscriber/webhooks/pkg/config"
 )
 
 // backend is a real gRPC server with only the health service.
@@ -36,7 +39,7 @@ func backend(t *testing.T) (*grpc.ClientConn, *health.Server) {
 
 func TestHealthzOpenAPIAndDashboard(t *testing.T) {
 	reg, regHealth := backend(t)
-	ing, _ := backend(t)
+	ing, ingHealth := backend(t)
 	del, _ := backend(t)
 	h, err := New(context.Background(), Backends{Registry: reg, Ingestion: ing, Delivery: del})
 	if err != nil {
@@ -55,11 +58,22 @@ func TestHealthzOpenAPIAndDashboard(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&m)
 		return resp, m
 	}
-	if resp, m := get("/healthz"); resp.StatusCode != 200 || m["ok"] != true {
-		t.Fatalf("healthz with all backends serving: %d %v", resp.StatusCode, m)
+	if resp, m := get("/healthz"); resp.StatusCode != 200 || m["ok"] != true || m["status"] != "ok" ||
+		!strings.HasPrefix(m["historyStore"].(string), "unknown") {
+		t.Fatalf("healthz with all backends serving, history not reported: %d %v", resp.StatusCode, m)
+	}
+	ingHealth.SetServingStatus(config.HistoryHealthService, healthpb.HealthCheckResponse_SERVING)
+	if resp, m := get("/healthz"); resp.StatusCode != 200 || m["historyStore"] != "reachable" {
+		t.Fatalf("healthz with history reachable: %d %v", resp.StatusCode, m)
+	}
+	// An unreachable PostgreSQL is reported, never unhealthy.
+	ingHealth.SetServingStatus(config.HistoryHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
+	if resp, m := get("/healthz"); resp.StatusCode != 200 || m["status"] != "ok" ||
+		!strings.HasPrefix(m["historyStore"].(string), "unreachable: ") {
+		t.Fatalf("healthz with history unreachable: %d %v", resp.StatusCode, m)
 	}
 	regHealth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	if resp, m := get("/healthz"); resp.StatusCode != 503 {
+	if resp, m := get("/healthz"); resp.StatusCode != 503 || m["status"] != "unavailable" {
 		t.Fatalf("healthz with registry NOT_SERVING: %d %v", resp.StatusCode, m)
 	}
 	if resp, m := get("/openapi.json"); resp.StatusCode != 200 || m["paths"] == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/config"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/registryclient"
@@ -21,6 +22,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/telemetry"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/credits"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/historytier"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/peers"
@@ -38,6 +40,8 @@ func run(ctx context.Context) error {
 	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
 	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // events and idempotency keys
 	apiRate := ratelimit.FromEnv(env)
+	databaseURL := env.String("DATABASE_URL", config.DefaultDatabaseURL)
+	historyRetention := env.Duration("HISTORY_RETENTION", config.DefaultHistoryRetention)
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -74,6 +78,16 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("delivery %s: %w", deliveryAddr, err)
 	}
 	defer dlvConn.Close()
+	// The history tier (PostgreSQL): archived events for reads and
+	// idempotency, rollups for the stats. Never a start-up or readiness
+	// dependency: unreachable, it is retried in the background. Ingestion
+	// only reads it; delivery archives and runs its maintenance (and the
+	// retention check against PARKED_RETENTION).
+	hist, err := historytier.Open(ctx, databaseURL, history.Config{Retention: historyRetention, Logger: tel.Logger}, tel.Logger)
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
 	registry := registryclient.New(registryv1.NewRegistryInternalServiceClient(regConn), registryclient.DefaultTimeout)
 	// Subscriber lists are cached; the registry's change feed invalidates them.
 	subscribers := peers.NewCachedSubscribers(registry, peers.DefaultSubscribersTTL)
@@ -86,6 +100,8 @@ func run(ctx context.Context) error {
 		Index:           index.New(rdb, retention),
 		Subscribers:     subscribers,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
+		History:         hist,
+		Rollups:         hist,
 		Settings:        registry,
 		Credits:         credits.New(rdb, 0),
 		MaxPayloadBytes: maxPayload,
@@ -107,5 +123,7 @@ func run(ctx context.Context) error {
 		TLS:      grpcTLS,
 		Register: grpcapi.New(svc, common.JaegerUIURL).Register,
 		Ready:    redisx.Ready(rdb),
+		// Reported, never required: the gateway's /healthz shows it.
+		Components: map[string]func(context.Context) error{config.HistoryHealthService: hist.Ping},
 	}.Run(ctx)
 }

@@ -50,7 +50,7 @@ type claimThenHold struct {
 	h *holdFirst
 }
 
-func (c claimThenHold) Claim(ctx context.Context, cs []ingest.Claim) ([]string, error) {
+func (c claimThenHold) Claim(ctx context.Context, cs []ingest.Claim) ([]ingest.KeyOwner, error) {
 	owners, err := c.Index.Claim(ctx, cs)
 	c.h.pass(ctx)
 	return owners, err

@@ -35,10 +35,12 @@ func New(svc *ingest.Service, jaegerUIURL string) *Server {
 	return &Server{svc: svc, jaegerUIURL: jaegerUIURL}
 }
 
-// Register registers both ingestion services (serve.Service.Register).
+// Register registers the ingestion services (serve.Service.Register):
+// events, the suite's operational events and the delivery stats.
 func (s *Server) Register(g *grpc.Server) {
 	ingestionv1.RegisterIngestionServiceServer(g, s)
 	ingestionv1.RegisterIngestionInternalServiceServer(g, &InternalServer{s: s})
+	ingestionv1.RegisterStatsServiceServer(g, &Stats{svc: s.svc})
 }
 
 // Policy is who may call what: producers publish, customers read their
@@ -51,6 +53,7 @@ func Policy() authn.Policy {
 		ingestionv1.IngestionService_GetEvent_FullMethodName:                   authn.Customer,
 		ingestionv1.IngestionService_ListEvents_FullMethodName:                 authn.Customer,
 		ingestionv1.IngestionInternalService_PublishSystemEvent_FullMethodName: authn.Internal,
+		ingestionv1.StatsService_GetDeliveryStats_FullMethodName:               authn.Customer,
 	}
 }
 
@@ -145,6 +148,7 @@ func (s *Server) ListEvents(ctx context.Context, req *ingestionv1.ListEventsRequ
 	}
 	evs, next, err := s.svc.List(ctx, acct, ingest.ListQuery{
 		Type: req.GetType(), UploadID: req.GetUploadId(),
+		Since: timeOf(req.GetSince()), Until: timeOf(req.GetUntil()),
 		PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken(),
 	})
 	if err != nil {

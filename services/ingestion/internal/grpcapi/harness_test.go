@@ -29,12 +29,14 @@ import (
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/pgtest"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/pkg/registrytest"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/credits"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/ingestion/internal/historytier"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/index"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/peers"
@@ -49,7 +51,28 @@ func TestMain(m *testing.M) {
 	// As telemetry.Setup does, without exporting: trace ids are made.
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	otel.SetTracerProvider(sdktrace.NewTracerProvider())
-	os.Exit(m.Run())
+	code := m.Run()
+	if pg != nil {
+		pg.Close()
+	}
+	os.Exit(code)
+}
+
+// pg is the PostgreSQL of the tests that need the history tier, started by
+// the first of them (pgServer).
+var (
+	pg     *pgtest.Server
+	pgOnce sync.Once
+	pgErr  error
+)
+
+func pgServer(t testing.TB) *pgtest.Server {
+	t.Helper()
+	pgOnce.Do(func() { pg, pgErr = pgtest.Launch() })
+	if pgErr != nil {
+		t.Fatal(pgErr)
+	}
+	return pg
 }
 
 // deliveryDouble stands in for the delivery service: it records the
@@ -115,6 +138,8 @@ type options struct {
 	// index (e.g. to hold one call at a chosen point of a race).
 	wrapStore func(ingest.EventStore) ingest.EventStore
 	wrapIndex func(ingest.Index) ingest.Index
+	// history, when set, is the PostgreSQL tier the service reads.
+	history *historytier.Tier
 }
 
 // env is a real ingestion server (real Redis, real interceptors, loopback
@@ -127,6 +152,7 @@ type env struct {
 	client ingestionv1.IngestionServiceClient
 	// internal is the suite's own client (operational events).
 	internal ingestionv1.IngestionInternalServiceClient
+	stats    ingestionv1.StatsServiceClient
 	store    *eventstore.Store
 }
 
@@ -148,7 +174,7 @@ func newEnv(t testing.TB, o options) *env {
 	if o.wrapIndex != nil {
 		idx = o.wrapIndex(idx)
 	}
-	svc := ingest.New(ingest.Config{
+	cfg := ingest.Config{
 		Store:           store,
 		Index:           idx,
 		Subscribers:     registry,
@@ -156,7 +182,11 @@ func newEnv(t testing.TB, o options) *env {
 		Settings:        registry,
 		Credits:         credits.New(e.redis.Client, 0),
 		MaxPayloadBytes: o.maxPayloadBytes,
-	})
+	}
+	if o.history != nil {
+		cfg.History, cfg.Rollups = o.history, o.history
+	}
+	svc := ingest.New(cfg)
 	service := serve.Service{
 		Name:   ingestionv1.IngestionService_ServiceDesc.ServiceName,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
@@ -187,6 +217,7 @@ func newEnv(t testing.TB, o options) *env {
 	}
 	t.Cleanup(func() { _ = internalConn.Close() })
 	e.internal = ingestionv1.NewIngestionInternalServiceClient(internalConn)
+	e.stats = ingestionv1.NewStatsServiceClient(conn)
 	return e
 }
 

@@ -1,7 +1,13 @@
 // Package index keeps ingestion's own Redis keys (see docs/architecture.md):
 //
 //	wh:{a:<acct>}:idem:<key>  string  idempotency key -> event id, expires with retention
-//	wh:{a:<acct>}:events      zset    event ids scored by creation time (ms), for ListEvents
+//	wh:{a:<acct>}:events      zset    event ids scored by the time part of the id (ms), for ListEvents
+//
+// Scored by the id's time, the list is in id order: members of one score
+// sort by their bytes, which for ids of one prefix is id order (Crockford
+// base32 is in ASCII order). That is the order of the history tier, so one
+// cursor (the last id) continues both. Entries whose event left Redis are
+// dropped by Forget as ListEvents meets them (and by age on every Add).
 //
 // Both carry the account's hash tag. The events themselves live in
 // pkg/eventstore.
@@ -9,18 +15,15 @@ package index
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"fmt"
-	"math"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 )
 
@@ -45,12 +48,13 @@ func IdemKey(accountID, key string) string { return "wh:{a:" + accountID + "}:id
 
 // Claim implements ingest.Index with SET NX plus a GET of the owner, all
 // claims in one pipeline.
-func (x *Redis) Claim(ctx context.Context, claims []ingest.Claim) ([]string, error) {
+func (x *Redis) Claim(ctx context.Context, claims []ingest.Claim) ([]ingest.KeyOwner, error) {
+	sets := make([]*redis.BoolCmd, len(claims))
 	gets := make([]*redis.StringCmd, len(claims))
 	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range claims {
 			k := IdemKey(c.AccountID, c.Key)
-			p.SetNX(ctx, k, c.EventID, x.retention)
+			sets[i] = p.SetNX(ctx, k, c.EventID, x.retention)
 			gets[i] = p.Get(ctx, k)
 		}
 		return nil
@@ -58,16 +62,17 @@ func (x *Redis) Claim(ctx context.Context, claims []ingest.Claim) ([]string, err
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	owners := make([]string, len(claims))
+	owners := make([]ingest.KeyOwner, len(claims))
 	for i, g := range gets {
 		v, err := g.Result()
+		fresh := sets[i].Val()
 		switch {
 		case errors.Is(err, redis.Nil): // expired in between: the key is free
-			v = claims[i].EventID
+			v, fresh = claims[i].EventID, true
 		case err != nil:
 			return nil, err
 		}
-		owners[i] = v
+		owners[i] = ingest.KeyOwner{EventID: v, New: fresh && v == claims[i].EventID}
 	}
 	return owners, nil
 }
@@ -81,7 +86,7 @@ func (x *Redis) Add(ctx context.Context, now time.Time, evs []*eventstore.Event)
 		if _, ok := byAcct[e.AccountID]; !ok {
 			order = append(order, e.AccountID)
 		}
-		byAcct[e.AccountID] = append(byAcct[e.AccountID], redis.Z{Score: float64(e.CreateTime.UnixMilli()), Member: e.ID})
+		byAcct[e.AccountID] = append(byAcct[e.AccountID], redis.Z{Score: float64(score(e)), Member: e.ID})
 	}
 	cutoff := "(" + strconv.FormatInt(now.Add(-x.retention).UnixMilli(), 10)
 	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -96,58 +101,78 @@ func (x *Redis) Add(ctx context.Context, now time.Time, evs []*eventstore.Event)
 	return err
 }
 
-// Page implements ingest.Index. A cursor is the score (ms) of the last entry
-// returned and how many entries of that score were returned, so pages never
-// skip an entry even when many events share one millisecond.
-func (x *Redis) Page(ctx context.Context, accountID, cursor string, n int) ([]ingest.IndexEntry, bool, error) {
-	rng := &redis.ZRangeBy{Max: "+inf", Min: "-inf", Count: int64(n) + 1}
-	score, ties := int64(math.MinInt64), 0
-	if cursor != "" {
-		var ok bool
-		if score, ties, ok = decodeCursor(cursor); !ok {
-			return nil, false, apierr.Invalid("page_token", "is not a page token from a previous ListEvents call")
-		}
-		rng.Max, rng.Offset = strconv.FormatInt(score, 10), int64(ties)
+// score is an entry's score: the time part of the event's id (ms).
+func score(e *eventstore.Event) int64 {
+	if t, ok := ids.Time(e.ID); ok {
+		return t.UnixMilli()
 	}
-	zs, err := x.rdb.ZRevRangeByScoreWithScores(ctx, EventsKey(accountID), rng).Result()
+	return e.CreateTime.UnixMilli()
+}
+
+// Page implements ingest.Index: the entries of the cursor's millisecond
+// that sort before it, then the older ones, in one pipeline.
+func (x *Redis) Page(ctx context.Context, accountID string, r ingest.IndexRange, n int) ([]string, bool, error) {
+	if n <= 0 {
+		return nil, true, nil
+	}
+	key := EventsKey(accountID)
+	hi, lo := "+inf", "-inf"
+	if !r.Until.IsZero() {
+		hi = "(" + strconv.FormatInt(r.Until.UnixMilli(), 10)
+	}
+	if !r.Since.IsZero() {
+		lo = strconv.FormatInt(r.Since.UnixMilli(), 10)
+	}
+	var tie *redis.StringSliceCmd // the cursor's millisecond
+	var tieMS int64
+	if r.Before != "" {
+		t, ok := ids.Time(r.Before)
+		if !ok {
+			return nil, false, nil
+		}
+		tieMS = t.UnixMilli()
+		if r.Until.IsZero() || tieMS < r.Until.UnixMilli() {
+			hi = "(" + strconv.FormatInt(tieMS, 10)
+		} else {
+			r.Before = "" // the cursor lies past Until: Until bounds alone
+		}
+	}
+	var rest *redis.StringSliceCmd
+	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if r.Before != "" && (r.Since.IsZero() || tieMS >= r.Since.UnixMilli()) {
+			ms := strconv.FormatInt(tieMS, 10)
+			tie = p.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: ms, Max: ms})
+		}
+		rest = p.ZRevRangeByScore(ctx, key, &redis.ZRangeBy{Max: hi, Min: lo, Count: int64(n) + 1})
+		return nil
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	more := len(zs) > n
-	if more {
-		zs = zs[:n]
-	}
-	out := make([]ingest.IndexEntry, len(zs))
-	for i, z := range zs {
-		sc := int64(z.Score)
-		if sc == score {
-			ties++
-		} else {
-			score, ties = sc, 1
+	var out []string
+	if tie != nil {
+		for _, id := range slices.Backward(tie.Val()) {
+			if id < r.Before {
+				out = append(out, id)
+			}
 		}
-		id, _ := z.Member.(string)
-		out[i] = ingest.IndexEntry{ID: id, Cursor: encodeCursor(score, ties)}
+	}
+	out = append(out, rest.Val()...)
+	more := len(out) > n
+	if more {
+		out = out[:n]
 	}
 	return out, more, nil
 }
 
-func encodeCursor(score int64, ties int) string {
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "e1.%d.%d", score, ties))
-}
-
-func decodeCursor(s string) (int64, int, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return 0, 0, false
+// Forget implements ingest.Index.
+func (x *Redis) Forget(ctx context.Context, accountID string, idList []string) error {
+	if len(idList) == 0 {
+		return nil
 	}
-	parts := strings.Split(string(b), ".")
-	if len(parts) != 3 || parts[0] != "e1" {
-		return 0, 0, false
+	members := make([]any, len(idList))
+	for i, id := range idList {
+		members[i] = id
 	}
-	score, err1 := strconv.ParseInt(parts[1], 10, 64)
-	ties, err2 := strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil || ties < 0 {
-		return 0, 0, false
-	}
-	return score, ties, true
+	return x.rdb.ZRem(ctx, EventsKey(accountID), members...).Err()
 }

@@ -61,26 +61,63 @@ type Claim struct {
 	EventID   string
 }
 
-// IndexEntry is one event id of a listing and the cursor that continues
-// the listing after it.
-type IndexEntry struct {
-	ID     string
-	Cursor string
+// KeyOwner is the event that owns an idempotency key after a claim.
+type KeyOwner struct {
+	EventID string
+	// New is set when this claim took the key: no event held it within the
+	// idempotency window.
+	New bool
+}
+
+// IndexRange bounds a page of an account's event list. Zero fields do not
+// bound.
+type IndexRange struct {
+	// Before: only ids strictly before this one (the merged read path's
+	// cursor: the last id of the previous page).
+	Before string
+	// Since and Until bound the time part of the id: Since <= t < Until.
+	Since, Until time.Time
 }
 
 // Index holds idempotency keys and the per-account list of events.
 type Index interface {
 	// Claim reserves each key for its event unless the key is taken, for
-	// the retention period. It returns, per claim, the id of the event that
-	// owns the key: claim.EventID when the claim succeeded.
-	Claim(ctx context.Context, claims []Claim) ([]string, error)
+	// the retention period. It returns, per claim, the event that owns the
+	// key: claim.EventID and New when the claim succeeded.
+	Claim(ctx context.Context, claims []Claim) ([]KeyOwner, error)
 	// Add lists events under their accounts (and forgets entries older than
 	// the retention period).
 	Add(ctx context.Context, now time.Time, evs []*eventstore.Event) error
-	// Page returns up to n event ids of an account, newest first, after
-	// cursor ("" = from the newest), and whether more may follow. A cursor
-	// that Page did not make is an *apierr.InvalidError for "page_token".
-	Page(ctx context.Context, accountID, cursor string, n int) (entries []IndexEntry, more bool, err error)
+	// Page returns up to n event ids of an account within r, in id order
+	// descending (newest first), and whether more may follow.
+	Page(ctx context.Context, accountID string, r IndexRange, n int) (ids []string, more bool, err error)
+	// Forget drops ids from an account's list (their events left Redis).
+	Forget(ctx context.Context, accountID string, ids []string) error
+}
+
+// HistoryQuery selects an account's archived events; zero fields do not
+// filter.
+type HistoryQuery struct {
+	Type, UploadID string
+	Since, Until   time.Time
+	Before         string // only ids strictly before this one
+	PageSize       int
+}
+
+// History is the PostgreSQL tier: the events that left Redis once all
+// their deliveries ended. Its errors wrap apierr.ErrNotFound, or
+// apierr.ErrUnavailable (message "history store unreachable …") when
+// PostgreSQL is down.
+type History interface {
+	// GetEvent returns an account's archived event (NotFound for another
+	// account's).
+	GetEvent(ctx context.Context, accountID, id string) (*eventstore.Event, error)
+	// FindEvent returns the archived event of this id whatever its account
+	// (idempotency only).
+	FindEvent(ctx context.Context, id string) (*eventstore.Event, error)
+	// ListEvents returns up to q.PageSize archived events, newest first,
+	// and whether more follow.
+	ListEvents(ctx context.Context, accountID string, q HistoryQuery) ([]*eventstore.Event, bool, error)
 }
 
 // Config wires a Service.
@@ -89,6 +126,11 @@ type Config struct {
 	Index       Index
 	Subscribers Subscribers
 	Scheduler   Scheduler
+	// History is the PostgreSQL tier: reads and idempotency see it with
+	// Redis as one (nil: Redis only).
+	History History
+	// Rollups serves DeliveryStats (Unavailable without it).
+	Rollups Rollups
 	// Settings and Credits serve ReportCreditBalance (it is Unimplemented
 	// without them).
 	Settings Settings
@@ -109,6 +151,8 @@ type Service struct {
 	index      Index
 	subs       Subscribers
 	sched      Scheduler
+	history    History
+	rollups    Rollups
 	settings   Settings
 	credits    CreditTracker
 	maxPayload int
@@ -122,6 +166,7 @@ type Service struct {
 func New(c Config) *Service {
 	s := &Service{
 		store: c.Store, index: c.Index, subs: c.Subscribers, sched: c.Scheduler,
+		history: c.History, rollups: c.Rollups,
 		settings: c.Settings, credits: c.Credits,
 		maxPayload: c.MaxPayloadBytes, now: c.Now,
 	}

@@ -63,16 +63,17 @@ func (m *memStore) MarkFannedOutMany(_ context.Context, fs []eventstore.Fanout) 
 	return nil
 }
 
-func (m *memStore) Claim(_ context.Context, cs []Claim) ([]string, error) {
+func (m *memStore) Claim(_ context.Context, cs []Claim) ([]KeyOwner, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]string, len(cs))
+	out := make([]KeyOwner, len(cs))
 	for i, c := range cs {
 		k := c.AccountID + "/" + c.Key
-		if _, ok := m.claims[k]; !ok {
+		_, taken := m.claims[k]
+		if !taken {
 			m.claims[k] = c.EventID
 		}
-		out[i] = m.claims[k]
+		out[i] = KeyOwner{EventID: m.claims[k], New: !taken}
 	}
 	return out, nil
 }
@@ -86,9 +87,11 @@ func (m *memStore) Add(_ context.Context, _ time.Time, evs []*eventstore.Event) 
 	return nil
 }
 
-func (m *memStore) Page(context.Context, string, string, int) ([]IndexEntry, bool, error) {
+func (m *memStore) Page(context.Context, string, IndexRange, int) ([]string, bool, error) {
 	return nil, false, nil
 }
+
+func (m *memStore) Forget(context.Context, string, []string) error { return nil }
 
 type fanout struct {
 	mu        sync.Mutex

@@ -237,7 +237,7 @@ func (s *Service) persist(ctx context.Context, items []*item, now time.Time, sep
 		return err
 	}
 	for j, it := range roots {
-		if err := refuse(it, s.resolve(it, owners[j], originals[j]), separate); err != nil {
+		if err := refuse(it, s.resolve(it, owners[j].EventID, originals[j]), separate); err != nil {
 			return err
 		}
 	}
@@ -261,15 +261,15 @@ func distinctRoots(items []*item) []*item {
 }
 
 // claimKeys claims each root's idempotency key (the producer's, else its
-// chosen id) for the root's new event. It returns, per root, the id of the
-// event that owns the key: the root's own id when the claim succeeded or
+// chosen id) for the root's new event. It returns, per root, the event
+// that owns the key: the root's own id, New, when the claim succeeded or
 // the root has no key.
-func (s *Service) claimKeys(ctx context.Context, roots []*item) ([]string, error) {
-	owners := make([]string, len(roots))
+func (s *Service) claimKeys(ctx context.Context, roots []*item) ([]KeyOwner, error) {
+	owners := make([]KeyOwner, len(roots))
 	var claims []Claim
 	var claimed []int // index in roots of each claim
 	for j, it := range roots {
-		owners[j] = it.ev.ID
+		owners[j] = KeyOwner{EventID: it.ev.ID, New: true}
 		if it.key != "" {
 			claims = append(claims, Claim{AccountID: it.ev.AccountID, Key: it.key, EventID: it.ev.ID})
 			claimed = append(claimed, j)
@@ -292,17 +292,31 @@ func (s *Service) claimKeys(ctx context.Context, roots []*item) ([]string, error
 // where there may be one: the key belongs to an earlier event, or the
 // producer chose the id. An entry is nil when nothing is stored under that
 // id or nothing had to be read.
-func (s *Service) findOriginals(ctx context.Context, roots []*item, owners []string) ([]*eventstore.Event, error) {
+//
+// Redis is read first, then history: the archiver deletes an event from
+// Redis only after history committed it, so an event missing from Redis
+// is in history if it was ever stored. When history is unreachable, a key
+// held by an earlier event fails the publish (Unavailable: the original
+// may be archived, and a second event must never be stored under its
+// id); a key taken just now (a new producer-chosen id) does not wait for
+// history, which is then consulted only to refuse another account's id.
+func (s *Service) findOriginals(ctx context.Context, roots []*item, owners []KeyOwner) ([]*eventstore.Event, error) {
 	var look []int // index in roots of each read
 	for j, it := range roots {
-		if owners[j] != it.ev.ID || it.req.ID != "" {
+		if owners[j].EventID != it.ev.ID || it.req.ID != "" {
 			look = append(look, j)
 		}
 	}
 	originals := make([]*eventstore.Event, len(roots))
 	err := parallel(ctx, len(look), 16, func(ctx context.Context, n int) error {
 		j := look[n]
-		e, err := s.store.Get(ctx, owners[j])
+		e, err := s.store.Get(ctx, owners[j].EventID)
+		if errors.Is(err, apierr.ErrNotFound) && s.history != nil {
+			e, err = s.history.FindEvent(ctx, owners[j].EventID)
+			if errors.Is(err, apierr.ErrUnavailable) && owners[j].New && owners[j].EventID == roots[j].ev.ID {
+				err = apierr.NotFound("event", owners[j].EventID)
+			}
+		}
 		if errors.Is(err, apierr.ErrNotFound) {
 			return nil
 		}

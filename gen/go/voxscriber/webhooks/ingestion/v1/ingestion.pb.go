@@ -455,11 +455,15 @@ func (x *GetEventResponse) GetEvent() *Event {
 }
 
 type ListEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	UploadId      string                 `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
-	PageSize      int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Type      string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	UploadId  string                 `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	PageSize  int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only events from this time (inclusive; the time in the event's id).
+	Since *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	// Only events before this time (exclusive).
+	Until         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,6 +524,20 @@ func (x *ListEventsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
 }
 
 type ListEventsResponse struct {
@@ -707,13 +725,15 @@ const file_voxscriber_webhooks_ingestion_v1_ingestion_proto_rawDesc = "" +
 	"\x0fGetEventRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"Q\n" +
 	"\x10GetEventResponse\x12=\n" +
-	"\x05event\x18\x01 \x01(\v2'.voxscriber.webhooks.ingestion.v1.EventR\x05event\"\x80\x01\n" +
+	"\x05event\x18\x01 \x01(\v2'.voxscriber.webhooks.ingestion.v1.EventR\x05event\"\xe4\x01\n" +
 	"\x11ListEventsRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1b\n" +
 	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"}\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"}\n" +
 	"\x12ListEventsResponse\x12?\n" +
 	"\x06events\x18\x01 \x03(\v2'.voxscriber.webhooks.ingestion.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"U\n" +
@@ -770,23 +790,25 @@ var file_voxscriber_webhooks_ingestion_v1_ingestion_proto_depIdxs = []int32{
 	1,  // 4: voxscriber.webhooks.ingestion.v1.PublishEventsRequest.events:type_name -> voxscriber.webhooks.ingestion.v1.PublishEventRequest
 	2,  // 5: voxscriber.webhooks.ingestion.v1.PublishEventsResponse.results:type_name -> voxscriber.webhooks.ingestion.v1.PublishEventResponse
 	0,  // 6: voxscriber.webhooks.ingestion.v1.GetEventResponse.event:type_name -> voxscriber.webhooks.ingestion.v1.Event
-	0,  // 7: voxscriber.webhooks.ingestion.v1.ListEventsResponse.events:type_name -> voxscriber.webhooks.ingestion.v1.Event
-	0,  // 8: voxscriber.webhooks.ingestion.v1.ReportCreditBalanceResponse.event:type_name -> voxscriber.webhooks.ingestion.v1.Event
-	1,  // 9: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvent:input_type -> voxscriber.webhooks.ingestion.v1.PublishEventRequest
-	3,  // 10: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvents:input_type -> voxscriber.webhooks.ingestion.v1.PublishEventsRequest
-	5,  // 11: voxscriber.webhooks.ingestion.v1.IngestionService.GetEvent:input_type -> voxscriber.webhooks.ingestion.v1.GetEventRequest
-	7,  // 12: voxscriber.webhooks.ingestion.v1.IngestionService.ListEvents:input_type -> voxscriber.webhooks.ingestion.v1.ListEventsRequest
-	9,  // 13: voxscriber.webhooks.ingestion.v1.IngestionService.ReportCreditBalance:input_type -> voxscriber.webhooks.ingestion.v1.ReportCreditBalanceRequest
-	2,  // 14: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvent:output_type -> voxscriber.webhooks.ingestion.v1.PublishEventResponse
-	4,  // 15: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvents:output_type -> voxscriber.webhooks.ingestion.v1.PublishEventsResponse
-	6,  // 16: voxscriber.webhooks.ingestion.v1.IngestionService.GetEvent:output_type -> voxscriber.webhooks.ingestion.v1.GetEventResponse
-	8,  // 17: voxscriber.webhooks.ingestion.v1.IngestionService.ListEvents:output_type -> voxscriber.webhooks.ingestion.v1.ListEventsResponse
-	10, // 18: voxscriber.webhooks.ingestion.v1.IngestionService.ReportCreditBalance:output_type -> voxscriber.webhooks.ingestion.v1.ReportCreditBalanceResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 7: voxscriber.webhooks.ingestion.v1.ListEventsRequest.since:type_name -> google.protobuf.Timestamp
+	12, // 8: voxscriber.webhooks.ingestion.v1.ListEventsRequest.until:type_name -> google.protobuf.Timestamp
+	0,  // 9: voxscriber.webhooks.ingestion.v1.ListEventsResponse.events:type_name -> voxscriber.webhooks.ingestion.v1.Event
+	0,  // 10: voxscriber.webhooks.ingestion.v1.ReportCreditBalanceResponse.event:type_name -> voxscriber.webhooks.ingestion.v1.Event
+	1,  // 11: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvent:input_type -> voxscriber.webhooks.ingestion.v1.PublishEventRequest
+	3,  // 12: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvents:input_type -> voxscriber.webhooks.ingestion.v1.PublishEventsRequest
+	5,  // 13: voxscriber.webhooks.ingestion.v1.IngestionService.GetEvent:input_type -> voxscriber.webhooks.ingestion.v1.GetEventRequest
+	7,  // 14: voxscriber.webhooks.ingestion.v1.IngestionService.ListEvents:input_type -> voxscriber.webhooks.ingestion.v1.ListEventsRequest
+	9,  // 15: voxscriber.webhooks.ingestion.v1.IngestionService.ReportCreditBalance:input_type -> voxscriber.webhooks.ingestion.v1.ReportCreditBalanceRequest
+	2,  // 16: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvent:output_type -> voxscriber.webhooks.ingestion.v1.PublishEventResponse
+	4,  // 17: voxscriber.webhooks.ingestion.v1.IngestionService.PublishEvents:output_type -> voxscriber.webhooks.ingestion.v1.PublishEventsResponse
+	6,  // 18: voxscriber.webhooks.ingestion.v1.IngestionService.GetEvent:output_type -> voxscriber.webhooks.ingestion.v1.GetEventResponse
+	8,  // 19: voxscriber.webhooks.ingestion.v1.IngestionService.ListEvents:output_type -> voxscriber.webhooks.ingestion.v1.ListEventsResponse
+	10, // 20: voxscriber.webhooks.ingestion.v1.IngestionService.ReportCreditBalance:output_type -> voxscriber.webhooks.ingestion.v1.ReportCreditBalanceResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_voxscriber_webhooks_ingestion_v1_ingestion_proto_init() }

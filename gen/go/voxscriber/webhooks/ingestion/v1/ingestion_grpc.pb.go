@@ -40,9 +40,13 @@ type IngestionServiceClient interface {
 	// PublishEvents publishes up to 500 events. Validation is all or nothing:
 	// one invalid event rejects the whole batch and stores nothing.
 	PublishEvents(ctx context.Context, in *PublishEventsRequest, opts ...grpc.CallOption) (*PublishEventsResponse, error)
-	// GetEvent returns one event of the caller's account.
+	// GetEvent returns one event of the caller's account, live (Redis) or
+	// archived (the history tier): Unavailable when it is archived and the
+	// history store is unreachable.
 	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*GetEventResponse, error)
-	// ListEvents pages through the caller's events, newest first.
+	// ListEvents pages through the caller's events, newest first, live and
+	// archived as one listing over the whole history retention; Unavailable
+	// when the history store is unreachable.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	// ReportCreditBalance tells ingestion an account's credit balance; it emits
 	// credits.low when the balance crosses below the account's threshold.
@@ -121,9 +125,13 @@ type IngestionServiceServer interface {
 	// PublishEvents publishes up to 500 events. Validation is all or nothing:
 	// one invalid event rejects the whole batch and stores nothing.
 	PublishEvents(context.Context, *PublishEventsRequest) (*PublishEventsResponse, error)
-	// GetEvent returns one event of the caller's account.
+	// GetEvent returns one event of the caller's account, live (Redis) or
+	// archived (the history tier): Unavailable when it is archived and the
+	// history store is unreachable.
 	GetEvent(context.Context, *GetEventRequest) (*GetEventResponse, error)
-	// ListEvents pages through the caller's events, newest first.
+	// ListEvents pages through the caller's events, newest first, live and
+	// archived as one listing over the whole history retention; Unavailable
+	// when the history store is unreachable.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	// ReportCreditBalance tells ingestion an account's credit balance; it emits
 	// credits.low when the balance crosses below the account's threshold.

@@ -4,7 +4,7 @@
 // as HTML.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const SVG_TAGS = new Set(['svg', 'g', 'rect', 'line', 'title', 'text']);
+const SVG_TAGS = new Set(['svg', 'g', 'rect', 'line', 'polyline', 'title', 'text']);
 
 // h(tag, attrs, ...children) builds an element: "on…" attributes become
 // listeners, true is an empty attribute, false/null/undefined leave it out;

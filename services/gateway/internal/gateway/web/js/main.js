@@ -9,6 +9,7 @@
 //               form) with endpoint-edit, replay, chart and settings;
 //               monitoring (deliveries list and one delivery's attempts);
 //               keys (API keys: create, shown once; list; revoke)
+//               history (search over the retention, 24 h rollup charts)
 //
 // Each module owns its state; state tied to the account is dropped on
 // sign-out through onSessionChange. The modules imported below register
@@ -22,6 +23,7 @@ import { renderSignIn } from './views/signin.js';
 import { renderWebhooks } from './views/webhooks.js';
 import { renderDelivery, renderMonitoring, keepTrying } from './views/monitoring.js';
 import { renderKeys } from './views/keys.js';
+import { renderHistory } from './views/history.js';
 
 const nav = document.getElementById('nav');
 const signOutButton = document.getElementById('signout');
@@ -54,6 +56,7 @@ startRouter({
     { match: prefix('#/deliveries/'), render: (ctx) => renderDelivery(ctx, ctx.params.rest), onError: keepTrying },
     { match: prefix('#/monitoring'), render: renderMonitoring, onError: keepTrying },
     { match: prefix('#/keys'), render: renderKeys },
+    { match: prefix('#/history'), render: renderHistory },
     { match: () => ({}), render: renderWebhooks },
   ],
 });
