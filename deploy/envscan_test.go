@@ -40,10 +40,8 @@ func scan(re *regexp.Regexp, src string) map[string]bool {
 
 // pendingEnv are variables the deployment files set ahead of the code
 // (README's configuration table names them). They are tolerated (and
-// logged) while no service reads them yet.
-// DATABASE_URL and HISTORY_RETENTION: ingestion reads them; delivery will
-// with the archiver (issue #12).
-var pendingEnv = map[string]bool{"SMTP_ADDR": true, "SMTP_FROM": true, "DATABASE_URL": true, "HISTORY_RETENTION": true}
+// logged) while no service reads them yet. None is pending now.
+var pendingEnv = map[string]bool{}
 
 // envReads derives, from the source, the variables service reads: its
 // main.go, everything config.ReadCommon reads, ssrf.FromEnv when main.go

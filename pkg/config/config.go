@@ -189,6 +189,8 @@ const (
 	DefaultDatabaseURL = "postgres://127.0.0.1:5432/webhooks"
 	// DefaultHistoryRetention is the default of HISTORY_RETENTION.
 	DefaultHistoryRetention = 720 * time.Hour
+	// DefaultParkedRetention is the default of PARKED_RETENTION.
+	DefaultParkedRetention = 720 * time.Hour
 	// HistoryHealthService is the grpc.health.v1 service name under which
 	// ingestion reports whether the history store (PostgreSQL) answers; it
 	// never affects ingestion's own status. The gateway's /healthz shows it.

@@ -84,9 +84,9 @@ func readSettings(env *config.Env) (settings, error) {
 		opDelay:      env.Duration("OPERATIONAL_EVENT_DELAY", delivery.DefaultOpEventDelay),
 		opWindow:     env.Duration("OPERATIONAL_EVENT_WINDOW", delivery.DefaultOpEventWindow),
 		apiRate:      ratelimit.FromEnv(env),
-		databaseURL:  env.String("DATABASE_URL", archive.DefaultDatabaseURL),
-		historyKeep:  env.Duration("HISTORY_RETENTION", archive.DefaultHistoryRetention),
-		parkedKeep:   env.Duration("PARKED_RETENTION", archive.DefaultParkedRetention),
+		databaseURL:  env.String("DATABASE_URL", config.DefaultDatabaseURL),
+		historyKeep:  env.Duration("HISTORY_RETENTION", config.DefaultHistoryRetention),
+		parkedKeep:   env.Duration("PARKED_RETENTION", config.DefaultParkedRetention),
 		parkedMove:   env.Duration("PARKED_MOVE_AFTER", redisqueue.DefaultParkedMoveAfter),
 	}
 	env.Check(config.CheckScheduleFits(s.schedule, s.retention))

@@ -10,11 +10,8 @@ import (
 	"github.com/voxscriber/webhooks/pkg/history"
 )
 
-// Defaults of the history settings (README, "Configuration").
+// History maintenance (the settings' defaults are pkg/config's).
 const (
-	DefaultDatabaseURL      = "postgres://127.0.0.1:5432/webhooks"
-	DefaultHistoryRetention = 720 * time.Hour
-	DefaultParkedRetention  = 720 * time.Hour
 	// MaintainEvery is the period of history maintenance (partitions
 	// ahead, retention, parked expiry).
 	MaintainEvery = 10 * time.Minute
