@@ -94,6 +94,10 @@
 // When PostgreSQL is down or too slow every call returns an error wrapping
 // apierr.ErrUnavailable whose message starts "history store unreachable";
 // the pool reconnects by itself once it is back. Ping serves health.
+// Services open the store with OpenLazy (lazy.go): PostgreSQL is never a
+// start-up or readiness dependency, only a configuration error fails
+// start-up; until the store opens, Lazy.Store answers Unavailable naming
+// the last connection error.
 //
 // # Erasing an account
 //

@@ -171,16 +171,21 @@ func run(ctx context.Context) error {
 	defer send.Close()
 	events := eventstore.New(rdb, cfg.retention)
 
-	// History (PostgreSQL): never a start-up or readiness dependency. It is
-	// opened in the background (retried until it answers), maintained
-	// here, and fed by the archiver; the backlog waits in Redis meanwhile.
-	historyCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHistory()
-	store := &archive.Lazy{}
-	store.OpenInBackground(historyCtx, cfg.databaseURL, history.Config{
+	// History (PostgreSQL): never a start-up or readiness dependency (a
+	// configuration error is). It is opened lazily (a first attempt of at
+	// most 10 s, then retried in the background until it answers),
+	// maintained here, and fed by the archiver; the backlog waits in Redis
+	// meanwhile.
+	store, err := history.OpenLazy(ctx, cfg.databaseURL, history.Config{
 		Retention: cfg.historyKeep, ParkedRetention: cfg.parkedKeep, ScheduleTotal: scheduleTotal(cfg.schedule),
 		Logger: log,
-	}, archive.MaintainEvery, log)
+	}, history.LazyOptions{Maintain: archive.MaintainEvery, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	historyCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHistory()
 	archiver := archive.New(queue, events, store, log)
 	archiverDone := make(chan struct{})
 	go func() { defer close(archiverDone); archiver.Run(historyCtx, archive.DefaultPoll) }()
@@ -236,7 +241,7 @@ func run(ctx context.Context) error {
 			stopDisabler(ctx)
 			stopOpEvents(ctx)
 			stopHistory()
-			<-archiverDone
+			<-archiverDone // the store closes after the server stopped (deferred)
 		},
 	}.Run(ctx)
 }

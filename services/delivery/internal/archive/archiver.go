@@ -44,7 +44,7 @@ const (
 type Archiver struct {
 	q      *redisqueue.Queue
 	events *eventstore.Store
-	store  *Lazy
+	store  *history.Lazy
 	log    *slog.Logger
 	owner  string
 	batch  int
@@ -56,7 +56,7 @@ type Archiver struct {
 }
 
 // New returns an Archiver.
-func New(q *redisqueue.Queue, events *eventstore.Store, store *Lazy, log *slog.Logger) *Archiver {
+func New(q *redisqueue.Queue, events *eventstore.Store, store *history.Lazy, log *slog.Logger) *Archiver {
 	if log == nil {
 		log = slog.Default()
 	}

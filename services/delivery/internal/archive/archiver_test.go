@@ -43,7 +43,7 @@ type fixture struct {
 	q      *redisqueue.Queue
 	events *eventstore.Store
 	store  *history.Store
-	lazy   *Lazy
+	lazy   *history.Lazy
 	arch   *Archiver
 	acct   string
 	ep     string
@@ -60,8 +60,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(s.Close)
 	f := &fixture{t: t, rdb: srv.Client, q: redisqueue.New(srv.Client, time.Hour), events: eventstore.New(srv.Client, time.Hour),
-		store: s, lazy: &Lazy{}, acct: ids.New(ids.Account, time.Now()), ep: ids.New(ids.Endpoint, time.Now())}
-	f.lazy.Set(s)
+		store: s, lazy: history.Opened(s), acct: ids.New(ids.Account, time.Now()), ep: ids.New(ids.Endpoint, time.Now())}
 	f.arch = New(f.q, f.events, f.lazy, quiet)
 	return f
 }
@@ -236,8 +235,7 @@ func TestPostgresDownKeepsTheBacklogInRedisAndItDrainsAfter(t *testing.T) {
 	}
 	t.Cleanup(s.Close)
 	f := &fixture{t: t, rdb: srv.Client, q: redisqueue.New(srv.Client, time.Hour), events: eventstore.New(srv.Client, time.Hour),
-		store: s, lazy: &Lazy{}, acct: ids.New(ids.Account, time.Now()), ep: ids.New(ids.Endpoint, time.Now())}
-	f.lazy.Set(s)
+		store: s, lazy: history.Opened(s), acct: ids.New(ids.Account, time.Now()), ep: ids.New(ids.Endpoint, time.Now())}
 	f.arch = New(f.q, f.events, f.lazy, quiet)
 	pgtest.Kill(t, pgs)
 	f.publish(50)

@@ -21,7 +21,7 @@ import (
 type Tiers struct {
 	Q      *redisqueue.Queue
 	Events *eventstore.Store // payloads of restored deliveries
-	Store  *Lazy             // nil: Redis only
+	Store  *history.Lazy     // nil: Redis only
 }
 
 var _ delivery.History = (*Tiers)(nil)

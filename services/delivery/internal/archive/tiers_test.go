@@ -9,6 +9,7 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -160,7 +161,7 @@ func TestRetryAndReplayOfArchivedFailuresSendTheSameBytes(t *testing.T) {
 func TestHistoryReadsAnswerUnavailableWhilePostgresIsDown(t *testing.T) {
 	f := newFixture(t)
 	ids := f.publish(2)
-	tr := &Tiers{Q: f.q, Events: f.events, Store: &Lazy{}} // never connected
+	tr := &Tiers{Q: f.q, Events: f.events, Store: &history.Lazy{}} // never connected
 	if _, _, err := tr.List(context.Background(), f.acct, delivery.ListQuery{PageSize: 10}); !errors.Is(err, apierr.ErrUnavailable) {
 		t.Fatalf("List without history = %v, want Unavailable", err)
 	}

@@ -1,141 +1,58 @@
 // Package historytier is ingestion's view of the PostgreSQL history tier
 // (pkg/history): the events that left Redis, as ingest.History wants them.
 //
-// PostgreSQL is never a start-up or readiness dependency of ingestion: Open
-// tries once and, when PostgreSQL cannot be reached, keeps trying in the
-// background (1 s doubling to 30 s) while the service runs. Until then
-// every read answers an error wrapping apierr.ErrUnavailable whose message
-// starts "history store unreachable", like the store's own once connected.
+// PostgreSQL is never a start-up or readiness dependency of ingestion: the
+// store is opened by history.OpenLazy (a first attempt, then retries in the
+// background, 1 s doubling to 30 s). Until it is open every read answers an
+// error wrapping apierr.ErrUnavailable whose message starts "history store
+// unreachable" and names the last connection error, like the store's own
+// once connected. A configuration error fails Open at once.
 package historytier
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
-	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 )
 
-// Retry bounds of the background connection attempts.
-const (
-	firstRetry = time.Second
-	maxRetry   = 30 * time.Second
-)
-
-// Tier implements ingest.History over a *history.Store that may not be
-// connected yet.
+// Tier implements ingest.History over a history store that may not be
+// open yet.
 type Tier struct {
-	mu      sync.RWMutex
-	store   *history.Store
-	lastErr error
-	done    chan struct{}
-	cancel  context.CancelFunc
+	l *history.Lazy
 }
 
 var _ ingest.History = (*Tier)(nil)
 
-// Open connects to the history store at url. A configuration error
-// (DATABASE_URL not a connection string, a bad retention) is returned at
-// once; an unreachable PostgreSQL is not: the Tier then retries in the
-// background until it connects or Close is called.
+// Open opens the history store at url lazily (history.OpenLazy, no
+// maintenance: delivery runs it). A configuration error (DATABASE_URL not
+// a connection string, a bad retention) is returned at once; an
+// unreachable PostgreSQL is not: the Tier then retries in the background
+// until it connects or Close is called.
 func Open(ctx context.Context, url string, cfg history.Config, log *slog.Logger) (*Tier, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	t := &Tier{done: make(chan struct{})}
-	s, err := history.Open(ctx, url, cfg)
-	if err == nil {
-		t.store = s
-		close(t.done)
-		return t, nil
-	}
-	if !errors.Is(err, apierr.ErrUnavailable) {
+	l, err := history.OpenLazy(ctx, url, cfg, history.LazyOptions{Logger: log})
+	if err != nil {
 		return nil, err
 	}
-	log.Warn("history store unreachable at start-up; reads of archived events answer Unavailable until it connects (retrying in the background)", "error", err.Error())
-	t.lastErr = err
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	t.cancel = cancel
-	go t.connect(bg, url, cfg, log)
-	return t, nil
+	return &Tier{l: l}, nil
 }
 
 // New wraps a connected store (tests).
-func New(s *history.Store) *Tier {
-	t := &Tier{store: s, done: make(chan struct{})}
-	close(t.done)
-	return t
-}
-
-func (t *Tier) connect(ctx context.Context, url string, cfg history.Config, log *slog.Logger) {
-	defer close(t.done)
-	wait := firstRetry
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		s, err := history.Open(ctx, url, cfg)
-		if err == nil {
-			t.mu.Lock()
-			t.store, t.lastErr = s, nil
-			t.mu.Unlock()
-			log.Info("history store connected")
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		t.mu.Lock()
-		t.lastErr = err
-		t.mu.Unlock()
-		if !errors.Is(err, apierr.ErrUnavailable) {
-			log.Error("history store refused (reads of archived events answer Unavailable)", "error", err.Error())
-		}
-		wait = min(2*wait, maxRetry)
-	}
-}
+func New(s *history.Store) *Tier { return &Tier{l: history.Opened(s)} }
 
 // Close stops the background attempts and closes the store.
-func (t *Tier) Close() {
-	if t.cancel != nil {
-		t.cancel()
-	}
-	<-t.done
-	if s, _ := t.current(); s != nil {
-		s.Close()
-	}
-}
+func (t *Tier) Close() { t.l.Close() }
 
 // current returns the connected store, or the Unavailable error to answer.
-func (t *Tier) current() (*history.Store, error) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if t.store != nil {
-		return t.store, nil
-	}
-	if errors.Is(t.lastErr, apierr.ErrUnavailable) {
-		return nil, t.lastErr
-	}
-	return nil, apierr.Wrap(apierr.ErrUnavailable, "history store unreachable (not connected yet): %v", t.lastErr)
-}
+func (t *Tier) current() (*history.Store, error) { return t.l.Store() }
 
 // Ping reports whether the history store answers (health of the
 // component, never of the service).
-func (t *Tier) Ping(ctx context.Context) error {
-	s, err := t.current()
-	if err != nil {
-		return err
-	}
-	return s.Ping(ctx)
-}
+func (t *Tier) Ping(ctx context.Context) error { return t.l.Ping(ctx) }
 
 // GetEvent implements ingest.History.
 func (t *Tier) GetEvent(ctx context.Context, accountID, id string) (*eventstore.Event, error) {
@@ -203,10 +120,7 @@ func fromHistory(e *history.Event) *eventstore.Event {
 }
 
 // String names the tier in logs.
-func (t *Tier) String() string { return fmt.Sprintf("history tier (connected: %t)", t.connected()) }
-
-func (t *Tier) connected() bool {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.store != nil
+func (t *Tier) String() string {
+	_, err := t.current()
+	return fmt.Sprintf("history tier (connected: %t)", err == nil)
 }
