@@ -186,6 +186,7 @@ func run(ctx context.Context) error {
 	defer store.Close()
 	historyCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHistory()
+	tiers := &archive.Tiers{Q: queue, Events: events, Store: store}
 	archiver := archive.New(queue, events, store, log)
 	archiverDone := make(chan struct{})
 	go func() { defer close(archiverDone); archiver.Run(historyCtx, archive.DefaultPoll) }()
@@ -193,7 +194,7 @@ func run(ctx context.Context) error {
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: cfg.schedule}, Timeout: cfg.timeout,
 			OpEventDelay: cfg.opDelay, OpEventWindow: cfg.opWindow},
 		delivery.Deps{
-			Queue: delivery.Metered(queue, meter), History: &archive.Tiers{Q: queue, Events: events, Store: store},
+			Queue: delivery.Metered(queue, meter), History: tiers, Archived: tiers,
 			Sender: send, EventAccounts: events,
 			Targets: targets,
 			Events:  cache.NewPayloads(cache.BatchPayloads(events.PayloadMany), cache.DefaultPayloadConfig()),

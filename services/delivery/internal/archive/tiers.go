@@ -24,7 +24,28 @@ type Tiers struct {
 	Store  *history.Lazy     // nil: Redis only
 }
 
-var _ delivery.History = (*Tiers)(nil)
+var (
+	_ delivery.History        = (*Tiers)(nil)
+	_ delivery.ArchivedEvents = (*Tiers)(nil)
+)
+
+// ArchivedPayload is the payload of an event history holds, byte for byte
+// (a delivery revived while the archiver moved its event reads it here).
+// Without a history store it is NotFound.
+func (t *Tiers) ArchivedPayload(ctx context.Context, accountID, eventID string) ([]byte, error) {
+	s, err := t.store()
+	if s == nil {
+		if err == nil {
+			err = apierr.NotFound("event", eventID)
+		}
+		return nil, err
+	}
+	e, err := s.GetEvent(ctx, accountID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	return e.Payload, nil
+}
 
 func (t *Tiers) store() (*history.Store, error) {
 	if t.Store == nil {

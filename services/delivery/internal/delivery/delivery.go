@@ -228,6 +228,13 @@ type Events interface {
 	Payload(ctx context.Context, eventID string) ([]byte, error)
 }
 
+// ArchivedEvents reads the payload of an event that left Redis for the
+// history tier, byte for byte. An event history does not hold is an error
+// wrapping apierr.ErrNotFound; history unreachable, apierr.ErrUnavailable.
+type ArchivedEvents interface {
+	ArchivedPayload(ctx context.Context, accountID, eventID string) ([]byte, error)
+}
+
 // EventAccounts tells which account each stored event belongs to ("" for
 // an event that is not stored). Schedule checks it: a caller cannot make
 // one account's event reach another account's endpoints or delivery list.

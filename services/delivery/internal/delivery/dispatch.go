@@ -55,10 +55,14 @@ type Deps struct {
 	History History
 	Targets Targets
 	Events  Events
-	Sender  Sender
-	Clock   Clock        // SystemClock when nil
-	Tracer  trace.Tracer // the global provider's when nil
-	Logger  *slog.Logger // slog.Default() when nil
+	// Archived, when set, is asked for the payload of an event Events no
+	// longer holds (moved to history while its delivery was revived)
+	// before the delivery is canceled.
+	Archived ArchivedEvents
+	Sender   Sender
+	Clock    Clock        // SystemClock when nil
+	Tracer   trace.Tracer // the global provider's when nil
+	Logger   *slog.Logger // slog.Default() when nil
 	// Failure handling (auto-disable, 410, notices); each optional.
 	Stats      EndpointStats
 	Registry   Registry
@@ -197,6 +201,11 @@ func (d *Dispatcher) prepare(ctx context.Context, job Job) (*prepared, *Outcome)
 	body := dl.Body
 	if len(body) == 0 {
 		body, err = d.deps.Events.Payload(lctx, dl.EventID)
+		if errors.Is(err, apierr.ErrNotFound) && d.deps.Archived != nil {
+			// A delivery revived (retry, replay, resume) while the
+			// archiver moved its done event: history holds the payload.
+			body, err = d.deps.Archived.ArchivedPayload(lctx, dl.AccountID, dl.EventID)
+		}
 		switch {
 		case errors.Is(err, apierr.ErrNotFound):
 			return nil, &Outcome{Status: StatusCanceled, Now: now,
