@@ -44,6 +44,11 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 // Key is the Redis key of an event (one hash per event).
 func Key(id string) string { return "wh:evt:" + id }
 
+// ListKey is the key of an account's event list (a zset of event ids
+// scored by the time part of the id): ingestion's index adds to it and
+// pages it; DeleteDone removes the events it deletes.
+func ListKey(accountID string) string { return "wh:{a:" + accountID + "}:events" }
+
 // Put stores the event (FanoutDone false) with its expiry, unless an event
 // of its id is already stored: then it changes nothing and returns an
 // apierr.ErrAlreadyExists error.
@@ -295,12 +300,12 @@ return {done, redis.call('HMGET', KEYS[1], 'account', 'type', 'payload', 'create
 // deleteDoneScript deletes an event that is done (see markScript).
 //
 //	KEYS: 1 the event's hash
-//	returns 1 when deleted
+//	returns the event's account when deleted, else 0
 var deleteDoneScript = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'fanout', 'count', 'ended')
+local f = redis.call('HMGET', KEYS[1], 'fanout', 'count', 'ended', 'account')
 if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then
   redis.call('DEL', KEYS[1])
-  return 1
+  return f[4] or ''
 end
 return 0
 `)
@@ -366,7 +371,10 @@ func (s *Store) MarkEnded(ctx context.Context, byEvent map[string][]string) (map
 }
 
 // DeleteDone deletes each event that is still done (an event history
-// holds), in one round trip, and reports which it deleted.
+// holds), in one round trip, and reports which it deleted; then it removes
+// the deleted ones from their accounts' event lists (ListKey), in a second
+// round trip: another slot, so a crash in between leaves entries whose
+// event is gone, which ingestion's listing drops as it meets them.
 func (s *Store) DeleteDone(ctx context.Context, ids []string) ([]bool, error) {
 	cmds := make([]*redis.Cmd, len(ids))
 	run := func(eval bool) error {
@@ -390,8 +398,31 @@ func (s *Store) DeleteDone(ctx context.Context, ids []string) ([]bool, error) {
 		return nil, err
 	}
 	out := make([]bool, len(ids))
-	for i := range ids {
-		out[i] = cmds[i].Val() == int64(1)
+	listed := map[string][]any{} // account -> deleted event ids
+	var order []string
+	for i, id := range ids {
+		acct, ok := cmds[i].Val().(string)
+		if !ok {
+			continue
+		}
+		out[i] = true
+		if acct == "" {
+			continue
+		}
+		if _, seen := listed[acct]; !seen {
+			order = append(order, acct)
+		}
+		listed[acct] = append(listed[acct], id)
+	}
+	if len(order) > 0 {
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, acct := range order {
+				p.ZRem(ctx, ListKey(acct), listed[acct]...)
+			}
+			return nil
+		}); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
 }

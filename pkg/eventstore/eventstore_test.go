@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/redistest"
 )
@@ -118,5 +120,46 @@ func TestStoringAnEventIsCreateOnly(t *testing.T) {
 	}
 	if e, err := s.Get(ctx, "evt_2"); err != nil || e.FanoutDone || e.AccountID != "acct_1" || srv.Client.PTTL(ctx, Key("evt_2")).Val() <= 0 {
 		t.Errorf("after storing over a fragment: %+v, %v", e, err)
+	}
+}
+
+// TestDeleteDoneRemovesTheEventsListEntries: DeleteDone deletes the done
+// events and their entries in their accounts' event lists, and leaves an
+// event that is not done (and its entry) alone.
+func TestDeleteDoneRemovesTheEventsListEntries(t *testing.T) {
+	srv := redistest.Start(t)
+	s := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	evs := []*Event{
+		{ID: "evt_done1", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{}`), CreateTime: time.Now()},
+		{ID: "evt_done2", AccountID: "acct_2", Type: "upload.completed", Payload: []byte(`{}`), CreateTime: time.Now()},
+		{ID: "evt_live", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{}`), CreateTime: time.Now()},
+	}
+	if _, err := s.CreateMany(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range evs {
+		if err := s.MarkFannedOut(ctx, e.ID, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Client.ZAdd(ctx, ListKey(e.AccountID), redis.Z{Score: float64(i), Member: e.ID}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.MarkEnded(ctx, map[string][]string{"evt_done1": {"dlv_1"}, "evt_done2": {"dlv_2"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.DeleteDone(ctx, []string{"evt_done1", "evt_live", "evt_done2", "evt_gone"})
+	if err != nil || !got[0] || got[1] || !got[2] || got[3] {
+		t.Fatalf("DeleteDone = %v, %v; want the two done events deleted", got, err)
+	}
+	if l1 := srv.Client.ZRange(ctx, ListKey("acct_1"), 0, -1).Val(); len(l1) != 1 || l1[0] != "evt_live" {
+		t.Errorf("acct_1's list = %v, want only the live event", l1)
+	}
+	if n := srv.Client.Exists(ctx, ListKey("acct_2")).Val(); n != 0 {
+		t.Errorf("acct_2's list still exists (%d)", n)
+	}
+	if n := srv.Client.Exists(ctx, Key("evt_live")).Val(); n != 1 {
+		t.Error("the live event was deleted")
 	}
 }

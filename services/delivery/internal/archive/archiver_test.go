@@ -285,3 +285,33 @@ func ids2(i int) string {
 func historyParked(ep string) history.DeliveryQuery {
 	return history.DeliveryQuery{EndpointID: ep, Statuses: []history.Status{history.StatusParked}, PageSize: 10}
 }
+
+// TestArchivedEventsLeaveTheAccountsEventList: once the archiver deleted
+// an event it holds in history, the account's event list (ingestion's
+// wh:{a:<acct>}:events) no longer names it; a live event stays listed.
+func TestArchivedEventsLeaveTheAccountsEventList(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.publish(600) // more than one batch
+	f.finish(delivery.StatusSucceeded)
+	live := f.publish(1)
+	keys, err := f.rdb.Keys(ctx, eventstore.Key("*")).Result()
+	if err != nil || len(keys) != 601 {
+		t.Fatalf("%d events in Redis, %v", len(keys), err)
+	}
+	for _, k := range keys { // as ingestion's index lists them
+		id := k[len(eventstore.Key("")):]
+		at, _ := ids.Time(id)
+		if err := f.rdb.ZAdd(ctx, eventstore.ListKey(f.acct), redis.Z{Score: float64(at.UnixMilli()), Member: id}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.drain()
+	d, _, err := f.q.Get(ctx, live[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := f.rdb.ZRange(ctx, eventstore.ListKey(f.acct), 0, -1).Val(); len(left) != 1 || left[0] != d.EventID {
+		t.Fatalf("the account's event list holds %d entries after archival (first %.3v), want only the live event %s", len(left), left, d.EventID)
+	}
+}

@@ -6,8 +6,10 @@
 // Scored by the id's time, the list is in id order: members of one score
 // sort by their bytes, which for ids of one prefix is id order (Crockford
 // base32 is in ASCII order). That is the order of the history tier, so one
-// cursor (the last id) continues both. Entries whose event left Redis are
-// dropped by Forget as ListEvents meets them (and by age on every Add).
+// cursor (the last id) continues both. The archiver removes an event's
+// entry once it deleted the event (eventstore.DeleteDone); entries whose
+// event left Redis otherwise (expired, or a crash in between) are dropped
+// by Forget as ListEvents meets them (and by age on every Add).
 //
 // Both carry the account's hash tag. The events themselves live in
 // pkg/eventstore.
@@ -40,8 +42,9 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Redis {
 	return &Redis{rdb: rdb, retention: retention}
 }
 
-// EventsKey is the key of an account's event list.
-func EventsKey(accountID string) string { return "wh:{a:" + accountID + "}:events" }
+// EventsKey is the key of an account's event list (defined by
+// pkg/eventstore, whose DeleteDone removes the events the archiver moves).
+func EventsKey(accountID string) string { return eventstore.ListKey(accountID) }
 
 // IdemKey is the key of an account's idempotency key.
 func IdemKey(accountID, key string) string { return "wh:{a:" + accountID + "}:idem:" + key }
