@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestRedisBytesPerArchivedEvent measures what an event delivered and
+// archived still costs Redis (issue #12's target: ≤ 50 B per event):
+// used_memory before and after E2E_MEASURE_EVENTS events (each with an
+// idempotency key, one delivery) went through the suite and left for
+// history, and MEMORY USAGE of every key left, by kind. It only runs when
+// E2E_MEASURE_EVENTS is set (e.g. 2000): a measurement, not a check.
+func TestRedisBytesPerArchivedEvent(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("E2E_MEASURE_EVENTS"))
+	if n <= 0 {
+		t.Skip("set E2E_MEASURE_EVENTS (e.g. 2000) to measure")
+	}
+	s := startSuite(t, SuiteOptions{})
+	rc := newReceiver()
+	defer rc.Close()
+	acct, key := s.NewAccount("acme")
+	s.NewEndpoint(key, rc.URL+"/hook", "transcription.completed")
+	ing, ctx := s.Ingestion()
+	bg := context.Background()
+	rdb := s.Redis.Client
+
+	// Warm up (scripts loaded, structures and per-endpoint keys created).
+	const warm = 50
+	for i := 0; i < warm; i++ {
+		publish(t, ing, ctx, acct, "transcription.completed", completed(fmt.Sprintf("warm_%d", i)), fmt.Sprintf("warm-%08d-0000-4000-8000-000000000000", i))
+	}
+	eventually(t, 60*time.Second, "the warm-up webhooks", func() bool { return rc.Count() >= warm })
+	eventually(t, 60*time.Second, "the warm-up to leave Redis", func() bool { return redisHistoryKeys(t, s) == 0 })
+	beforeKeys := usage(t, rdb)
+	before := memory(t, rdb)
+
+	for i := 0; i < n; i++ {
+		publish(t, ing, ctx, acct, "transcription.completed", completed(fmt.Sprintf("upl_%d", i)), fmt.Sprintf("%08d-1111-4000-8000-000000000000", i))
+	}
+	eventually(t, 120*time.Second, "every webhook", func() bool { return rc.Count() >= warm+n })
+	eventually(t, 120*time.Second, "Redis to hold no delivery or event record", func() bool { return redisHistoryKeys(t, s) == 0 })
+	after := memory(t, rdb)
+	afterKeys := usage(t, rdb)
+
+	t.Logf("used_memory before %d B, after %d events archived %d B: %.1f B per event", before, n, after, float64(after-before)/float64(n))
+	kinds := map[string]bool{}
+	for k := range beforeKeys {
+		kinds[k] = true
+	}
+	for k := range afterKeys {
+		kinds[k] = true
+	}
+	var names []string
+	for k := range kinds {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var total int64
+	for _, k := range names {
+		b, a := beforeKeys[k], afterKeys[k]
+		total += a.bytes - b.bytes
+		t.Logf("  %-28s keys %6d -> %6d, MEMORY USAGE %8d -> %8d B (%+.1f B per event)", k, b.keys, a.keys, b.bytes, a.bytes, float64(a.bytes-b.bytes)/float64(n))
+	}
+	t.Logf("MEMORY USAGE of the keys left: %+d B, %.1f B per event", total, float64(total)/float64(n))
+
+	// Reference: what the account's event list held per event when its
+	// entries stayed after archival (before the archiver removed them).
+	ref := "wh:{a:" + acct + "}:events:measure"
+	var zs []redis.Z
+	for i := 0; i < n; i++ {
+		zs = append(zs, redis.Z{Score: float64(time.Now().UnixMilli() + int64(i/4)), Member: fmt.Sprintf("evt_01K%023d", i)})
+	}
+	if err := rdb.ZAdd(bg, ref, zs...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("reference: a %d-entry event list is %d B (%.1f B per event)", n, rdb.MemoryUsage(bg, ref, 0).Val(), float64(rdb.MemoryUsage(bg, ref, 0).Val())/float64(n))
+	rdb.Del(bg, ref)
+}
+
+type kindUsage struct {
+	keys  int
+	bytes int64
+}
+
+// usage sums MEMORY USAGE (all samples) of every key, by kind.
+func usage(t testing.TB, rdb *redis.Client) map[string]kindUsage {
+	t.Helper()
+	out := map[string]kindUsage{}
+	iter := rdb.Scan(context.Background(), 0, "*", 1000).Iterator()
+	for iter.Next(context.Background()) {
+		k := iter.Val()
+		u := out[keyKind(k)]
+		u.keys++
+		u.bytes += rdb.MemoryUsage(context.Background(), k, 0).Val()
+		out[keyKind(k)] = u
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// keyKind names a key by its layout (docs/architecture.md).
+func keyKind(k string) string {
+	switch {
+	case strings.Contains(k, "}:idem:"):
+		return "idempotency marker"
+	case strings.HasSuffix(k, "}:events"):
+		return "account event list"
+	case strings.HasSuffix(k, "}:dlv"):
+		return "account delivery index"
+	case strings.HasPrefix(k, "wh:epstat:"):
+		return "epstat"
+	case strings.HasPrefix(k, "wh:sched:"), strings.HasPrefix(k, "wh:ended:"), strings.HasPrefix(k, "wh:archiver:"), strings.HasPrefix(k, "wh:evtwait:"):
+		return "delivery shard keys"
+	case strings.HasPrefix(k, "wh:dlv:"), strings.HasPrefix(k, "wh:evt:"):
+		return "live records"
+	}
+	return "other"
+}
+
+func memory(t testing.TB, rdb *redis.Client) int64 {
+	t.Helper()
+	time.Sleep(time.Second) // let the last replies and scripts settle
+	info, err := rdb.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return usedMemory(info)
+}
