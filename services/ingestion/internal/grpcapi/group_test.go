@@ -33,6 +33,9 @@ func gathered(t *testing.T, e *env, acct string) (release func(), blockers <-cha
 	release = e.dlv.holdSchedule()
 	t.Cleanup(release)
 	out := make(chan answer, 2)
+	// One blocker at a time: two calls made at once may gather into one
+	// group (one Schedule call), so the second starts once the first is
+	// held in Schedule and takes the other sender.
 	for i := range 2 {
 		go func() {
 			resp, err := e.client.PublishEvent(t.Context(), &ingestionv1.PublishEventRequest{
@@ -41,13 +44,13 @@ func gathered(t *testing.T, e *env, acct string) (release func(), blockers <-cha
 			})
 			out <- answer{resp, err}
 		}()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for e.dlv.held.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d Schedule calls held, want 2", e.dlv.held.Load())
+		deadline := time.Now().Add(10 * time.Second)
+		for e.dlv.held.Load() < int32(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d Schedule calls held, want %d", e.dlv.held.Load(), i+1)
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
 	}
 	return release, out
 }
