@@ -11,7 +11,7 @@ import (
 )
 
 // partitioned are the daily-partitioned tables and their partition keys.
-var partitioned = []string{"events", "deliveries", "attempts", "delivery_rollups"}
+var partitioned = []string{"events", "deliveries", "attempts", "delivery_rollups", "audit_log"}
 
 const day = 24 * time.Hour
 
@@ -234,7 +234,7 @@ func (s *Store) RunMaintenance(ctx context.Context, every time.Duration) error {
 }
 
 // Erase deletes every record of an account from history (events,
-// deliveries, attempts, rollups, quarantined rows), one day at a time so no
+// deliveries, attempts, rollups, audit entries, quarantined rows), one day at a time so no
 // transaction grows with the account. The caller stops archiving for the
 // account first (or erases Redis first), or a record archived meanwhile
 // survives.
@@ -262,6 +262,11 @@ func (s *Store) Erase(ctx context.Context, accountID string) error {
 			if err != nil && !strings.Contains(err.Error(), "does not exist") {
 				return wrapErr("erase account", err)
 			}
+		}
+	}
+	if ok {
+		if err := s.eraseAudit(ctx, acct); err != nil {
+			return err
 		}
 	}
 	_, err := s.pool.Exec(ctx, `DELETE FROM quarantine WHERE account_id = $1`, accountID)

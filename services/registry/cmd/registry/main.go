@@ -11,11 +11,13 @@ import (
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/serve"
 	"github.com/voxscriber/webhooks/pkg/ssrf"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
+	"github.com/voxscriber/webhooks/services/registry/internal/audit"
 	"github.com/voxscriber/webhooks/services/registry/internal/grpcapi"
 	"github.com/voxscriber/webhooks/services/registry/internal/redisstore"
 	"github.com/voxscriber/webhooks/services/registry/internal/registry"
@@ -31,6 +33,8 @@ func run(ctx context.Context) error {
 	adminToken := env.String("ADMIN_TOKEN", "")
 	secretsKey := env.String("SECRETS_KEY", "")
 	urlPolicy := ssrf.FromEnv(env)
+	databaseURL := env.String("DATABASE_URL", config.DefaultDatabaseURL)
+	historyRetention := env.Duration("HISTORY_RETENTION", config.DefaultHistoryRetention)
 	apiRate := ratelimit.FromEnv(env)
 	if err := env.Err(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
@@ -79,6 +83,18 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The audit log's history tier (PostgreSQL): never a start-up or
+	// readiness dependency; entries wait in Redis until it is reachable.
+	historyCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHistory()
+	hist := &audit.Lazy{}
+	hist.OpenInBackground(historyCtx, databaseURL, history.Config{Retention: historyRetention, Logger: log}, log)
+	mover := &audit.Mover{RDB: rdb, History: hist, Log: log}
+	moverDone := make(chan struct{})
+	go func() { defer close(moverDone); mover.Run(historyCtx) }()
+	defer func() { stopHistory(); <-moverDone }()
+	auditLog := &audit.Log{RDB: rdb, History: hist}
+
 	// Customer keys: cached 1 s, flushed by the change feed (a revoke
 	// announces the account).
 	apiKeys := authn.NewCachingResolver(svc)
@@ -101,7 +117,7 @@ func run(ctx context.Context) error {
 			Identities:    common.TLS.Identities,
 		},
 		TLS:      grpcTLS,
-		Register: func(g *grpc.Server) { grpcapi.Register(g, svc) },
+		Register: func(g *grpc.Server) { grpcapi.Register(g, svc, grpcapi.Extras{Audit: auditLog}) },
 		Ready:    redisx.Ready(rdb),
 	}.Run(ctx)
 }

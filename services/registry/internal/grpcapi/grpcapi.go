@@ -13,8 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1"
+	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/services/registry/internal/audit"
 	"github.com/voxscriber/webhooks/services/registry/internal/registry"
 )
 
@@ -22,6 +24,7 @@ import (
 func Policy() authn.Policy {
 	p := authn.Policy{
 		registryv1.RegistryService_CreateAccount_FullMethodName:  authn.Admin,
+		registryv1.RegistryService_DeleteAccount_FullMethodName:  authn.Admin,
 		registryv1.RegistryService_ListEventTypes_FullMethodName: authn.Public,
 	}
 	for _, m := range registryv1.RegistryService_ServiceDesc.Methods {
@@ -51,16 +54,34 @@ func Callers() authn.Callers {
 	}
 }
 
+// Extras are the parts of the API beyond the registry's own state: the
+// audit log's reader (both tiers) and the account eraser. A nil one
+// answers Unavailable.
+type Extras struct {
+	Audit  *audit.Log
+	Eraser Eraser
+}
+
+// Eraser erases an account and all its data (DeleteAccount).
+type Eraser interface {
+	EraseAccount(ctx context.Context, accountID string) error
+}
+
 // Register registers both registry services on g.
-func Register(g *grpc.Server, svc *registry.Service) {
-	registryv1.RegisterRegistryServiceServer(g, NewServer(svc))
+func Register(g *grpc.Server, svc *registry.Service, extras ...Extras) {
+	srv := NewServer(svc)
+	if len(extras) > 0 {
+		srv.extras = extras[0]
+	}
+	registryv1.RegisterRegistryServiceServer(g, srv)
 	registryv1.RegisterRegistryInternalServiceServer(g, NewInternalServer(svc))
 }
 
 // Server implements the customer-facing RegistryService.
 type Server struct {
 	registryv1.UnimplementedRegistryServiceServer
-	svc *registry.Service
+	svc    *registry.Service
+	extras Extras
 }
 
 var _ registryv1.RegistryServiceServer = (*Server)(nil)
@@ -290,6 +311,47 @@ func (s *Server) DeleteApiKey(ctx context.Context, req *registryv1.DeleteApiKeyR
 		return nil, err
 	}
 	return &registryv1.DeleteApiKeyResponse{}, nil
+}
+
+// ListAuditLog implements registryv1.RegistryServiceServer.
+func (s *Server) ListAuditLog(ctx context.Context, req *registryv1.ListAuditLogRequest) (*registryv1.ListAuditLogResponse, error) {
+	acct, err := authn.AccountFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.extras.Audit == nil {
+		return nil, apierr.Wrap(apierr.ErrUnavailable, "the audit log is not served by this registry")
+	}
+	q := audit.Query{Resource: req.GetResource(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	if t := req.GetSince(); t != nil {
+		q.Since = t.AsTime()
+	}
+	if t := req.GetUntil(); t != nil {
+		q.Until = t.AsTime()
+	}
+	entries, next, err := s.extras.Audit.List(ctx, acct, q)
+	if err != nil {
+		return nil, err
+	}
+	out := &registryv1.ListAuditLogResponse{Entries: make([]*registryv1.AuditEntry, len(entries)), NextPageToken: next}
+	for i, e := range entries {
+		out.Entries[i] = &registryv1.AuditEntry{
+			Id: e.ID, Time: ts(e.Time), Action: e.Action, Resource: e.Resource, Summary: e.Summary,
+			Actor: &registryv1.AuditActor{Type: e.Actor.Type, KeyId: e.Actor.KeyID, KeyPrefix: e.Actor.KeyPrefix},
+		}
+	}
+	return out, nil
+}
+
+// DeleteAccount implements registryv1.RegistryServiceServer (admin only).
+func (s *Server) DeleteAccount(ctx context.Context, req *registryv1.DeleteAccountRequest) (*registryv1.DeleteAccountResponse, error) {
+	if s.extras.Eraser == nil {
+		return nil, apierr.Wrap(apierr.ErrUnavailable, "account erasure is not served by this registry")
+	}
+	if err := s.extras.Eraser.EraseAccount(ctx, req.GetId()); err != nil {
+		return nil, err
+	}
+	return &registryv1.DeleteAccountResponse{}, nil
 }
 
 // InternalServer implements RegistryInternalService for the other services.

@@ -8,7 +8,13 @@
 //	wh:{a:<acct>}:ep:<ep_id>   string  endpoint JSON (secrets sealed)
 //	wh:{a:<acct>}:eps          zset    endpoint ids, score = creation time (ms)
 //	wh:{a:<acct>}:ver          string  counter bumped by every endpoint change
+//	wh:{a:<acct>}:audit        hash    audit entries not yet moved to history (pkg/auditlog)
 //	wh:secrets:keycheck        string  sealed constant proving SECRETS_KEY
+//
+// Every change writes its audit entry (pkg/auditlog) in the same MULTI or
+// script as the change itself, so a change never happens without its
+// entry and neither depends on PostgreSQL; the account is then announced
+// to the audit mover (auditlog.Announce).
 //
 // Every key of one account shares the {a:<acct>} hash tag, so the writes of
 // one change go in one MULTI/EXEC, also on Redis Cluster. After each
@@ -26,6 +32,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/services/registry/internal/registry"
 )
@@ -71,7 +78,7 @@ func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 // another slot, so it cannot join). If the MULTI fails the lookup entry is
 // removed again; if that fails too it is an orphan that resolves to
 // nothing (ResolveKey needs the key's record).
-func (s *Store) CreateAccount(ctx context.Context, a registry.Account, first registry.APIKey) error {
+func (s *Store) CreateAccount(ctx context.Context, a registry.Account, first registry.APIKey, ent auditlog.Entry) error {
 	if err := s.claimLookup(ctx, first.Hash, a.ID); err != nil {
 		return err
 	}
@@ -87,12 +94,14 @@ func (s *Store) CreateAccount(ctx context.Context, a registry.Account, first reg
 			FieldCreated, a.CreateTime.UTC().Format(time.RFC3339Nano),
 		)
 		p.HSet(ctx, keysKey(a.ID), first.ID, rec)
+		auditlog.Add(ctx, p, ent)
 		return nil
 	})
 	if err != nil {
 		_ = s.rdb.Del(context.WithoutCancel(ctx), apiKeyKey(first.Hash)).Err()
 		return fmt.Errorf("store account: %w", err)
 	}
+	auditlog.Announce(ctx, s.rdb, a.ID)
 	return nil
 }
 
@@ -155,7 +164,7 @@ func (s *Store) ResolveKey(ctx context.Context, k registry.APIKey) (string, erro
 
 // CreateAPIKey implements registry.Store: the lookup entry first (create-
 // only, another slot), then the record in the account's transaction.
-func (s *Store) CreateAPIKey(ctx context.Context, acct string, k registry.APIKey, limit int) error {
+func (s *Store) CreateAPIKey(ctx context.Context, acct string, k registry.APIKey, limit int, ent auditlog.Entry) error {
 	rec, err := encodeKey(k)
 	if err != nil {
 		return err
@@ -168,7 +177,10 @@ func (s *Store) CreateAPIKey(ctx context.Context, acct string, k registry.APIKey
 			return nil, apierr.Wrap(apierr.ErrFailedPrecondition,
 				"the account has %d API keys, the most it may hold (%d): revoke one before creating another", len(keys), limit)
 		}
-		return func(p redis.Pipeliner) { p.HSet(ctx, keysKey(acct), k.ID, rec) }, nil
+		return func(p redis.Pipeliner) {
+			p.HSet(ctx, keysKey(acct), k.ID, rec)
+			auditlog.Add(ctx, p, ent)
+		}, nil
 	})
 	if err != nil {
 		_ = s.rdb.Del(context.WithoutCancel(ctx), apiKeyKey(k.Hash)).Err()
@@ -182,7 +194,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, acct string, k registry.APIKey
 // account's transaction (from then on the key resolves to nothing), then
 // its lookup entry is removed (an entry left over by a failure resolves to
 // nothing too) and the change is announced, so caches drop it at once.
-func (s *Store) RevokeAPIKey(ctx context.Context, acct, id string) (registry.APIKey, error) {
+func (s *Store) RevokeAPIKey(ctx context.Context, acct, id string, ent auditlog.Entry) (registry.APIKey, error) {
 	var revoked registry.APIKey
 	err := s.changeKeys(ctx, acct, func(keys map[string]registry.APIKey) (func(redis.Pipeliner), error) {
 		k, ok := keys[id]
@@ -197,6 +209,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, acct, id string) (registry.API
 		return func(p redis.Pipeliner) {
 			p.HDel(ctx, keysKey(acct), id)
 			p.HDel(ctx, keysUsedKey(acct), id)
+			auditlog.Add(ctx, p, ent)
 		}, nil
 	})
 	if err != nil {
@@ -340,30 +353,34 @@ func (s *Store) GetAccount(ctx context.Context, acct string) (registry.Account, 
 
 // updateSettingsScript writes settings fields only if the account exists,
 // so a settings update never resurrects a deleted account as a stub.
+// KEYS: account, audit; ARGV: entry id, entry JSON, then field, value...
+// The audit entry is written by the same script.
 var updateSettingsScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1`)
 
 // UpdateSettings implements registry.Store.
-func (s *Store) UpdateSettings(ctx context.Context, acct string, st registry.Settings, mask registry.SettingsMask) error {
-	var args []any
+func (s *Store) UpdateSettings(ctx context.Context, acct string, st registry.Settings, mask registry.SettingsMask, ent auditlog.Entry) error {
+	args := []any{ent.ID, ent.Encode()}
 	if mask.NotificationEmail {
 		args = append(args, FieldNotificationEmail, st.NotificationEmail)
 	}
 	if mask.CreditsLowThreshold {
 		args = append(args, FieldCreditsLowThreshold, formatFloat(st.CreditsLowThreshold))
 	}
-	if len(args) == 0 {
+	if len(args) == 2 {
 		return nil
 	}
-	n, err := updateSettingsScript.Run(ctx, s.rdb, []string{accountKey(acct)}, args...).Int()
+	n, err := updateSettingsScript.Run(ctx, s.rdb, []string{accountKey(acct), auditlog.Key(acct)}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("write settings: %w", err)
 	}
 	if n == 0 {
 		return apierr.NotFound("account", acct)
 	}
+	s.changed(ctx, acct)
 	return nil
 }
 
@@ -373,7 +390,7 @@ func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) 
 
 // CreateEndpoint implements registry.Store: the endpoint JSON, its place in
 // the list and the version bump in one MULTI.
-func (s *Store) CreateEndpoint(ctx context.Context, e registry.Endpoint) error {
+func (s *Store) CreateEndpoint(ctx context.Context, e registry.Endpoint, ent auditlog.Entry) error {
 	data, err := encodeEndpoint(e)
 	if err != nil {
 		return err
@@ -382,6 +399,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e registry.Endpoint) error {
 		p.Set(ctx, endpointKey(e.AccountID, e.ID), data, 0)
 		p.ZAdd(ctx, endpointsKey(e.AccountID), redis.Z{Score: float64(e.CreateTime.UnixMilli()), Member: e.ID})
 		p.Incr(ctx, versionKey(e.AccountID))
+		auditlog.Add(ctx, p, ent)
 		return nil
 	})
 	if err != nil {
@@ -396,6 +414,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e registry.Endpoint) error {
 // :ver counter.
 func (s *Store) changed(ctx context.Context, acct string) {
 	_ = s.rdb.Publish(context.WithoutCancel(ctx), changefeed.Channel, acct).Err()
+	auditlog.Announce(ctx, s.rdb, acct)
 }
 
 // GetEndpoint implements registry.Store.
@@ -488,7 +507,7 @@ func (s *Store) load(ctx context.Context, acct string, idList []string) ([]regis
 
 // UpdateEndpoint implements registry.Store with WATCH on the endpoint key:
 // a concurrent change makes EXEC fail and the change is applied again.
-func (s *Store) UpdateEndpoint(ctx context.Context, acct, id string, change func(*registry.Endpoint) (bool, error)) (registry.Endpoint, error) {
+func (s *Store) UpdateEndpoint(ctx context.Context, acct, id string, change func(*registry.Endpoint) (bool, error), ent *auditlog.Entry) (registry.Endpoint, error) {
 	key := endpointKey(acct, id)
 	for range maxTxRetries {
 		var out registry.Endpoint
@@ -520,6 +539,9 @@ func (s *Store) UpdateEndpoint(ctx context.Context, acct, id string, change func
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, key, enc, 0)
 				p.Incr(ctx, versionKey(acct))
+				if ent != nil {
+					auditlog.Add(ctx, p, *ent)
+				}
 				return nil
 			})
 			wrote = err == nil
@@ -539,19 +561,29 @@ func (s *Store) UpdateEndpoint(ctx context.Context, acct, id string, change func
 	return registry.Endpoint{}, apierr.Wrap(apierr.ErrUnavailable, "endpoint %s is being changed concurrently; try again", id)
 }
 
-// DeleteEndpoint implements registry.Store.
-func (s *Store) DeleteEndpoint(ctx context.Context, acct, id string) error {
-	var del *redis.IntCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		del = p.Del(ctx, endpointKey(acct, id))
-		p.ZRem(ctx, endpointsKey(acct), id)
-		p.Incr(ctx, versionKey(acct))
-		return nil
-	})
+// deleteEndpointScript removes an endpoint and writes its audit entry only
+// if it existed. KEYS: endpoint, eps, ver, audit; ARGV: id, entry id,
+// entry JSON.
+var deleteEndpointScript = redis.NewScript(`
+if redis.call('DEL', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+return 1`)
+
+// DeleteEndpoint implements registry.Store: the endpoint, its place in the
+// list, the version bump and the audit entry in one script.
+func (s *Store) DeleteEndpoint(ctx context.Context, acct, id string, ent auditlog.Entry) error {
+	n, err := deleteEndpointScript.Run(ctx, s.rdb,
+		[]string{endpointKey(acct, id), endpointsKey(acct), versionKey(acct), auditlog.Key(acct)},
+		id, ent.ID, ent.Encode()).Int()
 	if err != nil {
 		return fmt.Errorf("delete endpoint: %w", err)
 	}
-	if del.Val() == 0 {
+	if n == 0 {
 		return apierr.NotFound("endpoint", id)
 	}
 	s.changed(ctx, acct)

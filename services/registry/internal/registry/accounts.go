@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/ids"
 )
@@ -31,7 +33,9 @@ func (s *Service) CreateAccount(ctx context.Context, name, email string) (Accoun
 		Settings:   Settings{NotificationEmail: email},
 	}
 	key, k := newAPIKey(FirstKeyName, now)
-	if err := s.store.CreateAccount(ctx, a, k); err != nil {
+	ent := auditlog.New(a.ID, auditlog.Actor{Type: auditlog.ActorAdmin}, auditlog.AccountCreate, a.ID,
+		fmt.Sprintf("account %q created with API key %q (%s)", name, k.Name, k.Prefix), now)
+	if err := s.store.CreateAccount(ctx, a, k, ent); err != nil {
 		return Account{}, "", err
 	}
 	return a, key, nil
@@ -120,7 +124,15 @@ func (s *Service) UpdateSettings(ctx context.Context, accountID string, in Setti
 	if mask.CreditsLowThreshold {
 		out.CreditsLowThreshold = in.CreditsLowThreshold
 	}
-	if err := s.store.UpdateSettings(ctx, accountID, out, mask); err != nil {
+	var changes []string
+	if mask.NotificationEmail {
+		changes = append(changes, fmt.Sprintf("notificationEmail %q → %q", a.Settings.NotificationEmail, out.NotificationEmail))
+	}
+	if mask.CreditsLowThreshold {
+		changes = append(changes, fmt.Sprintf("creditsLowThreshold %g → %g", a.Settings.CreditsLowThreshold, out.CreditsLowThreshold))
+	}
+	ent := s.entry(ctx, accountID, auditlog.SettingsUpdate, accountID, strings.Join(changes, "; "))
+	if err := s.store.UpdateSettings(ctx, accountID, out, mask, ent); err != nil {
 		return Settings{}, err
 	}
 	return out, nil

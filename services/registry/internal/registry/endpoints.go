@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/pkg/signing"
 )
@@ -49,7 +51,13 @@ func (s *Service) CreateEndpoint(ctx context.Context, accountID string, in Endpo
 		UpdateTime:  now,
 	}
 	e.Secrets = []SealedSecret{{Sealed: s.box.Seal(secret, e.ID)}}
-	if err := s.store.CreateEndpoint(ctx, e); err != nil {
+	how := "generated"
+	if in.Secret != "" {
+		how = "supplied by the caller"
+	}
+	ent := s.entry(ctx, accountID, auditlog.EndpointCreate, e.ID, fmt.Sprintf("endpoint created: url %s, eventTypes %v, status %s%s, secret %s",
+		e.URL, e.EventTypes, e.Status, headerNames(e.Headers), how))
+	if err := s.store.CreateEndpoint(ctx, e, ent); err != nil {
 		return Endpoint{}, "", err
 	}
 	return e, secret, nil
@@ -192,32 +200,51 @@ func (s *Service) UpdateEndpoint(ctx context.Context, accountID, id string, in E
 	if err := s.validateInput(ctx, in, f); err != nil {
 		return Endpoint{}, err
 	}
+	ent := s.entry(ctx, accountID, auditlog.EndpointUpdate, id, "")
 	return s.store.UpdateEndpoint(ctx, accountID, id, func(e *Endpoint) (bool, error) {
 		if f == (endpointFields{}) {
 			return false, nil
 		}
 		now := s.clock()
+		var changes []string
 		if f.url {
+			changes = append(changes, fmt.Sprintf("url %s → %s", e.URL, in.URL))
 			e.URL = in.URL
 		}
 		if f.eventTypes {
+			changes = append(changes, fmt.Sprintf("eventTypes %v → %v", e.EventTypes, in.EventTypes))
 			e.EventTypes = slices.Clone(in.EventTypes)
 		}
 		if f.description {
+			changes = append(changes, fmt.Sprintf("description %q → %q", e.Description, in.Description))
 			e.Description = in.Description
 		}
 		if f.headers {
+			// Header values may be credentials: names only.
+			changes = append(changes, "headers set"+headerNames(in.Headers))
 			e.Headers = maps.Clone(in.Headers)
 		}
 		if f.rateLimit {
+			changes = append(changes, fmt.Sprintf("rateLimitPerSecond %d → %d", e.RateLimit, in.RateLimit))
 			e.RateLimit = in.RateLimit
 		}
 		if f.status {
+			changes = append(changes, fmt.Sprintf("status %s → %s", e.Status, in.Status))
 			setStatus(e, in.Status, "", now)
 		}
+		ent.Summary = strings.Join(changes, "; ")
 		e.UpdateTime = now
 		return true, nil
-	})
+	}, &ent)
+}
+
+// headerNames names custom headers (never their values, which may be
+// credentials) for an audit summary: "" when there are none.
+func headerNames(h map[string]string) string {
+	if len(h) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", headers %v", slices.Sorted(maps.Keys(h)))
 }
 
 // setStatus moves an endpoint to st; the disable reason and time belong to
@@ -236,7 +263,7 @@ func (s *Service) DeleteEndpoint(ctx context.Context, accountID, id string) erro
 	if err := checkEndpointID("id", id); err != nil {
 		return err
 	}
-	return s.store.DeleteEndpoint(ctx, accountID, id)
+	return s.store.DeleteEndpoint(ctx, accountID, id, s.entry(ctx, accountID, auditlog.EndpointDelete, id, "endpoint deleted"))
 }
 
 // EnableEndpoint makes an INACTIVE or DISABLED endpoint ACTIVE.
@@ -253,13 +280,22 @@ func (s *Service) changeStatus(ctx context.Context, accountID, id string, st Sta
 	if err := checkEndpointID("id", id); err != nil {
 		return Endpoint{}, err
 	}
+	action := auditlog.EndpointDisable
+	if st == StatusActive {
+		action = auditlog.EndpointEnable
+	}
+	ent := s.entry(ctx, accountID, action, id, "")
 	return s.store.UpdateEndpoint(ctx, accountID, id, func(e *Endpoint) (bool, error) {
 		if e.Status == st {
 			return false, nil
 		}
 		now := s.clock()
+		ent.Summary = fmt.Sprintf("status %s → %s", e.Status, st)
+		if reason != "" {
+			ent.Summary += ": " + reason
+		}
 		setStatus(e, st, reason, now)
 		e.UpdateTime = now
 		return true, nil
-	})
+	}, &ent)
 }

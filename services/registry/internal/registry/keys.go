@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/ids"
 )
 
@@ -35,7 +37,8 @@ func (s *Service) CreateAPIKey(ctx context.Context, accountID, name string) (API
 		return APIKey{}, "", apierr.Invalid("name", "is %d characters long; at most %d are allowed", n, MaxKeyNameLen)
 	}
 	key, k := newAPIKey(name, s.clock())
-	if err := s.store.CreateAPIKey(ctx, accountID, k, MaxAPIKeys); err != nil {
+	ent := s.entry(ctx, accountID, auditlog.APIKeyCreate, k.ID, fmt.Sprintf("API key %q (%s) created", k.Name, k.Prefix))
+	if err := s.store.CreateAPIKey(ctx, accountID, k, MaxAPIKeys, ent); err != nil {
 		return APIKey{}, "", err
 	}
 	return k, key, nil
@@ -87,7 +90,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, accountID, id string) (APIKe
 	if !ids.Valid(ids.APIKeyID, id) {
 		return APIKey{}, apierr.NotFound("API key", id)
 	}
-	return s.store.RevokeAPIKey(ctx, accountID, id)
+	return s.store.RevokeAPIKey(ctx, accountID, id, s.entry(ctx, accountID, auditlog.APIKeyRevoke, id, "API key revoked"))
 }
 
 func compareCursors(a, b Cursor) int {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/secretbox"
 	"github.com/voxscriber/webhooks/pkg/signing"
 )
@@ -81,8 +82,10 @@ func (s *Service) RotateSecret(ctx context.Context, accountID, id string, overla
 	}
 	secret := signing.GenerateSecret()
 	sealed := s.box.Seal(secret, id)
+	ent := s.entry(ctx, accountID, auditlog.EndpointRotate, id, "")
 	e, err := s.store.UpdateEndpoint(ctx, accountID, id, func(e *Endpoint) (bool, error) {
 		now := s.clock()
+		ent.Summary = fmt.Sprintf("signing secret rotated; the previous one stays valid until %s", now.Add(overlap).Format(time.RFC3339))
 		kept := []SealedSecret{{Sealed: sealed}}
 		for _, old := range e.Secrets {
 			switch {
@@ -99,7 +102,7 @@ func (s *Service) RotateSecret(ctx context.Context, accountID, id string, overla
 		e.Secrets = kept
 		e.UpdateTime = now
 		return true, nil
-	})
+	}, &ent)
 	if err != nil {
 		return Endpoint{}, "", err
 	}

@@ -1,12 +1,14 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/pkg/secretbox"
@@ -48,6 +50,12 @@ func NewService(c Config) (*Service, error) {
 var _ authn.Resolver = (*Service)(nil)
 
 func (s *Service) clock() time.Time { return s.now().UTC() }
+
+// entry is the audit entry of a change made now by the caller of ctx (its
+// API key; the system for internal calls).
+func (s *Service) entry(ctx context.Context, acct, action, resource, summary string) auditlog.Entry {
+	return auditlog.New(acct, auditlog.ActorFrom(ctx), action, resource, summary, s.clock())
+}
 
 // checkEndpointID refuses an empty id; a malformed one cannot exist.
 func checkEndpointID(field, id string) error {

@@ -858,6 +858,372 @@ func (*DeleteApiKeyResponse) Descriptor() ([]byte, []int) {
 	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
+type ListAuditLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries at or after this time (unset: from the start of retention).
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	// Entries before this time (unset: up to now).
+	Until *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	// Only entries about this resource id (an endpoint, key or delivery id).
+	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Default 50, at most 100.
+	PageSize      int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditLogRequest) Reset() {
+	*x = ListAuditLogRequest{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditLogRequest) ProtoMessage() {}
+
+func (x *ListAuditLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditLogRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditLogRequest) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListAuditLogRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAuditLogRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ListAuditLogRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *ListAuditLogRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditLogRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAuditLogResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditLogResponse) Reset() {
+	*x = ListAuditLogResponse{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditLogResponse) ProtoMessage() {}
+
+func (x *ListAuditLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditLogResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditLogResponse) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListAuditLogResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListAuditLogResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// AuditEntry is one recorded change.
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Actor *AuditActor            `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// e.g. endpoint.create, endpoint.update, endpoint.delete, endpoint.enable,
+	// endpoint.disable, endpoint.rotate_secret, endpoint.replay,
+	// api_key.create, api_key.revoke, settings.update, delivery.retry,
+	// account.create.
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// The id of what changed.
+	Resource string `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
+	// What changed, in words (never a secret or a key).
+	Summary       string `protobuf:"bytes,6,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AuditEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetActor() *AuditActor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+// AuditActor is who made a change.
+type AuditActor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "api_key", "admin" or "system".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// For api_key: the key's id and prefix (never the key).
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KeyPrefix     string `protobuf:"bytes,3,opt,name=key_prefix,json=keyPrefix,proto3" json:"key_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditActor) Reset() {
+	*x = AuditActor{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditActor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditActor) ProtoMessage() {}
+
+func (x *AuditActor) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditActor.ProtoReflect.Descriptor instead.
+func (*AuditActor) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AuditActor) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AuditActor) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *AuditActor) GetKeyPrefix() string {
+	if x != nil {
+		return x.KeyPrefix
+	}
+	return ""
+}
+
+type DeleteAccountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccountRequest) Reset() {
+	*x = DeleteAccountRequest{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccountRequest) ProtoMessage() {}
+
+func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeleteAccountRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccountResponse) Reset() {
+	*x = DeleteAccountResponse{}
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccountResponse) ProtoMessage() {}
+
+func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccountResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{18}
+}
+
 type ListEventTypesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -866,7 +1232,7 @@ type ListEventTypesRequest struct {
 
 func (x *ListEventTypesRequest) Reset() {
 	*x = ListEventTypesRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1244,7 @@ func (x *ListEventTypesRequest) String() string {
 func (*ListEventTypesRequest) ProtoMessage() {}
 
 func (x *ListEventTypesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[13]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1257,7 @@ func (x *ListEventTypesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventTypesRequest.ProtoReflect.Descriptor instead.
 func (*ListEventTypesRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 type ListEventTypesResponse struct {
@@ -903,7 +1269,7 @@ type ListEventTypesResponse struct {
 
 func (x *ListEventTypesResponse) Reset() {
 	*x = ListEventTypesResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1281,7 @@ func (x *ListEventTypesResponse) String() string {
 func (*ListEventTypesResponse) ProtoMessage() {}
 
 func (x *ListEventTypesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[14]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1294,7 @@ func (x *ListEventTypesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventTypesResponse.ProtoReflect.Descriptor instead.
 func (*ListEventTypesResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListEventTypesResponse) GetEventTypes() []*EventType {
@@ -956,7 +1322,7 @@ type CreateEndpointRequest struct {
 
 func (x *CreateEndpointRequest) Reset() {
 	*x = CreateEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1334,7 @@ func (x *CreateEndpointRequest) String() string {
 func (*CreateEndpointRequest) ProtoMessage() {}
 
 func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[15]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1347,7 @@ func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*CreateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateEndpointRequest) GetUrl() string {
@@ -1044,7 +1410,7 @@ type CreateEndpointResponse struct {
 
 func (x *CreateEndpointResponse) Reset() {
 	*x = CreateEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1422,7 @@ func (x *CreateEndpointResponse) String() string {
 func (*CreateEndpointResponse) ProtoMessage() {}
 
 func (x *CreateEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[16]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1435,7 @@ func (x *CreateEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointResponse.ProtoReflect.Descriptor instead.
 func (*CreateEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateEndpointResponse) GetEndpoint() *Endpoint {
@@ -1095,7 +1461,7 @@ type GetEndpointRequest struct {
 
 func (x *GetEndpointRequest) Reset() {
 	*x = GetEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1473,7 @@ func (x *GetEndpointRequest) String() string {
 func (*GetEndpointRequest) ProtoMessage() {}
 
 func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[17]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1486,7 @@ func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointRequest.ProtoReflect.Descriptor instead.
 func (*GetEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetEndpointRequest) GetId() string {
@@ -1139,7 +1505,7 @@ type GetEndpointResponse struct {
 
 func (x *GetEndpointResponse) Reset() {
 	*x = GetEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1517,7 @@ func (x *GetEndpointResponse) String() string {
 func (*GetEndpointResponse) ProtoMessage() {}
 
 func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[18]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1530,7 @@ func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointResponse.ProtoReflect.Descriptor instead.
 func (*GetEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetEndpointResponse) GetEndpoint() *Endpoint {
@@ -1184,7 +1550,7 @@ type ListEndpointsRequest struct {
 
 func (x *ListEndpointsRequest) Reset() {
 	*x = ListEndpointsRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1562,7 @@ func (x *ListEndpointsRequest) String() string {
 func (*ListEndpointsRequest) ProtoMessage() {}
 
 func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[19]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1575,7 @@ func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListEndpointsRequest) GetPageSize() int32 {
@@ -1236,7 +1602,7 @@ type ListEndpointsResponse struct {
 
 func (x *ListEndpointsResponse) Reset() {
 	*x = ListEndpointsResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1614,7 @@ func (x *ListEndpointsResponse) String() string {
 func (*ListEndpointsResponse) ProtoMessage() {}
 
 func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[20]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1627,7 @@ func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListEndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{20}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListEndpointsResponse) GetEndpoints() []*Endpoint {
@@ -1291,7 +1657,7 @@ type UpdateEndpointRequest struct {
 
 func (x *UpdateEndpointRequest) Reset() {
 	*x = UpdateEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1669,7 @@ func (x *UpdateEndpointRequest) String() string {
 func (*UpdateEndpointRequest) ProtoMessage() {}
 
 func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[21]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1682,7 @@ func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{21}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateEndpointRequest) GetId() string {
@@ -1349,7 +1715,7 @@ type UpdateEndpointResponse struct {
 
 func (x *UpdateEndpointResponse) Reset() {
 	*x = UpdateEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1727,7 @@ func (x *UpdateEndpointResponse) String() string {
 func (*UpdateEndpointResponse) ProtoMessage() {}
 
 func (x *UpdateEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[22]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1740,7 @@ func (x *UpdateEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointResponse.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{22}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateEndpointResponse) GetEndpoint() *Endpoint {
@@ -1393,7 +1759,7 @@ type DeleteEndpointRequest struct {
 
 func (x *DeleteEndpointRequest) Reset() {
 	*x = DeleteEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1771,7 @@ func (x *DeleteEndpointRequest) String() string {
 func (*DeleteEndpointRequest) ProtoMessage() {}
 
 func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[23]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1784,7 @@ func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEndpointRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{23}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteEndpointRequest) GetId() string {
@@ -1436,7 +1802,7 @@ type DeleteEndpointResponse struct {
 
 func (x *DeleteEndpointResponse) Reset() {
 	*x = DeleteEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1448,7 +1814,7 @@ func (x *DeleteEndpointResponse) String() string {
 func (*DeleteEndpointResponse) ProtoMessage() {}
 
 func (x *DeleteEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[24]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +1827,7 @@ func (x *DeleteEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEndpointResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{24}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{30}
 }
 
 type EnableEndpointRequest struct {
@@ -1473,7 +1839,7 @@ type EnableEndpointRequest struct {
 
 func (x *EnableEndpointRequest) Reset() {
 	*x = EnableEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1851,7 @@ func (x *EnableEndpointRequest) String() string {
 func (*EnableEndpointRequest) ProtoMessage() {}
 
 func (x *EnableEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[25]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1864,7 @@ func (x *EnableEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableEndpointRequest.ProtoReflect.Descriptor instead.
 func (*EnableEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{25}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EnableEndpointRequest) GetId() string {
@@ -1517,7 +1883,7 @@ type EnableEndpointResponse struct {
 
 func (x *EnableEndpointResponse) Reset() {
 	*x = EnableEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1895,7 @@ func (x *EnableEndpointResponse) String() string {
 func (*EnableEndpointResponse) ProtoMessage() {}
 
 func (x *EnableEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[26]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1908,7 @@ func (x *EnableEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableEndpointResponse.ProtoReflect.Descriptor instead.
 func (*EnableEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{26}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EnableEndpointResponse) GetEndpoint() *Endpoint {
@@ -1561,7 +1927,7 @@ type DisableEndpointRequest struct {
 
 func (x *DisableEndpointRequest) Reset() {
 	*x = DisableEndpointRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1939,7 @@ func (x *DisableEndpointRequest) String() string {
 func (*DisableEndpointRequest) ProtoMessage() {}
 
 func (x *DisableEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[27]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1952,7 @@ func (x *DisableEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEndpointRequest.ProtoReflect.Descriptor instead.
 func (*DisableEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{27}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DisableEndpointRequest) GetId() string {
@@ -1605,7 +1971,7 @@ type DisableEndpointResponse struct {
 
 func (x *DisableEndpointResponse) Reset() {
 	*x = DisableEndpointResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[28]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1983,7 @@ func (x *DisableEndpointResponse) String() string {
 func (*DisableEndpointResponse) ProtoMessage() {}
 
 func (x *DisableEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[28]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1996,7 @@ func (x *DisableEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEndpointResponse.ProtoReflect.Descriptor instead.
 func (*DisableEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{28}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DisableEndpointResponse) GetEndpoint() *Endpoint {
@@ -1651,7 +2017,7 @@ type RotateEndpointSecretRequest struct {
 
 func (x *RotateEndpointSecretRequest) Reset() {
 	*x = RotateEndpointSecretRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[29]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +2029,7 @@ func (x *RotateEndpointSecretRequest) String() string {
 func (*RotateEndpointSecretRequest) ProtoMessage() {}
 
 func (x *RotateEndpointSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[29]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +2042,7 @@ func (x *RotateEndpointSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEndpointSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateEndpointSecretRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{29}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RotateEndpointSecretRequest) GetId() string {
@@ -1703,7 +2069,7 @@ type RotateEndpointSecretResponse struct {
 
 func (x *RotateEndpointSecretResponse) Reset() {
 	*x = RotateEndpointSecretResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[30]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +2081,7 @@ func (x *RotateEndpointSecretResponse) String() string {
 func (*RotateEndpointSecretResponse) ProtoMessage() {}
 
 func (x *RotateEndpointSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[30]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +2094,7 @@ func (x *RotateEndpointSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEndpointSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateEndpointSecretResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{30}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RotateEndpointSecretResponse) GetEndpoint() *Endpoint {
@@ -1753,7 +2119,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[31]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +2131,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[31]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +2144,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{31}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{37}
 }
 
 type GetSettingsResponse struct {
@@ -1790,7 +2156,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[32]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +2168,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[32]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +2181,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{32}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetSettingsResponse) GetSettings() *Settings {
@@ -1835,7 +2201,7 @@ type UpdateSettingsRequest struct {
 
 func (x *UpdateSettingsRequest) Reset() {
 	*x = UpdateSettingsRequest{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[33]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2213,7 @@ func (x *UpdateSettingsRequest) String() string {
 func (*UpdateSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[33]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2226,7 @@ func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{33}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UpdateSettingsRequest) GetSettings() *Settings {
@@ -1886,7 +2252,7 @@ type UpdateSettingsResponse struct {
 
 func (x *UpdateSettingsResponse) Reset() {
 	*x = UpdateSettingsResponse{}
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[34]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2264,7 @@ func (x *UpdateSettingsResponse) String() string {
 func (*UpdateSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[34]
+	mi := &file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2277,7 @@ func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{34}
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateSettingsResponse) GetSettings() *Settings {
@@ -1984,7 +2350,34 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
 	"\x13DeleteApiKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14DeleteApiKeyResponse\"\x17\n" +
+	"\x14DeleteApiKeyResponse\"\xd1\x01\n" +
+	"\x13ListAuditLogRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1a\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x85\x01\n" +
+	"\x14ListAuditLogResponse\x12E\n" +
+	"\aentries\x18\x01 \x03(\v2+.voxscriber.webhooks.registry.v1.AuditEntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdd\x01\n" +
+	"\n" +
+	"AuditEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12A\n" +
+	"\x05actor\x18\x03 \x01(\v2+.voxscriber.webhooks.registry.v1.AuditActorR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x1a\n" +
+	"\bresource\x18\x05 \x01(\tR\bresource\x12\x18\n" +
+	"\asummary\x18\x06 \x01(\tR\asummary\"V\n" +
+	"\n" +
+	"AuditActor\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"key_prefix\x18\x03 \x01(\tR\tkeyPrefix\"&\n" +
+	"\x14DeleteAccountRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
+	"\x15DeleteAccountResponse\"\x17\n" +
 	"\x15ListEventTypesRequest\"e\n" +
 	"\x16ListEventTypesResponse\x12K\n" +
 	"\vevent_types\x18\x01 \x03(\v2*.voxscriber.webhooks.registry.v1.EventTypeR\n" +
@@ -2052,7 +2445,7 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x1bENDPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENDPOINT_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
 	"\x18ENDPOINT_STATUS_INACTIVE\x10\x02\x12\x1c\n" +
-	"\x18ENDPOINT_STATUS_DISABLED\x10\x032\xef\x12\n" +
+	"\x18ENDPOINT_STATUS_DISABLED\x10\x032\xa0\x15\n" +
 	"\x0fRegistryService\x12\x97\x01\n" +
 	"\rCreateAccount\x125.voxscriber.webhooks.registry.v1.CreateAccountRequest\x1a6.voxscriber.webhooks.registry.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/accounts\x12\x9a\x01\n" +
 	"\x0eListEventTypes\x126.voxscriber.webhooks.registry.v1.ListEventTypesRequest\x1a7.voxscriber.webhooks.registry.v1.ListEventTypesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/event-types\x12\x9b\x01\n" +
@@ -2068,7 +2461,9 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x0eUpdateSettings\x126.voxscriber.webhooks.registry.v1.UpdateSettingsRequest\x1a7.voxscriber.webhooks.registry.v1.UpdateSettingsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\bsettings2\f/v1/settings\x12\x94\x01\n" +
 	"\fCreateApiKey\x124.voxscriber.webhooks.registry.v1.CreateApiKeyRequest\x1a5.voxscriber.webhooks.registry.v1.CreateApiKeyResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/api-keys\x12\x8e\x01\n" +
 	"\vListApiKeys\x123.voxscriber.webhooks.registry.v1.ListApiKeysRequest\x1a4.voxscriber.webhooks.registry.v1.ListApiKeysResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/api-keys\x12\x96\x01\n" +
-	"\fDeleteApiKey\x124.voxscriber.webhooks.registry.v1.DeleteApiKeyRequest\x1a5.voxscriber.webhooks.registry.v1.DeleteApiKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/api-keys/{id}B\xa5\x02\n" +
+	"\fDeleteApiKey\x124.voxscriber.webhooks.registry.v1.DeleteApiKeyRequest\x1a5.voxscriber.webhooks.registry.v1.DeleteApiKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/api-keys/{id}\x12\x92\x01\n" +
+	"\fListAuditLog\x124.voxscriber.webhooks.registry.v1.ListAuditLogRequest\x1a5.voxscriber.webhooks.registry.v1.ListAuditLogResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/audit-log\x12\x99\x01\n" +
+	"\rDeleteAccount\x125.voxscriber.webhooks.registry.v1.DeleteAccountRequest\x1a6.voxscriber.webhooks.registry.v1.DeleteAccountResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/accounts/{id}B\xa5\x02\n" +
 	"#com.voxscriber.webhooks.registry.v1B\rRegistryProtoP\x01ZPgithub.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/registry/v1;registryv1\xa2\x02\x03VWR\xaa\x02\x1fVoxscriber.Webhooks.Registry.V1\xca\x02\x1fVoxscriber\\Webhooks\\Registry\\V1\xe2\x02+Voxscriber\\Webhooks\\Registry\\V1\\GPBMetadata\xea\x02\"Voxscriber::Webhooks::Registry::V1b\x06proto3"
 
 var (
@@ -2084,7 +2479,7 @@ func file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_voxscriber_webhooks_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_voxscriber_webhooks_registry_v1_registry_proto_goTypes = []any{
 	(EndpointStatus)(0),                  // 0: voxscriber.webhooks.registry.v1.EndpointStatus
 	(*Account)(nil),                      // 1: voxscriber.webhooks.registry.v1.Account
@@ -2100,98 +2495,113 @@ var file_voxscriber_webhooks_registry_v1_registry_proto_goTypes = []any{
 	(*ListApiKeysResponse)(nil),          // 11: voxscriber.webhooks.registry.v1.ListApiKeysResponse
 	(*DeleteApiKeyRequest)(nil),          // 12: voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
 	(*DeleteApiKeyResponse)(nil),         // 13: voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
-	(*ListEventTypesRequest)(nil),        // 14: voxscriber.webhooks.registry.v1.ListEventTypesRequest
-	(*ListEventTypesResponse)(nil),       // 15: voxscriber.webhooks.registry.v1.ListEventTypesResponse
-	(*CreateEndpointRequest)(nil),        // 16: voxscriber.webhooks.registry.v1.CreateEndpointRequest
-	(*CreateEndpointResponse)(nil),       // 17: voxscriber.webhooks.registry.v1.CreateEndpointResponse
-	(*GetEndpointRequest)(nil),           // 18: voxscriber.webhooks.registry.v1.GetEndpointRequest
-	(*GetEndpointResponse)(nil),          // 19: voxscriber.webhooks.registry.v1.GetEndpointResponse
-	(*ListEndpointsRequest)(nil),         // 20: voxscriber.webhooks.registry.v1.ListEndpointsRequest
-	(*ListEndpointsResponse)(nil),        // 21: voxscriber.webhooks.registry.v1.ListEndpointsResponse
-	(*UpdateEndpointRequest)(nil),        // 22: voxscriber.webhooks.registry.v1.UpdateEndpointRequest
-	(*UpdateEndpointResponse)(nil),       // 23: voxscriber.webhooks.registry.v1.UpdateEndpointResponse
-	(*DeleteEndpointRequest)(nil),        // 24: voxscriber.webhooks.registry.v1.DeleteEndpointRequest
-	(*DeleteEndpointResponse)(nil),       // 25: voxscriber.webhooks.registry.v1.DeleteEndpointResponse
-	(*EnableEndpointRequest)(nil),        // 26: voxscriber.webhooks.registry.v1.EnableEndpointRequest
-	(*EnableEndpointResponse)(nil),       // 27: voxscriber.webhooks.registry.v1.EnableEndpointResponse
-	(*DisableEndpointRequest)(nil),       // 28: voxscriber.webhooks.registry.v1.DisableEndpointRequest
-	(*DisableEndpointResponse)(nil),      // 29: voxscriber.webhooks.registry.v1.DisableEndpointResponse
-	(*RotateEndpointSecretRequest)(nil),  // 30: voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
-	(*RotateEndpointSecretResponse)(nil), // 31: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
-	(*GetSettingsRequest)(nil),           // 32: voxscriber.webhooks.registry.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil),          // 33: voxscriber.webhooks.registry.v1.GetSettingsResponse
-	(*UpdateSettingsRequest)(nil),        // 34: voxscriber.webhooks.registry.v1.UpdateSettingsRequest
-	(*UpdateSettingsResponse)(nil),       // 35: voxscriber.webhooks.registry.v1.UpdateSettingsResponse
-	nil,                                  // 36: voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
-	nil,                                  // 37: voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),              // 39: google.protobuf.Struct
-	(*fieldmaskpb.FieldMask)(nil),        // 40: google.protobuf.FieldMask
+	(*ListAuditLogRequest)(nil),          // 14: voxscriber.webhooks.registry.v1.ListAuditLogRequest
+	(*ListAuditLogResponse)(nil),         // 15: voxscriber.webhooks.registry.v1.ListAuditLogResponse
+	(*AuditEntry)(nil),                   // 16: voxscriber.webhooks.registry.v1.AuditEntry
+	(*AuditActor)(nil),                   // 17: voxscriber.webhooks.registry.v1.AuditActor
+	(*DeleteAccountRequest)(nil),         // 18: voxscriber.webhooks.registry.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),        // 19: voxscriber.webhooks.registry.v1.DeleteAccountResponse
+	(*ListEventTypesRequest)(nil),        // 20: voxscriber.webhooks.registry.v1.ListEventTypesRequest
+	(*ListEventTypesResponse)(nil),       // 21: voxscriber.webhooks.registry.v1.ListEventTypesResponse
+	(*CreateEndpointRequest)(nil),        // 22: voxscriber.webhooks.registry.v1.CreateEndpointRequest
+	(*CreateEndpointResponse)(nil),       // 23: voxscriber.webhooks.registry.v1.CreateEndpointResponse
+	(*GetEndpointRequest)(nil),           // 24: voxscriber.webhooks.registry.v1.GetEndpointRequest
+	(*GetEndpointResponse)(nil),          // 25: voxscriber.webhooks.registry.v1.GetEndpointResponse
+	(*ListEndpointsRequest)(nil),         // 26: voxscriber.webhooks.registry.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),        // 27: voxscriber.webhooks.registry.v1.ListEndpointsResponse
+	(*UpdateEndpointRequest)(nil),        // 28: voxscriber.webhooks.registry.v1.UpdateEndpointRequest
+	(*UpdateEndpointResponse)(nil),       // 29: voxscriber.webhooks.registry.v1.UpdateEndpointResponse
+	(*DeleteEndpointRequest)(nil),        // 30: voxscriber.webhooks.registry.v1.DeleteEndpointRequest
+	(*DeleteEndpointResponse)(nil),       // 31: voxscriber.webhooks.registry.v1.DeleteEndpointResponse
+	(*EnableEndpointRequest)(nil),        // 32: voxscriber.webhooks.registry.v1.EnableEndpointRequest
+	(*EnableEndpointResponse)(nil),       // 33: voxscriber.webhooks.registry.v1.EnableEndpointResponse
+	(*DisableEndpointRequest)(nil),       // 34: voxscriber.webhooks.registry.v1.DisableEndpointRequest
+	(*DisableEndpointResponse)(nil),      // 35: voxscriber.webhooks.registry.v1.DisableEndpointResponse
+	(*RotateEndpointSecretRequest)(nil),  // 36: voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
+	(*RotateEndpointSecretResponse)(nil), // 37: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
+	(*GetSettingsRequest)(nil),           // 38: voxscriber.webhooks.registry.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil),          // 39: voxscriber.webhooks.registry.v1.GetSettingsResponse
+	(*UpdateSettingsRequest)(nil),        // 40: voxscriber.webhooks.registry.v1.UpdateSettingsRequest
+	(*UpdateSettingsResponse)(nil),       // 41: voxscriber.webhooks.registry.v1.UpdateSettingsResponse
+	nil,                                  // 42: voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
+	nil,                                  // 43: voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),        // 44: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),              // 45: google.protobuf.Struct
+	(*fieldmaskpb.FieldMask)(nil),        // 46: google.protobuf.FieldMask
 }
 var file_voxscriber_webhooks_registry_v1_registry_proto_depIdxs = []int32{
-	38, // 0: voxscriber.webhooks.registry.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	44, // 0: voxscriber.webhooks.registry.v1.Account.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: voxscriber.webhooks.registry.v1.Endpoint.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
-	36, // 2: voxscriber.webhooks.registry.v1.Endpoint.headers:type_name -> voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
-	38, // 3: voxscriber.webhooks.registry.v1.Endpoint.disable_time:type_name -> google.protobuf.Timestamp
-	38, // 4: voxscriber.webhooks.registry.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
-	38, // 5: voxscriber.webhooks.registry.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
-	39, // 6: voxscriber.webhooks.registry.v1.EventType.schema:type_name -> google.protobuf.Struct
+	42, // 2: voxscriber.webhooks.registry.v1.Endpoint.headers:type_name -> voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
+	44, // 3: voxscriber.webhooks.registry.v1.Endpoint.disable_time:type_name -> google.protobuf.Timestamp
+	44, // 4: voxscriber.webhooks.registry.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
+	44, // 5: voxscriber.webhooks.registry.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
+	45, // 6: voxscriber.webhooks.registry.v1.EventType.schema:type_name -> google.protobuf.Struct
 	1,  // 7: voxscriber.webhooks.registry.v1.CreateAccountResponse.account:type_name -> voxscriber.webhooks.registry.v1.Account
-	38, // 8: voxscriber.webhooks.registry.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	38, // 9: voxscriber.webhooks.registry.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
+	44, // 8: voxscriber.webhooks.registry.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	44, // 9: voxscriber.webhooks.registry.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
 	7,  // 10: voxscriber.webhooks.registry.v1.CreateApiKeyResponse.api_key:type_name -> voxscriber.webhooks.registry.v1.ApiKey
 	7,  // 11: voxscriber.webhooks.registry.v1.ListApiKeysResponse.api_keys:type_name -> voxscriber.webhooks.registry.v1.ApiKey
-	4,  // 12: voxscriber.webhooks.registry.v1.ListEventTypesResponse.event_types:type_name -> voxscriber.webhooks.registry.v1.EventType
-	37, // 13: voxscriber.webhooks.registry.v1.CreateEndpointRequest.headers:type_name -> voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
-	0,  // 14: voxscriber.webhooks.registry.v1.CreateEndpointRequest.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
-	3,  // 15: voxscriber.webhooks.registry.v1.CreateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 16: voxscriber.webhooks.registry.v1.GetEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 17: voxscriber.webhooks.registry.v1.ListEndpointsResponse.endpoints:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 18: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	40, // 19: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 20: voxscriber.webhooks.registry.v1.UpdateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 21: voxscriber.webhooks.registry.v1.EnableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 22: voxscriber.webhooks.registry.v1.DisableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 23: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	2,  // 24: voxscriber.webhooks.registry.v1.GetSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	2,  // 25: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	40, // 26: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 27: voxscriber.webhooks.registry.v1.UpdateSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	5,  // 28: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:input_type -> voxscriber.webhooks.registry.v1.CreateAccountRequest
-	14, // 29: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:input_type -> voxscriber.webhooks.registry.v1.ListEventTypesRequest
-	16, // 30: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:input_type -> voxscriber.webhooks.registry.v1.CreateEndpointRequest
-	18, // 31: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:input_type -> voxscriber.webhooks.registry.v1.GetEndpointRequest
-	20, // 32: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:input_type -> voxscriber.webhooks.registry.v1.ListEndpointsRequest
-	22, // 33: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:input_type -> voxscriber.webhooks.registry.v1.UpdateEndpointRequest
-	24, // 34: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:input_type -> voxscriber.webhooks.registry.v1.DeleteEndpointRequest
-	26, // 35: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:input_type -> voxscriber.webhooks.registry.v1.EnableEndpointRequest
-	28, // 36: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointRequest
-	30, // 37: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:input_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
-	32, // 38: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:input_type -> voxscriber.webhooks.registry.v1.GetSettingsRequest
-	34, // 39: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:input_type -> voxscriber.webhooks.registry.v1.UpdateSettingsRequest
-	8,  // 40: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:input_type -> voxscriber.webhooks.registry.v1.CreateApiKeyRequest
-	10, // 41: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:input_type -> voxscriber.webhooks.registry.v1.ListApiKeysRequest
-	12, // 42: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:input_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
-	6,  // 43: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:output_type -> voxscriber.webhooks.registry.v1.CreateAccountResponse
-	15, // 44: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:output_type -> voxscriber.webhooks.registry.v1.ListEventTypesResponse
-	17, // 45: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:output_type -> voxscriber.webhooks.registry.v1.CreateEndpointResponse
-	19, // 46: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:output_type -> voxscriber.webhooks.registry.v1.GetEndpointResponse
-	21, // 47: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:output_type -> voxscriber.webhooks.registry.v1.ListEndpointsResponse
-	23, // 48: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:output_type -> voxscriber.webhooks.registry.v1.UpdateEndpointResponse
-	25, // 49: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:output_type -> voxscriber.webhooks.registry.v1.DeleteEndpointResponse
-	27, // 50: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:output_type -> voxscriber.webhooks.registry.v1.EnableEndpointResponse
-	29, // 51: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointResponse
-	31, // 52: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:output_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
-	33, // 53: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:output_type -> voxscriber.webhooks.registry.v1.GetSettingsResponse
-	35, // 54: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:output_type -> voxscriber.webhooks.registry.v1.UpdateSettingsResponse
-	9,  // 55: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:output_type -> voxscriber.webhooks.registry.v1.CreateApiKeyResponse
-	11, // 56: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:output_type -> voxscriber.webhooks.registry.v1.ListApiKeysResponse
-	13, // 57: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:output_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
-	43, // [43:58] is the sub-list for method output_type
-	28, // [28:43] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	44, // 12: voxscriber.webhooks.registry.v1.ListAuditLogRequest.since:type_name -> google.protobuf.Timestamp
+	44, // 13: voxscriber.webhooks.registry.v1.ListAuditLogRequest.until:type_name -> google.protobuf.Timestamp
+	16, // 14: voxscriber.webhooks.registry.v1.ListAuditLogResponse.entries:type_name -> voxscriber.webhooks.registry.v1.AuditEntry
+	44, // 15: voxscriber.webhooks.registry.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	17, // 16: voxscriber.webhooks.registry.v1.AuditEntry.actor:type_name -> voxscriber.webhooks.registry.v1.AuditActor
+	4,  // 17: voxscriber.webhooks.registry.v1.ListEventTypesResponse.event_types:type_name -> voxscriber.webhooks.registry.v1.EventType
+	43, // 18: voxscriber.webhooks.registry.v1.CreateEndpointRequest.headers:type_name -> voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
+	0,  // 19: voxscriber.webhooks.registry.v1.CreateEndpointRequest.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
+	3,  // 20: voxscriber.webhooks.registry.v1.CreateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 21: voxscriber.webhooks.registry.v1.GetEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 22: voxscriber.webhooks.registry.v1.ListEndpointsResponse.endpoints:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 23: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	46, // 24: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 25: voxscriber.webhooks.registry.v1.UpdateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 26: voxscriber.webhooks.registry.v1.EnableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 27: voxscriber.webhooks.registry.v1.DisableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 28: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	2,  // 29: voxscriber.webhooks.registry.v1.GetSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	2,  // 30: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	46, // 31: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 32: voxscriber.webhooks.registry.v1.UpdateSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	5,  // 33: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:input_type -> voxscriber.webhooks.registry.v1.CreateAccountRequest
+	20, // 34: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:input_type -> voxscriber.webhooks.registry.v1.ListEventTypesRequest
+	22, // 35: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:input_type -> voxscriber.webhooks.registry.v1.CreateEndpointRequest
+	24, // 36: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:input_type -> voxscriber.webhooks.registry.v1.GetEndpointRequest
+	26, // 37: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:input_type -> voxscriber.webhooks.registry.v1.ListEndpointsRequest
+	28, // 38: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:input_type -> voxscriber.webhooks.registry.v1.UpdateEndpointRequest
+	30, // 39: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:input_type -> voxscriber.webhooks.registry.v1.DeleteEndpointRequest
+	32, // 40: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:input_type -> voxscriber.webhooks.registry.v1.EnableEndpointRequest
+	34, // 41: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointRequest
+	36, // 42: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:input_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
+	38, // 43: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:input_type -> voxscriber.webhooks.registry.v1.GetSettingsRequest
+	40, // 44: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:input_type -> voxscriber.webhooks.registry.v1.UpdateSettingsRequest
+	8,  // 45: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:input_type -> voxscriber.webhooks.registry.v1.CreateApiKeyRequest
+	10, // 46: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:input_type -> voxscriber.webhooks.registry.v1.ListApiKeysRequest
+	12, // 47: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:input_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
+	14, // 48: voxscriber.webhooks.registry.v1.RegistryService.ListAuditLog:input_type -> voxscriber.webhooks.registry.v1.ListAuditLogRequest
+	18, // 49: voxscriber.webhooks.registry.v1.RegistryService.DeleteAccount:input_type -> voxscriber.webhooks.registry.v1.DeleteAccountRequest
+	6,  // 50: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:output_type -> voxscriber.webhooks.registry.v1.CreateAccountResponse
+	21, // 51: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:output_type -> voxscriber.webhooks.registry.v1.ListEventTypesResponse
+	23, // 52: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:output_type -> voxscriber.webhooks.registry.v1.CreateEndpointResponse
+	25, // 53: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:output_type -> voxscriber.webhooks.registry.v1.GetEndpointResponse
+	27, // 54: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:output_type -> voxscriber.webhooks.registry.v1.ListEndpointsResponse
+	29, // 55: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:output_type -> voxscriber.webhooks.registry.v1.UpdateEndpointResponse
+	31, // 56: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:output_type -> voxscriber.webhooks.registry.v1.DeleteEndpointResponse
+	33, // 57: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:output_type -> voxscriber.webhooks.registry.v1.EnableEndpointResponse
+	35, // 58: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointResponse
+	37, // 59: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:output_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
+	39, // 60: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:output_type -> voxscriber.webhooks.registry.v1.GetSettingsResponse
+	41, // 61: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:output_type -> voxscriber.webhooks.registry.v1.UpdateSettingsResponse
+	9,  // 62: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:output_type -> voxscriber.webhooks.registry.v1.CreateApiKeyResponse
+	11, // 63: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:output_type -> voxscriber.webhooks.registry.v1.ListApiKeysResponse
+	13, // 64: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:output_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
+	15, // 65: voxscriber.webhooks.registry.v1.RegistryService.ListAuditLog:output_type -> voxscriber.webhooks.registry.v1.ListAuditLogResponse
+	19, // 66: voxscriber.webhooks.registry.v1.RegistryService.DeleteAccount:output_type -> voxscriber.webhooks.registry.v1.DeleteAccountResponse
+	50, // [50:67] is the sub-list for method output_type
+	33, // [33:50] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_voxscriber_webhooks_registry_v1_registry_proto_init() }
@@ -2205,7 +2615,7 @@ func file_voxscriber_webhooks_registry_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc), len(file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,8 @@ const (
 	RegistryService_CreateApiKey_FullMethodName         = "/voxscriber.webhooks.registry.v1.RegistryService/CreateApiKey"
 	RegistryService_ListApiKeys_FullMethodName          = "/voxscriber.webhooks.registry.v1.RegistryService/ListApiKeys"
 	RegistryService_DeleteApiKey_FullMethodName         = "/voxscriber.webhooks.registry.v1.RegistryService/DeleteApiKey"
+	RegistryService_ListAuditLog_FullMethodName         = "/voxscriber.webhooks.registry.v1.RegistryService/ListAuditLog"
+	RegistryService_DeleteAccount_FullMethodName        = "/voxscriber.webhooks.registry.v1.RegistryService/DeleteAccount"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -80,6 +82,18 @@ type RegistryServiceClient interface {
 	// DeleteApiKey revokes an API key: every service refuses it within 2 s.
 	// The account's last key cannot be revoked (FailedPrecondition).
 	DeleteApiKey(ctx context.Context, in *DeleteApiKeyRequest, opts ...grpc.CallOption) (*DeleteApiKeyResponse, error)
+	// ListAuditLog pages through the caller's audit log, newest first: every
+	// change to endpoints, secrets, API keys and settings, every replay and
+	// manual retry, with who made it (never a secret or a key). Filters:
+	// since <= time < until, resource (an id). Reads the live tier (Redis)
+	// and the history tier as one; Unavailable while history cannot be read.
+	ListAuditLog(ctx context.Context, in *ListAuditLogRequest, opts ...grpc.CallOption) (*ListAuditLogResponse, error)
+	// DeleteAccount erases an account and all its data in both tiers
+	// (endpoints, secrets, keys, events, deliveries, attempts, audit log),
+	// canceling its pending deliveries first. Requires the ADMIN_TOKEN
+	// bearer credential. Idempotent: a retried call finishes an interrupted
+	// erasure; NotFound for an account that never existed or is fully gone.
+	DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error)
 }
 
 type registryServiceClient struct {
@@ -240,6 +254,26 @@ func (c *registryServiceClient) DeleteApiKey(ctx context.Context, in *DeleteApiK
 	return out, nil
 }
 
+func (c *registryServiceClient) ListAuditLog(ctx context.Context, in *ListAuditLogRequest, opts ...grpc.CallOption) (*ListAuditLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditLogResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListAuditLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteAccountResponse)
+	err := c.cc.Invoke(ctx, RegistryService_DeleteAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -284,6 +318,18 @@ type RegistryServiceServer interface {
 	// DeleteApiKey revokes an API key: every service refuses it within 2 s.
 	// The account's last key cannot be revoked (FailedPrecondition).
 	DeleteApiKey(context.Context, *DeleteApiKeyRequest) (*DeleteApiKeyResponse, error)
+	// ListAuditLog pages through the caller's audit log, newest first: every
+	// change to endpoints, secrets, API keys and settings, every replay and
+	// manual retry, with who made it (never a secret or a key). Filters:
+	// since <= time < until, resource (an id). Reads the live tier (Redis)
+	// and the history tier as one; Unavailable while history cannot be read.
+	ListAuditLog(context.Context, *ListAuditLogRequest) (*ListAuditLogResponse, error)
+	// DeleteAccount erases an account and all its data in both tiers
+	// (endpoints, secrets, keys, events, deliveries, attempts, audit log),
+	// canceling its pending deliveries first. Requires the ADMIN_TOKEN
+	// bearer credential. Idempotent: a retried call finishes an interrupted
+	// erasure; NotFound for an account that never existed or is fully gone.
+	DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -338,6 +384,12 @@ func (UnimplementedRegistryServiceServer) ListApiKeys(context.Context, *ListApiK
 }
 func (UnimplementedRegistryServiceServer) DeleteApiKey(context.Context, *DeleteApiKeyRequest) (*DeleteApiKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteApiKey not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListAuditLog(context.Context, *ListAuditLogRequest) (*ListAuditLogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditLog not implemented")
+}
+func (UnimplementedRegistryServiceServer) DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteAccount not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -630,6 +682,42 @@ func _RegistryService_DeleteApiKey_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_ListAuditLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListAuditLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListAuditLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListAuditLog(ctx, req.(*ListAuditLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_DeleteAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).DeleteAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_DeleteAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).DeleteAccount(ctx, req.(*DeleteAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -696,6 +784,14 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteApiKey",
 			Handler:    _RegistryService_DeleteApiKey_Handler,
+		},
+		{
+			MethodName: "ListAuditLog",
+			Handler:    _RegistryService_ListAuditLog_Handler,
+		},
+		{
+			MethodName: "DeleteAccount",
+			Handler:    _RegistryService_DeleteAccount_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

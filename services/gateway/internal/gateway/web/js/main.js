@@ -10,6 +10,7 @@
 //               monitoring (deliveries list and one delivery's attempts);
 //               keys (API keys: create, shown once; list; revoke)
 //               history (search over the retention, 24 h rollup charts)
+//               audit (the account's audit log, filter by resource, paged)
 //
 // Each module owns its state; state tied to the account is dropped on
 // sign-out through onSessionChange. The modules imported below register
@@ -24,6 +25,7 @@ import { renderWebhooks } from './views/webhooks.js';
 import { renderDelivery, renderMonitoring, keepTrying } from './views/monitoring.js';
 import { renderKeys } from './views/keys.js';
 import { renderHistory } from './views/history.js';
+import { renderAudit } from './views/audit.js';
 
 const nav = document.getElementById('nav');
 const signOutButton = document.getElementById('signout');
@@ -57,6 +59,7 @@ startRouter({
     { match: prefix('#/monitoring'), render: renderMonitoring, onError: keepTrying },
     { match: prefix('#/keys'), render: renderKeys },
     { match: prefix('#/history'), render: renderHistory },
+    { match: prefix('#/audit'), render: renderAudit },
     { match: () => ({}), render: renderWebhooks },
   ],
 });

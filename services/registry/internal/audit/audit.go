@@ -1,0 +1,258 @@
+// Package audit serves and moves the account audit log (issue #16) for the
+// registry: Log reads Redis (entries not yet moved, pkg/auditlog) and the
+// history tier (pkg/history's audit_log) as one, newest first; Mover
+// copies entries from Redis to PostgreSQL and deletes them from Redis only
+// after the commit (so an entry is in Redis, in both, or in history, never
+// in neither, and the merged read de-duplicates by id).
+package audit
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
+	"github.com/voxscriber/webhooks/pkg/history"
+	"github.com/voxscriber/webhooks/pkg/ids"
+)
+
+// Lazy is the history store once it could be opened: PostgreSQL is never a
+// start-up or readiness dependency of the registry.
+type Lazy struct{ s atomic.Pointer[history.Store] }
+
+// ErrNotConnected is what history reads answer before the store is open.
+var ErrNotConnected = apierr.Wrap(apierr.ErrUnavailable, "history store unreachable: not connected yet; the audit log is kept in Redis meanwhile")
+
+// Store returns the store, or ErrNotConnected.
+func (l *Lazy) Store() (*history.Store, error) {
+	if s := l.s.Load(); s != nil {
+		return s, nil
+	}
+	return nil, ErrNotConnected
+}
+
+// Set installs an open store.
+func (l *Lazy) Set(s *history.Store) { l.s.Store(s) }
+
+// OpenInBackground opens the store, retrying (1 s doubling to 30 s) until
+// it succeeds or ctx ends, and closes it when ctx ends. It returns at once.
+func (l *Lazy) OpenInBackground(ctx context.Context, url string, cfg history.Config, log *slog.Logger) {
+	go func() {
+		wait := time.Second
+		for {
+			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			s, err := history.Open(octx, url, cfg)
+			cancel()
+			if err == nil {
+				l.s.Store(s)
+				log.Info("history store open (audit log)")
+				<-ctx.Done()
+				s.Close()
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("history store not reachable; audit entries wait in Redis", "error", err.Error(), "retry_in", wait.String())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, 30*time.Second)
+		}
+	}()
+}
+
+// Paging bounds of List.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 100
+)
+
+// Query filters List (see history.AuditQuery).
+type Query struct {
+	Since, Until time.Time
+	Resource     string
+	PageSize     int
+	PageToken    string // the id of the last entry of the previous page
+}
+
+// Log reads the audit log of both tiers.
+type Log struct {
+	RDB     redis.UniversalClient
+	History *Lazy
+}
+
+// List returns a page of an account's entries, newest first, and the next
+// page's token ("" at the end).
+func (l *Log) List(ctx context.Context, acct string, q Query) ([]auditlog.Entry, string, error) {
+	switch {
+	case q.PageSize < 0:
+		return nil, "", apierr.Invalid("page_size", "must not be negative")
+	case q.PageSize == 0:
+		q.PageSize = DefaultPageSize
+	case q.PageSize > MaxPageSize:
+		q.PageSize = MaxPageSize
+	}
+	if q.PageToken != "" && !ids.Valid(auditlog.Prefix, q.PageToken) {
+		return nil, "", apierr.Invalid("page_token", "is not a token returned by ListAuditLog")
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return nil, "", apierr.Invalid("until", "must be after since")
+	}
+	live, err := auditlog.Live(ctx, l.RDB, acct)
+	if err != nil {
+		return nil, "", err
+	}
+	live = slices.DeleteFunc(live, func(e auditlog.Entry) bool {
+		return (!q.Since.IsZero() && e.Time.Before(q.Since)) || (!q.Until.IsZero() && !e.Time.Before(q.Until)) ||
+			(q.Resource != "" && e.Resource != q.Resource) || (q.PageToken != "" && e.ID >= q.PageToken)
+	})
+	store, err := l.History.Store()
+	if err != nil {
+		return nil, "", err
+	}
+	old, err := store.ListAudit(ctx, acct, history.AuditQuery{Since: q.Since, Until: q.Until, Resource: q.Resource, Before: q.PageToken, Limit: q.PageSize})
+	if err != nil {
+		return nil, "", err
+	}
+	seen := make(map[string]bool, len(live))
+	for _, e := range live {
+		seen[e.ID] = true
+	}
+	for _, h := range old {
+		if !seen[h.ID] {
+			live = append(live, fromHistory(h))
+		}
+	}
+	slices.SortFunc(live, func(a, b auditlog.Entry) int { return cmp.Compare(b.ID, a.ID) })
+	next := ""
+	if len(live) > q.PageSize {
+		live = live[:q.PageSize]
+		next = live[len(live)-1].ID
+	} else if len(old) == q.PageSize && len(live) > 0 {
+		next = live[len(live)-1].ID // history may hold more
+	}
+	return live, next, nil
+}
+
+func fromHistory(h history.AuditEntry) auditlog.Entry {
+	return auditlog.Entry{ID: h.ID, AccountID: h.AccountID, Time: h.Time, Action: h.Action, Resource: h.Resource, Summary: h.Summary,
+		Actor: auditlog.Actor{Type: h.ActorType, KeyID: h.ActorKeyID, KeyPrefix: h.ActorPrefix}}
+}
+
+func toHistory(e auditlog.Entry) history.AuditEntry {
+	return history.AuditEntry{ID: e.ID, AccountID: e.AccountID, Time: e.Time, Action: e.Action, Resource: e.Resource, Summary: e.Summary,
+		ActorType: e.Actor.Type, ActorKeyID: e.Actor.KeyID, ActorPrefix: e.Actor.KeyPrefix}
+}
+
+// Mover moves entries from Redis to history.
+type Mover struct {
+	RDB     redis.UniversalClient
+	History *Lazy
+	Log     *slog.Logger
+	// Poll is the pause between passes (default 1 s); SweepEvery the
+	// period of the SCAN for accounts whose announcement was lost
+	// (default 5 min).
+	Poll, SweepEvery time.Duration
+}
+
+// Run moves entries until ctx ends, backing off (to 30 s) while
+// PostgreSQL fails; entries wait in Redis meanwhile.
+func (m *Mover) Run(ctx context.Context) {
+	poll := cmp.Or(m.Poll, time.Second)
+	sweepEvery := cmp.Or(m.SweepEvery, 5*time.Minute)
+	lastSweep := time.Time{}
+	wait := poll
+	for ctx.Err() == nil {
+		if time.Since(lastSweep) >= sweepEvery {
+			if err := m.Sweep(ctx); err == nil {
+				lastSweep = time.Now()
+			}
+		}
+		_, err := m.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			m.Log.Warn("audit mover: entries stay in Redis for now", "error", err.Error(), "retry_in", wait.String())
+			wait = min(wait*2, 30*time.Second)
+		} else {
+			wait = poll
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Sweep re-announces every account that has entries in Redis.
+func (m *Mover) Sweep(ctx context.Context) error {
+	iter := m.RDB.Scan(ctx, 0, auditlog.KeyPattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		acct, ok := strings.CutPrefix(strings.TrimSuffix(k, "}:audit"), "wh:{a:")
+		if ok {
+			auditlog.Announce(ctx, m.RDB, acct)
+		}
+	}
+	return iter.Err()
+}
+
+// RunOnce moves the entries of up to 100 announced accounts and returns
+// how many entries it moved.
+func (m *Mover) RunOnce(ctx context.Context) (int, error) {
+	store, err := m.History.Store()
+	if err != nil {
+		return 0, err
+	}
+	accts, err := m.RDB.SRandMemberN(ctx, auditlog.PendingKey, 100).Result()
+	if err != nil {
+		return 0, err
+	}
+	moved := 0
+	for _, acct := range accts {
+		n, err := m.moveAccount(ctx, store, acct)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+func (m *Mover) moveAccount(ctx context.Context, store *history.Store, acct string) (int, error) {
+	live, err := auditlog.Live(ctx, m.RDB, acct)
+	if err != nil {
+		return 0, err
+	}
+	if len(live) > 0 {
+		batch := make([]history.AuditEntry, len(live))
+		fields := make([]string, len(live))
+		for i, e := range live {
+			batch[i], fields[i] = toHistory(e), e.ID
+		}
+		if _, err := store.ArchiveAudit(ctx, batch); err != nil {
+			return 0, err
+		}
+		// Committed: the Redis copies may go (entries never change).
+		if err := m.RDB.HDel(ctx, auditlog.Key(acct), fields...).Err(); err != nil {
+			return 0, err
+		}
+	}
+	// Leave the list, then look again: an entry written meanwhile puts the
+	// account back.
+	if err := m.RDB.SRem(ctx, auditlog.PendingKey, acct).Err(); err != nil {
+		return len(live), err
+	}
+	if n, err := m.RDB.HLen(ctx, auditlog.Key(acct)).Result(); err != nil || n > 0 {
+		auditlog.Announce(ctx, m.RDB, acct)
+	}
+	return len(live), nil
+}
