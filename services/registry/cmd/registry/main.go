@@ -85,10 +85,13 @@ func run(ctx context.Context) error {
 	}
 	// The audit log's history tier (PostgreSQL): never a start-up or
 	// readiness dependency; entries wait in Redis until it is reachable.
+	hist, err := history.OpenLazy(ctx, databaseURL, history.Config{Retention: historyRetention, Logger: log}, history.LazyOptions{})
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
 	historyCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHistory()
-	hist := &audit.Lazy{}
-	hist.OpenInBackground(historyCtx, databaseURL, history.Config{Retention: historyRetention, Logger: log}, log)
 	mover := &audit.Mover{RDB: rdb, History: hist, Log: log}
 	moverDone := make(chan struct{})
 	go func() { defer close(moverDone); mover.Run(historyCtx) }()

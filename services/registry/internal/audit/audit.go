@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,54 +21,6 @@ import (
 	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ids"
 )
-
-// Lazy is the history store once it could be opened: PostgreSQL is never a
-// start-up or readiness dependency of the registry.
-type Lazy struct{ s atomic.Pointer[history.Store] }
-
-// ErrNotConnected is what history reads answer before the store is open.
-var ErrNotConnected = apierr.Wrap(apierr.ErrUnavailable, "history store unreachable: not connected yet; the audit log is kept in Redis meanwhile")
-
-// Store returns the store, or ErrNotConnected.
-func (l *Lazy) Store() (*history.Store, error) {
-	if s := l.s.Load(); s != nil {
-		return s, nil
-	}
-	return nil, ErrNotConnected
-}
-
-// Set installs an open store.
-func (l *Lazy) Set(s *history.Store) { l.s.Store(s) }
-
-// OpenInBackground opens the store, retrying (1 s doubling to 30 s) until
-// it succeeds or ctx ends, and closes it when ctx ends. It returns at once.
-func (l *Lazy) OpenInBackground(ctx context.Context, url string, cfg history.Config, log *slog.Logger) {
-	go func() {
-		wait := time.Second
-		for {
-			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			s, err := history.Open(octx, url, cfg)
-			cancel()
-			if err == nil {
-				l.s.Store(s)
-				log.Info("history store open (audit log)")
-				<-ctx.Done()
-				s.Close()
-				return
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			log.Warn("history store not reachable; audit entries wait in Redis", "error", err.Error(), "retry_in", wait.String())
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = min(wait*2, 30*time.Second)
-		}
-	}()
-}
 
 // Paging bounds of List.
 const (
@@ -88,7 +39,7 @@ type Query struct {
 // Log reads the audit log of both tiers.
 type Log struct {
 	RDB     redis.UniversalClient
-	History *Lazy
+	History *history.Lazy
 }
 
 // List returns a page of an account's entries, newest first, and the next
@@ -157,7 +108,7 @@ func toHistory(e auditlog.Entry) history.AuditEntry {
 // Mover moves entries from Redis to history.
 type Mover struct {
 	RDB     redis.UniversalClient
-	History *Lazy
+	History *history.Lazy
 	Log     *slog.Logger
 	// Poll is the pause between passes (default 1 s); SweepEvery the
 	// period of the SCAN for accounts whose announcement was lost
