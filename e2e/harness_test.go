@@ -112,6 +112,9 @@ type SuiteOptions struct {
 	// HTTPS: the gateway serves TLS (GATEWAY_TLS_* in the env); the
 	// suite's HTTP client uses this configuration (its RootCAs).
 	HTTPS *tls.Config
+	// HistoryDown: the history store is not expected to answer at start
+	// (otherwise the suite waits until /healthz reports it reachable).
+	HistoryDown bool
 }
 
 func startSuite(t testing.TB, o SuiteOptions) *Suite {
@@ -164,7 +167,10 @@ func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions
 		s.Start(name, o.ServiceEnv[name])
 	}
 	t.Cleanup(s.StopAll)
-	s.WaitHealthy(30 * time.Second)
+	s.WaitHealthy(60 * time.Second)
+	if !o.HistoryDown {
+		s.waitHistory(60 * time.Second)
+	}
 	return s
 }
 
@@ -268,6 +274,25 @@ func (s *Suite) WaitHealthy(d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitHistory polls /healthz until it reports the history store reachable:
+// the services open it in the background, and on a loaded machine the
+// first open (migrations, partitions) can outlast their first wait.
+func (s *Suite) waitHistory(d time.Duration) {
+	s.t.Helper()
+	eventually(s.t, d, "the history store reachable", func() bool {
+		resp, err := s.HTTP.Get(s.BaseURL + "/healthz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var h struct {
+			HistoryStore string `json:"historyStore"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		return h.HistoryStore == "reachable"
+	})
 }
 
 // Do sends a REST request with a bearer token and decodes the JSON answer.

@@ -108,7 +108,7 @@ func TestArchivedEventsThroughTheGateway(t *testing.T) {
 // listings answer 503 with the store's message.
 func TestHistoryStoreDownKeepsTheSuiteHealthy(t *testing.T) {
 	down := "postgres://postgres@127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) + "/webhooks?connect_timeout=1"
-	s := startSuite(t, SuiteOptions{Env: map[string]string{"DATABASE_URL": down}})
+	s := startSuite(t, SuiteOptions{Env: map[string]string{"DATABASE_URL": down}, HistoryDown: true})
 	acct, key := s.NewAccount("nopg")
 	var pub struct {
 		Event struct{ ID string } `json:"event"`

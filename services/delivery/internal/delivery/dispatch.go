@@ -198,23 +198,29 @@ func (d *Dispatcher) prepare(ctx context.Context, job Job) (*prepared, *Outcome)
 		return nil, &Outcome{Status: StatusParked, Now: now,
 			LastError: fmt.Sprintf("endpoint %s is %s; the delivery resumes when it is enabled", dl.EndpointID, t.Status)}
 	}
-	body := dl.Body
-	if len(body) == 0 {
-		body, err = d.deps.Events.Payload(lctx, dl.EventID)
-		if errors.Is(err, apierr.ErrNotFound) && d.deps.Archived != nil {
-			// A delivery revived (retry, replay, resume) while the
-			// archiver moved its done event: history holds the payload.
-			body, err = d.deps.Archived.ArchivedPayload(lctx, dl.AccountID, dl.EventID)
-		}
-		switch {
-		case errors.Is(err, apierr.ErrNotFound):
-			return nil, &Outcome{Status: StatusCanceled, Now: now,
-				LastError: fmt.Sprintf("event %s is no longer stored", dl.EventID)}
-		case err != nil:
-			return nil, d.deferred(ctx, dl, now, "event lookup failed", err)
-		}
+	body, err := d.body(lctx, dl)
+	switch {
+	case errors.Is(err, apierr.ErrNotFound):
+		return nil, &Outcome{Status: StatusCanceled, Now: now,
+			LastError: fmt.Sprintf("event %s is no longer stored", dl.EventID)}
+	case err != nil:
+		return nil, d.deferred(ctx, dl, now, "event lookup failed", err)
 	}
 	return &prepared{target: t, body: body}, nil
+}
+
+// body is the request body of a delivery: its own (Send Test), else its
+// event's payload from the live tier, else from history (a delivery
+// revived, or read, after the archiver moved its done event).
+func (d *Dispatcher) body(ctx context.Context, dl *Delivery) ([]byte, error) {
+	if len(dl.Body) > 0 {
+		return dl.Body, nil
+	}
+	body, err := d.deps.Events.Payload(ctx, dl.EventID)
+	if errors.Is(err, apierr.ErrNotFound) && d.deps.Archived != nil {
+		body, err = d.deps.Archived.ArchivedPayload(ctx, dl.AccountID, dl.EventID)
+	}
+	return body, err
 }
 
 func (d *Dispatcher) deferred(ctx context.Context, dl *Delivery, now time.Time, what string, err error) *Outcome {

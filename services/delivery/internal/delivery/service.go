@@ -164,12 +164,9 @@ func (s *Service) Get(ctx context.Context, accountID, id string) (*Delivery, []A
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	body := d.Body
-	if len(body) == 0 {
-		body, err = s.d.deps.Events.Payload(ctx, d.EventID)
-		if err != nil && !errors.Is(err, apierr.ErrNotFound) {
-			return nil, nil, nil, fmt.Errorf("payload of event %s: %w", d.EventID, err)
-		}
+	body, err := s.d.body(ctx, d)
+	if err != nil && !errors.Is(err, apierr.ErrNotFound) {
+		return nil, nil, nil, fmt.Errorf("payload of event %s: %w", d.EventID, err)
 	}
 	return d, atts, body, nil
 }
