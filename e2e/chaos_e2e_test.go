@@ -2,17 +2,21 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
+	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/pgtest"
 )
 
 var chaosDuration = flag.Duration("chaos-duration", 12*time.Second, "how long TestChaos injects faults (make chaos: 90s)")
@@ -27,11 +31,23 @@ func (s *Suite) current(name string) *exec.Cmd {
 
 // TestChaos: under steady load, every service is SIGKILLed at random
 // moments and restarted, Redis (AOF, appendfsync always) is killed and
-// restarted, and the receiver flaps between 200, 500 and hanging. Then
-// every event acknowledged to the producer must reach the receiver at least
-// once: 0 lost. Duplicates are counted and reported.
+// restarted, the history tier's PostgreSQL (a server of the test's own) is
+// restarted cleanly and killed with SIGKILL then started, the receiver
+// flaps between 200, 500 and hanging, and delivered deliveries are revived
+// (:retry) while the archiver moves them: so kills land between the
+// archive's commit and its delete from Redis, and revives race that delete.
+// Then every event acknowledged to the producer must reach the receiver at
+// least once: 0 lost. Once the archive backlog drained (Redis holds no
+// delivery nor event record), GET /v1/deliveries paged to the end lists
+// every delivered event's delivery exactly once, each read by id has its
+// whole attempt log ending in the successful attempt, and GET
+// /v1/events/{id} answers every acknowledged event. Duplicates are counted
+// and reported.
 func TestChaos(t *testing.T) {
+	pgsrv := pgtest.StartServer(t) // restarted and killed below
 	s := startSuite(t, SuiteOptions{Env: map[string]string{
+		"DATABASE_URL":     pgsrv.URL,
+		"API_RATE_LIMIT":   "0", // the checks read every delivery and event by id
 		"DELIVERY_TIMEOUT": "1s",
 		// Long enough that every event still has attempts after the faults end.
 		"DELIVERY_RETRY_SCHEDULE": "0s,200ms,500ms,1s,2s,3s,5s,10s,20s,30s,60s,60s",
@@ -44,6 +60,7 @@ func TestChaos(t *testing.T) {
 	chaosOn.Store(true)
 	var okMu sync.Mutex
 	okCount := map[string]int{} // 2xx answers per event id
+	var okIDs []string          // events answered 200, in that order
 	respond := func(r *http.Request) int {
 		if !chaosOn.Load() {
 			return 200
@@ -63,20 +80,25 @@ func TestChaos(t *testing.T) {
 	rc.Respond = func(n int, r *http.Request) int {
 		code := respond(r)
 		if code == 200 {
+			id := r.Header.Get("X-Webhook-Id")
 			okMu.Lock()
-			okCount[r.Header.Get("X-Webhook-Id")]++
+			if okCount[id] == 0 {
+				okIDs = append(okIDs, id)
+			}
+			okCount[id]++
 			okMu.Unlock()
 		}
 		return code
 	}
 	acct, key := s.NewAccount("chaos")
-	s.NewEndpoint(key, rc.URL, "transcription.progress")
+	ep, _ := s.NewEndpoint(key, rc.URL, "transcription.progress")
 	ing, ctx := s.Ingestion()
 
 	// Steady load: ~100 events/s; an event counts once acknowledged.
 	var mu sync.Mutex
 	acked := map[string]bool{}
 	var published, failed atomic.Int64
+	var refused []*ingestionv1.PublishEventRequest // retried after the faults, as a producer must
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -89,15 +111,19 @@ func TestChaos(t *testing.T) {
 					return
 				case <-time.After(40 * time.Millisecond):
 				}
-				pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				resp, err := ing.PublishEvent(pctx, &ingestionv1.PublishEventRequest{
+				req := &ingestionv1.PublishEventRequest{
 					AccountId: acct, Type: "transcription.progress", Data: progressReq(acct, i).Data,
 					IdempotencyKey: fmt.Sprintf("chaos-%d-%d", w, i),
-				})
+				}
+				pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				resp, err := ing.PublishEvent(pctx, req)
 				cancel()
 				published.Add(1)
 				if err != nil {
 					failed.Add(1)
+					mu.Lock()
+					refused = append(refused, req)
+					mu.Unlock()
 					continue
 				}
 				mu.Lock()
@@ -107,23 +133,87 @@ func TestChaos(t *testing.T) {
 		}(w)
 	}
 
+	// Revives: a delivery the receiver already answered 200 is sent again
+	// (POST :retry) while it is being archived, or after it moved (then it
+	// is restored from history, its attempts continued). A revive bumps
+	// the delivery's version, so the archiver's compare-and-delete leaves
+	// it in Redis; it ends again and moves again with all its attempts.
+	var revMu sync.Mutex
+	revived := map[string]bool{} // event ids whose :retry was accepted
+	var reviveTries atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rrng := rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			okMu.Lock()
+			var id string
+			if n := len(okIDs); n > 0 {
+				id = okIDs[n-1-rrng.IntN(min(n, 50))] // among the latest: ended moments ago
+			}
+			okMu.Unlock()
+			if id == "" {
+				continue
+			}
+			reviveTries.Add(1)
+			if code, _, err := s.try("POST", "/v1/deliveries/"+ids.Derive(ids.Delivery, id, ep.ID)+":retry", key); err == nil && code == http.StatusOK {
+				revMu.Lock()
+				revived[id] = true
+				revMu.Unlock()
+			}
+		}
+	}()
+
 	// Faults.
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	kills := map[string]int{}
-	deadline := time.Now().Add(*chaosDuration)
-	redisAt := time.Now().Add(*chaosDuration / 2) // at least one Redis restart
+	// PostgreSQL down for a moment after a SIGKILL of its postmaster
+	// (crash recovery at start), or restarted cleanly (-m fast).
+	postgres := func(kill bool) {
+		if !kill {
+			pgtest.Restart(t, pgsrv, true)
+			kills["postgres-restart"]++
+			return
+		}
+		pgtest.Kill(t, pgsrv)
+		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
+		if err := pgsrv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		kills["postgres-kill9"]++
+	}
+	start := time.Now()
+	deadline := start.Add(*chaosDuration)
+	// At least one of each PostgreSQL fault and one Redis restart, early
+	// enough that the archiver's backoff (1 s doubling) stays short.
+	pgRestartAt, redisAt, pgKillAt := start.Add(*chaosDuration/4), start.Add(*chaosDuration/2), start.Add(*chaosDuration*5/8)
 	for time.Now().Before(deadline) {
 		if !redisAt.IsZero() && time.Now().After(redisAt) {
 			s.Redis.Restart()
 			kills["redis"]++
 			redisAt = time.Time{}
 		}
+		if !pgRestartAt.IsZero() && time.Now().After(pgRestartAt) {
+			postgres(false)
+			pgRestartAt = time.Time{}
+		}
+		if !pgKillAt.IsZero() && time.Now().After(pgKillAt) {
+			postgres(true)
+			pgKillAt = time.Time{}
+		}
 		time.Sleep(time.Duration(500+rng.IntN(1000)) * time.Millisecond)
 		mode.Store(int32([]int{0, 0, 0, 0, 0, 1, 1, 1, 2, 2}[rng.IntN(10)])) // 50% ok, 30% 500, 20% hang
-		switch victim := []string{"registry", "ingestion", "delivery", "delivery", "gateway", "redis"}[rng.IntN(6)]; victim {
+		switch victim := []string{"registry", "ingestion", "delivery", "delivery", "gateway", "redis", "postgres"}[rng.IntN(7)]; victim {
 		case "redis":
 			s.Redis.Restart()
 			kills["redis"]++
+		case "postgres":
+			postgres(rng.IntN(2) == 0)
 		default:
 			s.Kill(s.current(victim))
 			kills[victim]++
@@ -135,6 +225,26 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 	chaosOn.Store(false)
 	s.WaitHealthy(30 * time.Second)
+	// A refused publish may have stored its event (and even scheduled its
+	// delivery) before failing: the producer retries it with the same
+	// idempotency key until it is acknowledged, which completes its
+	// fan-out. Until then such an event waits in Redis, unacknowledged.
+	retryDeadline := time.Now().Add(time.Minute)
+	for _, req := range refused {
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := ing.PublishEvent(pctx, req)
+			cancel()
+			if err == nil {
+				acked[resp.GetEvent().GetId()] = true
+				break
+			}
+			if time.Now().After(retryDeadline) {
+				t.Fatalf("publish %s still refused a minute after the faults: %v", req.GetIdempotencyKey(), err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 
 	mu.Lock()
 	want := len(acked)
@@ -142,16 +252,14 @@ func TestChaos(t *testing.T) {
 	if want == 0 {
 		t.Fatal("no event was acknowledged under chaos")
 	}
-	missing := func() []string {
-		got := map[string]bool{}
-		for _, r := range rc.Requests() {
-			got[r.Header.Get("X-Webhook-Id")] = true
-		}
+	missing := func() []string { // acknowledged, never answered 200
 		var out []string
 		mu.Lock()
 		defer mu.Unlock()
+		okMu.Lock()
+		defer okMu.Unlock()
 		for id := range acked {
-			if !got[id] {
+			if okCount[id] == 0 {
 				out = append(out, id)
 			}
 		}
@@ -166,15 +274,96 @@ func TestChaos(t *testing.T) {
 	if m := missing(); len(m) > 0 {
 		t.Fatalf("LOST %d of %d acknowledged events, e.g. %v", len(m), want, m[:min(5, len(m))])
 	}
-	// Duplicates: successful answers beyond one per event. A worker killed
-	// after the receiver answered but before it recorded the outcome leaves
-	// the attempt to be sent again after its lease: that is the only cause.
+	// Duplicates: successful answers beyond one per event, revived ones
+	// left out. A worker killed after the receiver answered but before it
+	// recorded the outcome leaves the attempt to be sent again after its
+	// lease: that is the only cause.
+	tDelivered := time.Since(start)
+
+	// History: everything ended, so once the archiver caught up Redis
+	// holds no delivery and no event, and every one is read from
+	// PostgreSQL. (After a delivery process was killed, the shards it
+	// archived wait for its 30 s lease to lapse; after a PostgreSQL fault
+	// the archiver retries within its backoff, at most 30 s.)
+	waitArchived(t, s, 2*time.Minute)
+	tArchived := time.Since(start)
 	okMu.Lock()
 	extra := 0
-	for _, n := range okCount {
-		extra += n - 1
+	delivered := map[string]bool{}
+	for id, n := range okCount {
+		delivered[id] = true
+		if !revived[id] {
+			extra += n - 1
+		}
 	}
 	okMu.Unlock()
-	t.Logf("chaos %v: kills %v; %d publishes, %d refused during faults, %d acknowledged, 0 lost; %d requests in all, %d duplicate successes (attempts in flight when a delivery process was killed)",
+	all := listAllDeliveries(t, s, key)
+	byEvent := map[string]string{}
+	var dlvIDs []string
+	for _, d := range all {
+		if other, ok := byEvent[d.EventID]; ok {
+			t.Fatalf("event %s has two deliveries listed to one endpoint: %s and %s", d.EventID, other, d.ID)
+		}
+		byEvent[d.EventID] = d.ID
+		dlvIDs = append(dlvIDs, d.ID)
+		if !delivered[d.EventID] {
+			t.Errorf("delivery %s (event %s) listed, but the receiver never answered 200 for that event", d.ID, d.EventID)
+		}
+	}
+	var unlisted []string
+	for id := range delivered {
+		if _, ok := byEvent[id]; !ok {
+			unlisted = append(unlisted, id)
+		}
+	}
+	if len(unlisted) > 0 {
+		sort.Strings(unlisted)
+		t.Fatalf("%d of %d delivered events have no delivery in GET /v1/deliveries, e.g. %v", len(unlisted), len(delivered), unlisted[:min(5, len(unlisted))])
+	}
+	// Each delivery by id: its whole attempt log; a revived one shows its
+	// second success (when the revive came after the first was recorded).
+	var hmu sync.Mutex
+	var incomplete []string
+	revivedTwice := 0
+	bad := parallelGET(t, s, key, dlvIDs, func(id string) string { return "/v1/deliveries/" + id }, func(id string, raw []byte) {
+		var out struct {
+			Delivery delivery `json:"delivery"`
+		}
+		err := json.Unmarshal(raw, &out)
+		oks := 0
+		if err == nil {
+			oks, err = historyComplete(out.Delivery)
+		}
+		hmu.Lock()
+		defer hmu.Unlock()
+		if err != nil {
+			incomplete = append(incomplete, fmt.Sprintf("%s (event %s, revived %t): %v", id, out.Delivery.EventID, revived[out.Delivery.EventID], err))
+		}
+		if oks >= 2 {
+			revivedTwice++
+		}
+	})
+	if len(bad)+len(incomplete) > 0 {
+		t.Fatalf("GET /v1/deliveries/{id}: %d failed, e.g. %v; %d with incomplete history, e.g. %v",
+			len(bad), bad[:min(3, len(bad))], len(incomplete), incomplete[:min(3, len(incomplete))])
+	}
+	mu.Lock()
+	var ackedIDs []string
+	for id := range acked {
+		ackedIDs = append(ackedIDs, id)
+	}
+	mu.Unlock()
+	if bad := parallelGET(t, s, key, ackedIDs, func(id string) string { return "/v1/events/" + id }, nil); len(bad) > 0 {
+		t.Fatalf("GET /v1/events/{id} failed for %d of %d acknowledged events, e.g. %v", len(bad), len(ackedIDs), bad[:min(3, len(bad))])
+	}
+	revMu.Lock()
+	nRevived := len(revived)
+	revMu.Unlock()
+	if nRevived >= 10 && revivedTwice == 0 {
+		t.Errorf("%d revives accepted, yet no delivery's history shows a second successful attempt", nRevived)
+	}
+	t.Logf("chaos %v: kills %v; %d publishes, %d refused during faults (then retried until acknowledged), %d acknowledged, 0 lost; %d requests in all, %d duplicate successes (attempts in flight when a delivery process was killed)",
 		*chaosDuration, kills, published.Load(), failed.Load(), want, len(rc.Requests()), extra)
+	t.Logf("history: %d revives tried, %d accepted, %d deliveries with two or more successful attempts; all delivered %v after the start, archived %v; %d deliveries listed once each with complete attempts, %d acknowledged events read by id",
+		reviveTries.Load(), nRevived, revivedTwice, tDelivered.Round(100*time.Millisecond), tArchived.Round(100*time.Millisecond), len(all), len(ackedIDs))
 }
