@@ -83,15 +83,16 @@ func listAllDeliveries(t testing.TB, s *Suite, key string) []delivery {
 	}
 }
 
-// historyComplete checks one delivery read by id: SUCCEEDED, its attempt
+// historyComplete checks one delivery read by id: SUCCEEDED, with the
+// body it sent (read from history once its event left Redis), its attempt
 // log as long as its attempt count, numbered upwards, the last a 200.
-// It returns how many of its attempts were answered 200. (Its payload is
-// not checked: GET /v1/deliveries/{id} reads it from Redis and the delivery
-// process's payload cache only, so an archived delivery shows none once
-// that cache forgot it; the event's own read, GET /v1/events/{id}, has it.)
+// It returns how many of its attempts were answered 200.
 func historyComplete(d delivery) (int, error) {
 	if !strings.HasSuffix(d.Status, "SUCCEEDED") {
 		return 0, fmt.Errorf("status %s, want SUCCEEDED", d.Status)
+	}
+	if d.Payload == "" {
+		return 0, fmt.Errorf("no payload")
 	}
 	if len(d.Attempts) == 0 || len(d.Attempts) != d.AttemptCount {
 		return 0, fmt.Errorf("%d attempts in its log, attempt count %d", len(d.Attempts), d.AttemptCount)
