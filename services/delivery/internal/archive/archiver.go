@@ -32,9 +32,13 @@ import (
 
 // Tunables of the archiver.
 const (
-	DefaultBatch   = 500
-	DefaultPoll    = time.Second
-	leaseTTL       = 30 * time.Second
+	DefaultBatch = 500
+	DefaultPoll  = time.Second
+	// leaseTTL bounds how long a crashed process's shards wait for another
+	// archiver. Its owner renews it every pass; one that lapses mid-batch
+	// only makes two archivers move the same records, which the upsert
+	// (newer version wins) and the compare-and-delete make harmless.
+	leaseTTL       = 10 * time.Second
 	maxBackoff     = 30 * time.Second
 	fanoutGrace    = 2 * time.Second // before a waiting event is looked at again
 	waitingPerPass = 200
