@@ -57,6 +57,9 @@ type Archiver struct {
 	// before anything is deleted from Redis; an error stops the pass there,
 	// as a crash would.
 	afterCommit func() error
+	// afterDeliveries, when set (tests), runs after the deliveries' delete
+	// and before the done events' (a crash there).
+	afterDeliveries func() error
 }
 
 // New returns an Archiver.
@@ -187,6 +190,13 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 	if err := a.q.NoteParkedInHistory(ctx, parkedEps); err != nil { // before they move: a resume looks there
 		return 0, err
 	}
+	// Done events are filed on the waiting list before anything is deleted:
+	// a crash after the deliveries' delete and before the events' leaves
+	// them there, and a later pass (waiting) moves and deletes them; once
+	// deleted here they leave the list.
+	if err := a.q.WaitForFanout(ctx, done, a.now()); err != nil {
+		return 0, err
+	}
 	res, err := store.Archive(ctx, b)
 	if err != nil {
 		return 0, err
@@ -262,6 +272,11 @@ func (a *Archiver) deleteArchived(ctx context.Context, ended []redisqueue.Ended,
 			moved++
 		}
 	}
+	if a.afterDeliveries != nil {
+		if err := a.afterDeliveries(); err != nil {
+			return moved, errors.Join(errStop, err)
+		}
+	}
 	var evs []string
 	for _, id := range done {
 		if heldEvents[id] {
@@ -270,6 +285,9 @@ func (a *Archiver) deleteArchived(ctx context.Context, ended []redisqueue.Ended,
 	}
 	if len(evs) > 0 {
 		if _, err := a.events.DeleteDone(ctx, evs); err != nil {
+			return moved, err
+		}
+		if err := a.q.DoneWaiting(ctx, evs); err != nil {
 			return moved, err
 		}
 	}

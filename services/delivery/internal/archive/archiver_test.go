@@ -189,6 +189,31 @@ func TestACrashBetweenCommitAndDeleteIsFinishedByTheNextPass(t *testing.T) {
 	}
 }
 
+// TestACrashBetweenTheDeliveriesAndTheEventsDeleteLeavesNoEventBehind:
+// a pass killed after deleting the archived deliveries and before deleting
+// their done events (their deliveries are gone from the ended index, so
+// nothing else names them) leaves them on the waiting list, and a later
+// pass deletes them: none stays in Redis for good.
+func TestACrashBetweenTheDeliveriesAndTheEventsDeleteLeavesNoEventBehind(t *testing.T) {
+	f := newFixture(t)
+	f.publish(10)
+	f.finish(delivery.StatusSucceeded)
+	f.arch.afterDeliveries = func() error { return errors.New("killed") }
+	if _, err := f.arch.RunOnce(context.Background()); err == nil {
+		t.Fatal("the simulated crash did not stop the pass")
+	}
+	if evs, _ := f.rdb.Keys(context.Background(), "wh:evt:*").Result(); len(evs) == 0 {
+		t.Fatal("no event left at the crash point: the test does not reach it")
+	}
+	f.arch.afterDeliveries = nil
+	later := time.Now().Add(time.Minute) // past the waiting list's grace
+	f.arch.now = func() time.Time { return later }
+	f.drain()
+	if left := f.liveKeys(); len(left) > 0 {
+		t.Fatalf("events left in Redis after the next pass: %v", left)
+	}
+}
+
 func TestARevivalRacingTheDeleteIsNeverDeleted(t *testing.T) {
 	f := newFixture(t)
 	ids := f.publish(3)
