@@ -35,7 +35,7 @@ func startRedisCluster(t testing.TB) *redisCluster {
 	rc := &redisCluster{}
 	for i := 0; i < 3; i++ {
 		dir := t.TempDir()
-		port := redistest.FreePort(t)
+		port := redistest.FreeClusterPort(t) // and its cluster bus port, +10000
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		cmd := exec.Command(bin,
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",

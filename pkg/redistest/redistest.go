@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,6 +53,9 @@ func Start(t testing.TB, opts ...Options) *Server {
 	}
 	dir := t.TempDir()
 	port := FreePort(t)
+	if slices.Contains(o.Args, "--cluster-enabled") {
+		port = FreeClusterPort(t) // its cluster bus listens on port+10000
+	}
 	aof := "no"
 	if o.AOF {
 		aof = "yes"
@@ -120,6 +124,17 @@ func (s *Server) Restart() {
 func FreePort(t testing.TB) int {
 	t.Helper()
 	port, err := testport.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// FreeClusterPort returns a port for a Redis Cluster node: it and its
+// cluster bus port (+10000) were free a moment ago.
+func FreeClusterPort(t testing.TB) int {
+	t.Helper()
+	port, err := testport.FreeWith(10000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@
 package testport
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -13,14 +14,7 @@ import (
 // range as the source ports of outgoing connections, so under load another
 // connection may take it before the test's server binds it.
 func Free() (int, error) {
-	const lo, hi = 20000, 32768
-	for range 200 {
-		port := lo + rand.IntN(hi-lo)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		_ = l.Close()
+	if port, ok := pick(0); ok {
 		return port, nil
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,4 +23,43 @@ func Free() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeral is where Linux's ephemeral range starts (and where ports are
+// no longer picked).
+const lowest, ephemeral = 20000, 32768
+
+// FreeWith returns a port p such that p and p+offset were both free a
+// moment ago, both below the ephemeral range: a Redis Cluster node listens
+// on its port and on port+10000 (the cluster bus).
+func FreeWith(offset int) (int, error) {
+	if port, ok := pick(offset); ok {
+		return port, nil
+	}
+	return 0, errors.New("testport: no free pair of ports below the ephemeral range")
+}
+
+// pick tries random ports p in [lowest, ephemeral-offset) whose p and
+// p+offset can both be listened on.
+func pick(offset int) (int, bool) {
+	span := ephemeral - offset - lowest
+	if span <= 0 {
+		return 0, false
+	}
+	for range 200 {
+		port := lowest + rand.IntN(span)
+		if free(port) && (offset == 0 || free(port+offset)) {
+			return port, true
+		}
+	}
+	return 0, false
+}
+
+func free(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
 }
