@@ -160,9 +160,15 @@ func TestABurstOfExhaustedDeliveriesIsOneEventWithItsCount(t *testing.T) {
 	if ex[0].data["attempts"] != 1.0 || ex[0].data["eventType"] != "transcription.completed" || ex[0].data["lastError"] == "" {
 		t.Errorf("delivery.exhausted data = %v", ex[0].data)
 	}
+	// One endpoint.disabled for the burst. With a one-attempt schedule a
+	// delivery whose only attempt began after the first decision decides
+	// again (its own "final failure with no success since"): when the
+	// machine is slow that second decision lands in the same window and
+	// is folded into the one event as count 2, never a second event.
 	dis := ing.events("endpoint.disabled")
-	if _, counted := dis[0].data["count"]; len(dis) != 1 || counted || dis[0].data["url"] != f.url || dis[0].data["reason"] == "" {
-		t.Errorf("endpoint.disabled events = %+v; want one without count", dis)
+	count, counted := dis[0].data["count"]
+	if len(dis) != 1 || (counted && count != 2.0) || dis[0].data["url"] != f.url || dis[0].data["reason"] == "" {
+		t.Errorf("endpoint.disabled events = %+v; want one, without count (or count 2 when a second decision fell in its window)", dis)
 	}
 
 	// One more final failure, within the window: its own event, a window
