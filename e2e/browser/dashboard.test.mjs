@@ -53,8 +53,10 @@ function watch(p) {
   });
   p.on('requestfailed', (r) => {
     const why = r.failure()?.errorText || '';
-    // Navigating (goto, reload) cancels the API loads of the view it leaves.
-    if (why === 'net::ERR_ABORTED' && isApi(r.url())) return;
+    // Navigating (goto, reload) cancels the API loads of the view it leaves,
+    // and the icon load Chromium starts after each page load.
+    const cancelable = isApi(r.url()) || /\/favicon\.(svg|ico)$/.test(new URL(r.url()).pathname);
+    if (why === 'net::ERR_ABORTED' && cancelable) return;
     problems.push(`${r.method()} ${r.url()} failed: ${why}`);
   });
 }
