@@ -215,6 +215,10 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", int64(partitionLockID)); err != nil {
 			return err
 		}
+		erased, err := erasedAmong(ctx, tx, evs, dls)
+		if err != nil {
+			return err
+		}
 		days, err := partitionDaysOf(ctx, tx)
 		if err != nil {
 			return err
@@ -229,6 +233,10 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 
 		var evRows [][]any
 		for _, r := range evs {
+			if erased[r.acct] { // held: the account is gone, and so is this
+				res.Events = append(res.Events, r.e.ID)
+				continue
+			}
 			if !days[dayOf(r.k.t)] {
 				q["e"+r.e.ID] = quarantineRow{kind: "event", id: r.e.ID, account: r.e.AccountID, reason: noPartition(r.k.t), record: r.e}
 				continue
@@ -239,6 +247,10 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 		}
 		var dlRows, atRows [][]any
 		for _, r := range dls {
+			if erased[r.acct] {
+				res.Deliveries = append(res.Deliveries, Archived{ID: r.d.ID, Version: r.d.Version})
+				continue
+			}
 			if !days[dayOf(r.k.t)] {
 				q["d"+r.d.ID] = quarantineRow{kind: "delivery", id: r.d.ID, account: r.d.AccountID, reason: noPartition(r.k.t), record: r.d}
 				continue
@@ -342,6 +354,46 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 		s.log.Warn("history: records quarantined", "count", len(res.Quarantined), "first_reason", res.Quarantined[0].Reason)
 	}
 	return res, nil
+}
+
+// erasedAmong returns which of the batch's accounts are in erased_accounts.
+func erasedAmong(ctx context.Context, tx pgx.Tx, evs []eventRow, dls []deliveryRow) (map[[16]byte]bool, error) {
+	seen := map[[16]byte]bool{}
+	var accts [][16]byte
+	add := func(a [16]byte) {
+		if !seen[a] {
+			seen[a] = true
+			accts = append(accts, a)
+		}
+	}
+	for _, r := range evs {
+		add(r.acct)
+	}
+	for _, r := range dls {
+		add(r.acct)
+	}
+	return erasedAccounts(ctx, tx, accts)
+}
+
+// erasedAccounts returns which of accts are in erased_accounts.
+func erasedAccounts(ctx context.Context, tx pgx.Tx, accts [][16]byte) (map[[16]byte]bool, error) {
+	out := map[[16]byte]bool{}
+	if len(accts) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT account_id FROM erased_accounts WHERE account_id = ANY($1)`, accts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a [16]byte
+		if err := rows.Scan(&a); err != nil {
+			return nil, err
+		}
+		out[a] = true
+	}
+	return out, rows.Err()
 }
 
 type quarantineRow struct {

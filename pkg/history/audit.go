@@ -44,11 +44,26 @@ func (s *Store) ArchiveAudit(ctx context.Context, entries []AuditEntry) (int, er
 	written := 0
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		written = 0
+		// Shared with Erase's barrier, as in Archive: an erased account's
+		// entries are skipped (they count as held).
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", int64(partitionLockID)); err != nil {
+			return err
+		}
+		var accts [][16]byte
+		for _, e := range entries {
+			if a, ok := idBytes(prefixAccount, e.AccountID); ok {
+				accts = append(accts, a)
+			}
+		}
+		erased, err := erasedAccounts(ctx, tx, accts)
+		if err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
 		for _, e := range entries {
 			acct, ok := idBytes(prefixAccount, e.AccountID)
-			if !ok || e.Time.Before(cutoff) {
-				continue // not ours, or expired: nothing to keep
+			if !ok || e.Time.Before(cutoff) || erased[acct] {
+				continue // not ours, expired or erased: nothing to keep
 			}
 			b.Queue(`INSERT INTO audit_log (t, id, account_id, actor_type, actor_key_id, actor_prefix, action, resource, summary)
 				VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), $7, $8, NULLIF($9, ''))

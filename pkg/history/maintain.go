@@ -140,6 +140,9 @@ func (s *Store) DropExpired(ctx context.Context, now time.Time) ([]time.Time, er
 	if err != nil {
 		return nil, wrapErr("drop partitions", err)
 	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM erased_accounts WHERE erased_at < $1`, cutoff); err != nil {
+		return old, wrapErr("prune erased accounts", err)
+	}
 	s.log.Info("history: expired days dropped", "days", len(old), "last", old[len(old)-1].Format(time.DateOnly))
 	return old, nil
 }
@@ -234,13 +237,27 @@ func (s *Store) RunMaintenance(ctx context.Context, every time.Duration) error {
 }
 
 // Erase deletes every record of an account from history (events,
-// deliveries, attempts, rollups, audit entries, quarantined rows), one day at a time so no
-// transaction grows with the account. The caller stops archiving for the
-// account first (or erases Redis first), or a record archived meanwhile
-// survives.
+// deliveries, attempts, rollups, audit entries, quarantined rows), one day
+// at a time so no transaction grows with the account. It first records the
+// account in erased_accounts and waits for every Archive already past its
+// check of that table (the partition lock's barrier), so a move from Redis
+// in flight meanwhile cannot bring the account's records back: Archive and
+// ArchiveAudit skip erased accounts from then on. Idempotent.
 func (s *Store) Erase(ctx context.Context, accountID string) error {
 	acct, ok := idBytes(prefixAccount, accountID)
 	if ok {
+		if _, err := s.pool.Exec(ctx, `INSERT INTO erased_accounts (account_id) VALUES ($1) ON CONFLICT (account_id) DO NOTHING`, acct); err != nil {
+			return wrapErr("erase account", err)
+		}
+		// The barrier: an Archive holds the partition lock shared from
+		// before its check of erased_accounts to its commit.
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(partitionLockID))
+			return err
+		})
+		if err != nil {
+			return wrapErr("erase account", err)
+		}
 		days, err := s.allPartitionDays(ctx)
 		if err != nil {
 			return err

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/voxscriber/webhooks/pkg/ids"
 )
 
 // Status is where a delivery stands. The values are the delivery service's
@@ -126,68 +128,19 @@ func CursorAt(id string) Cursor { return Cursor(id) }
 // ID returns the id the cursor points past.
 func (c Cursor) ID() string { return string(c) }
 
-// id codec: prefix + 26 Crockford base32 characters (128 bits) <-> uuid.
-
-const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-var decodeMap = func() (m [256]byte) {
-	for i := range m {
-		m[i] = 0xFF
-	}
-	for i := 0; i < len(alphabet); i++ {
-		m[alphabet[i]] = byte(i)
-	}
-	return m
-}()
-
 // Prefixes of the ids stored (pkg/ids).
 const (
-	prefixEvent    = "evt_"
-	prefixDelivery = "dlv_"
-	prefixEndpoint = "ep_"
-	prefixAccount  = "acct_"
+	prefixEvent    = ids.Event
+	prefixDelivery = ids.Delivery
+	prefixEndpoint = ids.Endpoint
+	prefixAccount  = ids.Account
 )
 
-// idBytes decodes an id of the given prefix into its 128 bits.
-func idBytes(prefix, id string) ([16]byte, bool) {
-	var b [16]byte
-	rest, ok := strings.CutPrefix(id, prefix)
-	if !ok || len(rest) != 26 || rest[0] > '7' {
-		return b, false
-	}
-	var hi, lo uint64
-	for i := 0; i < 26; i++ {
-		v := decodeMap[rest[i]]
-		if v == 0xFF {
-			return b, false
-		}
-		hi = hi<<5 | lo>>59
-		lo = lo<<5 | uint64(v)
-	}
-	for i := 7; i >= 0; i-- {
-		b[i] = byte(hi)
-		b[i+8] = byte(lo)
-		hi >>= 8
-		lo >>= 8
-	}
-	return b, true
-}
+// id codec: prefix + 26 Crockford base32 characters (128 bits) <-> uuid
+// (pkg/ids).
 
-// idString encodes 128 bits as prefix + 26 base32 characters.
-func idString(prefix string, b [16]byte) string {
-	var out [26]byte
-	var hi, lo uint64
-	for i := 0; i < 8; i++ {
-		hi = hi<<8 | uint64(b[i])
-		lo = lo<<8 | uint64(b[i+8])
-	}
-	for i := 25; i >= 0; i-- {
-		out[i] = alphabet[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
-	}
-	return prefix + string(out[:])
-}
+func idBytes(prefix, id string) ([16]byte, bool) { return ids.Bytes(prefix, id) }
+func idString(prefix string, b [16]byte) string  { return ids.FromBytes(prefix, b) }
 
 // idTime is the time part of an id (its first 48 bits, ms since the epoch).
 func idTime(b [16]byte) time.Time {

@@ -263,6 +263,62 @@ func TestEraseRemovesOneAccountInEveryTable(t *testing.T) {
 	}
 }
 
+// A move from Redis that was in flight while the account was erased (its
+// records read from Redis before the erase, archived after it) must not
+// bring them back; they count as held, so the archiver deletes them from
+// Redis. The same for audit entries.
+func TestArchiveAfterEraseKeepsNothingOfTheAccount(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ep := ids.New(ids.Endpoint, now)
+	var b Batch
+	for _, acct := range []string{acctA, acctB} {
+		e := event(acct, now, "transcript.completed", "up")
+		b.Events = append(b.Events, e)
+		b.Deliveries = append(b.Deliveries, delivery(e, ep, StatusSucceeded, 1))
+	}
+	if err := s.Erase(ctx, acctA); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Archive(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 2 || len(res.Deliveries) != 2 {
+		t.Fatalf("held %d events, %d deliveries; want 2 and 2 (the erased account's count as held)", len(res.Events), len(res.Deliveries))
+	}
+	a := mustID(prefixAccount, acctA)
+	for _, q := range []string{"events", "deliveries", "delivery_rollups"} {
+		if n := count(t, s, "SELECT count(*) FROM "+q+" WHERE account_id = $1", a); n != 0 {
+			t.Errorf("%s: %d rows of the erased account", q, n)
+		}
+		if n := count(t, s, "SELECT count(*) FROM "+q+" WHERE account_id = $1", mustID(prefixAccount, acctB)); n != 1 {
+			t.Errorf("%s: %d rows of the other account, want 1", q, n)
+		}
+	}
+	if n := count(t, s, "SELECT count(*) FROM attempts"); n != 1 {
+		t.Errorf("attempts: %d rows, want the other account's 1", n)
+	}
+	entry := AuditEntry{ID: ids.New("aud_", now), AccountID: acctA, Time: now, ActorType: "admin", Action: "endpoint.update", Resource: ep}
+	if n, err := s.ArchiveAudit(ctx, []AuditEntry{entry}); err != nil || n != 0 {
+		t.Fatalf("ArchiveAudit of an erased account = %d, %v; want 0, nil", n, err)
+	}
+	if n := count(t, s, "SELECT count(*) FROM audit_log"); n != 0 {
+		t.Errorf("audit_log: %d rows of the erased account", n)
+	}
+	// The record of the erasure is the account id alone, pruned with the
+	// expired days.
+	if n := count(t, s, "SELECT count(*) FROM erased_accounts WHERE account_id = $1", a); n != 1 {
+		t.Fatalf("erased_accounts: %d rows, want 1", n)
+	}
+	if _, err := s.DropExpired(ctx, time.Now().Add(s.cfg.Retention+2*day)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "SELECT count(*) FROM erased_accounts"); n != 0 {
+		t.Fatalf("erased_accounts: %d rows after the retention, want 0", n)
+	}
+}
+
 func mustID(prefix, id string) [16]byte {
 	b, ok := idBytes(prefix, id)
 	if !ok {

@@ -112,3 +112,43 @@ func encode(b [16]byte) string {
 	}
 	return string(out[:])
 }
+
+var decodeMap = func() (m [256]byte) {
+	for i := range m {
+		m[i] = 0xFF
+	}
+	for i := 0; i < len(alphabet); i++ {
+		m[alphabet[i]] = byte(i)
+	}
+	return m
+}()
+
+// Bytes decodes an id of the given prefix into its 128 bits (what the
+// history tier stores as a uuid); false when id is not one.
+func Bytes(prefix, id string) ([16]byte, bool) {
+	var b [16]byte
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || len(rest) != 26 || rest[0] > '7' {
+		return b, false
+	}
+	var hi, lo uint64
+	for i := 0; i < 26; i++ {
+		v := decodeMap[rest[i]]
+		if v == 0xFF {
+			return b, false
+		}
+		hi = hi<<5 | lo>>59
+		lo = lo<<5 | uint64(v)
+	}
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(hi)
+		b[i+8] = byte(lo)
+		hi >>= 8
+		lo >>= 8
+	}
+	return b, true
+}
+
+// FromBytes is the id of the given prefix with these 128 bits (Bytes'
+// inverse).
+func FromBytes(prefix string, b [16]byte) string { return prefix + encode(b) }

@@ -204,6 +204,7 @@ func run(ctx context.Context) error {
 			Invalidate: targets.Invalidate,
 			Limits:     redisqueue.NewLimits(rdb), // endpoint limits hold for the whole deployment
 			OpEvents:   queue, SystemEvents: systemEvents{ingestionv1.NewIngestionInternalServiceClient(ingestConn)},
+			Erase: queue,
 		})
 	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
 	svc := delivery.NewService(dispatcher, worker.Wake)
@@ -233,6 +234,7 @@ func run(ctx context.Context) error {
 		TLS: grpcTLS,
 		Register: func(s *grpc.Server) {
 			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL).WithAudit(rdb))
+			deliveryv1.RegisterDeliveryInternalServiceServer(s, grpcapi.NewInternal(svc))
 		},
 		Ready: redisx.Ready(rdb),
 		Drain: func(ctx context.Context) {

@@ -78,6 +78,9 @@ type Deps struct {
 	// Operational events (opevents.go); both or neither.
 	OpEvents     OpEvents
 	SystemEvents SystemEvents
+	// Erase serves Service.EraseAccount (the registry's erasure); it
+	// answers Unavailable without it.
+	Erase AccountEraser
 }
 
 // Dispatcher runs claimed deliveries through the pipeline

@@ -29,13 +29,18 @@ func Policy() authn.Policy {
 		deliveryv1.DeliveryService_RetryDelivery_FullMethodName:  authn.Customer,
 		deliveryv1.DeliveryService_ReplayEndpoint_FullMethodName: authn.Customer,
 		deliveryv1.DeliveryService_SendTest_FullMethodName:       authn.Customer,
+
+		deliveryv1.DeliveryInternalService_EraseAccount_FullMethodName: authn.Internal,
 	}
 }
 
 // Callers is, for each internal method, the services allowed to call it
-// over mutual TLS: only ingestion schedules.
+// over mutual TLS: only ingestion schedules, only the registry erases.
 func Callers() authn.Callers {
-	return authn.Callers{deliveryv1.DeliveryService_Schedule_FullMethodName: {"ingestion"}}
+	return authn.Callers{
+		deliveryv1.DeliveryService_Schedule_FullMethodName:             {"ingestion"},
+		deliveryv1.DeliveryInternalService_EraseAccount_FullMethodName: {"registry"},
+	}
 }
 
 // Server implements deliveryv1.DeliveryServiceServer.
@@ -260,4 +265,25 @@ func attemptToProto(a *delivery.Attempt) *deliveryv1.Attempt {
 		ResponseBody: a.Response, RequestHeaders: a.RequestHeaders, TraceId: a.TraceID, SpanId: a.SpanID,
 		Url: a.URL,
 	}
+}
+
+// InternalServer implements deliveryv1.DeliveryInternalServiceServer: the
+// registry's erasure of an account.
+type InternalServer struct {
+	deliveryv1.UnimplementedDeliveryInternalServiceServer
+	svc *delivery.Service
+}
+
+var _ deliveryv1.DeliveryInternalServiceServer = (*InternalServer)(nil)
+
+// NewInternal returns an InternalServer.
+func NewInternal(svc *delivery.Service) *InternalServer { return &InternalServer{svc: svc} }
+
+// EraseAccount implements deliveryv1.DeliveryInternalServiceServer.
+func (i *InternalServer) EraseAccount(ctx context.Context, req *deliveryv1.EraseAccountRequest) (*deliveryv1.EraseAccountResponse, error) {
+	n, err := i.svc.EraseAccount(ctx, req.GetAccountId(), req.GetEndpointIds())
+	if err != nil {
+		return nil, err
+	}
+	return &deliveryv1.EraseAccountResponse{DeliveriesErased: int64(n)}, nil
 }

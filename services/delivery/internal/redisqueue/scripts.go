@@ -144,4 +144,4 @@ return 1
 `)
 
 var allScripts = []*redis.Script{scheduleScript, claimScript, completeScript, releaseScript, requeueScript,
-	restartScript, successScript, disableScript, claimDisablesScript, saveDisableScript, finishDisableScript}
+	restartScript, successScript, disableScript, claimDisablesScript, saveDisableScript, finishDisableScript, eraseScript}

@@ -95,8 +95,10 @@ func run(ctx context.Context) error {
 	apiKeys := authn.NewCachingResolver(registry) // revoked keys refused within 1 s
 	changefeed.Follow(ctx, rdb, tel.Logger, apiKeys)
 
+	events := eventstore.New(rdb, retention)
 	svc := ingest.New(ingest.Config{
-		Store:           eventstore.New(rdb, retention),
+		Store:           events,
+		Eraser:          events,
 		Index:           index.New(rdb, retention),
 		Subscribers:     subscribers,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),

@@ -53,6 +53,7 @@ func Policy() authn.Policy {
 		ingestionv1.IngestionService_GetEvent_FullMethodName:                   authn.Customer,
 		ingestionv1.IngestionService_ListEvents_FullMethodName:                 authn.Customer,
 		ingestionv1.IngestionInternalService_PublishSystemEvent_FullMethodName: authn.Internal,
+		ingestionv1.IngestionInternalService_EraseAccount_FullMethodName:       authn.Internal,
 		ingestionv1.StatsService_GetDeliveryStats_FullMethodName:               authn.Customer,
 	}
 }
@@ -60,7 +61,10 @@ func Policy() authn.Policy {
 // Callers names, per internal method, the services that may call it when
 // the suite runs on mutual TLS (authorised by the peer certificate).
 func Callers() authn.Callers {
-	return authn.Callers{ingestionv1.IngestionInternalService_PublishSystemEvent_FullMethodName: {"delivery"}}
+	return authn.Callers{
+		ingestionv1.IngestionInternalService_PublishSystemEvent_FullMethodName: {"delivery"},
+		ingestionv1.IngestionInternalService_EraseAccount_FullMethodName:       {"registry"},
+	}
 }
 
 // InternalServer implements ingestionv1.IngestionInternalServiceServer:
@@ -225,4 +229,13 @@ func (s *Server) event(e *eventstore.Event) (*ingestionv1.Event, error) {
 		TraceId:        e.TraceID,
 		TraceUrl:       telemetry.TraceURL(s.jaegerUIURL, e.TraceID),
 	}, nil
+}
+
+// EraseAccount implements ingestionv1.IngestionInternalServiceServer.
+func (i *InternalServer) EraseAccount(ctx context.Context, req *ingestionv1.EraseAccountRequest) (*ingestionv1.EraseAccountResponse, error) {
+	n, err := i.s.svc.EraseAccount(ctx, req.GetAccountId())
+	if err != nil {
+		return nil, err
+	}
+	return &ingestionv1.EraseAccountResponse{EventsErased: int64(n)}, nil
 }

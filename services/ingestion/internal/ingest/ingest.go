@@ -135,6 +135,8 @@ type Config struct {
 	// without them).
 	Settings Settings
 	Credits  CreditTracker
+	// Eraser serves EraseAccount (Unavailable without it).
+	Eraser AccountEraser
 	// MaxPayloadBytes bounds an envelope (default events.DefaultMaxPayloadBytes).
 	MaxPayloadBytes int
 	// Now is the clock (default time.Now).
@@ -155,6 +157,7 @@ type Service struct {
 	rollups    Rollups
 	settings   Settings
 	credits    CreditTracker
+	eraser     AccountEraser
 	maxPayload int
 	now        func() time.Time
 	tracer     trace.Tracer
@@ -167,7 +170,7 @@ func New(c Config) *Service {
 	s := &Service{
 		store: c.Store, index: c.Index, subs: c.Subscribers, sched: c.Scheduler,
 		history: c.History, rollups: c.Rollups,
-		settings: c.Settings, credits: c.Credits,
+		settings: c.Settings, credits: c.Credits, eraser: c.Eraser,
 		maxPayload: c.MaxPayloadBytes, now: c.Now,
 	}
 	if s.maxPayload <= 0 {

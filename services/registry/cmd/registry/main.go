@@ -5,9 +5,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 
+	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
+	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/config"
@@ -18,7 +21,9 @@ import (
 	"github.com/voxscriber/webhooks/pkg/ssrf"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
 	"github.com/voxscriber/webhooks/services/registry/internal/audit"
+	"github.com/voxscriber/webhooks/services/registry/internal/erasure"
 	"github.com/voxscriber/webhooks/services/registry/internal/grpcapi"
+	"github.com/voxscriber/webhooks/services/registry/internal/peers"
 	"github.com/voxscriber/webhooks/services/registry/internal/redisstore"
 	"github.com/voxscriber/webhooks/services/registry/internal/registry"
 )
@@ -30,6 +35,8 @@ func run(ctx context.Context) error {
 	env := config.FromOS()
 	common := config.ReadCommon(env)
 	addr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
+	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)    // erasure
+	ingestionAddr := env.String("INGESTION_ADDR", config.DefaultIngestionAddr) // erasure
 	adminToken := env.String("ADMIN_TOKEN", "")
 	secretsKey := env.String("SECRETS_KEY", "")
 	urlPolicy := ssrf.FromEnv(env)
@@ -98,6 +105,28 @@ func run(ctx context.Context) error {
 	defer func() { stopHistory(); <-moverDone }()
 	auditLog := &audit.Log{RDB: rdb, History: hist}
 
+	// Erasure (DeleteAccount): the registry asks delivery and ingestion to
+	// erase what they own; an interrupted one is finished in the background.
+	peerCreds := serve.Credentials{Token: common.InternalToken, TLS: grpcTLS}
+	dlvConn, err := serve.DialWith(config.DialTarget(deliveryAddr), peerCreds)
+	if err != nil {
+		return fmt.Errorf("delivery %s: %w", deliveryAddr, err)
+	}
+	defer dlvConn.Close()
+	ingConn, err := serve.DialWith(config.DialTarget(ingestionAddr), peerCreds)
+	if err != nil {
+		return fmt.Errorf("ingestion %s: %w", ingestionAddr, err)
+	}
+	defer ingConn.Close()
+	eraser := &erasure.Eraser{
+		Store:     store,
+		Delivery:  peers.Delivery{C: deliveryv1.NewDeliveryInternalServiceClient(dlvConn)},
+		Ingestion: peers.Ingestion{C: ingestionv1.NewIngestionInternalServiceClient(ingConn)},
+		History:   peers.History{L: hist},
+		Log:       log,
+	}
+	go eraser.RunPending(historyCtx, time.Minute, time.Minute)
+
 	// Customer keys: cached 1 s, flushed by the change feed (a revoke
 	// announces the account).
 	apiKeys := authn.NewCachingResolver(svc)
@@ -120,7 +149,7 @@ func run(ctx context.Context) error {
 			Identities:    common.TLS.Identities,
 		},
 		TLS:      grpcTLS,
-		Register: func(g *grpc.Server) { grpcapi.Register(g, svc, grpcapi.Extras{Audit: auditLog}) },
+		Register: func(g *grpc.Server) { grpcapi.Register(g, svc, grpcapi.Extras{Audit: auditLog, Eraser: eraser}) },
 		Ready:    redisx.Ready(rdb),
 	}.Run(ctx)
 }

@@ -123,8 +123,10 @@ func (s *Store) claimLookup(ctx context.Context, hash, acct string) error {
 // listed (the account has no keys hash at all, which a live account of
 // today's layout never lacks: its last key cannot be revoked) is the
 // account's only key: it is adopted as ARGV, created with the account.
-// Returns 1 for a live key, 0 otherwise.
+// No key of an account being erased resolves. Returns 1 for a live key, 0
+// otherwise.
 var resolveKeyScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[3], 'erasing') == 1 then return 0 end
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 if rec then
   if cjson.decode(rec).hash ~= ARGV[2] then return 0 end

@@ -22,6 +22,95 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type EraseAccountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseAccountRequest) Reset() {
+	*x = EraseAccountRequest{}
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseAccountRequest) ProtoMessage() {}
+
+func (x *EraseAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseAccountRequest.ProtoReflect.Descriptor instead.
+func (*EraseAccountRequest) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EraseAccountRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type EraseAccountResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many events were found and deleted.
+	EventsErased  int64 `protobuf:"varint,1,opt,name=events_erased,json=eventsErased,proto3" json:"events_erased,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseAccountResponse) Reset() {
+	*x = EraseAccountResponse{}
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseAccountResponse) ProtoMessage() {}
+
+func (x *EraseAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseAccountResponse.ProtoReflect.Descriptor instead.
+func (*EraseAccountResponse) Descriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EraseAccountResponse) GetEventsErased() int64 {
+	if x != nil {
+		return x.EventsErased
+	}
+	return 0
+}
+
 type PublishSystemEventRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -39,7 +128,7 @@ type PublishSystemEventRequest struct {
 
 func (x *PublishSystemEventRequest) Reset() {
 	*x = PublishSystemEventRequest{}
-	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[0]
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +140,7 @@ func (x *PublishSystemEventRequest) String() string {
 func (*PublishSystemEventRequest) ProtoMessage() {}
 
 func (x *PublishSystemEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[0]
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +153,7 @@ func (x *PublishSystemEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishSystemEventRequest.ProtoReflect.Descriptor instead.
 func (*PublishSystemEventRequest) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescGZIP(), []int{0}
+	return file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PublishSystemEventRequest) GetAccountId() string {
@@ -113,7 +202,7 @@ type PublishSystemEventResponse struct {
 
 func (x *PublishSystemEventResponse) Reset() {
 	*x = PublishSystemEventResponse{}
-	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[1]
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -125,7 +214,7 @@ func (x *PublishSystemEventResponse) String() string {
 func (*PublishSystemEventResponse) ProtoMessage() {}
 
 func (x *PublishSystemEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[1]
+	mi := &file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -138,7 +227,7 @@ func (x *PublishSystemEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishSystemEventResponse.ProtoReflect.Descriptor instead.
 func (*PublishSystemEventResponse) Descriptor() ([]byte, []int) {
-	return file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescGZIP(), []int{1}
+	return file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PublishSystemEventResponse) GetEvent() *Event {
@@ -159,7 +248,12 @@ var File_voxscriber_webhooks_ingestion_v1_internal_proto protoreflect.FileDescri
 
 const file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	"/voxscriber/webhooks/ingestion/v1/internal.proto\x12 voxscriber.webhooks.ingestion.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a0voxscriber/webhooks/ingestion/v1/ingestion.proto\"\xc5\x01\n" +
+	"/voxscriber/webhooks/ingestion/v1/internal.proto\x12 voxscriber.webhooks.ingestion.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a0voxscriber/webhooks/ingestion/v1/ingestion.proto\"4\n" +
+	"\x13EraseAccountRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\";\n" +
+	"\x14EraseAccountResponse\x12#\n" +
+	"\revents_erased\x18\x01 \x01(\x03R\feventsErased\"\xc5\x01\n" +
 	"\x19PublishSystemEventRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -170,9 +264,10 @@ const file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"y\n" +
 	"\x1aPublishSystemEventResponse\x12=\n" +
 	"\x05event\x18\x01 \x01(\v2'.voxscriber.webhooks.ingestion.v1.EventR\x05event\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate2\xae\x01\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate2\xaf\x02\n" +
 	"\x18IngestionInternalService\x12\x91\x01\n" +
-	"\x12PublishSystemEvent\x12;.voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest\x1a<.voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse\"\x00B\xac\x02\n" +
+	"\x12PublishSystemEvent\x12;.voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest\x1a<.voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse\"\x00\x12\x7f\n" +
+	"\fEraseAccount\x125.voxscriber.webhooks.ingestion.v1.EraseAccountRequest\x1a6.voxscriber.webhooks.ingestion.v1.EraseAccountResponse\"\x00B\xac\x02\n" +
 	"$com.voxscriber.webhooks.ingestion.v1B\rInternalProtoP\x01ZRgithub.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1;ingestionv1\xa2\x02\x03VWI\xaa\x02 Voxscriber.Webhooks.Ingestion.V1\xca\x02 Voxscriber\\Webhooks\\Ingestion\\V1\xe2\x02,Voxscriber\\Webhooks\\Ingestion\\V1\\GPBMetadata\xea\x02#Voxscriber::Webhooks::Ingestion::V1b\x06proto3"
 
 var (
@@ -187,20 +282,24 @@ func file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescGZIP() []byte {
 	return file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDescData
 }
 
-var file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_voxscriber_webhooks_ingestion_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_voxscriber_webhooks_ingestion_v1_internal_proto_goTypes = []any{
-	(*PublishSystemEventRequest)(nil),  // 0: voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest
-	(*PublishSystemEventResponse)(nil), // 1: voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse
-	(*structpb.Struct)(nil),            // 2: google.protobuf.Struct
-	(*Event)(nil),                      // 3: voxscriber.webhooks.ingestion.v1.Event
+	(*EraseAccountRequest)(nil),        // 0: voxscriber.webhooks.ingestion.v1.EraseAccountRequest
+	(*EraseAccountResponse)(nil),       // 1: voxscriber.webhooks.ingestion.v1.EraseAccountResponse
+	(*PublishSystemEventRequest)(nil),  // 2: voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest
+	(*PublishSystemEventResponse)(nil), // 3: voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse
+	(*structpb.Struct)(nil),            // 4: google.protobuf.Struct
+	(*Event)(nil),                      // 5: voxscriber.webhooks.ingestion.v1.Event
 }
 var file_voxscriber_webhooks_ingestion_v1_internal_proto_depIdxs = []int32{
-	2, // 0: voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest.data:type_name -> google.protobuf.Struct
-	3, // 1: voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse.event:type_name -> voxscriber.webhooks.ingestion.v1.Event
-	0, // 2: voxscriber.webhooks.ingestion.v1.IngestionInternalService.PublishSystemEvent:input_type -> voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest
-	1, // 3: voxscriber.webhooks.ingestion.v1.IngestionInternalService.PublishSystemEvent:output_type -> voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
+	4, // 0: voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest.data:type_name -> google.protobuf.Struct
+	5, // 1: voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse.event:type_name -> voxscriber.webhooks.ingestion.v1.Event
+	2, // 2: voxscriber.webhooks.ingestion.v1.IngestionInternalService.PublishSystemEvent:input_type -> voxscriber.webhooks.ingestion.v1.PublishSystemEventRequest
+	0, // 3: voxscriber.webhooks.ingestion.v1.IngestionInternalService.EraseAccount:input_type -> voxscriber.webhooks.ingestion.v1.EraseAccountRequest
+	3, // 4: voxscriber.webhooks.ingestion.v1.IngestionInternalService.PublishSystemEvent:output_type -> voxscriber.webhooks.ingestion.v1.PublishSystemEventResponse
+	1, // 5: voxscriber.webhooks.ingestion.v1.IngestionInternalService.EraseAccount:output_type -> voxscriber.webhooks.ingestion.v1.EraseAccountResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -218,7 +317,7 @@ func file_voxscriber_webhooks_ingestion_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDesc), len(file_voxscriber_webhooks_ingestion_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

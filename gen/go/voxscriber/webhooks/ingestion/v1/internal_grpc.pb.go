@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	IngestionInternalService_PublishSystemEvent_FullMethodName = "/voxscriber.webhooks.ingestion.v1.IngestionInternalService/PublishSystemEvent"
+	IngestionInternalService_EraseAccount_FullMethodName       = "/voxscriber.webhooks.ingestion.v1.IngestionInternalService/EraseAccount"
 )
 
 // IngestionInternalServiceClient is the client API for IngestionInternalService service.
@@ -37,6 +38,11 @@ type IngestionInternalServiceClient interface {
 	// scheduled; a repeat of the idempotency key returns the original event.
 	// Producer types are refused (InvalidArgument naming type).
 	PublishSystemEvent(ctx context.Context, in *PublishSystemEventRequest, opts ...grpc.CallOption) (*PublishSystemEventResponse, error)
+	// EraseAccount deletes an account's events (with their payloads),
+	// idempotency markers and credit-balance state in Redis. Called by the
+	// registry's erasure (DeleteAccount) after delivery erased the account's
+	// deliveries; idempotent. History is erased by the caller.
+	EraseAccount(ctx context.Context, in *EraseAccountRequest, opts ...grpc.CallOption) (*EraseAccountResponse, error)
 }
 
 type ingestionInternalServiceClient struct {
@@ -51,6 +57,16 @@ func (c *ingestionInternalServiceClient) PublishSystemEvent(ctx context.Context,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PublishSystemEventResponse)
 	err := c.cc.Invoke(ctx, IngestionInternalService_PublishSystemEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ingestionInternalServiceClient) EraseAccount(ctx context.Context, in *EraseAccountRequest, opts ...grpc.CallOption) (*EraseAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseAccountResponse)
+	err := c.cc.Invoke(ctx, IngestionInternalService_EraseAccount_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +88,11 @@ type IngestionInternalServiceServer interface {
 	// scheduled; a repeat of the idempotency key returns the original event.
 	// Producer types are refused (InvalidArgument naming type).
 	PublishSystemEvent(context.Context, *PublishSystemEventRequest) (*PublishSystemEventResponse, error)
+	// EraseAccount deletes an account's events (with their payloads),
+	// idempotency markers and credit-balance state in Redis. Called by the
+	// registry's erasure (DeleteAccount) after delivery erased the account's
+	// deliveries; idempotent. History is erased by the caller.
+	EraseAccount(context.Context, *EraseAccountRequest) (*EraseAccountResponse, error)
 	mustEmbedUnimplementedIngestionInternalServiceServer()
 }
 
@@ -84,6 +105,9 @@ type UnimplementedIngestionInternalServiceServer struct{}
 
 func (UnimplementedIngestionInternalServiceServer) PublishSystemEvent(context.Context, *PublishSystemEventRequest) (*PublishSystemEventResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PublishSystemEvent not implemented")
+}
+func (UnimplementedIngestionInternalServiceServer) EraseAccount(context.Context, *EraseAccountRequest) (*EraseAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseAccount not implemented")
 }
 func (UnimplementedIngestionInternalServiceServer) mustEmbedUnimplementedIngestionInternalServiceServer() {
 }
@@ -125,6 +149,24 @@ func _IngestionInternalService_PublishSystemEvent_Handler(srv interface{}, ctx c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestionInternalService_EraseAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngestionInternalServiceServer).EraseAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IngestionInternalService_EraseAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngestionInternalServiceServer).EraseAccount(ctx, req.(*EraseAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IngestionInternalService_ServiceDesc is the grpc.ServiceDesc for IngestionInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -135,6 +177,10 @@ var IngestionInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PublishSystemEvent",
 			Handler:    _IngestionInternalService_PublishSystemEvent_Handler,
+		},
+		{
+			MethodName: "EraseAccount",
+			Handler:    _IngestionInternalService_EraseAccount_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

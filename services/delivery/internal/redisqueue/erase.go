@@ -1,0 +1,159 @@
+package redisqueue
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/events"
+)
+
+// eraseScript deletes deliveries of one shard: each leaves the schedule
+// (so no worker claims it again, and the Complete of an attempt in flight
+// finds its lease gone and records nothing), the parked set and the ended
+// index, and its hash and attempt log are deleted.
+//
+//	KEYS: 1 schedule zset, 2 parked set, 3 ended index
+//	ARGV: 1 delivery hash key prefix, 2.. delivery ids
+//	returns the event ids of the deliveries it found
+var eraseScript = redis.NewScript(`
+local evs = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local k = ARGV[1] .. id
+  local f = redis.call('HMGET', k, 'endpoint', 'event')
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[3], id)
+  if f[1] then redis.call('SREM', KEYS[2], f[1] .. '|' .. id) end
+  if f[2] then evs[#evs + 1] = f[2] end
+  redis.call('DEL', k, k .. ':att')
+end
+return evs
+`)
+
+// eraseChunk bounds the deliveries one erase script call deletes.
+const eraseChunk = 200
+
+// EraseAccount deletes what the delivery service keeps in Redis of an
+// account outside the account's own hash tag: its deliveries (found in the
+// account's index and, for any the index missed, in the parked sets by
+// endpoint) with their attempt logs and schedule entries, and the
+// per-endpoint state of endpoints (stats, limits, pending disables and
+// operational events, watches, the parked-in-history list). Keys under
+// wh:{a:<acct>} (the index itself) are left to the caller, which deletes
+// the account's whole slot last. Idempotent; returns the deliveries found.
+func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs []string) (int, error) {
+	ids, err := q.accountDeliveries(ctx, accountID, endpointIDs)
+	if err != nil {
+		return 0, err
+	}
+	byShard := map[int][]any{}
+	for _, id := range ids {
+		n := Shard(id)
+		byShard[n] = append(byShard[n], id)
+	}
+	var calls []scriptCall
+	for n, list := range byShard {
+		for len(list) > 0 {
+			c := min(len(list), eraseChunk)
+			calls = append(calls, scriptCall{eraseScript, []string{schedKey(n), parkedKey(n), endedKey(n)},
+				append([]any{dlvPrefix(n)}, list[:c]...)})
+			list = list[c:]
+		}
+	}
+	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	for _, err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	// The events those deliveries belonged to leave the archiver's waiting
+	// lists (the events themselves are ingestion's to delete).
+	waiting := map[int][]any{}
+	for _, r := range replies {
+		evs, _ := r.([]any)
+		for _, e := range evs {
+			if s, ok := e.(string); ok {
+				waiting[Shard(s)] = append(waiting[Shard(s)], s)
+			}
+		}
+	}
+	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n, evs := range waiting {
+			p.ZRem(ctx, evtWaitKey(n), evs...)
+		}
+		for _, ep := range endpointIDs {
+			n := Shard(ep)
+			p.Del(ctx, epStatKey(ep), concKey(ep), rateKey(ep), legacyEpStatKey(ep), disableJobKey(ep))
+			p.ZRem(ctx, disablesKey(n), ep)
+			for _, t := range events.Catalogue() {
+				if !t.Operational {
+					continue
+				}
+				m := opMember(t.Name, ep)
+				p.ZRem(ctx, opEventsKey(n), m)
+				p.Del(ctx, opEventPrefix(n)+m, opEventPrefix(n)+m+":seen")
+			}
+			p.ZRem(ctx, opWatchKey(n), accountID+"|"+ep)
+			p.SRem(ctx, parkedEndpointsKey, accountID+"|"+ep)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(ids), nil
+}
+
+// accountDeliveries lists an account's deliveries in Redis: its index, and
+// the parked sets' entries of its endpoints (a delivery is parked by
+// endpoint, and the index is written beside the delivery, not with it).
+func (q *Queue) accountDeliveries(ctx context.Context, accountID string, endpointIDs []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	add := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	const page = 1000
+	for start := int64(0); ; start += page {
+		list, err := q.rdb.ZRange(ctx, accountKey(accountID), start, start+page-1).Result()
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range list {
+			add(id)
+		}
+		if len(list) < page {
+			break
+		}
+	}
+	if len(endpointIDs) == 0 {
+		return out, nil
+	}
+	mine := make(map[string]bool, len(endpointIDs))
+	for _, ep := range endpointIDs {
+		mine[ep] = true
+	}
+	for n := range Shards {
+		var cursor uint64
+		for {
+			members, next, err := q.rdb.SScan(ctx, parkedKey(n), cursor, "", 1000).Result()
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range members {
+				if ep, id, ok := strings.Cut(m, "|"); ok && mine[ep] {
+					add(id)
+				}
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+	}
+	return out, nil
+}
