@@ -79,13 +79,17 @@ func TestScheduleNeedsTheInternalToken(t *testing.T) {
 	}
 }
 
-// TestOnlyIngestionMayScheduleOverMutualTLS: Schedule, the one internal
-// method, names its callers, and the gateway is not one.
-func TestOnlyIngestionMayScheduleOverMutualTLS(t *testing.T) {
+// TestOnlyIngestionMayScheduleAndOnlyTheRegistryEraseOverMutualTLS: each
+// internal method names its callers, and the gateway is never one.
+func TestOnlyIngestionMayScheduleAndOnlyTheRegistryEraseOverMutualTLS(t *testing.T) {
 	callers := grpcapi.Callers()
+	want := map[string][]string{
+		deliveryv1.DeliveryService_Schedule_FullMethodName:             {"ingestion"},
+		deliveryv1.DeliveryInternalService_EraseAccount_FullMethodName: {"registry"},
+	}
 	for m, role := range grpcapi.Policy() {
-		if role == authn.Internal && !slices.Equal(callers[m], []string{"ingestion"}) {
-			t.Errorf("%s: callers %v, want [ingestion]", m, callers[m])
+		if role == authn.Internal && !slices.Equal(callers[m], want[m]) {
+			t.Errorf("%s: callers %v, want %v", m, callers[m], want[m])
 		}
 	}
 }

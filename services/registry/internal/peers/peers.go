@@ -5,11 +5,18 @@ package peers
 
 import (
 	"context"
+	"time"
+
+	"google.golang.org/grpc"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	"github.com/voxscriber/webhooks/pkg/history"
 )
+
+// callTimeout bounds each erase call; a peer that is restarting is waited
+// for within it (WaitForReady) rather than failed at once.
+const callTimeout = 5 * time.Second
 
 // Delivery erases through DeliveryInternalService.
 type Delivery struct {
@@ -18,7 +25,9 @@ type Delivery struct {
 
 // EraseAccount implements erasure.Delivery.
 func (d Delivery) EraseAccount(ctx context.Context, accountID string, endpointIDs []string) (int, error) {
-	r, err := d.C.EraseAccount(ctx, &deliveryv1.EraseAccountRequest{AccountId: accountID, EndpointIds: endpointIDs})
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	r, err := d.C.EraseAccount(ctx, &deliveryv1.EraseAccountRequest{AccountId: accountID, EndpointIds: endpointIDs}, grpc.WaitForReady(true))
 	if err != nil {
 		return 0, err
 	}
@@ -32,7 +41,9 @@ type Ingestion struct {
 
 // EraseAccount implements erasure.Ingestion.
 func (i Ingestion) EraseAccount(ctx context.Context, accountID string) (int, error) {
-	r, err := i.C.EraseAccount(ctx, &ingestionv1.EraseAccountRequest{AccountId: accountID})
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	r, err := i.C.EraseAccount(ctx, &ingestionv1.EraseAccountRequest{AccountId: accountID}, grpc.WaitForReady(true))
 	if err != nil {
 		return 0, err
 	}
