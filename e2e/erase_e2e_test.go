@@ -28,7 +28,7 @@ import (
 func TestEraseLeavesNothingOfTheAccountInRedisOrPostgreSQL(t *testing.T) {
 	dbURL := historyDatabase(t)
 	s := startSuite(t, SuiteOptions{Env: map[string]string{
-		"DATABASE_URL":            dbURL,
+		"DATABASE_URL": dbURL,
 		// Failing deliveries retry every 2 s (and their endpoint is
 		// disabled only after 20 failures): pending when the account goes.
 		"DELIVERY_RETRY_SCHEDULE": "0s" + strings.Repeat(",2s", 19),
