@@ -42,7 +42,8 @@ const eraseChunk = 200
 // per-endpoint state of endpoints (stats, limits, pending disables and
 // operational events, watches, the parked-in-history list). Keys under
 // wh:{a:<acct>} (the index itself) are left to the caller, which deletes
-// the account's whole slot last. Idempotent; returns the deliveries found.
+// the account's whole slot last. Idempotent; returns how many deliveries
+// it deleted.
 func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs []string) (int, error) {
 	ids, err := q.accountDeliveries(ctx, accountID, endpointIDs)
 	if err != nil {
@@ -71,8 +72,10 @@ func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs 
 	// The events those deliveries belonged to leave the archiver's waiting
 	// lists (the events themselves are ingestion's to delete).
 	waiting := map[int][]any{}
+	found := 0
 	for _, r := range replies {
 		evs, _ := r.([]any)
+		found += len(evs)
 		for _, e := range evs {
 			if s, ok := e.(string); ok {
 				waiting[Shard(s)] = append(waiting[Shard(s)], s)
@@ -103,7 +106,7 @@ func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs 
 	if err != nil {
 		return 0, err
 	}
-	return len(ids), nil
+	return found, nil
 }
 
 // accountDeliveries lists an account's deliveries in Redis: its index, and
