@@ -112,3 +112,27 @@ func encode(b [16]byte) string {
 	}
 	return string(out[:])
 }
+
+// Bytes returns the 128 bits of a valid id of this prefix (the inverse
+// of FromBytes), for compact storage.
+func Bytes(prefix, id string) ([16]byte, bool) {
+	var b [16]byte
+	if !Valid(prefix, id) {
+		return b, false
+	}
+	var hi, lo uint64
+	for _, c := range id[len(prefix):] {
+		v := uint64(strings.IndexRune(alphabet, c))
+		hi = hi<<5 | lo>>59
+		lo = lo<<5 | v
+	}
+	for i := 7; i >= 0; i-- {
+		b[i], b[i+8] = byte(hi), byte(lo)
+		hi >>= 8
+		lo >>= 8
+	}
+	return b, true
+}
+
+// FromBytes returns prefix + the id of 128 bits (the inverse of Bytes).
+func FromBytes(prefix string, b [16]byte) string { return prefix + encode(b) }
