@@ -48,9 +48,10 @@ import (
 //	    per account and window listpack-encoded; past that the last level's
 //	    hashes grow into Redis' hashtable encoding (correct, larger).
 //
-// About 36 B per marker in the listpack (12 for the field, 24 for the
-// value, with their headers), plus ≈ 150 B per hash shared by up to 128
-// markers.
+// About 30 B per marker in the listpack (12 for the field, 18 for the
+// value, with their headers; 6 more for a producer-chosen id), plus the
+// hash's own overhead shared by up to 128 markers: ≈ 35 B per marker
+// measured (TestMarkersStayListpackEncodedAndSmall).
 //
 // Every key of a claim carries the account's hash tag, so the one script
 // that checks and writes runs on Redis Cluster; it also reads the
@@ -85,31 +86,31 @@ func markerPath(accountID, key string, bucket int64) (field string, keys []strin
 	return string(h[:markerFieldLen]), keys
 }
 
-// markerValue packs an event id and the claim time.
-func markerValue(eventID string, at time.Time) string {
-	var b []byte
-	if raw, ok := ids.Bytes(ids.Event, eventID); ok {
-		b = append(b, raw[:]...)
-	} else {
-		b = append(b, eventID...)
+// markerValue packs an event id and the claim time: the id's 16 bytes,
+// whose first 6 are the id's time, which is the claim time for the ids
+// ingestion makes (ids.New at the publish's clock); other ids (chosen by
+// the producer) carry the claim time in 6 more bytes.
+func markerValue(eventID string, at time.Time) (string, error) {
+	raw, ok := ids.Bytes(ids.Event, eventID)
+	if !ok {
+		return "", fmt.Errorf("idempotency claim for %q: not an event id", eventID)
 	}
 	var ms [8]byte
 	binary.BigEndian.PutUint64(ms[:], uint64(at.UnixMilli()))
-	return string(append(b, ms[8-markerTimeBytes:]...))
+	if string(raw[:markerTimeBytes]) == string(ms[8-markerTimeBytes:]) {
+		return string(raw[:]), nil
+	}
+	return string(append(raw[:], ms[8-markerTimeBytes:]...)), nil
 }
 
 // markerEventID unpacks the event id of a marker's value.
 func markerEventID(v string) (string, error) {
-	if len(v) <= markerTimeBytes {
-		return "", fmt.Errorf("idempotency marker of %d bytes", len(v))
+	if len(v) != 16 && len(v) != 16+markerTimeBytes {
+		return "", fmt.Errorf("idempotency marker of %d bytes, want 16 or %d", len(v), 16+markerTimeBytes)
 	}
-	id := v[:len(v)-markerTimeBytes]
-	if len(id) == 16 {
-		var raw [16]byte
-		copy(raw[:], id)
-		return ids.FromBytes(ids.Event, raw), nil
-	}
-	return id, nil
+	var raw [16]byte
+	copy(raw[:], v)
+	return ids.FromBytes(ids.Event, raw), nil
 }
 
 // markerScript checks a key's markers and, when none holds it, claims it.
@@ -127,8 +128,9 @@ var markerScript = redis.NewScript(`
 local L = (#KEYS - 1) / 2
 local now, window, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
 local function fresh(v)
-  local t = 0
-  for j = #v - 5, #v do t = t * 256 + string.byte(v, j) end
+  local t, from = 0, 1 -- the claim time: the id's first 6 bytes, or the last 6
+  if #v > 16 then from = 17 end
+  for j = from, from + 5 do t = t * 256 + string.byte(v, j) end
   return now - t < window
 end
 local free
@@ -185,7 +187,15 @@ func (x *Redis) runMarkers(ctx context.Context, claims []ingest.Claim, claim boo
 		if claim {
 			flag = "1"
 		}
-		calls[i] = call{keys, []any{field, markerValue(c.EventID, at), ms, w, expire, markerCap, flag}}
+		value := ""
+		if claim {
+			v, err := markerValue(c.EventID, at)
+			if err != nil {
+				return nil, err
+			}
+			value = v
+		}
+		calls[i] = call{keys, []any{field, value, ms, w, expire, markerCap, flag}}
 	}
 	out := make([]markerReply, len(claims))
 	pending := make([]int, len(claims))
