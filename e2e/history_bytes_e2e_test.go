@@ -76,6 +76,8 @@ func BenchmarkRedisBytesPerArchivedEvent(b *testing.B) {
 		t.Logf("  %-28s keys %6d -> %6d, MEMORY USAGE %8d -> %8d B (%+.1f B per event)", k, b.keys, a.keys, b.bytes, a.bytes, float64(a.bytes-b.bytes)/float64(n))
 	}
 	t.Logf("MEMORY USAGE of the keys left: %+d B, %.1f B per event", total, float64(total)/float64(n))
+	appendRows(b, *resultsPath, fmt.Sprintf("| Redis per delivered event after archival, %d events each with an idempotency key (used_memory delta / MEMORY USAGE of the keys left / INFO used_memory_dataset delta) | %.1f / %.1f / %.1f B | ≤ 50 B (issue 12) |",
+		n, float64(after-before)/float64(n), float64(total)/float64(n), float64(afterInfo["used_memory_dataset"]-beforeInfo["used_memory_dataset"])/float64(n)))
 	for _, f := range []string{"used_memory_dataset", "used_memory_overhead", "mem_clients_normal", "used_memory_scripts", "mem_aof_buffer", "used_memory_startup"} {
 		t.Logf("  INFO %-22s %8d -> %8d B (%+.1f B per event)", f, beforeInfo[f], afterInfo[f], float64(afterInfo[f]-beforeInfo[f])/float64(n))
 	}
