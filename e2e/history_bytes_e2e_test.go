@@ -44,6 +44,7 @@ func BenchmarkRedisBytesPerArchivedEvent(b *testing.B) {
 	eventually(t, 60*time.Second, "the warm-up to leave Redis", func() bool { return redisHistoryKeys(t, s) == 0 })
 	beforeKeys := usage(t, rdb)
 	before := memory(t, rdb)
+	beforeInfo := memoryInfo(t, rdb)
 
 	for i := 0; i < n; i++ {
 		publish(t, ing, ctx, acct, "transcription.completed", completed(fmt.Sprintf("upl_%d", i)), fmt.Sprintf("%08d-1111-4000-8000-000000000000", i))
@@ -51,6 +52,7 @@ func BenchmarkRedisBytesPerArchivedEvent(b *testing.B) {
 	eventually(t, 120*time.Second, "every webhook", func() bool { return rc.Count() >= warm+n })
 	eventually(t, 120*time.Second, "Redis to hold no delivery or event record", func() bool { return redisHistoryKeys(t, s) == 0 })
 	after := memory(t, rdb)
+	afterInfo := memoryInfo(t, rdb)
 	afterKeys := usage(t, rdb)
 
 	t.Logf("used_memory before %d B, after %d events archived %d B: %.1f B per event", before, n, after, float64(after-before)/float64(n))
@@ -74,6 +76,11 @@ func BenchmarkRedisBytesPerArchivedEvent(b *testing.B) {
 		t.Logf("  %-28s keys %6d -> %6d, MEMORY USAGE %8d -> %8d B (%+.1f B per event)", k, b.keys, a.keys, b.bytes, a.bytes, float64(a.bytes-b.bytes)/float64(n))
 	}
 	t.Logf("MEMORY USAGE of the keys left: %+d B, %.1f B per event", total, float64(total)/float64(n))
+	appendRows(b, *resultsPath, fmt.Sprintf("| Redis per delivered event after archival, %d events each with an idempotency key (used_memory delta / MEMORY USAGE of the keys left / INFO used_memory_dataset delta) | %.1f / %.1f / %.1f B | ≤ 50 B (issue 12) |",
+		n, float64(after-before)/float64(n), float64(total)/float64(n), float64(afterInfo["used_memory_dataset"]-beforeInfo["used_memory_dataset"])/float64(n)))
+	for _, f := range []string{"used_memory_dataset", "used_memory_overhead", "mem_clients_normal", "used_memory_scripts", "mem_aof_buffer", "used_memory_startup"} {
+		t.Logf("  INFO %-22s %8d -> %8d B (%+.1f B per event)", f, beforeInfo[f], afterInfo[f], float64(afterInfo[f]-beforeInfo[f])/float64(n))
+	}
 
 	// Reference: what the account's event list held per event when its
 	// entries stayed after archival (before the archiver removed them).
@@ -115,7 +122,7 @@ func usage(t testing.TB, rdb *redis.Client) map[string]kindUsage {
 // keyKind names a key by its layout (docs/architecture.md).
 func keyKind(k string) string {
 	switch {
-	case strings.Contains(k, "}:idem:"):
+	case strings.Contains(k, "}:idem:"), strings.Contains(k, "}:idemb:"):
 		return "idempotency marker"
 	case strings.HasSuffix(k, "}:events"):
 		return "account event list"
@@ -129,6 +136,23 @@ func keyKind(k string) string {
 		return "live records"
 	}
 	return "other"
+}
+
+// memoryInfo returns the numeric fields of INFO memory.
+func memoryInfo(t testing.TB, rdb *redis.Client) map[string]int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, l := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if n, err := strconv.ParseInt(v, 10, 64); ok && err == nil {
+			out[k] = n
+		}
+	}
+	return out
 }
 
 func memory(t testing.TB, rdb *redis.Client) int64 {

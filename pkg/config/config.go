@@ -191,11 +191,25 @@ const (
 	DefaultHistoryRetention = 720 * time.Hour
 	// DefaultParkedRetention is the default of PARKED_RETENTION.
 	DefaultParkedRetention = 720 * time.Hour
+	// DefaultIdempotencyWindow is the default of IDEMPOTENCY_WINDOW: how
+	// long a repeated idempotency key (or event id) returns the original
+	// event.
+	DefaultIdempotencyWindow = 24 * time.Hour
 	// HistoryHealthService is the grpc.health.v1 service name under which
 	// ingestion reports whether the history store (PostgreSQL) answers; it
 	// never affects ingestion's own status. The gateway's /healthz shows it.
 	HistoryHealthService = "voxscriber.webhooks.history"
 )
+
+// CheckIdempotencyWindow refuses an IDEMPOTENCY_WINDOW longer than
+// HISTORY_RETENTION: a repeat within the window must still find its
+// original event, which history keeps only that long.
+func CheckIdempotencyWindow(window, historyRetention time.Duration) error {
+	if window > historyRetention {
+		return fmt.Errorf("IDEMPOTENCY_WINDOW=%v is longer than HISTORY_RETENTION=%v: a repeat within the window must find its original event, which history keeps only for HISTORY_RETENTION; shorten the window or lengthen the retention", window, historyRetention)
+	}
+	return nil
+}
 
 // Common is what every service reads.
 type Common struct {

@@ -52,3 +52,17 @@ func TestValid(t *testing.T) {
 		t.Error("a well-formed id is refused")
 	}
 }
+
+func TestBytesRoundTrip(t *testing.T) {
+	for _, id := range []string{New(Event, time.Now()), Derive(Event, New(Event, time.Now()), "x"), "evt_7ZZZZZZZZZZZZZZZZZZZZZZZZZ", "evt_00000000000000000000000000"} {
+		b, ok := Bytes(Event, id)
+		if !ok || FromBytes(Event, b) != id {
+			t.Errorf("%s: %x %v -> %s", id, b, ok, FromBytes(Event, b))
+		}
+	}
+	for _, bad := range []string{"evt_8ZZZZZZZZZZZZZZZZZZZZZZZZZ", "ep_01K00000000000000000000000", "evt_short"} {
+		if _, ok := Bytes(Event, bad); ok {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
@@ -30,21 +31,46 @@ import (
 
 func main() { serve.Main("ingestion", run) }
 
+// settings are what ingestion reads from its environment.
+type settings struct {
+	common                           config.Common
+	addr, registryAddr, deliveryAddr string
+	producerToken                    string
+	maxPayload                       int
+	retention                        time.Duration // live events and their list (DELIVERY_RETENTION)
+	apiRate                          ratelimit.Rate
+	databaseURL                      string
+	historyRetention                 time.Duration
+	idemWindow                       time.Duration // IDEMPOTENCY_WINDOW: the idempotency markers
+}
+
+// readSettings reads and checks the environment, every bad value at once,
+// each error naming its variable.
+func readSettings(env *config.Env) (settings, error) {
+	s := settings{common: config.ReadCommon(env)}
+	s.addr = env.String("INGESTION_ADDR", config.DefaultIngestionAddr)
+	s.registryAddr = env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
+	s.deliveryAddr = env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
+	s.producerToken = env.RequiredUnlessDev("PRODUCER_TOKEN", s.common.Dev, "anyone reaching INGESTION_ADDR could publish events for any account")
+	s.maxPayload = env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
+	s.retention = env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention)
+	s.apiRate = ratelimit.FromEnv(env)
+	s.databaseURL = env.String("DATABASE_URL", config.DefaultDatabaseURL)
+	s.historyRetention = env.Duration("HISTORY_RETENTION", config.DefaultHistoryRetention)
+	s.idemWindow = env.Duration("IDEMPOTENCY_WINDOW", config.DefaultIdempotencyWindow)
+	env.Check(config.CheckIdempotencyWindow(s.idemWindow, s.historyRetention))
+	return s, env.Err()
+}
+
 func run(ctx context.Context) error {
 	env := config.FromOS()
-	common := config.ReadCommon(env)
-	addr := env.String("INGESTION_ADDR", config.DefaultIngestionAddr)
-	registryAddr := env.String("REGISTRY_ADDR", config.DefaultRegistryAddr)
-	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
-	producerToken := env.RequiredUnlessDev("PRODUCER_TOKEN", common.Dev, "anyone reaching INGESTION_ADDR could publish events for any account")
-	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
-	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // events and idempotency keys
-	apiRate := ratelimit.FromEnv(env)
-	databaseURL := env.String("DATABASE_URL", config.DefaultDatabaseURL)
-	historyRetention := env.Duration("HISTORY_RETENTION", config.DefaultHistoryRetention)
-	if err := env.Err(); err != nil {
+	st, err := readSettings(env)
+	if err != nil {
 		return err
 	}
+	common, addr, registryAddr, deliveryAddr := st.common, st.addr, st.registryAddr, st.deliveryAddr
+	producerToken, maxPayload, retention, apiRate := st.producerToken, st.maxPayload, st.retention, st.apiRate
+	databaseURL, historyRetention, idemWindow := st.databaseURL, st.historyRetention, st.idemWindow
 	if err := common.CheckInternalCredential(); err != nil {
 		return err
 	}
@@ -99,7 +125,7 @@ func run(ctx context.Context) error {
 	svc := ingest.New(ingest.Config{
 		Store:           events,
 		Eraser:          events,
-		Index:           index.New(rdb, retention),
+		Index:           index.New(rdb, retention, idemWindow),
 		Subscribers:     subscribers,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
 		History:         hist,

@@ -140,6 +140,8 @@ type options struct {
 	wrapIndex func(ingest.Index) ingest.Index
 	// history, when set, is the PostgreSQL tier the service reads.
 	history *historytier.Tier
+	// idemWindow is IDEMPOTENCY_WINDOW (default retention).
+	idemWindow time.Duration
 }
 
 // env is a real ingestion server (real Redis, real interceptors, loopback
@@ -154,6 +156,7 @@ type env struct {
 	internal ingestionv1.IngestionInternalServiceClient
 	stats    ingestionv1.StatsServiceClient
 	store    *eventstore.Store
+	index    *index.Redis
 }
 
 func newEnv(t testing.TB, o options) *env {
@@ -170,7 +173,11 @@ func newEnv(t testing.TB, o options) *env {
 	if o.wrapStore != nil {
 		store = o.wrapStore(store)
 	}
-	var idx ingest.Index = index.New(e.redis.Client, retention)
+	if o.idemWindow == 0 {
+		o.idemWindow = retention
+	}
+	e.index = index.New(e.redis.Client, retention, o.idemWindow)
+	var idx ingest.Index = e.index
 	if o.wrapIndex != nil {
 		idx = o.wrapIndex(idx)
 	}

@@ -31,12 +31,19 @@ func historyConfig() history.Config {
 // withHistory is an env whose service reads a fresh history database.
 func withHistory(t *testing.T) (*env, *history.Store) {
 	t.Helper()
+	return withHistoryOptions(t, options{})
+}
+
+// withHistoryOptions is withHistory with more options.
+func withHistoryOptions(t *testing.T, o options) (*env, *history.Store) {
+	t.Helper()
 	store, err := history.Open(t.Context(), pgServer(t).NewDatabase(t), historyConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	return newEnv(t, options{history: historytier.New(store)}), store
+	o.history = historytier.New(store)
+	return newEnv(t, o), store
 }
 
 // archive moves events from Redis to history: Archive, then DEL of the

@@ -283,8 +283,8 @@ func TestIdempotencyKeyPublishesOnce(t *testing.T) {
 	if want := []string{first.GetId() + "->ep_1", first.GetId() + "->ep_2"}; !slices.Equal(items, want) {
 		t.Errorf("Schedule items %v, want %v", items, want)
 	}
-	if owner := e.redis.Client.Get(t.Context(), index.IdemKey(acct, "upl_9/progress/10")).Val(); owner != first.GetId() {
-		t.Errorf("idempotency key owner %q", owner)
+	if owner, ok, err := e.index.Owner(t.Context(), acct, "upl_9/progress/10", time.Now()); owner != first.GetId() || !ok || err != nil {
+		t.Errorf("idempotency key owner %q %v %v", owner, ok, err)
 	}
 
 	// The same key in another account is another event.

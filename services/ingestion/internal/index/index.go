@@ -1,7 +1,12 @@
 // Package index keeps ingestion's own Redis keys (see docs/architecture.md):
 //
-//	wh:{a:<acct>}:idem:<key>  string  idempotency key -> event id, expires with retention
-//	wh:{a:<acct>}:events      zset    event ids scored by the time part of the id (ms), for ListEvents
+//	wh:{a:<acct>}:idemb:<bucket>:<level>:<sub>  hash    idempotency markers (markers.go): key hash -> event id + claim time, for IDEMPOTENCY_WINDOW
+//	wh:{a:<acct>}:idem:<key>                    string  the previous build's marker: read until it expires, never written
+//	wh:{a:<acct>}:events                        zset    event ids scored by the time part of the id (ms), for ListEvents
+//
+// It is the only owner of the idempotency markers' layout: every publish
+// (producers', credits.low, operational events) claims its key through
+// Claim.
 //
 // Scored by the id's time, the list is in id order: members of one score
 // sort by their bytes, which for ids of one prefix is id order (Crockford
@@ -17,7 +22,6 @@ package index
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -33,51 +37,54 @@ import (
 type Redis struct {
 	rdb       redis.UniversalClient
 	retention time.Duration
+	window    time.Duration
 }
 
 var _ ingest.Index = (*Redis)(nil)
 
-// New returns an index whose keys and entries live for retention.
-func New(rdb redis.UniversalClient, retention time.Duration) *Redis {
-	return &Redis{rdb: rdb, retention: retention}
+// New returns an index whose event-list entries live for retention and
+// whose idempotency markers hold for window (IDEMPOTENCY_WINDOW).
+func New(rdb redis.UniversalClient, retention, window time.Duration) *Redis {
+	return &Redis{rdb: rdb, retention: retention, window: window}
 }
 
 // EventsKey is the key of an account's event list (defined by
 // pkg/eventstore, whose DeleteDone removes the events the archiver moves).
 func EventsKey(accountID string) string { return eventstore.ListKey(accountID) }
 
-// IdemKey is the key of an account's idempotency key.
+// IdemKey is the key of an idempotency key in the previous build's layout
+// (one string per key, expiring with DELIVERY_RETENTION): still read, never
+// written, so an upgrade honours the markers written before it until they
+// expire.
 func IdemKey(accountID, key string) string { return "wh:{a:" + accountID + "}:idem:" + key }
 
-// Claim implements ingest.Index with SET NX plus a GET of the owner, all
-// claims in one pipeline.
+// Claim implements ingest.Index: one claim script per claim (markers.go),
+// all in one pipeline.
 func (x *Redis) Claim(ctx context.Context, claims []ingest.Claim) ([]ingest.KeyOwner, error) {
-	sets := make([]*redis.BoolCmd, len(claims))
-	gets := make([]*redis.StringCmd, len(claims))
-	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range claims {
-			k := IdemKey(c.AccountID, c.Key)
-			sets[i] = p.SetNX(ctx, k, c.EventID, x.retention)
-			gets[i] = p.Get(ctx, k)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	replies, err := x.runMarkers(ctx, claims, true)
+	if err != nil {
 		return nil, err
 	}
 	owners := make([]ingest.KeyOwner, len(claims))
-	for i, g := range gets {
-		v, err := g.Result()
-		fresh := sets[i].Val()
-		switch {
-		case errors.Is(err, redis.Nil): // expired in between: the key is free
-			v, fresh = claims[i].EventID, true
-		case err != nil:
-			return nil, err
+	for i, r := range replies {
+		if r.found { // held within the window (or by an old-layout marker)
+			owners[i] = ingest.KeyOwner{EventID: r.eventID}
+			continue
 		}
-		owners[i] = ingest.KeyOwner{EventID: v, New: fresh && v == claims[i].EventID}
+		owners[i] = ingest.KeyOwner{EventID: claims[i].EventID, New: true}
 	}
 	return owners, nil
+}
+
+// Owner returns the event that holds an account's idempotency key at
+// time at (within the window, or an old-layout marker), if any. It changes
+// nothing (tests and operators).
+func (x *Redis) Owner(ctx context.Context, accountID, key string, at time.Time) (string, bool, error) {
+	r, err := x.runMarkers(ctx, []ingest.Claim{{AccountID: accountID, Key: key, At: at}}, false)
+	if err != nil {
+		return "", false, err
+	}
+	return r[0].eventID, r[0].found, nil
 }
 
 // Add implements ingest.Index: ZADD per account, then drop entries older

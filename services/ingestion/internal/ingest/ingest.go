@@ -59,6 +59,9 @@ type Claim struct {
 	AccountID string
 	Key       string
 	EventID   string
+	// At is when the claim is made (the publish's clock): the window of
+	// IDEMPOTENCY_WINDOW starts there.
+	At time.Time
 }
 
 // KeyOwner is the event that owns an idempotency key after a claim.
@@ -81,8 +84,9 @@ type IndexRange struct {
 
 // Index holds idempotency keys and the per-account list of events.
 type Index interface {
-	// Claim reserves each key for its event unless the key is taken, for
-	// the retention period. It returns, per claim, the event that owns the
+	// Claim reserves each key for its event unless an earlier claim holds
+	// it, for the idempotency window (IDEMPOTENCY_WINDOW) from claim.At;
+	// under any concurrency one claim of a key takes it. It returns, per claim, the event that owns the
 	// key: claim.EventID and New when the claim succeeded.
 	Claim(ctx context.Context, claims []Claim) ([]KeyOwner, error)
 	// Add lists events under their accounts (and forgets entries older than

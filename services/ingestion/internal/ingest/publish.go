@@ -271,7 +271,7 @@ func (s *Service) claimKeys(ctx context.Context, roots []*item) ([]KeyOwner, err
 	for j, it := range roots {
 		owners[j] = KeyOwner{EventID: it.ev.ID, New: true}
 		if it.key != "" {
-			claims = append(claims, Claim{AccountID: it.ev.AccountID, Key: it.key, EventID: it.ev.ID})
+			claims = append(claims, Claim{AccountID: it.ev.AccountID, Key: it.key, EventID: it.ev.ID, At: it.ev.CreateTime})
 			claimed = append(claimed, j)
 		}
 	}
