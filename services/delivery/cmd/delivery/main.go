@@ -232,7 +232,7 @@ func run(ctx context.Context) error {
 		},
 		TLS: grpcTLS,
 		Register: func(s *grpc.Server) {
-			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL).WithAudit(rdb))
+			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL))
 		},
 		Ready: redisx.Ready(rdb),
 		Drain: func(ctx context.Context) {
