@@ -9,8 +9,12 @@
 //	                                 the end for succeeded, failed, canceled;
 //	                                 parked + ParkedMoveAfter for parked
 //	wh:{a:<acct>}:dlv          zset  the account's delivery ids by create time (ms)
+//	wh:audit:{s<n>}            set   accounts with audit entries in shard n (pkg/auditlog)
+//	wh:audit:{s<n>}:<acct>     hash  audit entries of manual retries (written by the script
+//	                                 that makes the delivery due) and replays, until the
+//	                                 registry's mover moves them to history
 //
-// n = fnv32a(delivery id) % Shards. Each Lua script touches one shard's
+// n = fnv32a(delivery id) % Shards (pkg/shard). Each Lua script touches one shard's
 // keys only, so the layout works on Redis Cluster.
 package redisqueue
 
