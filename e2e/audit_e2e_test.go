@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/pgtest"
 )
 
@@ -162,7 +163,9 @@ func TestAuditLogRecordsEveryChangeWithItsActor(t *testing.T) {
 	// Everything moved to history within seconds, and reads the same.
 	eventually(t, 15*time.Second, "audit entries moved to PostgreSQL", func() bool {
 		n, err := s.Redis.Client.HLen(t.Context(), "wh:{a:"+acct+"}:audit").Result()
-		return err == nil && n == 0
+		// delivery's (the retry's and the replay's) wait in its shards' slots
+		inShards, serr := auditlog.ShardLive(t.Context(), s.Redis.Client, acct)
+		return err == nil && n == 0 && serr == nil && len(inShards) == 0
 	})
 	again, _ := s.auditLog(key, "")
 	if len(again) != len(entries) {

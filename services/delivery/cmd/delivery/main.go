@@ -233,7 +233,7 @@ func run(ctx context.Context) error {
 		},
 		TLS: grpcTLS,
 		Register: func(s *grpc.Server) {
-			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL).WithAudit(rdb))
+			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL))
 			deliveryv1.RegisterDeliveryInternalServiceServer(s, grpcapi.NewInternal(svc))
 		},
 		Ready: redisx.Ready(rdb),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ids"
@@ -180,17 +181,24 @@ func (t *Tiers) historyPage(ctx context.Context, s *history.Store, accountID str
 }
 
 // Requeue makes a delivery due now; one history holds is brought back to
-// Redis first (its version continued, its attempts with it).
-func (t *Tiers) Requeue(ctx context.Context, accountID, id string, now time.Time) (bool, error) {
-	ok, err := t.Q.Requeue(ctx, id, now)
+// Redis first (its version continued, its attempts with it). The retry's
+// audit entry is written by whichever script makes the delivery due
+// (Queue.RequeueAudited or the restore), in the same step.
+func (t *Tiers) Requeue(ctx context.Context, accountID, id string, now time.Time, ent auditlog.Entry) (bool, error) {
+	ok, err := t.Q.RequeueAudited(ctx, id, now, &ent)
 	if !errors.Is(err, apierr.ErrNotFound) {
 		return ok, err
 	}
-	restored, err := t.restore(ctx, accountID, []string{id}, now, false)
+	restored, err := t.restore(ctx, accountID, []string{id}, now, false, map[string]auditlog.Entry{id: ent})
 	if err != nil || restored == 1 {
 		return restored == 1, err
 	}
-	return t.Q.Requeue(ctx, id, now) // restored by another call meanwhile
+	return t.Q.RequeueAudited(ctx, id, now, &ent) // restored by another call meanwhile
+}
+
+// RecordAudit writes an audit entry on its own (Queue.WriteAudit).
+func (t *Tiers) RecordAudit(ctx context.Context, e auditlog.Entry) error {
+	return t.Q.WriteAudit(ctx, e)
 }
 
 // Restart restarts deliveries of either tier with a fresh round; those in
@@ -232,15 +240,16 @@ func (t *Tiers) Restart(ctx context.Context, accountID string, idList []string, 
 			keep = append(keep, id)
 		}
 	}
-	n, err := t.restore(ctx, accountID, keep, now, true)
+	n, err := t.restore(ctx, accountID, keep, now, true, nil)
 	return total + n, err
 }
 
 // restore brings deliveries from history back to Redis as pending, due
 // now; fresh starts a new round of the schedule (resume, replay). A
 // delivery whose event left Redis carries the event's payload, read from
-// history byte for byte.
-func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, now time.Time, fresh bool) (int, error) {
+// history byte for byte. ents are audit entries written with the restore
+// of the delivery each names (Queue.RestoreAudited).
+func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, now time.Time, fresh bool, ents map[string]auditlog.Entry) (int, error) {
 	if len(idList) == 0 {
 		return 0, nil
 	}
@@ -280,7 +289,7 @@ func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, 
 	if err := t.carryPayloads(ctx, s, accountID, ds); err != nil {
 		return 0, err
 	}
-	ok, err := t.Q.Restore(ctx, ds, atts, now)
+	ok, err := t.Q.RestoreAudited(ctx, ds, atts, now, ents)
 	n := 0
 	for _, r := range ok {
 		if r {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
@@ -113,8 +114,13 @@ func TestRetryAndReplayOfArchivedFailuresSendTheSameBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := tr.Requeue(ctx, f.acct, ids[0], time.Now()); !ok || err != nil {
+	ent := auditlog.New(f.acct, auditlog.Actor{Type: auditlog.ActorSystem}, auditlog.DeliveryRetry, ids[0], "retry", time.Now())
+	if ok, err := tr.Requeue(ctx, f.acct, ids[0], time.Now(), ent); !ok || err != nil {
 		t.Fatalf("Requeue of an archived delivery = %v, %v", ok, err)
+	}
+	// The restore that revived it wrote the retry's entry, once.
+	if got, err := auditlog.ShardLive(ctx, f.rdb, f.acct); err != nil || len(got) != 1 || got[0].ID != ent.ID {
+		t.Fatalf("audit entries after the retry of an archived delivery = %+v, %v; want %s", got, err, ent.ID)
 	}
 	live, atts, err := f.q.Get(ctx, ids[0])
 	if err != nil || live.Status != delivery.StatusPending || live.Version <= before.Version || len(atts) != 1 {

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 )
 
 // Status is where a delivery stands.
@@ -185,8 +187,14 @@ type History interface {
 	// List pages through an account's deliveries, newest first.
 	List(ctx context.Context, accountID string, q ListQuery) ([]Delivery, string, error)
 	// Requeue makes a delivery pending and due at now unless an attempt is
-	// in flight; it reports whether it changed anything.
-	Requeue(ctx context.Context, accountID, id string, now time.Time) (bool, error)
+	// in flight; it reports whether it changed anything. ent (the manual
+	// retry's audit entry) is written in the same Redis step as the change
+	// and only with it: never a retry without its entry, no entry for a
+	// retry refused.
+	Requeue(ctx context.Context, accountID, id string, now time.Time, ent auditlog.Entry) (bool, error)
+	// RecordAudit writes an audit entry on its own (a replay's, before the
+	// replay touches any delivery).
+	RecordAudit(ctx context.Context, e auditlog.Entry) error
 	// RecordTest stores a finished test delivery with its single attempt.
 	RecordTest(ctx context.Context, d Delivery, a Attempt) error
 	// Restart makes the deliveries whose status is one of from pending,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 )
 
 // Parking and resuming. A delivery is parked (status parked, an entry in
@@ -136,6 +137,22 @@ func (s *Service) Replay(ctx context.Context, accountID, endpointID string, sinc
 	ids, err := s.d.deps.History.Find(ctx, accountID, endpointID, from, since, MaxReplay)
 	if err != nil {
 		return 0, fmt.Errorf("finding deliveries to replay: %w", err)
+	}
+	// The audit entry is written now: validated, nothing touched yet. A
+	// replay restarts deliveries of every shard (each shard is its own
+	// slot on Redis Cluster, and history's too), so no one transaction can
+	// hold the entry and all the changes; written first, a replay never
+	// happens without its entry (a failure here fails the call before any
+	// delivery moved). It says what was requested and found; a crash
+	// midway leaves the entry with part of the restarts done, which the
+	// caller sees (the call failed) and may repeat (idempotent in effect).
+	// Per-delivery entries in each restart script would be atomic, but
+	// would flood the log with up to MaxReplay entries for one action.
+	ent := auditlog.New(accountID, auditlog.ActorFrom(ctx), auditlog.EndpointReplay, endpointID,
+		fmt.Sprintf("replay requested of failed and parked deliveries since %s: %d found", since.UTC().Format(time.RFC3339), len(ids)),
+		s.d.deps.Clock.Now())
+	if err := s.d.deps.History.RecordAudit(ctx, ent); err != nil {
+		return 0, apierr.Wrap(apierr.ErrUnavailable, "the replay's audit entry could not be written, nothing was replayed (%v); try again", err)
 	}
 	n, err := s.d.deps.History.Restart(ctx, accountID, ids, from, s.d.deps.Clock.Now())
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/ids"
 )
@@ -244,7 +245,13 @@ func (s *Service) Retry(ctx context.Context, accountID, id string) (*Delivery, e
 	if d.Test {
 		return nil, apierr.Wrap(apierr.ErrFailedPrecondition, "delivery %s is a test delivery; use Send Test instead", id)
 	}
-	if _, err := s.d.deps.History.Requeue(ctx, accountID, id, s.d.deps.Clock.Now()); err != nil {
+	now := s.d.deps.Clock.Now()
+	// The entry goes into the script that makes the delivery due (its
+	// shard's slot, pkg/auditlog's per-shard keys): a retry never happens
+	// without its entry, and one refused (an attempt in flight) has none.
+	ent := auditlog.New(accountID, auditlog.ActorFrom(ctx), auditlog.DeliveryRetry, d.ID,
+		fmt.Sprintf("manual retry of delivery %s (event %s, endpoint %s)", d.ID, d.EventID, d.EndpointID), now)
+	if _, err := s.d.deps.History.Requeue(ctx, accountID, id, now, ent); err != nil {
 		return nil, fmt.Errorf("requeue %s: %w", id, err)
 	}
 	s.wake()

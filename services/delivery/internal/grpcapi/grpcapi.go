@@ -5,16 +5,12 @@ package grpcapi
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	deliveryv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/delivery/v1"
 	"github.com/voxscriber/webhooks/pkg/apierr"
-	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/authn"
 	"github.com/voxscriber/webhooks/pkg/telemetry"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
@@ -48,31 +44,6 @@ type Server struct {
 	deliveryv1.UnimplementedDeliveryServiceServer
 	svc         *delivery.Service
 	jaegerUIURL string
-	audit       redis.UniversalClient
-}
-
-// WithAudit makes manual retries and replays write their audit entries
-// (pkg/auditlog) to rdb; without it they are not recorded (tests).
-func (s *Server) WithAudit(rdb redis.UniversalClient) *Server {
-	s.audit = rdb
-	return s
-}
-
-// record writes the audit entry of a retry or replay that happened. The
-// delivery's writes live in its shard's slot and the entry in the
-// account's, so they cannot share a transaction on Redis Cluster: the
-// entry follows the change, and a failure to write it fails the call
-// (Unavailable), so the caller retries (both operations are idempotent in
-// effect: the delivery is due now either way).
-func (s *Server) record(ctx context.Context, acct, action, resource, summary string) error {
-	if s.audit == nil {
-		return nil
-	}
-	e := auditlog.New(acct, auditlog.ActorFrom(ctx), action, resource, summary, time.Now())
-	if err := auditlog.Write(ctx, s.audit, e); err != nil {
-		return apierr.Wrap(apierr.ErrUnavailable, "the %s was done but its audit entry could not be written (%v); try again", action, err)
-	}
-	return nil
 }
 
 var _ deliveryv1.DeliveryServiceServer = (*Server)(nil)
@@ -155,12 +126,10 @@ func (s *Server) RetryDelivery(ctx context.Context, req *deliveryv1.RetryDeliver
 	if err != nil {
 		return nil, err
 	}
+	// The audit entry is written by the service, in the same Redis script
+	// as the retry (delivery.Service.Retry).
 	d, err := s.svc.Retry(ctx, acct, req.GetId())
 	if err != nil {
-		return nil, err
-	}
-	if err := s.record(ctx, acct, auditlog.DeliveryRetry, d.ID,
-		fmt.Sprintf("manual retry of delivery %s (event %s, endpoint %s)", d.ID, d.EventID, d.EndpointID)); err != nil {
 		return nil, err
 	}
 	return &deliveryv1.RetryDeliveryResponse{Delivery: s.toProto(d)}, nil
@@ -176,12 +145,10 @@ func (s *Server) ReplayEndpoint(ctx context.Context, req *deliveryv1.ReplayEndpo
 	if t := req.GetSince(); t != nil {
 		since = t.AsTime()
 	}
+	// The audit entry is written by the service before the replay touches
+	// any delivery (delivery.Service.Replay says why not in one step).
 	n, err := s.svc.Replay(ctx, acct, req.GetEndpointId(), since)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.record(ctx, acct, auditlog.EndpointReplay, req.GetEndpointId(),
-		fmt.Sprintf("replay of failed deliveries since %s: %d queued", since.UTC().Format(time.RFC3339), n)); err != nil {
 		return nil, err
 	}
 	return &deliveryv1.ReplayEndpointResponse{Queued: int32(n)}, nil

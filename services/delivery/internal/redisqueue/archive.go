@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -263,19 +264,27 @@ func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Ti
 
 // restoreScript brings a delivery back from history, create-only: when
 // Redis holds it already (a live copy supersedes history's) it changes
-// nothing. The hash continues from the version history held.
+// nothing. The hash continues from the version history held. A restore
+// for a manual retry writes the retry's audit entry (pkg/auditlog,
+// per-shard keys of the same slot) in the same step, only when it
+// restores, and first (a script failing midway is not rolled back: the
+// change must never stand without its entry); an empty entry id writes
+// none.
 //
-//	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 audit index,
+//	      5 audit hash (auditlog.ForShard)
 //	ARGV: 1 id, 2 due ms, 3 expiry ms, 4 number n of hash arguments,
-//	      5..4+n hash field/values, then attempt JSON entries
+//	      5 entry id, 6 entry JSON, 7 account,
+//	      8..7+n hash field/values, then attempt JSON entries
 //	returns 1 when restored, 0 when it was live already
 var restoreScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+` + auditlog.ShardLua(4, 5) + `
 local n = tonumber(ARGV[4])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + n))
+redis.call('HSET', KEYS[2], unpack(ARGV, 8, 7 + n))
 redis.call('DEL', KEYS[3])
-if #ARGV > 4 + n then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 5 + n, #ARGV))
+if #ARGV > 7 + n then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 8 + n, #ARGV))
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -288,6 +297,13 @@ return 1
 // Redis holds already are left as they are. It reports which it restored
 // and wakes the workers.
 func (q *Queue) Restore(ctx context.Context, ds []delivery.Delivery, atts [][]delivery.Attempt, due time.Time) ([]bool, error) {
+	return q.RestoreAudited(ctx, ds, atts, due, nil)
+}
+
+// RestoreAudited is Restore that writes, with the restore of each delivery
+// ents names (by delivery id), that entry in the same script (a manual
+// retry of a delivery only history held): only when it restores.
+func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts [][]delivery.Attempt, due time.Time, ents map[string]auditlog.Entry) ([]bool, error) {
 	calls := make([]scriptCall, len(ds))
 	for i := range ds {
 		d := ds[i]
@@ -295,7 +311,13 @@ func (q *Queue) Restore(ctx context.Context, ds []delivery.Delivery, atts [][]de
 		f := hashFields(&d)
 		f = append(f, "base", d.Base, "first", ms(d.FirstAttempt))
 		expiry := q.retention + max(time.Until(due), 0)
+		n := Shard(d.ID)
+		akeys, aargs := auditlog.NoShardWrite(n)
+		if e, ok := ents[d.ID]; ok {
+			akeys, aargs = e.ForShard(n)
+		}
 		args := []any{d.ID, ms(due), expiry.Milliseconds(), len(f)}
+		args = append(args, aargs...)
 		args = append(args, f...)
 		as := atts[i]
 		if len(as) > KeepAttempts {
@@ -308,7 +330,7 @@ func (q *Queue) Restore(ctx context.Context, ds []delivery.Delivery, atts [][]de
 			}
 			args = append(args, b)
 		}
-		calls[i] = scriptCall{restoreScript, []string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, args}
+		calls[i] = scriptCall{restoreScript, append([]string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, akeys...), args}
 	}
 	replies, errs := runScripts(ctx, q.rdb, calls, nil)
 	out := make([]bool, len(ds))

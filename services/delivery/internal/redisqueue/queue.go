@@ -9,8 +9,12 @@
 //	                                 the end for succeeded, failed, canceled;
 //	                                 parked + ParkedMoveAfter for parked
 //	wh:{a:<acct>}:dlv          zset  the account's delivery ids by create time (ms)
+//	wh:audit:{s<n>}            set   accounts with audit entries in shard n (pkg/auditlog)
+//	wh:audit:{s<n>}:<acct>     hash  audit entries of manual retries (written by the script
+//	                                 that makes the delivery due) and replays, until the
+//	                                 registry's mover moves them to history
 //
-// n = fnv32a(delivery id) % Shards. Each Lua script touches one shard's
+// n = fnv32a(delivery id) % Shards (pkg/shard). Each Lua script touches one shard's
 // keys only, so the layout works on Redis Cluster.
 package redisqueue
 
@@ -18,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,15 +30,18 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/autobatch"
 	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/shard"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
-// Shards is the number of schedule shards. It is fixed in the code, not
-// read from the environment: a delivery's keys live in the shard its id
-// hashes to, so changing it strands existing deliveries.
-const Shards = 16
+// Shards is the number of schedule shards (pkg/shard's Count, the one
+// definition the registry's audit mover shares). It is fixed in the code,
+// not read from the environment: a delivery's keys live in the shard its
+// id hashes to, so changing it strands existing deliveries.
+const Shards = shard.Count
 
 // WakeChannel is where Schedule announces due work to every delivery
 // process.
@@ -83,11 +89,7 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 }
 
 // Shard is the schedule shard of a delivery id.
-func Shard(id string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	return int(h.Sum32() % Shards)
-}
+func Shard(id string) int { return shard.Of(id) }
 
 // Key names.
 func schedKey(n int) string         { return "wh:sched:{s" + strconv.Itoa(n) + "}" }
@@ -434,9 +436,20 @@ func (q *Queue) ReleaseAll(ctx context.Context, jobs []delivery.Job, due []time.
 
 // Requeue makes a delivery pending and due now unless it is in flight.
 func (q *Queue) Requeue(ctx context.Context, id string, now time.Time) (bool, error) {
+	return q.RequeueAudited(ctx, id, now, nil)
+}
+
+// RequeueAudited is Requeue that also writes ent (a manual retry's audit
+// entry) in the same script, only when it requeues: a refused retry (in
+// flight, missing) writes none. ent nil writes none.
+func (q *Queue) RequeueAudited(ctx context.Context, id string, now time.Time, ent *auditlog.Entry) (bool, error) {
 	n := Shard(id)
-	res, err := requeueScript.Run(ctx, q.rdb, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)},
-		id, now.UnixMilli()).Int()
+	akeys, aargs := auditlog.NoShardWrite(n)
+	if ent != nil {
+		akeys, aargs = ent.ForShard(n)
+	}
+	keys := append([]string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)}, akeys...)
+	res, err := requeueScript.Run(ctx, q.rdb, keys, append([]any{id, now.UnixMilli()}, aargs...)...).Int()
 	if err != nil {
 		return false, err
 	}
@@ -444,6 +457,13 @@ func (q *Queue) Requeue(ctx context.Context, id string, now time.Time) (bool, er
 		return false, apierr.NotFound("delivery", id)
 	}
 	return res == 1, nil
+}
+
+// WriteAudit writes an audit entry on its own, in the shard of the
+// resource it names (a replay's, written before the replay starts: it
+// touches deliveries of every shard, so no script can hold them all).
+func (q *Queue) WriteAudit(ctx context.Context, e auditlog.Entry) error {
+	return auditlog.WriteShard(ctx, q.rdb, Shard(e.Resource), e)
 }
 
 // Get returns a delivery and its attempts.

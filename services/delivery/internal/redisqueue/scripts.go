@@ -1,6 +1,10 @@
 package redisqueue
 
-import "github.com/redis/go-redis/v9"
+import (
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/auditlog"
+)
 
 // Every script touches the keys of ONE delivery shard only; they share the
 // hash tag {s<n>}, so each runs on one Redis Cluster node. Keys a script
@@ -125,16 +129,21 @@ return 1
 `)
 
 // requeueScript makes a delivery pending and due now (RetryDelivery),
-// unless an attempt of it is in flight (leased).
+// unless an attempt of it is in flight (leased), and writes the retry's
+// audit entry (pkg/auditlog, per-shard keys of the same slot) in the same
+// step: a retry is never made without its entry, and a refused one (in
+// flight, missing) writes none. An empty entry id writes no entry.
 //
-//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index
-//	ARGV: 1 id, 2 now ms
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index,
+//	      5 audit index, 6 audit hash (auditlog.ForShard)
+//	ARGV: 1 id, 2 now ms, 3 entry id, 4 entry JSON, 5 account
 //	returns 1 when requeued, 0 when in flight, -1 when missing
 var requeueScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[2], 'status')
 if not st then return -1 end
 local lease = tonumber(redis.call('HGET', KEYS[2], 'lease') or '0') or 0
 if st == 'pending' and lease > tonumber(ARGV[2]) and redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+` + auditlog.ShardLua(5, 3) + `
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARGV[2], 'lease', 0)
 redis.call('HINCRBY', KEYS[2], 'ver', 1)

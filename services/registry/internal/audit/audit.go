@@ -1,14 +1,17 @@
 // Package audit serves and moves the account audit log (issue #16) for the
-// registry: Log reads Redis (entries not yet moved, pkg/auditlog) and the
-// history tier (pkg/history's audit_log) as one, newest first; Mover
-// copies entries from Redis to PostgreSQL and deletes them from Redis only
-// after the commit (so an entry is in Redis, in both, or in history, never
-// in neither, and the merged read de-duplicates by id).
+// registry: Log reads Redis (entries not yet moved, pkg/auditlog: the
+// account's hash and, for delivery's retries and replays, the account's
+// hashes in the delivery shards) and the history tier (pkg/history's
+// audit_log) as one, newest first; Mover copies entries of both kinds from
+// Redis to PostgreSQL and deletes them from Redis only after the commit (so
+// an entry is in Redis, in both, or in history, never in neither, and the
+// merged read de-duplicates by id).
 package audit
 
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/shard"
 )
 
 // Paging bounds of List.
@@ -63,6 +67,15 @@ func (l *Log) List(ctx context.Context, acct string, q Query) ([]auditlog.Entry,
 	if err != nil {
 		return nil, "", err
 	}
+	// Delivery's entries wait in the account's hash of each shard: one
+	// pipeline of shard.Count reads of this account's entries only (never a
+	// scan of other accounts'), normally empty, since the mover drains
+	// them every pass.
+	inShards, err := auditlog.ShardLive(ctx, l.RDB, acct)
+	if err != nil {
+		return nil, "", err
+	}
+	live = append(live, inShards...)
 	live = slices.DeleteFunc(live, func(e auditlog.Entry) bool {
 		return (!q.Since.IsZero() && e.Time.Before(q.Since)) || (!q.Until.IsZero() && !e.Time.Before(q.Until)) ||
 			(q.Resource != "" && e.Resource != q.Resource) || (q.PageToken != "" && e.ID >= q.PageToken)
@@ -156,8 +169,9 @@ func (m *Mover) Sweep(ctx context.Context) error {
 	return iter.Err()
 }
 
-// RunOnce moves the entries of up to 100 announced accounts and returns
-// how many entries it moved.
+// RunOnce moves the entries of up to 100 announced accounts, and of up to
+// 100 accounts of each delivery shard's index, and returns how many
+// entries it moved.
 func (m *Mover) RunOnce(ctx context.Context) (int, error) {
 	store, err := m.History.Store()
 	if err != nil {
@@ -174,6 +188,57 @@ func (m *Mover) RunOnce(ctx context.Context) (int, error) {
 		if err != nil {
 			return moved, err
 		}
+	}
+	n, err := m.moveShards(ctx, store)
+	return moved + n, err
+}
+
+// moveShards moves the entries delivery wrote in its shards' slots
+// (auditlog.ShardKey), shard by shard: one read of the shard.Count
+// indexes (a fixed set, so no announcement can be lost), then per shard
+// the listed accounts' entries in one history transaction, and only after
+// its commit the delete of exactly what was copied (an entry written
+// meanwhile stays, its account listed).
+func (m *Mover) moveShards(ctx context.Context, store *history.Store) (int, error) {
+	cmds := make([]*redis.StringSliceCmd, shard.Count)
+	if _, err := m.RDB.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n := range shard.Count {
+			cmds[n] = p.SRandMemberN(ctx, auditlog.ShardIndexKey(n), 100)
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, err
+	}
+	moved := 0
+	for n, c := range cmds {
+		accts := c.Val()
+		if len(accts) == 0 {
+			continue
+		}
+		var batch []history.AuditEntry
+		fields := make(map[string][]string, len(accts))
+		for _, acct := range accts {
+			live, err := auditlog.ShardEntries(ctx, m.RDB, n, acct)
+			if err != nil {
+				return moved, err
+			}
+			for _, e := range live {
+				batch = append(batch, toHistory(e))
+				fields[acct] = append(fields[acct], e.ID)
+			}
+		}
+		if len(batch) > 0 {
+			if _, err := store.ArchiveAudit(ctx, batch); err != nil {
+				return moved, err
+			}
+		}
+		// Committed: the Redis copies may go (entries never change).
+		for _, acct := range accts {
+			if err := auditlog.DeleteShard(ctx, m.RDB, n, acct, fields[acct]); err != nil {
+				return moved, err
+			}
+		}
+		moved += len(batch)
 	}
 	return moved, nil
 }

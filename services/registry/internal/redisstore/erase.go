@@ -16,6 +16,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/ratelimit"
 	"github.com/voxscriber/webhooks/pkg/redisx"
+	"github.com/voxscriber/webhooks/pkg/shard"
 )
 
 // Erasure (DeleteAccount, services/registry/internal/erasure):
@@ -108,6 +109,7 @@ func (s *Store) BeginErase(ctx context.Context, acct string) ([]string, time.Tim
 // other services erased theirs: every key under the account's hash tag
 // (its record, endpoints' and keys' remains, its event and delivery
 // indexes, idempotency markers, credit state, audit entries not moved),
+// its audit entries in the delivery shards' slots,
 // the lookup entries of keys from before keys were listed, and its place
 // in the pending lists. The account is then gone.
 func (s *Store) FinishErase(ctx context.Context, acct string) error {
@@ -144,6 +146,10 @@ func (s *Store) FinishErase(ctx context.Context, acct string) error {
 		return fmt.Errorf("erase account: API key lookups: %w", err)
 	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n := range shard.Count { // delivery's audit entries (retries, replays) not moved yet
+			p.Del(ctx, auditlog.ShardKey(n, acct))
+			p.SRem(ctx, auditlog.ShardIndexKey(n), acct)
+		}
 		p.SRem(ctx, auditlog.PendingKey, acct)
 		p.ZRem(ctx, ErasingKey, acct)
 		p.Publish(ctx, changefeed.Channel, acct)
