@@ -38,7 +38,7 @@ func run(ctx context.Context) error {
 	deliveryAddr := env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
 	producerToken := env.RequiredUnlessDev("PRODUCER_TOKEN", common.Dev, "anyone reaching INGESTION_ADDR could publish events for any account")
 	maxPayload := env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
-	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // events and idempotency keys
+	retention := env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // idempotency keys, events with no delivery
 	apiRate := ratelimit.FromEnv(env)
 	databaseURL := env.String("DATABASE_URL", config.DefaultDatabaseURL)
 	historyRetention := env.Duration("HISTORY_RETENTION", config.DefaultHistoryRetention)
@@ -95,8 +95,15 @@ func run(ctx context.Context) error {
 	apiKeys := authn.NewCachingResolver(registry) // revoked keys refused within 1 s
 	changefeed.Follow(ctx, rdb, tel.Logger, apiKeys)
 
+	// An event whose fan-out is marked done never expires (the archiver
+	// deletes it once history holds it); one whose publish never completed
+	// (not acknowledged, never retried) expires after HISTORY_RETENTION,
+	// which delivery's start-up keeps above PARKED_RETENTION + the
+	// schedule's total + 1 day: its partial fan-out has ended by then.
+	evStore := eventstore.New(rdb, retention)
+	evStore.SetUnfinishedTTL(historyRetention)
 	svc := ingest.New(ingest.Config{
-		Store:           eventstore.New(rdb, retention),
+		Store:           evStore,
 		Index:           index.New(rdb, retention),
 		Subscribers:     subscribers,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
