@@ -31,14 +31,42 @@ type Event struct {
 }
 
 // Store reads and writes events.
+//
+// Expiry. An event with deliveries never expires once its fan-out is
+// marked done (MarkFannedOutMany PERSISTs it): its deliveries may stay
+// live, retrying or parked for up to the schedule's total plus
+// PARKED_RETENTION, and afterwards wait in Redis for the archiver however
+// long PostgreSQL is unreachable; it leaves Redis only by DeleteDone, after
+// history holds it and all its deliveries. Two kinds keep a TTL:
+//   - an event whose fan-out is not marked done: its publish was not
+//     acknowledged (ingestion failed or died between storing it and marking
+//     the fan-out). The producer's retry (same idempotency key or id) fans it
+//     out again and marks it, which removes the TTL; without a retry nothing
+//     else ever ends it, so it expires after the unfinished TTL
+//     (SetUnfinishedTTL; ingestion uses max(DELIVERY_RETENTION,
+//     HISTORY_RETENTION), and HISTORY_RETENTION is at least
+//     PARKED_RETENTION plus the schedule's total plus 1 day, so the deliveries of a partial fan-out
+//     have all ended long before), and the archiver's waiting list then drops
+//     it;
+//   - an event fanned out to no delivery at all: nothing would ever move it,
+//     so it expires after retention (DELIVERY_RETENTION), as before.
 type Store struct {
-	rdb       redis.UniversalClient
-	retention time.Duration
+	rdb        redis.UniversalClient
+	retention  time.Duration
+	unfinished time.Duration
 }
 
-// New returns a Store whose events expire after retention.
+// New returns a Store. Events fanned out to no delivery expire after
+// retention; events whose fan-out is not marked done after the unfinished
+// TTL (SetUnfinishedTTL; retention until set); other events never expire.
 func New(rdb redis.UniversalClient, retention time.Duration) *Store {
-	return &Store{rdb: rdb, retention: retention}
+	return &Store{rdb: rdb, retention: retention, unfinished: retention}
+}
+
+// SetUnfinishedTTL sets how long an event whose fan-out is never marked
+// done stays in Redis; never less than retention.
+func (s *Store) SetUnfinishedTTL(d time.Duration) {
+	s.unfinished = max(d, s.retention)
 }
 
 // Key is the Redis key of an event (one hash per event).
@@ -49,7 +77,7 @@ func Key(id string) string { return "wh:evt:" + id }
 // pages it; DeleteDone removes the events it deletes.
 func ListKey(accountID string) string { return "wh:{a:" + accountID + "}:events" }
 
-// Put stores the event (FanoutDone false) with its expiry, unless an event
+// Put stores the event (FanoutDone false) with the unfinished TTL, unless an event
 // of its id is already stored: then it changes nothing and returns an
 // apierr.ErrAlreadyExists error.
 func (s *Store) Put(ctx context.Context, e *Event) error {
@@ -103,7 +131,7 @@ func (s *Store) CreateMany(ctx context.Context, evs []*Event) ([]*Event, error) 
 		cmds := make([]*redis.Cmd, len(pending))
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for j, i := range pending {
-				keys, args := []string{Key(evs[i].ID)}, createArgs(evs[i], s.retention)
+				keys, args := []string{Key(evs[i].ID)}, createArgs(evs[i], s.unfinished)
 				if try == 0 {
 					cmds[j] = createScript.EvalSha(ctx, p, keys, args...)
 				} else {
@@ -134,8 +162,8 @@ func (s *Store) CreateMany(ctx context.Context, evs []*Event) ([]*Event, error) 
 	return found, nil
 }
 
-func createArgs(e *Event, retention time.Duration) []any {
-	return []any{retention.Milliseconds(),
+func createArgs(e *Event, ttl time.Duration) []any {
+	return []any{ttl.Milliseconds(),
 		"account", e.AccountID, "type", e.Type, "payload", e.Payload,
 		"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
 		"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0}
@@ -167,17 +195,47 @@ func (s *Store) MarkFannedOut(ctx context.Context, id string, n int) error {
 	return s.MarkFannedOutMany(ctx, []Fanout{{ID: id, Count: n}})
 }
 
+// fanoutScript marks an event's fan-out done and sets its expiry (see
+// Store): none when it has deliveries (PERSIST), retention when it has
+// none. An event that is not stored is left so: no fragment is created.
+//
+//	KEYS: 1 the event's hash
+//	ARGV: 1 delivery count, 2 retention ms
+//	returns 1 when marked, 0 when the event is not stored
+var fanoutScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'account') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'fanout', 1, 'count', ARGV[1])
+if tonumber(ARGV[1]) > 0 then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+`)
+
 // MarkFannedOutMany records the fan-out of several events in one round trip.
 func (s *Store) MarkFannedOutMany(ctx context.Context, fs []Fanout) error {
 	if len(fs) == 0 {
 		return nil
 	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, f := range fs {
-			p.HSet(ctx, Key(f.ID), "fanout", 1, "count", f.Count)
-		}
-		return nil
-	})
+	run := func(eval bool) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, f := range fs {
+				keys, args := []string{Key(f.ID)}, []any{f.Count, s.retention.Milliseconds()}
+				if eval {
+					fanoutScript.Eval(ctx, p, keys, args...)
+				} else {
+					fanoutScript.EvalSha(ctx, p, keys, args...)
+				}
+			}
+			return nil
+		})
+		return err
+	}
+	err := run(false)
+	if isNoScript(err) {
+		err = run(true) // re-running is safe: the same fields, the same expiry
+	}
 	return err
 }
 
@@ -280,6 +338,9 @@ func (s *Store) Accounts(ctx context.Context, ids []string) ([]string, error) {
 // the batch that ends its last delivery, then deletes it here.
 
 // markScript marks deliveries of one event as ended and reports its state.
+// An event fanned out to deliveries is PERSISTed here too: one an earlier
+// build wrote with a TTL (DELIVERY_RETENTION) is adopted when the archiver
+// first meets it, so it waits for its deliveries like a new one.
 //
 //	KEYS: 1 the event's hash
 //	ARGV: delivery ids
@@ -292,6 +353,7 @@ for i = 1, #ARGV do
   end
 end
 local f = redis.call('HMGET', KEYS[1], 'fanout', 'count', 'ended')
+if f[1] == '1' and (tonumber(f[2]) or 0) > 0 then redis.call('PERSIST', KEYS[1]) end
 local done = 0
 if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then done = 1 end
 return {done, redis.call('HMGET', KEYS[1], 'account', 'type', 'payload', 'created', 'idem', 'upload', 'trace', 'fanout', 'count')}

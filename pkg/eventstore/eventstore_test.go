@@ -163,3 +163,58 @@ func TestDeleteDoneRemovesTheEventsListEntries(t *testing.T) {
 		t.Error("the live event was deleted")
 	}
 }
+
+// TestAFannedOutEventNeverExpires: an event keeps a TTL only while its
+// fan-out is not marked done (an unacknowledged publish: the unfinished
+// TTL) or when it got no delivery (retention); once fanned out to
+// deliveries it lives until DeleteDone, however long its deliveries stay
+// live or wait for the archiver. An event an earlier build wrote with a
+// TTL is adopted when the archiver marks one of its deliveries.
+func TestAFannedOutEventNeverExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	s := New(srv.Client, time.Hour)
+	s.SetUnfinishedTTL(48 * time.Hour)
+	for _, id := range []string{"evt_a", "evt_none", "evt_old"} {
+		if err := s.Put(ctx, &Event{ID: id, AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{}`), CreateTime: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ttl := srv.Client.PTTL(ctx, Key("evt_a")).Val(); ttl <= 47*time.Hour || ttl > 48*time.Hour {
+		t.Errorf("before its fan-out is marked the event expires in %v, want the unfinished TTL (48h)", ttl)
+	}
+	if err := s.MarkFannedOutMany(ctx, []Fanout{{ID: "evt_a", Count: 2}, {ID: "evt_none", Count: 0}, {ID: "evt_gone", Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := srv.Client.PTTL(ctx, Key("evt_a")).Val(); ttl != -1 {
+		t.Errorf("a fanned-out event expires in %v, want no TTL", ttl)
+	}
+	if ttl := srv.Client.PTTL(ctx, Key("evt_none")).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("an event with no delivery expires in %v, want within the retention (1h)", ttl)
+	}
+	if n := srv.Client.Exists(ctx, Key("evt_gone")).Val(); n != 0 {
+		t.Errorf("marking the fan-out of an event that is not stored created a fragment")
+	}
+	if e, err := s.Get(ctx, "evt_a"); err != nil || !e.FanoutDone || e.DeliveryCount != 2 {
+		t.Fatalf("Get = %+v, %v", e, err)
+	}
+
+	// The previous build's event: fanned out, with DELIVERY_RETENTION.
+	if err := s.MarkFannedOut(ctx, "evt_old", 1); err != nil {
+		t.Fatal(err)
+	}
+	srv.Client.PExpire(ctx, Key("evt_old"), time.Hour)
+	if err := srv.Client.ScriptFlush(ctx).Err(); err != nil { // NOSCRIPT is no failure either
+		t.Fatal(err)
+	}
+	st, err := s.MarkEnded(ctx, map[string][]string{"evt_old": {"dlv_1"}})
+	if err != nil || !st["evt_old"].Done {
+		t.Fatalf("MarkEnded = %+v, %v", st, err)
+	}
+	if ttl := srv.Client.PTTL(ctx, Key("evt_old")).Val(); ttl != -1 {
+		t.Errorf("an event the archiver met still expires in %v, want no TTL", ttl)
+	}
+	if del, err := s.DeleteDone(ctx, []string{"evt_old"}); err != nil || !del[0] || srv.Client.Exists(ctx, Key("evt_old")).Val() != 0 {
+		t.Errorf("DeleteDone = %v, %v", del, err)
+	}
+}

@@ -340,3 +340,88 @@ func TestArchivedEventsLeaveTheAccountsEventList(t *testing.T) {
 		t.Fatalf("the account's event list holds %d entries after archival (first %.3v), want only the live event %s", len(left), left, d.EventID)
 	}
 }
+
+// TestTheBacklogNeverExpiresWhilePostgreSQLIsDown: ended and parked
+// deliveries and their events wait in Redis with no TTL while history
+// cannot take them (they used to carry DELIVERY_RETENTION, so a longer
+// outage, or parked work past it, lost them unarchived); records the
+// previous build wrote with a TTL are PERSISTed by the failing pass that
+// read them; once PostgreSQL is back the pass moves them and they are gone.
+// A retrying delivery and its event stay live, without a TTL either.
+func TestTheBacklogNeverExpiresWhilePostgreSQLIsDown(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.q.SetParkedMoveAfter(time.Millisecond)
+	ds := f.publish(3)
+	now := time.Now()
+	jobs, _, err := f.q.Claim(ctx, now, now.Add(time.Minute), 10)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("Claim = %d, %v", len(jobs), err)
+	}
+	status := map[string]delivery.Status{ds[0]: delivery.StatusSucceeded, ds[1]: delivery.StatusParked, ds[2]: delivery.StatusPending}
+	for _, j := range jobs {
+		o := delivery.Outcome{Status: status[j.Delivery.ID], Now: now, Next: now.Add(time.Hour),
+			Attempt: &delivery.Attempt{Number: 1, Start: now, StatusCode: 200, Latency: time.Millisecond, URL: "https://example.test/hook"}}
+		if o.Status == delivery.StatusParked {
+			o.Attempt = nil
+		}
+		if ok, err := f.q.Complete(ctx, j, o); !ok || err != nil {
+			t.Fatalf("Complete = %v, %v", ok, err)
+		}
+	}
+	keysOf := func(id string) []string {
+		d, _, err := f.q.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []string{redisqueue.DeliveryKey(id), redisqueue.AttemptsKey(id), eventstore.Key(d.EventID)}
+	}
+	var waiting, live []string
+	waiting = append(append(waiting, keysOf(ds[0])...), keysOf(ds[1])[0], keysOf(ds[1])[2])
+	live = keysOf(ds[2])
+	noTTL := func(when string, keys []string) {
+		t.Helper()
+		for _, k := range keys {
+			if ttl := f.rdb.PTTL(ctx, k).Val(); ttl != -1 {
+				t.Errorf("%s: %s has PTTL %v, want -1 (no expiry)", when, k, ttl)
+			}
+		}
+	}
+	noTTL("ended and parked, before the archiver", waiting)
+	noTTL("retrying", live)
+
+	// The previous build's TTLs, then a pass whose commit fails: PostgreSQL
+	// unreachable (a closed pool).
+	for _, k := range waiting {
+		f.rdb.PExpire(ctx, k, time.Hour)
+	}
+	time.Sleep(5 * time.Millisecond) // the parked one is due for history
+	down, err := history.Open(ctx, pg.NewDatabase(t), history.Config{
+		Retention: 30 * 24 * time.Hour, ParkedRetention: 7 * 24 * time.Hour, ScheduleTotal: 3 * time.Hour, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Close()
+	broken := New(f.q, f.events, history.Opened(down), quiet)
+	if _, err := broken.RunOnce(ctx); err == nil {
+		t.Fatal("a pass against a closed PostgreSQL pool succeeded")
+	}
+	noTTL("after a failed pass", waiting)
+	noTTL("retrying, after a failed pass", live)
+
+	for n := range redisqueue.Shards { // PostgreSQL is back: the next process archives
+		f.q.ReleaseShard(ctx, n, broken.owner)
+	}
+	f.drain()
+	for _, k := range waiting {
+		if f.rdb.Exists(ctx, k).Val() != 0 {
+			t.Errorf("%s is still in Redis after archival", k)
+		}
+	}
+	noTTL("retrying, after archival", live)
+	for _, id := range ds[:2] {
+		if _, _, err := f.store.GetDelivery(ctx, f.acct, id); err != nil {
+			t.Errorf("history lacks %s: %v", id, err)
+		}
+	}
+}

@@ -60,7 +60,9 @@ func (q *Queue) ReleaseShard(ctx context.Context, n int, owner string) {
 
 // TakeEnded reads up to limit deliveries of shard n due for history at now
 // (ended, or parked long enough), oldest first, with their attempts. It
-// changes nothing but drops index entries whose delivery has expired.
+// changes nothing but drops index entries whose delivery is gone, and
+// PERSISTs what it reads: a record that an earlier build wrote with a TTL
+// (DELIVERY_RETENTION) no longer expires once the archiver has seen it.
 func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) ([]Ended, error) {
 	ids, err := q.rdb.ZRangeByScore(ctx, endedKey(n), &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
@@ -74,6 +76,8 @@ func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) 
 		for i, id := range ids {
 			hs[i] = p.HGetAll(ctx, dlvPrefix(n)+id)
 			ls[i] = p.LRange(ctx, dlvPrefix(n)+id+":att", 0, -1)
+			p.Persist(ctx, dlvPrefix(n)+id)
+			p.Persist(ctx, dlvPrefix(n)+id+":att")
 		}
 		return nil
 	}); err != nil && !errors.Is(err, redis.Nil) {
@@ -264,7 +268,8 @@ func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Ti
 
 // restoreScript brings a delivery back from history, create-only: when
 // Redis holds it already (a live copy supersedes history's) it changes
-// nothing. The hash continues from the version history held. A restore
+// nothing. The hash continues from the version history held. Neither the
+// hash nor the attempt list gets a TTL (see completeScript). A restore
 // for a manual retry writes the retry's audit entry (pkg/auditlog,
 // per-shard keys of the same slot) in the same step, only when it
 // restores, and first (a script failing midway is not rolled back: the
@@ -273,21 +278,19 @@ func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Ti
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 audit index,
 //	      5 audit hash (auditlog.ForShard)
-//	ARGV: 1 id, 2 due ms, 3 expiry ms, 4 number n of hash arguments,
-//	      5 entry id, 6 entry JSON, 7 account,
-//	      8..7+n hash field/values, then attempt JSON entries
+//	ARGV: 1 id, 2 due ms, 3 number n of hash arguments,
+//	      4 entry id, 5 entry JSON, 6 account,
+//	      7..6+n hash field/values, then attempt JSON entries
 //	returns 1 when restored, 0 when it was live already
 var restoreScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-` + auditlog.ShardLua(4, 5) + `
-local n = tonumber(ARGV[4])
-redis.call('HSET', KEYS[2], unpack(ARGV, 8, 7 + n))
+` + auditlog.ShardLua(4, 4) + `
+local n = tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], unpack(ARGV, 7, 6 + n))
 redis.call('DEL', KEYS[3])
-if #ARGV > 7 + n then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 8 + n, #ARGV))
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+if #ARGV > 6 + n then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 7 + n, #ARGV))
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 `)
@@ -310,13 +313,12 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 		d.Status, d.NextTime, d.UpdateTime = delivery.StatusPending, due, due
 		f := hashFields(&d)
 		f = append(f, "base", d.Base, "first", ms(d.FirstAttempt))
-		expiry := q.retention + max(time.Until(due), 0)
 		n := Shard(d.ID)
 		akeys, aargs := auditlog.NoShardWrite(n)
 		if e, ok := ents[d.ID]; ok {
 			akeys, aargs = e.ForShard(n)
 		}
-		args := []any{d.ID, ms(due), expiry.Milliseconds(), len(f)}
+		args := []any{d.ID, ms(due), len(f)}
 		args = append(args, aargs...)
 		args = append(args, f...)
 		as := atts[i]

@@ -77,8 +77,12 @@ func (q *Queue) SetParkedMoveAfter(d time.Duration) {
 
 var _ delivery.Queue = (*Queue)(nil)
 
-// New returns a Queue whose finished deliveries expire after retention
-// (DELIVERY_RETENTION; config.DefaultDeliveryRetention when 0).
+// New returns a Queue. retention (DELIVERY_RETENTION;
+// config.DefaultDeliveryRetention when 0) bounds what is disposable: the
+// account indexes' entries (trimmed by score), endpoint stats, pending
+// disables and operational events. Delivery records never expire: a live
+// one ends by its schedule, an ended or parked one leaves Redis only when
+// the archiver has moved it to history.
 func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	if retention <= 0 {
 		retention = config.DefaultDeliveryRetention
@@ -388,10 +392,6 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 		attJSON, attempts, code, errMsg = string(b), strconv.Itoa(a.Number), strconv.Itoa(a.StatusCode), a.Error
 		start = strconv.FormatInt(max(ms(a.Start), 1), 10)
 	}
-	expiry := q.retention
-	if o.Status == delivery.StatusPending {
-		expiry += max(o.Next.Sub(o.Now), 0) // never expire before the next attempt
-	}
 	var moveAt int64 // when the archiver takes it (0: it stays live)
 	switch o.Status {
 	case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled:
@@ -402,7 +402,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	res, err := q.runScript(ctx, completeScript,
 		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n)},
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
-		attempts, code, errMsg, attJSON, expiry.Milliseconds(), d.EndpointID+"|"+d.ID, KeepAttempts, start, moveAt,
+		attempts, code, errMsg, attJSON, d.EndpointID+"|"+d.ID, KeepAttempts, start, moveAt,
 	)
 	if err != nil {
 		return false, err
@@ -493,7 +493,10 @@ func (q *Queue) Get(ctx context.Context, id string) (*delivery.Delivery, []deliv
 	return parseHash(id, m), atts, nil
 }
 
-// RecordTest stores a finished test delivery with its one attempt.
+// RecordTest stores a finished test delivery with its one attempt, due for
+// the archiver at once. Like every ended delivery it carries no TTL: it is
+// a record the customer lists (and history keeps), so a PostgreSQL outage
+// must not lose it; it waits in wh:ended until the archiver moves it.
 func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.Attempt) error {
 	b, err := encodeAttempt(&a)
 	if err != nil {
@@ -503,8 +506,6 @@ func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.
 	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, hk, hashFields(&d)...)
 		p.RPush(ctx, ak, b)
-		p.PExpire(ctx, hk, q.retention)
-		p.PExpire(ctx, ak, q.retention)
 		p.ZAdd(ctx, endedKey(Shard(d.ID)), redis.Z{Score: float64(max(ms(d.UpdateTime), 1)), Member: d.ID}) // ended: to history
 		p.ZAdd(ctx, accountKey(d.AccountID), redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
 		p.ZRemRangeByScore(ctx, accountKey(d.AccountID), "-inf", "("+strconv.FormatInt(ms(d.CreateTime)-q.retention.Milliseconds(), 10))

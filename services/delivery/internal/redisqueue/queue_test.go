@@ -2,6 +2,7 @@ package redisqueue
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,8 +84,10 @@ func TestClaimLeaseComplete(t *testing.T) {
 	if err != nil || d.Status != delivery.StatusPending || d.Attempts != 1 || d.LastCode != 500 || !d.NextTime.Equal(retryAt) || len(atts) != 1 {
 		t.Fatalf("Get = %+v, %v, %v", d, atts, err)
 	}
-	if ttl := srv.Client.PTTL(ctx, DeliveryKey("dlv_due")).Val(); ttl <= 59*time.Minute {
-		t.Fatalf("retention not applied: ttl %v", ttl)
+	// A retrying delivery never expires: its schedule ends it (it used to
+	// carry DELIVERY_RETENTION + the wait, which could drop live work).
+	if ttl := srv.Client.PTTL(ctx, DeliveryKey("dlv_due")).Val(); ttl != -1 {
+		t.Fatalf("a retrying delivery expires in %v, want no TTL", ttl)
 	}
 	// Released work is due at once.
 	jobs, _, _ = q.Claim(ctx, retryAt, retryAt.Add(15*time.Second), 10)
@@ -195,7 +198,84 @@ func TestAttemptLogKeepsTheLast(t *testing.T) {
 	if d.Attempts != KeepAttempts+2 || d.LastCode != 500 || d.FirstAttempt.IsZero() {
 		t.Errorf("delivery = attempts %d, code %d, first %v", d.Attempts, d.LastCode, d.FirstAttempt)
 	}
-	if h, l := srv.Client.PTTL(ctx, DeliveryKey("dlv_log")).Val(), srv.Client.PTTL(ctx, AttemptsKey("dlv_log")).Val(); l <= 0 || l < h-time.Second {
-		t.Errorf("attempt log ttl %v, delivery ttl %v: the log must live as long", l, h)
+	if h, l := srv.Client.PTTL(ctx, DeliveryKey("dlv_log")).Val(), srv.Client.PTTL(ctx, AttemptsKey("dlv_log")).Val(); h != -1 || l != -1 {
+		t.Errorf("attempt log ttl %v, delivery ttl %v: neither may expire (the log lives as long as the delivery)", l, h)
 	}
+}
+
+// TestDeliveryRecordsNeverExpire: a delivery record leaves Redis only when
+// the archiver deletes it after the history commit, so none carries a TTL
+// (DELIVERY_RETENTION used to drop records a long PostgreSQL outage left
+// waiting): retrying, parked, ended, a Send Test's and a restored one; and
+// a record an earlier build wrote with a TTL is adopted by the next write
+// or by the archiver's read (TakeEnded).
+func TestDeliveryRecordsNeverExpire(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	q := New(srv.Client, time.Hour)
+	now := time.Now()
+	ds := []delivery.Delivery{newDelivery("dlv_retry", now, now), newDelivery("dlv_park", now, now), newDelivery("dlv_end", now, now), newDelivery("dlv_old", now, now)}
+	if _, err := q.Schedule(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	noTTL := func(when string, keys ...string) {
+		t.Helper()
+		for _, k := range keys {
+			if ttl := srv.Client.PTTL(ctx, k).Val(); ttl != -1 {
+				t.Errorf("%s: %s expires in %v, want no TTL", when, k, ttl)
+			}
+		}
+	}
+	// dlv_old as the previous build left it: a TTL on both keys.
+	srv.Client.PExpire(ctx, DeliveryKey("dlv_old"), time.Hour)
+	srv.Client.RPush(ctx, AttemptsKey("dlv_old"), `{}`)
+	srv.Client.PExpire(ctx, AttemptsKey("dlv_old"), time.Hour)
+	jobs, _, err := q.Claim(ctx, now, now.Add(time.Minute), 10)
+	if err != nil || len(jobs) != 4 {
+		t.Fatalf("Claim = %d jobs, %v", len(jobs), err)
+	}
+	for _, j := range jobs {
+		att := &delivery.Attempt{Number: 1, Start: now, StatusCode: 500, ErrorType: delivery.ErrorHTTPStatus, Error: "HTTP 500"}
+		o := delivery.Outcome{Status: delivery.StatusFailed, Attempt: att, Now: now}
+		switch j.Delivery.ID {
+		case "dlv_retry":
+			o.Status, o.Next = delivery.StatusPending, now.Add(time.Hour)
+		case "dlv_park":
+			o.Status, o.Attempt = delivery.StatusParked, nil
+		}
+		if ok, err := q.Complete(ctx, j, o); !ok || err != nil {
+			t.Fatalf("Complete %s = %v, %v", j.Delivery.ID, ok, err)
+		}
+	}
+	for _, id := range []string{"dlv_retry", "dlv_end", "dlv_old"} {
+		noTTL("after Complete", DeliveryKey(id), AttemptsKey(id))
+	}
+	noTTL("parked", DeliveryKey("dlv_park"))
+
+	test := newDelivery("dlv_test", now, now)
+	test.Test, test.Status = true, delivery.StatusSucceeded
+	if err := q.RecordTest(ctx, test, delivery.Attempt{Number: 1, Start: now, StatusCode: 200}); err != nil {
+		t.Fatal(err)
+	}
+	noTTL("a Send Test delivery", DeliveryKey("dlv_test"), AttemptsKey("dlv_test"))
+
+	back := newDelivery("dlv_back", now, now)
+	back.Version = 7
+	if ok, err := q.Restore(ctx, []delivery.Delivery{back}, [][]delivery.Attempt{{{Number: 1, Start: now, StatusCode: 500}}}, now); err != nil || !ok[0] {
+		t.Fatalf("Restore = %v, %v", ok, err)
+	}
+	noTTL("restored from history", DeliveryKey("dlv_back"), AttemptsKey("dlv_back"))
+
+	// An ended record with a TTL (written by the previous build) is
+	// PERSISTed when the archiver reads it, before anything else happens.
+	srv.Client.PExpire(ctx, DeliveryKey("dlv_end"), time.Hour)
+	srv.Client.PExpire(ctx, AttemptsKey("dlv_end"), time.Hour)
+	got, err := q.TakeEnded(ctx, Shard("dlv_end"), now.Add(time.Second), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(got, func(e Ended) bool { return e.Delivery.ID == "dlv_end" }) {
+		t.Fatalf("TakeEnded did not return dlv_end: %v", got)
+	}
+	noTTL("after TakeEnded", DeliveryKey("dlv_end"), AttemptsKey("dlv_end"))
 }

@@ -69,15 +69,21 @@ return {out, first[2] or ''}
 // item's score is still this claim's lease).
 //
 // An ended (or parked) delivery joins its shard's ended index in the same
-// step, due for the archiver at ARGV[14]; the version grows with the write.
+// step, due for the archiver at ARGV[13]; the version grows with the write.
+//
+// Neither the hash nor the attempt list expires (PERSIST: a record written
+// with a TTL by an earlier build is adopted here): a live delivery ends by
+// its schedule (or PARKED_RETENTION, in history), and an ended or parked
+// one leaves Redis only when the archiver deletes it after the history
+// commit, however long PostgreSQL is unreachable.
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 parked set,
 //	      5 ended index
 //	ARGV: 1 id, 2 lease ms, 3 status, 4 next ms, 5 now ms,
 //	      6 attempts ('' when no attempt was made), 7 status code, 8 error,
-//	      9 attempt JSON ('' for none), 10 expiry ms, 11 parked member,
-//	      12 attempts kept, 13 attempt start ms (kept as the round's
-//	      first attempt when none is recorded yet), 14 when the archiver
+//	      9 attempt JSON ('' for none), 10 parked member,
+//	      11 attempts kept, 12 attempt start ms (kept as the round's
+//	      first attempt when none is recorded yet), 13 when the archiver
 //	      takes it (ms; 0 while it stays live)
 //	returns 1 when recorded, 0 when the lease was lost
 var completeScript = redis.NewScript(`
@@ -92,26 +98,26 @@ if st == 'pending' then
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
   f[#f + 1] = 'next'; f[#f + 1] = 0
-  if st == 'parked' then redis.call('SADD', KEYS[4], ARGV[11]) end
+  if st == 'parked' then redis.call('SADD', KEYS[4], ARGV[10]) end
 end
-if tonumber(ARGV[14]) > 0 then redis.call('ZADD', KEYS[5], ARGV[14], ARGV[1]) end
+if tonumber(ARGV[13]) > 0 then redis.call('ZADD', KEYS[5], ARGV[13], ARGV[1]) end
 if ARGV[6] ~= '' then
   f[#f + 1] = 'attempts'; f[#f + 1] = ARGV[6]
   f[#f + 1] = 'code'; f[#f + 1] = ARGV[7]
   f[#f + 1] = 'err'; f[#f + 1] = ARGV[8]
   if (tonumber(redis.call('HGET', KEYS[2], 'first') or '0') or 0) == 0 then
-    f[#f + 1] = 'first'; f[#f + 1] = ARGV[13]
+    f[#f + 1] = 'first'; f[#f + 1] = ARGV[12]
   end
 elseif ARGV[8] ~= '' then
   f[#f + 1] = 'err'; f[#f + 1] = ARGV[8]
 end
 redis.call('HSET', KEYS[2], unpack(f))
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
-redis.call('PEXPIRE', KEYS[2], ARGV[10])
-if ARGV[9] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[9]) > tonumber(ARGV[12]) then
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[12]), -1)
+redis.call('PERSIST', KEYS[2])
+if ARGV[9] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[9]) > tonumber(ARGV[11]) then
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[11]), -1)
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[10]) -- the log lives as long as the delivery
+redis.call('PERSIST', KEYS[3]) -- the log lives as long as the delivery
 return 1
 `)
 

@@ -53,7 +53,7 @@ func readSettings(env *config.Env) (settings, error) {
 	s.deliveryAddr = env.String("DELIVERY_ADDR", config.DefaultDeliveryAddr)
 	s.producerToken = env.RequiredUnlessDev("PRODUCER_TOKEN", s.common.Dev, "anyone reaching INGESTION_ADDR could publish events for any account")
 	s.maxPayload = env.Int("EVENT_MAX_PAYLOAD_BYTES", events.DefaultMaxPayloadBytes, 1024)
-	s.retention = env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention)
+	s.retention = env.Duration("DELIVERY_RETENTION", config.DefaultDeliveryRetention) // idempotency keys of the old layout, events with no delivery
 	s.apiRate = ratelimit.FromEnv(env)
 	s.databaseURL = env.String("DATABASE_URL", config.DefaultDatabaseURL)
 	s.historyRetention = env.Duration("HISTORY_RETENTION", config.DefaultHistoryRetention)
@@ -121,7 +121,13 @@ func run(ctx context.Context) error {
 	apiKeys := authn.NewCachingResolver(registry) // revoked keys refused within 1 s
 	changefeed.Follow(ctx, rdb, tel.Logger, apiKeys)
 
+	// An event whose fan-out is marked done never expires (the archiver
+	// deletes it once history holds it); one whose publish never completed
+	// (not acknowledged, never retried) expires after HISTORY_RETENTION,
+	// which delivery's start-up keeps above PARKED_RETENTION + the
+	// schedule's total + 1 day: its partial fan-out has ended by then.
 	events := eventstore.New(rdb, retention)
+	events.SetUnfinishedTTL(historyRetention)
 	svc := ingest.New(ingest.Config{
 		Store:           events,
 		Eraser:          events,
