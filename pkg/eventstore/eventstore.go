@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/shard"
 )
 
 // Event is a stored event.
@@ -47,18 +48,19 @@ type Event struct {
 //     HISTORY_RETENTION), and HISTORY_RETENTION is at least
 //     PARKED_RETENTION plus the schedule's total plus 1 day, so the deliveries of a partial fan-out
 //     have all ended long before), and the archiver's waiting list then drops
-//     it;
-//   - an event fanned out to no delivery at all: nothing would ever move it,
-//     so it expires after retention (DELIVERY_RETENTION), as before.
+//     it.
+//
+// An event fanned out to no delivery at all is filed on the archiver's
+// waiting list when its fan-out is marked, and moves to history from there.
 type Store struct {
 	rdb        redis.UniversalClient
 	retention  time.Duration
 	unfinished time.Duration
 }
 
-// New returns a Store. Events fanned out to no delivery expire after
-// retention; events whose fan-out is not marked done after the unfinished
-// TTL (SetUnfinishedTTL; retention until set); other events never expire.
+// New returns a Store. Events whose fan-out is not marked done expire
+// after the unfinished TTL (SetUnfinishedTTL; retention until set); other
+// events never expire.
 func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 	return &Store{rdb: rdb, retention: retention, unfinished: retention}
 }
@@ -195,33 +197,58 @@ func (s *Store) MarkFannedOut(ctx context.Context, id string, n int) error {
 	return s.MarkFannedOutMany(ctx, []Fanout{{ID: id, Count: n}})
 }
 
-// fanoutScript marks an event's fan-out done and sets its expiry (see
-// Store): none when it has deliveries (PERSIST), retention when it has
-// none. An event that is not stored is left so: no fragment is created.
+// fanoutScript marks an event's fan-out done and removes its expiry: the
+// archiver moves it to history once its deliveries did (at once when it
+// has none: MarkFannedOutMany files it on the waiting list first). An
+// event that is not stored is left so: no fragment is created.
 //
 //	KEYS: 1 the event's hash
-//	ARGV: 1 delivery count, 2 retention ms
+//	ARGV: 1 delivery count
 //	returns 1 when marked, 0 when the event is not stored
 var fanoutScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'account') == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'fanout', 1, 'count', ARGV[1])
-if tonumber(ARGV[1]) > 0 then
-  redis.call('PERSIST', KEYS[1])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
+redis.call('PERSIST', KEYS[1])
 return 1
 `)
 
-// MarkFannedOutMany records the fan-out of several events in one round trip.
+// WaitKey is the archiver's list of events of shard n to look at without
+// a delivery ending (an event with no delivery; one whose deliveries all
+// moved before its fan-out was marked): event id → when filed (ms).
+func WaitKey(n int) string { return "wh:evtwait:" + shard.Tag(n) }
+
+// WaitShard is the shard of an event id in WaitKey.
+func WaitShard(eventID string) int { return shard.Of(eventID) }
+
+// MarkFannedOutMany records the fan-out of several events in one round
+// trip. An event with no delivery is first filed on the archiver's waiting
+// list (another slot, so a round trip of its own, before the mark): no
+// delivery's end will move it, the archiver's waiting pass does.
 func (s *Store) MarkFannedOutMany(ctx context.Context, fs []Fanout) error {
 	if len(fs) == 0 {
 		return nil
 	}
+	var none []Fanout
+	for _, f := range fs {
+		if f.Count == 0 {
+			none = append(none, f)
+		}
+	}
+	if len(none) > 0 {
+		now := float64(time.Now().UnixMilli())
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, f := range none {
+				p.ZAddNX(ctx, WaitKey(WaitShard(f.ID)), redis.Z{Score: now, Member: f.ID})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	run := func(eval bool) error {
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, f := range fs {
-				keys, args := []string{Key(f.ID)}, []any{f.Count, s.retention.Milliseconds()}
+				keys, args := []string{Key(f.ID)}, []any{f.Count}
 				if eval {
 					fanoutScript.Eval(ctx, p, keys, args...)
 				} else {
@@ -234,7 +261,7 @@ func (s *Store) MarkFannedOutMany(ctx context.Context, fs []Fanout) error {
 	}
 	err := run(false)
 	if isNoScript(err) {
-		err = run(true) // re-running is safe: the same fields, the same expiry
+		err = run(true) // re-running is safe: the same fields
 	}
 	return err
 }

@@ -166,8 +166,8 @@ func TestDeleteDoneRemovesTheEventsListEntries(t *testing.T) {
 
 // TestAFannedOutEventNeverExpires: an event keeps a TTL only while its
 // fan-out is not marked done (an unacknowledged publish: the unfinished
-// TTL) or when it got no delivery (retention); once fanned out to
-// deliveries it lives until DeleteDone, however long its deliveries stay
+// TTL); once fanned out it lives until DeleteDone (one with no delivery is
+// filed on the archiver's waiting list to get there), however long its deliveries stay
 // live or wait for the archiver. An event an earlier build wrote with a
 // TTL is adopted when the archiver marks one of its deliveries.
 func TestAFannedOutEventNeverExpires(t *testing.T) {
@@ -189,8 +189,14 @@ func TestAFannedOutEventNeverExpires(t *testing.T) {
 	if ttl := srv.Client.PTTL(ctx, Key("evt_a")).Val(); ttl != -1 {
 		t.Errorf("a fanned-out event expires in %v, want no TTL", ttl)
 	}
-	if ttl := srv.Client.PTTL(ctx, Key("evt_none")).Val(); ttl <= 0 || ttl > time.Hour {
-		t.Errorf("an event with no delivery expires in %v, want within the retention (1h)", ttl)
+	if ttl := srv.Client.PTTL(ctx, Key("evt_none")).Val(); ttl != -1 {
+		t.Errorf("an event with no delivery expires in %v, want no TTL (it moves to history)", ttl)
+	}
+	if _, err := srv.Client.ZScore(ctx, WaitKey(WaitShard("evt_none")), "evt_none").Result(); err != nil {
+		t.Errorf("an event with no delivery is not on the archiver's waiting list: %v", err)
+	}
+	if _, err := srv.Client.ZScore(ctx, WaitKey(WaitShard("evt_a")), "evt_a").Result(); err == nil {
+		t.Errorf("an event with deliveries is on the waiting list")
 	}
 	if n := srv.Client.Exists(ctx, Key("evt_gone")).Val(); n != 0 {
 		t.Errorf("marking the fan-out of an event that is not stored created a fragment")

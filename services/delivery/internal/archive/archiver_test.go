@@ -425,3 +425,33 @@ func TestTheBacklogNeverExpiresWhilePostgreSQLIsDown(t *testing.T) {
 		}
 	}
 }
+
+// TestAnEventWithNoDeliveryMovesToHistory: an event fanned out to no
+// endpoint (nobody subscribed) has no delivery whose end would move it;
+// the waiting list it is filed on at its fan-out does, so it leaves Redis
+// and is read from history, like every other event.
+func TestAnEventWithNoDeliveryMovesToHistory(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	now := time.Now()
+	evID := ids.New(ids.Event, now)
+	if err := f.events.Put(ctx, &eventstore.Event{ID: evID, AccountID: f.acct, Type: "upload.completed",
+		Payload: []byte(`{"nobody":"listens"}`), CreateTime: now, UploadID: "up_none"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.events.MarkFannedOut(ctx, evID, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.arch.now = func() time.Time { return time.Now().Add(time.Minute) } // past the waiting list's grace
+	f.drain()
+	if n := f.rdb.Exists(ctx, eventstore.Key(evID)).Val(); n != 0 {
+		t.Fatalf("the event is still in Redis")
+	}
+	if n := f.rdb.ZCard(ctx, eventstore.WaitKey(eventstore.WaitShard(evID))).Val(); n != 0 {
+		t.Fatalf("the waiting list still holds %d events", n)
+	}
+	ev, err := f.store.GetEvent(ctx, f.acct, evID)
+	if err != nil || string(ev.Payload) != `{"nobody":"listens"}` || ev.DeliveryCount != 0 {
+		t.Fatalf("history has %+v, %v", ev, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/auditlog"
+	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -21,11 +22,11 @@ import (
 //
 // n is the delivery's shard (for wh:evtwait, the event id's).
 
-func evtWaitKey(n int) string   { return "wh:evtwait:{s" + strconv.Itoa(n) + "}" }
+func evtWaitKey(n int) string   { return eventstore.WaitKey(n) }
 func archLeaseKey(n int) string { return "wh:archiver:{s" + strconv.Itoa(n) + "}" }
 
 // EventWaitShard is the shard of an event id in wh:evtwait.
-func EventWaitShard(eventID string) int { return Shard(eventID) }
+func EventWaitShard(eventID string) int { return eventstore.WaitShard(eventID) }
 
 // Ended is a delivery the archiver takes: its record at Version and its
 // attempts (oldest first).
