@@ -21,6 +21,7 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/auditlog"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ids"
 	"github.com/voxscriber/webhooks/pkg/shard"
@@ -158,15 +159,15 @@ func (m *Mover) Run(ctx context.Context) {
 
 // Sweep re-announces every account that has entries in Redis.
 func (m *Mover) Sweep(ctx context.Context) error {
-	iter := m.RDB.Scan(ctx, 0, auditlog.KeyPattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		acct, ok := strings.CutPrefix(strings.TrimSuffix(k, "}:audit"), "wh:{a:")
-		if ok {
-			auditlog.Announce(ctx, m.RDB, acct)
+	// Every primary of a Redis Cluster (a SCAN reaches one node).
+	return redisx.ScanKeys(ctx, m.RDB, auditlog.KeyPattern, func(ctx context.Context, keys []string) error {
+		for _, k := range keys {
+			if acct, ok := strings.CutPrefix(strings.TrimSuffix(k, "}:audit"), "wh:{a:"); ok {
+				auditlog.Announce(ctx, m.RDB, acct)
+			}
 		}
-	}
-	return iter.Err()
+		return nil
+	})
 }
 
 // RunOnce moves the entries of up to 100 announced accounts, and of up to
