@@ -21,9 +21,9 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
 	"github.com/voxscriber/webhooks/pkg/auditlog"
-	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/shard"
 )
 
