@@ -101,6 +101,7 @@ type Suite struct {
 	BaseURL string
 	HTTP    *http.Client
 	logDir  string
+	binDir  string
 }
 
 // SuiteOptions adjusts the environment of every service.
@@ -115,6 +116,10 @@ type SuiteOptions struct {
 	// HistoryDown: the history store is not expected to answer at start
 	// (otherwise the suite waits until /healthz reports it reachable).
 	HistoryDown bool
+	// BinDir runs the services' binaries from this directory instead of
+	// the ones TestMain built (another build of the suite, e.g. an older
+	// version for an upgrade test).
+	BinDir string
 }
 
 func startSuite(t testing.TB, o SuiteOptions) *Suite {
@@ -131,7 +136,10 @@ func startSuiteOn(t testing.TB, r *redistest.Server, o SuiteOptions) *Suite {
 // r, when not nil, is the standalone server behind it.
 func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions) *Suite {
 	t.Helper()
-	s := &Suite{t: t, Redis: r, Addrs: map[string]string{}, procs: map[string][]*exec.Cmd{}, HTTP: &http.Client{Timeout: 30 * time.Second}, logDir: t.TempDir()}
+	s := &Suite{t: t, Redis: r, Addrs: map[string]string{}, procs: map[string][]*exec.Cmd{}, HTTP: &http.Client{Timeout: 30 * time.Second}, logDir: t.TempDir(), binDir: binDir}
+	if o.BinDir != "" {
+		s.binDir = o.BinDir
+	}
 	for _, name := range []string{"registry", "ingestion", "delivery", "gateway"} {
 		s.Addrs[name] = "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
 	}
@@ -178,7 +186,7 @@ func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions
 // second delivery process needs its own DELIVERY_ADDR).
 func (s *Suite) Start(name string, extra map[string]string) *exec.Cmd {
 	s.t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name))
+	cmd := exec.Command(filepath.Join(s.binDir, name))
 	cmd.Env = append(os.Environ(), s.env...)
 	for k, v := range extra {
 		cmd.Env = append(cmd.Env, k+"="+v)

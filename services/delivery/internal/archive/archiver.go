@@ -78,6 +78,7 @@ func (a *Archiver) Run(ctx context.Context, poll time.Duration) {
 	if poll <= 0 {
 		poll = DefaultPoll
 	}
+	go a.adoptLegacy(ctx)
 	backoff := poll
 	for {
 		n, err := a.RunOnce(ctx)
@@ -100,6 +101,41 @@ func (a *Archiver) Run(ctx context.Context, poll time.Duration) {
 		}
 		select {
 		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// legacyEvery is how often the sweep of the old layout repeats while it
+// still finds records (processes of the old build may run beside this one
+// during a rollout).
+const legacyEvery = 10 * time.Minute
+
+// adoptLegacy files the deliveries the build before the history tier left
+// in Redis (redisqueue.AdoptLegacy) into this build's indexes, so that the
+// ended and parked ones move to history: at start-up, then every
+// legacyEvery until a sweep finds none (recorded in Redis: later
+// processes skip it).
+func (a *Archiver) adoptLegacy(ctx context.Context) {
+	for {
+		n, err := a.q.AdoptLegacy(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			a.log.Warn("archiver: sweep of the pre-history layout failed; retrying", "error", err.Error())
+		case n == 0:
+			return
+		default:
+			a.log.Info("archiver: adopted deliveries of the pre-history layout", "deliveries", n)
+		}
+		wait := legacyEvery
+		if err != nil {
+			wait = 10 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
 		case <-time.After(wait):
 		}
 	}

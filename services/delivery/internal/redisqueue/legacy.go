@@ -1,0 +1,165 @@
+package redisqueue
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The upgrade from the build before the history tier (issue #12 item 4).
+// That build wrote delivery hashes without `ver`, no wh:ended index, and
+// kept ended and parked deliveries (and their attempt lists) in Redis with
+// a TTL of DELIVERY_RETENTION, indexed per account by create time. Nothing
+// of this build's would ever archive them: the archiver only reads
+// wh:ended, so they would sit in Redis until their TTL and then be gone
+// from both tiers.
+//
+// AdoptLegacy files them the way this build's scripts would have: each
+// hash without `ver` gets ver 1; an ended one (succeeded, failed,
+// canceled) joins its shard's ended index due at its end, a parked one due
+// PARKED_MOVE_AFTER after it was parked (and its parked-set entry); every
+// one, live ones included, stops expiring; its account-index entry is
+// rescored by the time part of its id. It is idempotent (a hash that has a
+// `ver` is this build's and left alone; ZADD NX keeps an index entry this
+// build wrote), works in bounded batches, and several delivery processes
+// may run it at once.
+
+// legacyDoneKey marks that a full sweep found no record of the old layout:
+// later processes skip the sweep.
+const legacyDoneKey = "wh:legacy:prehistory:done"
+
+// adoptScript adopts the old-layout deliveries of one shard.
+//
+//	KEYS: 1 ended index, 2 parked set
+//	ARGV: 1 delivery hash key prefix, 2 parked move-after ms, then ids
+//	returns the account of each adopted delivery, '' for one left alone
+var adoptScript = redis.NewScript(`
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local k = ARGV[1] .. id
+  local f = redis.call('HMGET', k, 'ver', 'status', 'updated', 'endpoint', 'account')
+  if f[1] or not f[5] then
+    out[#out + 1] = ''
+  else
+    redis.call('HSET', k, 'ver', 1)
+    redis.call('PERSIST', k)
+    redis.call('PERSIST', k .. ':att')
+    local st, upd = f[2], math.max(tonumber(f[3] or '0') or 0, 1)
+    if st == 'succeeded' or st == 'failed' or st == 'canceled' then
+      redis.call('ZADD', KEYS[1], 'NX', upd, id)
+    elseif st == 'parked' then
+      redis.call('SADD', KEYS[2], (f[4] or '') .. '|' .. id)
+      redis.call('ZADD', KEYS[1], 'NX', upd + tonumber(ARGV[2]), id)
+    end
+    out[#out + 1] = f[5]
+  end
+end
+return out
+`)
+
+// legacyBatch bounds the ids of one SCAN step and one script call.
+const legacyBatch = 500
+
+// AdoptLegacy sweeps every delivery hash once (SCAN on every primary) and
+// adopts those of the old layout (see above). It returns how many it
+// adopted; when a full sweep adopted none it records that, and later calls
+// return at once.
+func (q *Queue) AdoptLegacy(ctx context.Context) (int, error) {
+	if n, err := q.rdb.Exists(ctx, legacyDoneKey).Result(); err != nil || n == 1 {
+		return 0, err
+	}
+	adopted := 0
+	scan := func(ctx context.Context, c *redis.Client) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, "wh:dlv:{s*}:*", legacyBatch).Result()
+			if err != nil {
+				return err
+			}
+			n, err := q.adopt(ctx, keys)
+			adopted += n
+			if err != nil {
+				return err
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	var err error
+	switch c := q.rdb.(type) {
+	case *redis.ClusterClient:
+		// One primary at a time: adopted is not shared between goroutines.
+		var masters []*redis.Client
+		err = c.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+			masters = append(masters, m)
+			return nil
+		})
+		for _, m := range masters {
+			if err != nil {
+				break
+			}
+			err = scan(ctx, m)
+		}
+	case *redis.Client:
+		err = scan(ctx, c)
+	}
+	if err == nil && adopted == 0 {
+		err = q.rdb.Set(ctx, legacyDoneKey, time.Now().UTC().Format(time.RFC3339), 0).Err()
+	}
+	return adopted, err
+}
+
+// adopt runs adoptScript on the delivery hashes among keys, per shard,
+// then rescores the adopted ones' account-index entries (another slot: a
+// crash before it leaves create-time scores, which the next sweep cannot
+// see again; they differ from the id's time by milliseconds).
+func (q *Queue) adopt(ctx context.Context, keys []string) (int, error) {
+	byShard := map[int][]any{}
+	for _, k := range keys {
+		rest, ok := strings.CutPrefix(k, "wh:dlv:{s")
+		if !ok || strings.HasSuffix(k, ":att") {
+			continue
+		}
+		sn, id, ok := strings.Cut(rest, "}:")
+		n, err := strconv.Atoi(sn)
+		if !ok || err != nil || strings.Contains(id, ":") || Shard(id) != n {
+			continue
+		}
+		byShard[n] = append(byShard[n], id)
+	}
+	adopted := 0
+	byAccount := map[string][]redis.Z{}
+	for n, ids := range byShard {
+		args := append([]any{dlvPrefix(n), q.parkedMoveAfter.Milliseconds()}, ids...)
+		res, err := q.runScript(ctx, adoptScript, []string{endedKey(n), parkedKey(n)}, args...)
+		if err != nil {
+			return adopted, err
+		}
+		accts, _ := res.([]any)
+		for i, a := range accts {
+			acct, _ := a.(string)
+			if acct == "" || i >= len(ids) {
+				continue
+			}
+			adopted++
+			id := ids[i].(string)
+			byAccount[acct] = append(byAccount[acct], redis.Z{Score: idScore(id, time.Now()), Member: id})
+		}
+	}
+	if len(byAccount) > 0 {
+		if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for acct, zs := range byAccount {
+				p.ZAddXX(ctx, accountKey(acct), zs...)
+			}
+			return nil
+		}); err != nil {
+			return adopted, err
+		}
+	}
+	return adopted, nil
+}
