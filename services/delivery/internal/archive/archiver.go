@@ -38,9 +38,13 @@ const (
 	// archiver. Its owner renews it every pass; one that lapses mid-batch
 	// only makes two archivers move the same records, which the upsert
 	// (newer version wins) and the compare-and-delete make harmless.
-	leaseTTL       = 10 * time.Second
-	maxBackoff     = 30 * time.Second
-	fanoutGrace    = 2 * time.Second // before a waiting event is looked at again
+	leaseTTL    = 10 * time.Second
+	maxBackoff  = 30 * time.Second
+	fanoutGrace = 2 * time.Second // before a waiting event is looked at again
+	// A delivery whose event's fan-out is not marked is looked at again
+	// after its age, within these bounds.
+	fanoutHoldMin  = 2 * time.Second
+	fanoutHoldMax  = 5 * time.Minute
 	waitingPerPass = 200
 )
 
@@ -194,6 +198,26 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 	if err != nil {
 		return 0, err
 	}
+	// A delivery whose event's fan-out is not marked yet stays in Redis: the
+	// publish was not acknowledged, its retry runs the fan-out again, and
+	// Schedule (an upsert in Redis) must find the delivery there, or it
+	// would create and send it a second time. It is looked at again after
+	// a while that grows with its age (a publish nobody retries ends when
+	// its event expires: then it moves).
+	var hold []redisqueue.Postponed
+	kept := ended[:0]
+	for _, e := range ended {
+		if st := states[e.Delivery.EventID]; !e.Delivery.Test && st.Event != nil && !st.Event.FanoutDone {
+			wait := min(max(now.Sub(e.Delivery.UpdateTime), fanoutHoldMin), fanoutHoldMax)
+			hold = append(hold, redisqueue.Postponed{ID: e.Delivery.ID, Until: now.Add(wait)})
+			continue
+		}
+		kept = append(kept, e)
+	}
+	ended = kept
+	if err := a.q.PostponeEnded(ctx, n, hold); err != nil {
+		return 0, err
+	}
 	var b history.Batch
 	var done, waiting []string
 	for id, st := range states {
@@ -205,6 +229,9 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 		case !st.Event.FanoutDone:
 			waiting = append(waiting, id)
 		}
+	}
+	if len(ended) == 0 {
+		return 0, a.q.WaitForFanout(ctx, waiting, a.now())
 	}
 	uploads, err := a.uploads(ctx, store, ended, states)
 	if err != nil {

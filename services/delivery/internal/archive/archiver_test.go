@@ -455,3 +455,47 @@ func TestAnEventWithNoDeliveryMovesToHistory(t *testing.T) {
 		t.Fatalf("history has %+v, %v", ev, err)
 	}
 }
+
+// TestADeliveryWaitsInRedisUntilItsEventsFanoutIsMarked: a publish that
+// scheduled its delivery but failed before marking its fan-out is not
+// acknowledged, and its retry runs the fan-out again. The delivery, sent
+// and ended meanwhile, must still be in Redis then, or the retry's
+// Schedule (an upsert in Redis) would create it again and send it twice.
+// Once the fan-out is marked it moves, once.
+func TestADeliveryWaitsInRedisUntilItsEventsFanoutIsMarked(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	now := time.Now()
+	evID := ids.New(ids.Event, now)
+	if err := f.events.Put(ctx, &eventstore.Event{ID: evID, AccountID: f.acct, Type: "upload.completed",
+		Payload: []byte(`{"n":1}`), CreateTime: now}); err != nil {
+		t.Fatal(err)
+	}
+	d := delivery.Delivery{ID: delivery.DeliveryID(evID, f.ep), EventID: evID, EndpointID: f.ep, AccountID: f.acct,
+		EventType: "upload.completed", Status: delivery.StatusPending, CreateTime: now, UpdateTime: now, NextTime: now}
+	if _, err := f.q.Schedule(ctx, []delivery.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	f.finish(delivery.StatusSucceeded) // sent; the publish failed before marking its fan-out
+	f.arch.now = func() time.Time { return time.Now().Add(time.Minute) }
+	f.drain()
+	again, err := f.q.Schedule(ctx, []delivery.Delivery{d}) // the producer's retry fans out again
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0] {
+		t.Fatal("the retried fan-out created the delivery again: it would be sent twice")
+	}
+	if err := f.events.MarkFannedOut(ctx, evID, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.arch.now = func() time.Time { return time.Now().Add(time.Hour) } // past the hold
+	f.drain()
+	if left := f.liveKeys(); len(left) > 0 {
+		t.Fatalf("Redis still holds %v", left)
+	}
+	got, atts, err := f.store.GetDelivery(ctx, f.acct, d.ID)
+	if err != nil || got.Status != history.StatusSucceeded || len(atts) != 1 {
+		t.Fatalf("history: %+v, %d attempts, %v", got, len(atts), err)
+	}
+}

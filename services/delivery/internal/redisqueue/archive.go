@@ -201,6 +201,25 @@ func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref) ([]bool, error) 
 	return deleted, firstErr
 }
 
+// Postponed is an ended delivery the archiver looks at again at Until.
+type Postponed struct {
+	ID    string
+	Until time.Time
+}
+
+// PostponeEnded moves deliveries of shard n later in the ended index (only
+// those still in it).
+func (q *Queue) PostponeEnded(ctx context.Context, n int, ps []Postponed) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	zs := make([]redis.Z, len(ps))
+	for i, p := range ps {
+		zs[i] = redis.Z{Score: float64(p.Until.UnixMilli()), Member: p.ID}
+	}
+	return q.rdb.ZAddXX(ctx, endedKey(n), zs...).Err()
+}
+
 // WaitForFanout files events whose deliveries all moved to history before
 // their fan-out was marked done; the archiver looks at them again.
 func (q *Queue) WaitForFanout(ctx context.Context, eventIDs []string, now time.Time) error {
