@@ -196,8 +196,10 @@ const (
 	// event.
 	DefaultIdempotencyWindow = 24 * time.Hour
 	// HistoryHealthService is the grpc.health.v1 service name under which
-	// ingestion reports whether the history store (PostgreSQL) answers; it
-	// never affects ingestion's own status. The gateway's /healthz shows it.
+	// each service that uses the history store (registry, ingestion,
+	// delivery) reports whether PostgreSQL answers its own pool; it never
+	// affects the service's own status. The gateway's /healthz shows it
+	// (reachable when all of them reach it).
 	HistoryHealthService = "voxscriber.webhooks.history"
 )
 

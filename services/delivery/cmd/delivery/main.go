@@ -236,7 +236,8 @@ func run(ctx context.Context) error {
 			deliveryv1.RegisterDeliveryServiceServer(s, grpcapi.New(svc, cfg.common.JaegerUIURL))
 			deliveryv1.RegisterDeliveryInternalServiceServer(s, grpcapi.NewInternal(svc))
 		},
-		Ready: redisx.Ready(rdb),
+		Ready:      redisx.Ready(rdb),
+		Components: map[string]func(context.Context) error{config.HistoryHealthService: store.Ping}, // /healthz reports it
 		Drain: func(ctx context.Context) {
 			stopWake()
 			stopResume()

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,9 +75,8 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 	h := http.NewServeMux()
 	h.Handle("/v1/", http.MaxBytesHandler(mux, MaxBodyBytes))
 	h.Handle("POST /v1/events", http.MaxBytesHandler(publishHandler(mux, marshaler, ingestionv1.NewIngestionServiceClient(b.Ingestion)), MaxBodyBytes))
-	h.Handle("GET /healthz", healthz(map[string]*grpc.ClientConn{
-		"registry": b.Registry, "ingestion": b.Ingestion, "delivery": b.Delivery,
-	}, b.Ingestion))
+	backends := map[string]*grpc.ClientConn{"registry": b.Registry, "ingestion": b.Ingestion, "delivery": b.Delivery}
+	h.Handle("GET /healthz", healthz(backends, backends)) // each opens the history store on its own
 	h.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(gen.OpenAPI)
@@ -147,14 +148,16 @@ func dashboard() (http.Handler, error) {
 
 // healthz answers 200 only when every backend reports SERVING over
 // grpc.health.v1. Its body also says whether the history store
-// (PostgreSQL) answers, as ingestion reports it under
-// config.HistoryHealthService (ingestion pings it every 2 s); that never
-// makes the answer unhealthy, since delivery goes on without PostgreSQL:
+// (PostgreSQL) answers, as every backend that uses it reports it under
+// config.HistoryHealthService (each pings its own pool every 2 s): it is
+// reachable when all of them reach it. That never makes the answer
+// unhealthy, since delivery goes on without PostgreSQL:
 //
 //	{"status":"ok","ok":true,"services":{"registry":"SERVING",…},"historyStore":"reachable"}
 //
-// historyStore is "reachable", or "unreachable: …" with the reason.
-func healthz(conns map[string]*grpc.ClientConn, historyReporter *grpc.ClientConn) http.Handler {
+// historyStore is "reachable", "unreachable: …" naming who cannot reach
+// it, or "unknown: …" while a backend does not report it.
+func healthz(conns, historyReporters map[string]*grpc.ClientConn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -183,7 +186,7 @@ func healthz(conns map[string]*grpc.ClientConn, historyReporter *grpc.ClientConn
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			historyStore = historyState(ctx, historyReporter)
+			historyStore = historyState(ctx, historyReporters)
 		}()
 		wg.Wait()
 		w.Header().Set("Content-Type", "application/json")
@@ -196,16 +199,37 @@ func healthz(conns map[string]*grpc.ClientConn, historyReporter *grpc.ClientConn
 	})
 }
 
-// historyState is the history store's state as ingestion reports it.
-func historyState(ctx context.Context, cc *grpc.ClientConn) string {
-	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: config.HistoryHealthService})
-	switch {
-	case status.Code(err) == codes.NotFound:
-		return "unknown: ingestion does not report it yet"
-	case err != nil:
-		return "unknown: ingestion did not answer (" + status.Convert(err).Message() + ")"
-	case resp.GetStatus() == healthpb.HealthCheckResponse_SERVING:
-		return "reachable"
+// historyState is the history store's state as its users report it: reachable
+// when every one reaches it.
+func historyState(ctx context.Context, reporters map[string]*grpc.ClientConn) string {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var unreachable, unknown []string
+	for name, cc := range reporters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: config.HistoryHealthService})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case status.Code(err) == codes.NotFound:
+				unknown = append(unknown, name+" does not report it yet")
+			case err != nil:
+				unknown = append(unknown, name+" did not answer ("+status.Convert(err).Message()+")")
+			case resp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
+				unreachable = append(unreachable, name)
+			}
+		}()
 	}
-	return "unreachable: ingestion cannot reach PostgreSQL (DATABASE_URL); reads of archived history answer Unavailable, delivery goes on, and the archive backlog waits in Redis"
+	wg.Wait()
+	sort.Strings(unreachable)
+	sort.Strings(unknown)
+	switch {
+	case len(unreachable) > 0:
+		return "unreachable: " + strings.Join(unreachable, ", ") + " cannot reach PostgreSQL (DATABASE_URL); reads of archived history answer Unavailable, delivery goes on, and the archive backlog waits in Redis"
+	case len(unknown) > 0:
+		return "unknown: " + strings.Join(unknown, "; ")
+	}
+	return "reachable"
 }

@@ -40,7 +40,7 @@ func backend(t *testing.T) (*grpc.ClientConn, *health.Server) {
 func TestHealthzOpenAPIAndDashboard(t *testing.T) {
 	reg, regHealth := backend(t)
 	ing, ingHealth := backend(t)
-	del, _ := backend(t)
+	del, delHealth := backend(t)
 	h, err := New(context.Background(), Backends{Registry: reg, Ingestion: ing, Delivery: del})
 	if err != nil {
 		t.Fatal(err)
@@ -63,13 +63,19 @@ func TestHealthzOpenAPIAndDashboard(t *testing.T) {
 		t.Fatalf("healthz with all backends serving, history not reported: %d %v", resp.StatusCode, m)
 	}
 	ingHealth.SetServingStatus(config.HistoryHealthService, healthpb.HealthCheckResponse_SERVING)
+	if resp, m := get("/healthz"); resp.StatusCode != 200 || !strings.Contains(m["historyStore"].(string), "delivery does not report it yet") {
+		t.Fatalf("healthz with history reachable from ingestion only: %d %v", resp.StatusCode, m)
+	}
+	for _, hs := range []*health.Server{regHealth, delHealth} {
+		hs.SetServingStatus(config.HistoryHealthService, healthpb.HealthCheckResponse_SERVING)
+	}
 	if resp, m := get("/healthz"); resp.StatusCode != 200 || m["historyStore"] != "reachable" {
 		t.Fatalf("healthz with history reachable: %d %v", resp.StatusCode, m)
 	}
 	// An unreachable PostgreSQL is reported, never unhealthy.
 	ingHealth.SetServingStatus(config.HistoryHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
 	if resp, m := get("/healthz"); resp.StatusCode != 200 || m["status"] != "ok" ||
-		!strings.HasPrefix(m["historyStore"].(string), "unreachable: ") {
+		!strings.HasPrefix(m["historyStore"].(string), "unreachable: ingestion cannot reach") {
 		t.Fatalf("healthz with history unreachable: %d %v", resp.StatusCode, m)
 	}
 	regHealth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

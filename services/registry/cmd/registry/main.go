@@ -148,8 +148,9 @@ func run(ctx context.Context) error {
 			Callers:       grpcapi.Callers(),
 			Identities:    common.TLS.Identities,
 		},
-		TLS:      grpcTLS,
-		Register: func(g *grpc.Server) { grpcapi.Register(g, svc, grpcapi.Extras{Audit: auditLog, Eraser: eraser}) },
-		Ready:    redisx.Ready(rdb),
+		TLS:        grpcTLS,
+		Register:   func(g *grpc.Server) { grpcapi.Register(g, svc, grpcapi.Extras{Audit: auditLog, Eraser: eraser}) },
+		Ready:      redisx.Ready(rdb),
+		Components: map[string]func(context.Context) error{config.HistoryHealthService: hist.Ping}, // /healthz reports it
 	}.Run(ctx)
 }
