@@ -2,13 +2,15 @@ package redisx
 
 import (
 	"context"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // ScanKeys calls fn with the keys matching pattern, a page at a time, on
 // every primary of a Redis Cluster (a SCAN reaches one node only) or on
-// the one server. fn may delete the keys it is given.
+// the one server. fn may delete the keys it is given; it is never called
+// by two goroutines at once (the primaries are scanned concurrently).
 func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string, fn func(ctx context.Context, keys []string) error) error {
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		var cursor uint64
@@ -28,6 +30,13 @@ func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string, fn
 		}
 	}
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		call := fn
+		fn = func(ctx context.Context, keys []string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return call(ctx, keys)
+		}
 		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
 	}
 	return scan(ctx, rdb)

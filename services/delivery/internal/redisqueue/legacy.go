@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -94,8 +95,11 @@ func (q *Queue) AdoptLegacy(ctx context.Context) (int, error) {
 	switch c := q.rdb.(type) {
 	case *redis.ClusterClient:
 		// One primary at a time: adopted is not shared between goroutines.
+		var mu sync.Mutex // ForEachMaster calls back concurrently
 		var masters []*redis.Client
 		err = c.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
 			masters = append(masters, m)
 			return nil
 		})
