@@ -4,10 +4,11 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/redisx"
 )
 
 // The upgrade from the build before the history tier (issue #12 item 4).
@@ -62,9 +63,6 @@ end
 return out
 `)
 
-// legacyBatch bounds the ids of one SCAN step and one script call.
-const legacyBatch = 500
-
 // AdoptLegacy sweeps every delivery hash once (SCAN on every primary) and
 // adopts those of the old layout (see above). It returns how many it
 // adopted; when a full sweep adopted none it records that, and later calls
@@ -73,45 +71,12 @@ func (q *Queue) AdoptLegacy(ctx context.Context) (int, error) {
 	if n, err := q.rdb.Exists(ctx, legacyDoneKey).Result(); err != nil || n == 1 {
 		return 0, err
 	}
-	adopted := 0
-	scan := func(ctx context.Context, c *redis.Client) error {
-		var cursor uint64
-		for {
-			keys, next, err := c.Scan(ctx, cursor, "wh:dlv:{s*}:*", legacyBatch).Result()
-			if err != nil {
-				return err
-			}
-			n, err := q.adopt(ctx, keys)
-			adopted += n
-			if err != nil {
-				return err
-			}
-			if cursor = next; cursor == 0 {
-				return nil
-			}
-		}
-	}
-	var err error
-	switch c := q.rdb.(type) {
-	case *redis.ClusterClient:
-		// One primary at a time: adopted is not shared between goroutines.
-		var mu sync.Mutex // ForEachMaster calls back concurrently
-		var masters []*redis.Client
-		err = c.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			masters = append(masters, m)
-			return nil
-		})
-		for _, m := range masters {
-			if err != nil {
-				break
-			}
-			err = scan(ctx, m)
-		}
-	case *redis.Client:
-		err = scan(ctx, c)
-	}
+	adopted := 0 // ScanKeys never calls back from two goroutines at once
+	err := redisx.ScanKeys(ctx, q.rdb, "wh:dlv:{s*}:*", func(ctx context.Context, keys []string) error {
+		n, err := q.adopt(ctx, keys)
+		adopted += n
+		return err
+	})
 	if err == nil && adopted == 0 {
 		err = q.rdb.Set(ctx, legacyDoneKey, time.Now().UTC().Format(time.RFC3339), 0).Err()
 	}
