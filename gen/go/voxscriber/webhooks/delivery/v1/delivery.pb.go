@@ -174,7 +174,11 @@ type Delivery struct {
 	// The JSON body sent (GetDelivery only).
 	Payload string `protobuf:"bytes,15,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Attempts, oldest first (GetDelivery only).
-	Attempts      []*Attempt `protobuf:"bytes,16,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts []*Attempt `protobuf:"bytes,16,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// Ordered endpoints only: the delivery's ordering key, and while it waits
+	// for an earlier delivery of that key, the earlier one's id.
+	OrderingKey   string `protobuf:"bytes,17,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	WaitingFor    string `protobuf:"bytes,18,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +325,20 @@ func (x *Delivery) GetAttempts() []*Attempt {
 	return nil
 }
 
+func (x *Delivery) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
+}
+
+func (x *Delivery) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
 // Attempt is one HTTP request to the endpoint.
 type Attempt struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -458,8 +476,12 @@ type ScheduleItem struct {
 	// comes from: the delivery's attempts join that trace. Empty: the trace
 	// context of the Schedule call itself. Ingestion sets it because one
 	// Schedule call carries the events of many publishes (group commit).
-	TraceParent   string `protobuf:"bytes,3,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
-	TraceState    string `protobuf:"bytes,4,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	TraceParent string `protobuf:"bytes,3,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,4,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	// Set only when the endpoint is ordered by key: the resolved ordering key
+	// (the event's ordering_key, else data.uploadId, else the account). The
+	// delivery joins the tail of that key's line for the endpoint.
+	OrderingKey   string `protobuf:"bytes,5,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +540,13 @@ func (x *ScheduleItem) GetTraceParent() string {
 func (x *ScheduleItem) GetTraceState() string {
 	if x != nil {
 		return x.TraceState
+	}
+	return ""
+}
+
+func (x *ScheduleItem) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
 	}
 	return ""
 }
@@ -1201,7 +1230,7 @@ var File_voxscriber_webhooks_delivery_v1_delivery_proto protoreflect.FileDescrip
 
 const file_voxscriber_webhooks_delivery_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	".voxscriber/webhooks/delivery/v1/delivery.proto\x12\x1fvoxscriber.webhooks.delivery.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x05\n" +
+	".voxscriber/webhooks/delivery/v1/delivery.proto\x12\x1fvoxscriber.webhooks.delivery.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x05\n" +
 	"\bDelivery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1f\n" +
@@ -1224,7 +1253,10 @@ const file_voxscriber_webhooks_delivery_v1_delivery_proto_rawDesc = "" +
 	"\btrace_id\x18\r \x01(\tR\atraceId\x12\x1b\n" +
 	"\ttrace_url\x18\x0e \x01(\tR\btraceUrl\x12\x18\n" +
 	"\apayload\x18\x0f \x01(\tR\apayload\x12D\n" +
-	"\battempts\x18\x10 \x03(\v2(.voxscriber.webhooks.delivery.v1.AttemptR\battempts\"\x92\x04\n" +
+	"\battempts\x18\x10 \x03(\v2(.voxscriber.webhooks.delivery.v1.AttemptR\battempts\x12!\n" +
+	"\fordering_key\x18\x11 \x01(\tR\vorderingKey\x12\x1f\n" +
+	"\vwaiting_for\x18\x12 \x01(\tR\n" +
+	"waitingFor\"\x92\x04\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x129\n" +
 	"\n" +
@@ -1244,14 +1276,15 @@ const file_voxscriber_webhooks_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x03url\x18\v \x01(\tR\x03url\x1aA\n" +
 	"\x13RequestHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x01\n" +
 	"\fScheduleItem\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1f\n" +
 	"\vendpoint_id\x18\x02 \x01(\tR\n" +
 	"endpointId\x12!\n" +
 	"\ftrace_parent\x18\x03 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x04 \x01(\tR\n" +
-	"traceState\"\x94\x01\n" +
+	"traceState\x12!\n" +
+	"\fordering_key\x18\x05 \x01(\tR\vorderingKey\"\x94\x01\n" +
 	"\x0fScheduleRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +

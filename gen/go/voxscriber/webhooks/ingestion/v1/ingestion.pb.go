@@ -41,7 +41,9 @@ type Event struct {
 	// Trace of the publish call.
 	TraceId string `protobuf:"bytes,9,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	// Link to the trace in Jaeger, when JAEGER_UI_URL is configured.
-	TraceUrl      string `protobuf:"bytes,10,opt,name=trace_url,json=traceUrl,proto3" json:"trace_url,omitempty"`
+	TraceUrl string `protobuf:"bytes,10,opt,name=trace_url,json=traceUrl,proto3" json:"trace_url,omitempty"`
+	// The ordering key the event was published with (empty when unset).
+	OrderingKey   string `protobuf:"bytes,11,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -146,6 +148,13 @@ func (x *Event) GetTraceUrl() string {
 	return ""
 }
 
+func (x *Event) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
+}
+
 type PublishEventRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -155,7 +164,11 @@ type PublishEventRequest struct {
 	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Optional producer-chosen id (evt_...); reusing it acts like an
 	// idempotency key.
-	Id            string `protobuf:"bytes,5,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,5,opt,name=id,proto3" json:"id,omitempty"`
+	// Optional ordering key (at most 200 bytes): for endpoints ordered by key,
+	// the events that share it go one at a time, in publish order. Unset:
+	// data.uploadId, else the account.
+	OrderingKey   string `protobuf:"bytes,6,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -221,6 +234,13 @@ func (x *PublishEventRequest) GetIdempotencyKey() string {
 func (x *PublishEventRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *PublishEventRequest) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
 	}
 	return ""
 }
@@ -693,7 +713,7 @@ var File_voxscriber_webhooks_ingestion_v1_ingestion_proto protoreflect.FileDescr
 
 const file_voxscriber_webhooks_ingestion_v1_ingestion_proto_rawDesc = "" +
 	"\n" +
-	"0voxscriber/webhooks/ingestion/v1/ingestion.proto\x12 voxscriber.webhooks.ingestion.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n" +
+	"0voxscriber/webhooks/ingestion/v1/ingestion.proto\x12 voxscriber.webhooks.ingestion.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x02\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -707,14 +727,16 @@ const file_voxscriber_webhooks_ingestion_v1_ingestion_proto_rawDesc = "" +
 	"\x0edelivery_count\x18\b \x01(\x05R\rdeliveryCount\x12\x19\n" +
 	"\btrace_id\x18\t \x01(\tR\atraceId\x12\x1b\n" +
 	"\ttrace_url\x18\n" +
-	" \x01(\tR\btraceUrl\"\xae\x01\n" +
+	" \x01(\tR\btraceUrl\x12!\n" +
+	"\fordering_key\x18\v \x01(\tR\vorderingKey\"\xd1\x01\n" +
 	"\x13PublishEventRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12+\n" +
 	"\x04data\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x04data\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12\x0e\n" +
-	"\x02id\x18\x05 \x01(\tR\x02id\"s\n" +
+	"\x02id\x18\x05 \x01(\tR\x02id\x12!\n" +
+	"\fordering_key\x18\x06 \x01(\tR\vorderingKey\"s\n" +
 	"\x14PublishEventResponse\x12=\n" +
 	"\x05event\x18\x01 \x01(\v2'.voxscriber.webhooks.ingestion.v1.EventR\x05event\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"e\n" +

@@ -163,10 +163,12 @@ func (x *ListSubscribersRequest) GetEventType() string {
 }
 
 type ListSubscribersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EndpointIds   []string               `protobuf:"bytes,1,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	EndpointIds []string               `protobuf:"bytes,1,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
+	// The endpoints of endpoint_ids whose ordering is ORDERED_BY_KEY.
+	OrderedEndpointIds []string `protobuf:"bytes,2,rep,name=ordered_endpoint_ids,json=orderedEndpointIds,proto3" json:"ordered_endpoint_ids,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ListSubscribersResponse) Reset() {
@@ -202,6 +204,13 @@ func (*ListSubscribersResponse) Descriptor() ([]byte, []int) {
 func (x *ListSubscribersResponse) GetEndpointIds() []string {
 	if x != nil {
 		return x.EndpointIds
+	}
+	return nil
+}
+
+func (x *ListSubscribersResponse) GetOrderedEndpointIds() []string {
+	if x != nil {
+		return x.OrderedEndpointIds
 	}
 	return nil
 }
@@ -571,9 +580,10 @@ const file_voxscriber_webhooks_registry_v1_internal_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
 	"\n" +
-	"event_type\x18\x02 \x01(\tR\teventType\"<\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\"n\n" +
 	"\x17ListSubscribersResponse\x12!\n" +
-	"\fendpoint_ids\x18\x01 \x03(\tR\vendpointIds\"Z\n" +
+	"\fendpoint_ids\x18\x01 \x03(\tR\vendpointIds\x120\n" +
+	"\x14ordered_endpoint_ids\x18\x02 \x03(\tR\x12orderedEndpointIds\"Z\n" +
 	"\x18GetDeliveryTargetRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +

@@ -81,6 +81,63 @@ func (EndpointStatus) EnumDescriptor() ([]byte, []int) {
 	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{0}
 }
 
+// EndpointOrdering says whether an endpoint receives the events that share
+// an ordering key one at a time, in publish order.
+type EndpointOrdering int32
+
+const (
+	// Unordered (the default).
+	EndpointOrdering_ENDPOINT_ORDERING_UNSPECIFIED EndpointOrdering = 0
+	// Unordered: deliveries go concurrently and retry independently.
+	EndpointOrdering_ENDPOINT_ORDERING_UNORDERED EndpointOrdering = 1
+	// The events of one ordering key (the event's ordering_key, else
+	// data.uploadId, else the account) go one at a time, in the order their
+	// publishes were acknowledged; a later one waits while an earlier one is
+	// pending or retrying. Applies to events published after the change.
+	EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY EndpointOrdering = 2
+)
+
+// Enum value maps for EndpointOrdering.
+var (
+	EndpointOrdering_name = map[int32]string{
+		0: "ENDPOINT_ORDERING_UNSPECIFIED",
+		1: "ENDPOINT_ORDERING_UNORDERED",
+		2: "ENDPOINT_ORDERING_ORDERED_BY_KEY",
+	}
+	EndpointOrdering_value = map[string]int32{
+		"ENDPOINT_ORDERING_UNSPECIFIED":    0,
+		"ENDPOINT_ORDERING_UNORDERED":      1,
+		"ENDPOINT_ORDERING_ORDERED_BY_KEY": 2,
+	}
+)
+
+func (x EndpointOrdering) Enum() *EndpointOrdering {
+	p := new(EndpointOrdering)
+	*p = x
+	return p
+}
+
+func (x EndpointOrdering) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointOrdering) Descriptor() protoreflect.EnumDescriptor {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_enumTypes[1].Descriptor()
+}
+
+func (EndpointOrdering) Type() protoreflect.EnumType {
+	return &file_voxscriber_webhooks_registry_v1_registry_proto_enumTypes[1]
+}
+
+func (x EndpointOrdering) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointOrdering.Descriptor instead.
+func (EndpointOrdering) EnumDescriptor() ([]byte, []int) {
+	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
 // Account is a customer of VoxScriber.
 type Account struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -216,8 +273,10 @@ type Endpoint struct {
 	// Most requests per second sent to this endpoint by each delivery
 	// process (0: no limit). Deliveries over it wait; no attempt is counted.
 	RateLimitPerSecond int32 `protobuf:"varint,11,opt,name=rate_limit_per_second,json=rateLimitPerSecond,proto3" json:"rate_limit_per_second,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Whether the events of one ordering key go one at a time, in order.
+	Ordering      EndpointOrdering `protobuf:"varint,12,opt,name=ordering,proto3,enum=voxscriber.webhooks.registry.v1.EndpointOrdering" json:"ordering,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
@@ -325,6 +384,13 @@ func (x *Endpoint) GetRateLimitPerSecond() int32 {
 		return x.RateLimitPerSecond
 	}
 	return 0
+}
+
+func (x *Endpoint) GetOrdering() EndpointOrdering {
+	if x != nil {
+		return x.Ordering
+	}
+	return EndpointOrdering_ENDPOINT_ORDERING_UNSPECIFIED
 }
 
 // EventType describes one event of the catalogue.
@@ -1316,8 +1382,10 @@ type CreateEndpointRequest struct {
 	Status EndpointStatus `protobuf:"varint,6,opt,name=status,proto3,enum=voxscriber.webhooks.registry.v1.EndpointStatus" json:"status,omitempty"`
 	// See Endpoint.rate_limit_per_second.
 	RateLimitPerSecond int32 `protobuf:"varint,7,opt,name=rate_limit_per_second,json=rateLimitPerSecond,proto3" json:"rate_limit_per_second,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// See Endpoint.ordering (unordered when unset).
+	Ordering      EndpointOrdering `protobuf:"varint,8,opt,name=ordering,proto3,enum=voxscriber.webhooks.registry.v1.EndpointOrdering" json:"ordering,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateEndpointRequest) Reset() {
@@ -1397,6 +1465,13 @@ func (x *CreateEndpointRequest) GetRateLimitPerSecond() int32 {
 		return x.RateLimitPerSecond
 	}
 	return 0
+}
+
+func (x *CreateEndpointRequest) GetOrdering() EndpointOrdering {
+	if x != nil {
+		return x.Ordering
+	}
+	return EndpointOrdering_ENDPOINT_ORDERING_UNSPECIFIED
 }
 
 type CreateEndpointResponse struct {
@@ -1649,7 +1724,7 @@ type UpdateEndpointRequest struct {
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Endpoint *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Fields to change: url, event_types, description, headers, status,
-	// rate_limit_per_second.
+	// rate_limit_per_second, ordering.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2299,7 +2374,7 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"createTime\"m\n" +
 	"\bSettings\x12-\n" +
 	"\x12notification_email\x18\x01 \x01(\tR\x11notificationEmail\x122\n" +
-	"\x15credits_low_threshold\x18\x02 \x01(\x01R\x13creditsLowThreshold\"\xdb\x04\n" +
+	"\x15credits_low_threshold\x18\x02 \x01(\x01R\x13creditsLowThreshold\"\xaa\x05\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1f\n" +
@@ -2315,7 +2390,8 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x121\n" +
-	"\x15rate_limit_per_second\x18\v \x01(\x05R\x12rateLimitPerSecond\x1a:\n" +
+	"\x15rate_limit_per_second\x18\v \x01(\x05R\x12rateLimitPerSecond\x12M\n" +
+	"\bordering\x18\f \x01(\x0e21.voxscriber.webhooks.registry.v1.EndpointOrderingR\bordering\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
@@ -2381,7 +2457,7 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x15ListEventTypesRequest\"e\n" +
 	"\x16ListEventTypesResponse\x12K\n" +
 	"\vevent_types\x18\x01 \x03(\v2*.voxscriber.webhooks.registry.v1.EventTypeR\n" +
-	"eventTypes\"\x9b\x03\n" +
+	"eventTypes\"\xea\x03\n" +
 	"\x15CreateEndpointRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1f\n" +
 	"\vevent_types\x18\x02 \x03(\tR\n" +
@@ -2390,7 +2466,8 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x06secret\x18\x04 \x01(\tR\x06secret\x12]\n" +
 	"\aheaders\x18\x05 \x03(\v2C.voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntryR\aheaders\x12G\n" +
 	"\x06status\x18\x06 \x01(\x0e2/.voxscriber.webhooks.registry.v1.EndpointStatusR\x06status\x121\n" +
-	"\x15rate_limit_per_second\x18\a \x01(\x05R\x12rateLimitPerSecond\x1a:\n" +
+	"\x15rate_limit_per_second\x18\a \x01(\x05R\x12rateLimitPerSecond\x12M\n" +
+	"\bordering\x18\b \x01(\x0e21.voxscriber.webhooks.registry.v1.EndpointOrderingR\bordering\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
@@ -2445,7 +2522,11 @@ const file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc = "" +
 	"\x1bENDPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENDPOINT_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
 	"\x18ENDPOINT_STATUS_INACTIVE\x10\x02\x12\x1c\n" +
-	"\x18ENDPOINT_STATUS_DISABLED\x10\x032\xa0\x15\n" +
+	"\x18ENDPOINT_STATUS_DISABLED\x10\x03*|\n" +
+	"\x10EndpointOrdering\x12!\n" +
+	"\x1dENDPOINT_ORDERING_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bENDPOINT_ORDERING_UNORDERED\x10\x01\x12$\n" +
+	" ENDPOINT_ORDERING_ORDERED_BY_KEY\x10\x022\xa0\x15\n" +
 	"\x0fRegistryService\x12\x97\x01\n" +
 	"\rCreateAccount\x125.voxscriber.webhooks.registry.v1.CreateAccountRequest\x1a6.voxscriber.webhooks.registry.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/accounts\x12\x9a\x01\n" +
 	"\x0eListEventTypes\x126.voxscriber.webhooks.registry.v1.ListEventTypesRequest\x1a7.voxscriber.webhooks.registry.v1.ListEventTypesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/event-types\x12\x9b\x01\n" +
@@ -2478,130 +2559,133 @@ func file_voxscriber_webhooks_registry_v1_registry_proto_rawDescGZIP() []byte {
 	return file_voxscriber_webhooks_registry_v1_registry_proto_rawDescData
 }
 
-var file_voxscriber_webhooks_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_voxscriber_webhooks_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_voxscriber_webhooks_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_voxscriber_webhooks_registry_v1_registry_proto_goTypes = []any{
 	(EndpointStatus)(0),                  // 0: voxscriber.webhooks.registry.v1.EndpointStatus
-	(*Account)(nil),                      // 1: voxscriber.webhooks.registry.v1.Account
-	(*Settings)(nil),                     // 2: voxscriber.webhooks.registry.v1.Settings
-	(*Endpoint)(nil),                     // 3: voxscriber.webhooks.registry.v1.Endpoint
-	(*EventType)(nil),                    // 4: voxscriber.webhooks.registry.v1.EventType
-	(*CreateAccountRequest)(nil),         // 5: voxscriber.webhooks.registry.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil),        // 6: voxscriber.webhooks.registry.v1.CreateAccountResponse
-	(*ApiKey)(nil),                       // 7: voxscriber.webhooks.registry.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),          // 8: voxscriber.webhooks.registry.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 9: voxscriber.webhooks.registry.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),           // 10: voxscriber.webhooks.registry.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 11: voxscriber.webhooks.registry.v1.ListApiKeysResponse
-	(*DeleteApiKeyRequest)(nil),          // 12: voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
-	(*DeleteApiKeyResponse)(nil),         // 13: voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
-	(*ListAuditLogRequest)(nil),          // 14: voxscriber.webhooks.registry.v1.ListAuditLogRequest
-	(*ListAuditLogResponse)(nil),         // 15: voxscriber.webhooks.registry.v1.ListAuditLogResponse
-	(*AuditEntry)(nil),                   // 16: voxscriber.webhooks.registry.v1.AuditEntry
-	(*AuditActor)(nil),                   // 17: voxscriber.webhooks.registry.v1.AuditActor
-	(*DeleteAccountRequest)(nil),         // 18: voxscriber.webhooks.registry.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil),        // 19: voxscriber.webhooks.registry.v1.DeleteAccountResponse
-	(*ListEventTypesRequest)(nil),        // 20: voxscriber.webhooks.registry.v1.ListEventTypesRequest
-	(*ListEventTypesResponse)(nil),       // 21: voxscriber.webhooks.registry.v1.ListEventTypesResponse
-	(*CreateEndpointRequest)(nil),        // 22: voxscriber.webhooks.registry.v1.CreateEndpointRequest
-	(*CreateEndpointResponse)(nil),       // 23: voxscriber.webhooks.registry.v1.CreateEndpointResponse
-	(*GetEndpointRequest)(nil),           // 24: voxscriber.webhooks.registry.v1.GetEndpointRequest
-	(*GetEndpointResponse)(nil),          // 25: voxscriber.webhooks.registry.v1.GetEndpointResponse
-	(*ListEndpointsRequest)(nil),         // 26: voxscriber.webhooks.registry.v1.ListEndpointsRequest
-	(*ListEndpointsResponse)(nil),        // 27: voxscriber.webhooks.registry.v1.ListEndpointsResponse
-	(*UpdateEndpointRequest)(nil),        // 28: voxscriber.webhooks.registry.v1.UpdateEndpointRequest
-	(*UpdateEndpointResponse)(nil),       // 29: voxscriber.webhooks.registry.v1.UpdateEndpointResponse
-	(*DeleteEndpointRequest)(nil),        // 30: voxscriber.webhooks.registry.v1.DeleteEndpointRequest
-	(*DeleteEndpointResponse)(nil),       // 31: voxscriber.webhooks.registry.v1.DeleteEndpointResponse
-	(*EnableEndpointRequest)(nil),        // 32: voxscriber.webhooks.registry.v1.EnableEndpointRequest
-	(*EnableEndpointResponse)(nil),       // 33: voxscriber.webhooks.registry.v1.EnableEndpointResponse
-	(*DisableEndpointRequest)(nil),       // 34: voxscriber.webhooks.registry.v1.DisableEndpointRequest
-	(*DisableEndpointResponse)(nil),      // 35: voxscriber.webhooks.registry.v1.DisableEndpointResponse
-	(*RotateEndpointSecretRequest)(nil),  // 36: voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
-	(*RotateEndpointSecretResponse)(nil), // 37: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
-	(*GetSettingsRequest)(nil),           // 38: voxscriber.webhooks.registry.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil),          // 39: voxscriber.webhooks.registry.v1.GetSettingsResponse
-	(*UpdateSettingsRequest)(nil),        // 40: voxscriber.webhooks.registry.v1.UpdateSettingsRequest
-	(*UpdateSettingsResponse)(nil),       // 41: voxscriber.webhooks.registry.v1.UpdateSettingsResponse
-	nil,                                  // 42: voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
-	nil,                                  // 43: voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),        // 44: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),              // 45: google.protobuf.Struct
-	(*fieldmaskpb.FieldMask)(nil),        // 46: google.protobuf.FieldMask
+	(EndpointOrdering)(0),                // 1: voxscriber.webhooks.registry.v1.EndpointOrdering
+	(*Account)(nil),                      // 2: voxscriber.webhooks.registry.v1.Account
+	(*Settings)(nil),                     // 3: voxscriber.webhooks.registry.v1.Settings
+	(*Endpoint)(nil),                     // 4: voxscriber.webhooks.registry.v1.Endpoint
+	(*EventType)(nil),                    // 5: voxscriber.webhooks.registry.v1.EventType
+	(*CreateAccountRequest)(nil),         // 6: voxscriber.webhooks.registry.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),        // 7: voxscriber.webhooks.registry.v1.CreateAccountResponse
+	(*ApiKey)(nil),                       // 8: voxscriber.webhooks.registry.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),          // 9: voxscriber.webhooks.registry.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 10: voxscriber.webhooks.registry.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),           // 11: voxscriber.webhooks.registry.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 12: voxscriber.webhooks.registry.v1.ListApiKeysResponse
+	(*DeleteApiKeyRequest)(nil),          // 13: voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
+	(*DeleteApiKeyResponse)(nil),         // 14: voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
+	(*ListAuditLogRequest)(nil),          // 15: voxscriber.webhooks.registry.v1.ListAuditLogRequest
+	(*ListAuditLogResponse)(nil),         // 16: voxscriber.webhooks.registry.v1.ListAuditLogResponse
+	(*AuditEntry)(nil),                   // 17: voxscriber.webhooks.registry.v1.AuditEntry
+	(*AuditActor)(nil),                   // 18: voxscriber.webhooks.registry.v1.AuditActor
+	(*DeleteAccountRequest)(nil),         // 19: voxscriber.webhooks.registry.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),        // 20: voxscriber.webhooks.registry.v1.DeleteAccountResponse
+	(*ListEventTypesRequest)(nil),        // 21: voxscriber.webhooks.registry.v1.ListEventTypesRequest
+	(*ListEventTypesResponse)(nil),       // 22: voxscriber.webhooks.registry.v1.ListEventTypesResponse
+	(*CreateEndpointRequest)(nil),        // 23: voxscriber.webhooks.registry.v1.CreateEndpointRequest
+	(*CreateEndpointResponse)(nil),       // 24: voxscriber.webhooks.registry.v1.CreateEndpointResponse
+	(*GetEndpointRequest)(nil),           // 25: voxscriber.webhooks.registry.v1.GetEndpointRequest
+	(*GetEndpointResponse)(nil),          // 26: voxscriber.webhooks.registry.v1.GetEndpointResponse
+	(*ListEndpointsRequest)(nil),         // 27: voxscriber.webhooks.registry.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),        // 28: voxscriber.webhooks.registry.v1.ListEndpointsResponse
+	(*UpdateEndpointRequest)(nil),        // 29: voxscriber.webhooks.registry.v1.UpdateEndpointRequest
+	(*UpdateEndpointResponse)(nil),       // 30: voxscriber.webhooks.registry.v1.UpdateEndpointResponse
+	(*DeleteEndpointRequest)(nil),        // 31: voxscriber.webhooks.registry.v1.DeleteEndpointRequest
+	(*DeleteEndpointResponse)(nil),       // 32: voxscriber.webhooks.registry.v1.DeleteEndpointResponse
+	(*EnableEndpointRequest)(nil),        // 33: voxscriber.webhooks.registry.v1.EnableEndpointRequest
+	(*EnableEndpointResponse)(nil),       // 34: voxscriber.webhooks.registry.v1.EnableEndpointResponse
+	(*DisableEndpointRequest)(nil),       // 35: voxscriber.webhooks.registry.v1.DisableEndpointRequest
+	(*DisableEndpointResponse)(nil),      // 36: voxscriber.webhooks.registry.v1.DisableEndpointResponse
+	(*RotateEndpointSecretRequest)(nil),  // 37: voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
+	(*RotateEndpointSecretResponse)(nil), // 38: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
+	(*GetSettingsRequest)(nil),           // 39: voxscriber.webhooks.registry.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil),          // 40: voxscriber.webhooks.registry.v1.GetSettingsResponse
+	(*UpdateSettingsRequest)(nil),        // 41: voxscriber.webhooks.registry.v1.UpdateSettingsRequest
+	(*UpdateSettingsResponse)(nil),       // 42: voxscriber.webhooks.registry.v1.UpdateSettingsResponse
+	nil,                                  // 43: voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
+	nil,                                  // 44: voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),        // 45: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),              // 46: google.protobuf.Struct
+	(*fieldmaskpb.FieldMask)(nil),        // 47: google.protobuf.FieldMask
 }
 var file_voxscriber_webhooks_registry_v1_registry_proto_depIdxs = []int32{
-	44, // 0: voxscriber.webhooks.registry.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	45, // 0: voxscriber.webhooks.registry.v1.Account.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: voxscriber.webhooks.registry.v1.Endpoint.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
-	42, // 2: voxscriber.webhooks.registry.v1.Endpoint.headers:type_name -> voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
-	44, // 3: voxscriber.webhooks.registry.v1.Endpoint.disable_time:type_name -> google.protobuf.Timestamp
-	44, // 4: voxscriber.webhooks.registry.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
-	44, // 5: voxscriber.webhooks.registry.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
-	45, // 6: voxscriber.webhooks.registry.v1.EventType.schema:type_name -> google.protobuf.Struct
-	1,  // 7: voxscriber.webhooks.registry.v1.CreateAccountResponse.account:type_name -> voxscriber.webhooks.registry.v1.Account
-	44, // 8: voxscriber.webhooks.registry.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	44, // 9: voxscriber.webhooks.registry.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
-	7,  // 10: voxscriber.webhooks.registry.v1.CreateApiKeyResponse.api_key:type_name -> voxscriber.webhooks.registry.v1.ApiKey
-	7,  // 11: voxscriber.webhooks.registry.v1.ListApiKeysResponse.api_keys:type_name -> voxscriber.webhooks.registry.v1.ApiKey
-	44, // 12: voxscriber.webhooks.registry.v1.ListAuditLogRequest.since:type_name -> google.protobuf.Timestamp
-	44, // 13: voxscriber.webhooks.registry.v1.ListAuditLogRequest.until:type_name -> google.protobuf.Timestamp
-	16, // 14: voxscriber.webhooks.registry.v1.ListAuditLogResponse.entries:type_name -> voxscriber.webhooks.registry.v1.AuditEntry
-	44, // 15: voxscriber.webhooks.registry.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	17, // 16: voxscriber.webhooks.registry.v1.AuditEntry.actor:type_name -> voxscriber.webhooks.registry.v1.AuditActor
-	4,  // 17: voxscriber.webhooks.registry.v1.ListEventTypesResponse.event_types:type_name -> voxscriber.webhooks.registry.v1.EventType
-	43, // 18: voxscriber.webhooks.registry.v1.CreateEndpointRequest.headers:type_name -> voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
-	0,  // 19: voxscriber.webhooks.registry.v1.CreateEndpointRequest.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
-	3,  // 20: voxscriber.webhooks.registry.v1.CreateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 21: voxscriber.webhooks.registry.v1.GetEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 22: voxscriber.webhooks.registry.v1.ListEndpointsResponse.endpoints:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 23: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	46, // 24: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 25: voxscriber.webhooks.registry.v1.UpdateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 26: voxscriber.webhooks.registry.v1.EnableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 27: voxscriber.webhooks.registry.v1.DisableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	3,  // 28: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
-	2,  // 29: voxscriber.webhooks.registry.v1.GetSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	2,  // 30: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	46, // 31: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 32: voxscriber.webhooks.registry.v1.UpdateSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
-	5,  // 33: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:input_type -> voxscriber.webhooks.registry.v1.CreateAccountRequest
-	20, // 34: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:input_type -> voxscriber.webhooks.registry.v1.ListEventTypesRequest
-	22, // 35: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:input_type -> voxscriber.webhooks.registry.v1.CreateEndpointRequest
-	24, // 36: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:input_type -> voxscriber.webhooks.registry.v1.GetEndpointRequest
-	26, // 37: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:input_type -> voxscriber.webhooks.registry.v1.ListEndpointsRequest
-	28, // 38: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:input_type -> voxscriber.webhooks.registry.v1.UpdateEndpointRequest
-	30, // 39: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:input_type -> voxscriber.webhooks.registry.v1.DeleteEndpointRequest
-	32, // 40: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:input_type -> voxscriber.webhooks.registry.v1.EnableEndpointRequest
-	34, // 41: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointRequest
-	36, // 42: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:input_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
-	38, // 43: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:input_type -> voxscriber.webhooks.registry.v1.GetSettingsRequest
-	40, // 44: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:input_type -> voxscriber.webhooks.registry.v1.UpdateSettingsRequest
-	8,  // 45: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:input_type -> voxscriber.webhooks.registry.v1.CreateApiKeyRequest
-	10, // 46: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:input_type -> voxscriber.webhooks.registry.v1.ListApiKeysRequest
-	12, // 47: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:input_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
-	14, // 48: voxscriber.webhooks.registry.v1.RegistryService.ListAuditLog:input_type -> voxscriber.webhooks.registry.v1.ListAuditLogRequest
-	18, // 49: voxscriber.webhooks.registry.v1.RegistryService.DeleteAccount:input_type -> voxscriber.webhooks.registry.v1.DeleteAccountRequest
-	6,  // 50: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:output_type -> voxscriber.webhooks.registry.v1.CreateAccountResponse
-	21, // 51: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:output_type -> voxscriber.webhooks.registry.v1.ListEventTypesResponse
-	23, // 52: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:output_type -> voxscriber.webhooks.registry.v1.CreateEndpointResponse
-	25, // 53: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:output_type -> voxscriber.webhooks.registry.v1.GetEndpointResponse
-	27, // 54: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:output_type -> voxscriber.webhooks.registry.v1.ListEndpointsResponse
-	29, // 55: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:output_type -> voxscriber.webhooks.registry.v1.UpdateEndpointResponse
-	31, // 56: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:output_type -> voxscriber.webhooks.registry.v1.DeleteEndpointResponse
-	33, // 57: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:output_type -> voxscriber.webhooks.registry.v1.EnableEndpointResponse
-	35, // 58: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointResponse
-	37, // 59: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:output_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
-	39, // 60: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:output_type -> voxscriber.webhooks.registry.v1.GetSettingsResponse
-	41, // 61: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:output_type -> voxscriber.webhooks.registry.v1.UpdateSettingsResponse
-	9,  // 62: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:output_type -> voxscriber.webhooks.registry.v1.CreateApiKeyResponse
-	11, // 63: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:output_type -> voxscriber.webhooks.registry.v1.ListApiKeysResponse
-	13, // 64: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:output_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
-	15, // 65: voxscriber.webhooks.registry.v1.RegistryService.ListAuditLog:output_type -> voxscriber.webhooks.registry.v1.ListAuditLogResponse
-	19, // 66: voxscriber.webhooks.registry.v1.RegistryService.DeleteAccount:output_type -> voxscriber.webhooks.registry.v1.DeleteAccountResponse
-	50, // [50:67] is the sub-list for method output_type
-	33, // [33:50] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	43, // 2: voxscriber.webhooks.registry.v1.Endpoint.headers:type_name -> voxscriber.webhooks.registry.v1.Endpoint.HeadersEntry
+	45, // 3: voxscriber.webhooks.registry.v1.Endpoint.disable_time:type_name -> google.protobuf.Timestamp
+	45, // 4: voxscriber.webhooks.registry.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
+	45, // 5: voxscriber.webhooks.registry.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 6: voxscriber.webhooks.registry.v1.Endpoint.ordering:type_name -> voxscriber.webhooks.registry.v1.EndpointOrdering
+	46, // 7: voxscriber.webhooks.registry.v1.EventType.schema:type_name -> google.protobuf.Struct
+	2,  // 8: voxscriber.webhooks.registry.v1.CreateAccountResponse.account:type_name -> voxscriber.webhooks.registry.v1.Account
+	45, // 9: voxscriber.webhooks.registry.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	45, // 10: voxscriber.webhooks.registry.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: voxscriber.webhooks.registry.v1.CreateApiKeyResponse.api_key:type_name -> voxscriber.webhooks.registry.v1.ApiKey
+	8,  // 12: voxscriber.webhooks.registry.v1.ListApiKeysResponse.api_keys:type_name -> voxscriber.webhooks.registry.v1.ApiKey
+	45, // 13: voxscriber.webhooks.registry.v1.ListAuditLogRequest.since:type_name -> google.protobuf.Timestamp
+	45, // 14: voxscriber.webhooks.registry.v1.ListAuditLogRequest.until:type_name -> google.protobuf.Timestamp
+	17, // 15: voxscriber.webhooks.registry.v1.ListAuditLogResponse.entries:type_name -> voxscriber.webhooks.registry.v1.AuditEntry
+	45, // 16: voxscriber.webhooks.registry.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	18, // 17: voxscriber.webhooks.registry.v1.AuditEntry.actor:type_name -> voxscriber.webhooks.registry.v1.AuditActor
+	5,  // 18: voxscriber.webhooks.registry.v1.ListEventTypesResponse.event_types:type_name -> voxscriber.webhooks.registry.v1.EventType
+	44, // 19: voxscriber.webhooks.registry.v1.CreateEndpointRequest.headers:type_name -> voxscriber.webhooks.registry.v1.CreateEndpointRequest.HeadersEntry
+	0,  // 20: voxscriber.webhooks.registry.v1.CreateEndpointRequest.status:type_name -> voxscriber.webhooks.registry.v1.EndpointStatus
+	1,  // 21: voxscriber.webhooks.registry.v1.CreateEndpointRequest.ordering:type_name -> voxscriber.webhooks.registry.v1.EndpointOrdering
+	4,  // 22: voxscriber.webhooks.registry.v1.CreateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	4,  // 23: voxscriber.webhooks.registry.v1.GetEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	4,  // 24: voxscriber.webhooks.registry.v1.ListEndpointsResponse.endpoints:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	4,  // 25: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	47, // 26: voxscriber.webhooks.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 27: voxscriber.webhooks.registry.v1.UpdateEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	4,  // 28: voxscriber.webhooks.registry.v1.EnableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	4,  // 29: voxscriber.webhooks.registry.v1.DisableEndpointResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	4,  // 30: voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse.endpoint:type_name -> voxscriber.webhooks.registry.v1.Endpoint
+	3,  // 31: voxscriber.webhooks.registry.v1.GetSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	3,  // 32: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	47, // 33: voxscriber.webhooks.registry.v1.UpdateSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 34: voxscriber.webhooks.registry.v1.UpdateSettingsResponse.settings:type_name -> voxscriber.webhooks.registry.v1.Settings
+	6,  // 35: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:input_type -> voxscriber.webhooks.registry.v1.CreateAccountRequest
+	21, // 36: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:input_type -> voxscriber.webhooks.registry.v1.ListEventTypesRequest
+	23, // 37: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:input_type -> voxscriber.webhooks.registry.v1.CreateEndpointRequest
+	25, // 38: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:input_type -> voxscriber.webhooks.registry.v1.GetEndpointRequest
+	27, // 39: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:input_type -> voxscriber.webhooks.registry.v1.ListEndpointsRequest
+	29, // 40: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:input_type -> voxscriber.webhooks.registry.v1.UpdateEndpointRequest
+	31, // 41: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:input_type -> voxscriber.webhooks.registry.v1.DeleteEndpointRequest
+	33, // 42: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:input_type -> voxscriber.webhooks.registry.v1.EnableEndpointRequest
+	35, // 43: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:input_type -> voxscriber.webhooks.registry.v1.DisableEndpointRequest
+	37, // 44: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:input_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretRequest
+	39, // 45: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:input_type -> voxscriber.webhooks.registry.v1.GetSettingsRequest
+	41, // 46: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:input_type -> voxscriber.webhooks.registry.v1.UpdateSettingsRequest
+	9,  // 47: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:input_type -> voxscriber.webhooks.registry.v1.CreateApiKeyRequest
+	11, // 48: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:input_type -> voxscriber.webhooks.registry.v1.ListApiKeysRequest
+	13, // 49: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:input_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyRequest
+	15, // 50: voxscriber.webhooks.registry.v1.RegistryService.ListAuditLog:input_type -> voxscriber.webhooks.registry.v1.ListAuditLogRequest
+	19, // 51: voxscriber.webhooks.registry.v1.RegistryService.DeleteAccount:input_type -> voxscriber.webhooks.registry.v1.DeleteAccountRequest
+	7,  // 52: voxscriber.webhooks.registry.v1.RegistryService.CreateAccount:output_type -> voxscriber.webhooks.registry.v1.CreateAccountResponse
+	22, // 53: voxscriber.webhooks.registry.v1.RegistryService.ListEventTypes:output_type -> voxscriber.webhooks.registry.v1.ListEventTypesResponse
+	24, // 54: voxscriber.webhooks.registry.v1.RegistryService.CreateEndpoint:output_type -> voxscriber.webhooks.registry.v1.CreateEndpointResponse
+	26, // 55: voxscriber.webhooks.registry.v1.RegistryService.GetEndpoint:output_type -> voxscriber.webhooks.registry.v1.GetEndpointResponse
+	28, // 56: voxscriber.webhooks.registry.v1.RegistryService.ListEndpoints:output_type -> voxscriber.webhooks.registry.v1.ListEndpointsResponse
+	30, // 57: voxscriber.webhooks.registry.v1.RegistryService.UpdateEndpoint:output_type -> voxscriber.webhooks.registry.v1.UpdateEndpointResponse
+	32, // 58: voxscriber.webhooks.registry.v1.RegistryService.DeleteEndpoint:output_type -> voxscriber.webhooks.registry.v1.DeleteEndpointResponse
+	34, // 59: voxscriber.webhooks.registry.v1.RegistryService.EnableEndpoint:output_type -> voxscriber.webhooks.registry.v1.EnableEndpointResponse
+	36, // 60: voxscriber.webhooks.registry.v1.RegistryService.DisableEndpoint:output_type -> voxscriber.webhooks.registry.v1.DisableEndpointResponse
+	38, // 61: voxscriber.webhooks.registry.v1.RegistryService.RotateEndpointSecret:output_type -> voxscriber.webhooks.registry.v1.RotateEndpointSecretResponse
+	40, // 62: voxscriber.webhooks.registry.v1.RegistryService.GetSettings:output_type -> voxscriber.webhooks.registry.v1.GetSettingsResponse
+	42, // 63: voxscriber.webhooks.registry.v1.RegistryService.UpdateSettings:output_type -> voxscriber.webhooks.registry.v1.UpdateSettingsResponse
+	10, // 64: voxscriber.webhooks.registry.v1.RegistryService.CreateApiKey:output_type -> voxscriber.webhooks.registry.v1.CreateApiKeyResponse
+	12, // 65: voxscriber.webhooks.registry.v1.RegistryService.ListApiKeys:output_type -> voxscriber.webhooks.registry.v1.ListApiKeysResponse
+	14, // 66: voxscriber.webhooks.registry.v1.RegistryService.DeleteApiKey:output_type -> voxscriber.webhooks.registry.v1.DeleteApiKeyResponse
+	16, // 67: voxscriber.webhooks.registry.v1.RegistryService.ListAuditLog:output_type -> voxscriber.webhooks.registry.v1.ListAuditLogResponse
+	20, // 68: voxscriber.webhooks.registry.v1.RegistryService.DeleteAccount:output_type -> voxscriber.webhooks.registry.v1.DeleteAccountResponse
+	52, // [52:69] is the sub-list for method output_type
+	35, // [35:52] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_voxscriber_webhooks_registry_v1_registry_proto_init() }
@@ -2614,7 +2698,7 @@ func file_voxscriber_webhooks_registry_v1_registry_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc), len(file_voxscriber_webhooks_registry_v1_registry_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
