@@ -25,7 +25,9 @@ type Event struct {
 	CreateTime     time.Time
 	IdempotencyKey string
 	UploadID       string
-	TraceID        string
+	// OrderingKey is the producer's ordering key ("" when it set none).
+	OrderingKey string
+	TraceID     string
 	// FanoutDone is set once every delivery of the event is scheduled.
 	FanoutDone    bool
 	DeliveryCount int
@@ -165,10 +167,27 @@ func (s *Store) CreateMany(ctx context.Context, evs []*Event) ([]*Event, error) 
 }
 
 func createArgs(e *Event, ttl time.Duration) []any {
-	return []any{ttl.Milliseconds(),
+	args := []any{ttl.Milliseconds(),
 		"account", e.AccountID, "type", e.Type, "payload", e.Payload,
 		"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
 		"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0}
+	if e.OrderingKey != "" {
+		args = append(args, "okey", e.OrderingKey)
+	}
+	return args
+}
+
+// LineKey is the key that orders the event's deliveries to endpoints
+// ordered by key: the producer's ordering key, else the upload it is about
+// (data.uploadId), else its account (SPEC, "Ordering").
+func (e *Event) LineKey() string {
+	switch {
+	case e.OrderingKey != "":
+		return e.OrderingKey
+	case e.UploadID != "":
+		return e.UploadID
+	}
+	return e.AccountID
 }
 
 // fromFields makes an event of a flat HGETALL reply.
@@ -285,7 +304,7 @@ func fromHash(id string, m map[string]string) *Event {
 	return &Event{
 		ID: id, AccountID: m["account"], Type: m["type"], Payload: []byte(m["payload"]),
 		CreateTime: time.UnixMilli(ms).UTC(), IdempotencyKey: m["idem"], UploadID: m["upload"],
-		TraceID: m["trace"], FanoutDone: m["fanout"] == "1", DeliveryCount: n,
+		OrderingKey: m["okey"], TraceID: m["trace"], FanoutDone: m["fanout"] == "1", DeliveryCount: n,
 	}
 }
 

@@ -48,7 +48,9 @@ type Delivery struct {
 	AccountID  string
 	EventType  string
 	UploadID   string
-	Status     Status
+	// OrderingKey is set for a delivery to an endpoint ordered by key.
+	OrderingKey string
+	Status      Status
 	// Version orders the states of one delivery over its whole life: it
 	// grows with every change, including after a round trip through
 	// history (a record restored to Redis continues from its stored

@@ -109,16 +109,17 @@ func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-// ListSubscribers returns the ACTIVE endpoints of the account subscribed
-// to eventType.
-func (c *Client) ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error) {
+// ListSubscribers returns the endpoints of the account subscribed to
+// eventType that are to get an event published now, and those of them
+// that are ordered by key.
+func (c *Client) ListSubscribers(ctx context.Context, accountID, eventType string) (endpointIDs, ordered []string, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	resp, err := c.rpc.ListSubscribers(ctx, &registryv1.ListSubscribersRequest{AccountId: accountID, EventType: eventType})
 	if err != nil {
-		return nil, fail("ListSubscribers", err)
+		return nil, nil, fail("ListSubscribers", err)
 	}
-	return resp.GetEndpointIds(), nil
+	return resp.GetEndpointIds(), resp.GetOrderedEndpointIds(), nil
 }
 
 // DeliveryTarget returns an endpoint with its currently valid secrets; an

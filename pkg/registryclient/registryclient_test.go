@@ -21,7 +21,7 @@ import (
 // calls are the client's methods that end in one RPC each, by RPC name.
 var calls = map[string]func(ctx context.Context, c *registryclient.Client) error{
 	"ListSubscribers": func(ctx context.Context, c *registryclient.Client) error {
-		_, err := c.ListSubscribers(ctx, "acct_x", "transcription.completed")
+		_, _, err := c.ListSubscribers(ctx, "acct_x", "transcription.completed")
 		return err
 	},
 	"GetDeliveryTarget": func(ctx context.Context, c *registryclient.Client) error {
@@ -123,7 +123,7 @@ func TestCallsTimeOut(t *testing.T) {
 	reg.Fail(func(ctx context.Context, _ string) error { <-ctx.Done(); return ctx.Err() })
 	client := registryclient.New(reg.Client, 50*time.Millisecond)
 	start := time.Now()
-	_, err := client.ListSubscribers(t.Context(), "acct_x", "transcription.completed")
+	_, _, err := client.ListSubscribers(t.Context(), "acct_x", "transcription.completed")
 	if !errors.Is(err, apierr.ErrUnavailable) {
 		t.Fatalf("%v, want ErrUnavailable", err)
 	}
@@ -138,10 +138,11 @@ func TestAnswers(t *testing.T) {
 	ctx := t.Context()
 	acct := ids.New(ids.Account, time.Now())
 	reg.Subscribe(acct, "upload.completed", "ep_1", "ep_2")
+	reg.SetOrdering(acct, "ep_2", registryv1.EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY)
 	reg.SetSettings(acct, &registryv1.Settings{CreditsLowThreshold: 7, NotificationEmail: "ops@example.test"})
 
-	if eps, err := client.ListSubscribers(ctx, acct, "upload.completed"); err != nil || !slices.Equal(eps, []string{"ep_1", "ep_2"}) {
-		t.Errorf("ListSubscribers = %v, %v", eps, err)
+	if eps, ordered, err := client.ListSubscribers(ctx, acct, "upload.completed"); err != nil || !slices.Equal(eps, []string{"ep_1", "ep_2"}) || !slices.Equal(ordered, []string{"ep_2"}) {
+		t.Errorf("ListSubscribers = %v (ordered %v), %v", eps, ordered, err)
 	}
 	if tg, err := client.DeliveryTarget(ctx, acct, "ep_2"); err != nil || tg.GetEndpoint().GetId() != "ep_2" {
 		t.Errorf("DeliveryTarget = %v, %v", tg, err)

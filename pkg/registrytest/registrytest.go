@@ -127,6 +127,13 @@ func (r *Registry) SetEndpoint(accountID, id, url string, st registryv1.Endpoint
 	}
 }
 
+// SetOrdering sets an endpoint's ordering.
+func (r *Registry) SetOrdering(accountID, id string, o registryv1.EndpointOrdering) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endpointLocked(accountID, id).ep.Ordering = o
+}
+
 // SetRateLimit sets an endpoint's rateLimitPerSecond (0: none).
 func (r *Registry) SetRateLimit(accountID, id string, perSecond int32) {
 	r.mu.Lock()
@@ -216,6 +223,9 @@ func (r *Registry) ListSubscribers(ctx context.Context, req *registryv1.ListSubs
 		for _, e := range a.endpoints {
 			if e.ep.Status == registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE && slices.Contains(e.ep.EventTypes, req.GetEventType()) {
 				out.EndpointIds = append(out.EndpointIds, e.ep.Id)
+				if e.ep.Ordering == registryv1.EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY {
+					out.OrderedEndpointIds = append(out.OrderedEndpointIds, e.ep.Id)
+				}
 			}
 		}
 	}

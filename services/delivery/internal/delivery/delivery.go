@@ -72,6 +72,16 @@ type Delivery struct {
 	// stored event), or of a delivery restored from history whose event
 	// is no longer in Redis; empty otherwise.
 	Body []byte
+	// OrderingKey is set for a delivery to an endpoint ordered by key: it
+	// goes only once every earlier delivery of (EndpointID, OrderingKey)
+	// succeeded or failed its final attempt.
+	OrderingKey string
+	// Waited is how long it waited for an earlier delivery of its key
+	// before it was released (ordered deliveries only).
+	Waited time.Duration
+	// WaitingFor is, while it waits, the event id of the delivery at the
+	// head of its key's line (read by Get only).
+	WaitingFor string
 	// Version grows with every write of the delivery over its whole life,
 	// round trips through history included (pkg/history's contract): the
 	// archiver deletes the Redis copy only while it is still at the

@@ -257,6 +257,11 @@ func (d *Dispatcher) send(ctx context.Context, p *prepared, dl *Delivery, n int)
 			attribute.String("http.request.method", "POST"),
 			attribute.String("url.full", p.target.URL),
 		))
+	if dl.OrderingKey != "" {
+		// How long this delivery waited behind earlier ones of its key.
+		span.SetAttributes(attribute.String("webhook.ordering.key", dl.OrderingKey),
+			attribute.Int64("webhook.ordering.waited_ms", dl.Waited.Milliseconds()))
+	}
 	resp := d.deps.Sender.Send(ctx, Request{
 		URL: p.target.URL, Body: p.body, EventID: dl.EventID, EventType: dl.EventType,
 		Attempt: n, Time: start, Secrets: p.target.Secrets, Headers: p.target.Headers,

@@ -115,6 +115,9 @@ type ScheduleStats struct {
 	// PendingDisables counts decisions to disable an endpoint that the
 	// registry has not confirmed yet or whose notice is not sent yet.
 	PendingDisables int64
+	// Waiting counts ordered deliveries waiting for an earlier one of their
+	// ordering key.
+	Waiting int64
 }
 
 // ObserveSchedule registers the schedule gauges, read from stats at each
@@ -124,6 +127,7 @@ type ScheduleStats struct {
 //	webhook.schedule.lag     s, age of the oldest due delivery (0: none due)
 //	webhook.deliveries.parked {delivery}
 //	webhook.endpoints.disables_pending {endpoint}
+//	webhook.deliveries.waiting {delivery}, ordered ones behind an earlier one
 func ObserveSchedule(m metric.Meter, now func() time.Time, stats func(context.Context, time.Time) (ScheduleStats, error)) error {
 	depth, err := m.Int64ObservableGauge("webhook.schedule.depth", metric.WithUnit("{delivery}"),
 		metric.WithDescription("Deliveries in the retry schedule (all shards)"))
@@ -145,6 +149,11 @@ func ObserveSchedule(m metric.Meter, now func() time.Time, stats func(context.Co
 	if err != nil {
 		return err
 	}
+	waiting, err := m.Int64ObservableGauge("webhook.deliveries.waiting", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries to endpoints ordered by key waiting for an earlier delivery of their key"))
+	if err != nil {
+		return err
+	}
 	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -156,12 +165,13 @@ func ObserveSchedule(m metric.Meter, now func() time.Time, stats func(context.Co
 		o.ObserveInt64(depth, s.Depth)
 		o.ObserveInt64(parked, s.Parked)
 		o.ObserveInt64(disables, s.PendingDisables)
+		o.ObserveInt64(waiting, s.Waiting)
 		l := 0.0
 		if !s.OldestDue.IsZero() && s.OldestDue.Before(t) {
 			l = t.Sub(s.OldestDue).Seconds()
 		}
 		o.ObserveFloat64(lag, l)
 		return nil
-	}, depth, lag, parked, disables)
+	}, depth, lag, parked, disables, waiting)
 	return err
 }

@@ -59,7 +59,7 @@ func (s *Server) Schedule(ctx context.Context, req *deliveryv1.ScheduleRequest) 
 	items := make([]delivery.ScheduleItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = delivery.ScheduleItem{EventID: it.GetEventId(), EndpointID: it.GetEndpointId(),
-			TraceParent: it.GetTraceParent(), TraceState: it.GetTraceState()}
+			TraceParent: it.GetTraceParent(), TraceState: it.GetTraceState(), OrderingKey: it.GetOrderingKey()}
 	}
 	idList, err := s.svc.Schedule(ctx, req.GetAccountId(), req.GetEventType(), items)
 	if err != nil {
@@ -222,6 +222,7 @@ func (s *Server) toProto(d *delivery.Delivery) *deliveryv1.Delivery {
 		NextAttemptTime: ts(d.NextTime), CreateTime: ts(d.CreateTime), UpdateTime: ts(d.UpdateTime),
 		LastStatusCode: int32(d.LastCode), LastError: d.LastError, Test: d.Test,
 		TraceId: tid, TraceUrl: telemetry.TraceURL(s.jaegerUIURL, tid),
+		OrderingKey: d.OrderingKey, WaitingFor: d.WaitingFor,
 	}
 }
 

@@ -296,22 +296,28 @@ func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Ti
 // change must never stand without its entry); an empty entry id writes
 // none.
 //
+// An ordered delivery restored (a manual retry or a replay of one that
+// ended and moved) joins the tail of its line: history keeps its ordering
+// key.
+//
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 audit index,
-//	      5 audit hash (auditlog.ForShard)
+//	      5 audit hash (auditlog.ForShard), 6 waiting index
 //	ARGV: 1 id, 2 due ms, 3 number n of hash arguments,
 //	      4 entry id, 5 entry JSON, 6 account,
-//	      7..6+n hash field/values, then attempt JSON entries
+//	      7..6+n hash field/values, then attempt JSON entries,
+//	      and last the line key prefix
 //	returns 1 when restored, 0 when it was live already
-var restoreScript = redis.NewScript(`
+var restoreScript = redis.NewScript(orderedLua + `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 ` + auditlog.ShardLua(4, 4) + `
 local n = tonumber(ARGV[3])
 redis.call('HSET', KEYS[2], unpack(ARGV, 7, 6 + n))
 redis.call('DEL', KEYS[3])
-if #ARGV > 6 + n then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 7 + n, #ARGV))
+if #ARGV > 7 + n then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 7 + n, #ARGV - 1))
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+gate(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[#ARGV])
 return 1
 `)
 
@@ -352,7 +358,9 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 			}
 			args = append(args, b)
 		}
-		calls[i] = scriptCall{restoreScript, append([]string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, akeys...), args}
+		args = append(args, linePrefix(n))
+		keys := append([]string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, akeys...)
+		calls[i] = scriptCall{restoreScript, append(keys, waitingKey(n)), args}
 	}
 	replies, errs := runScripts(ctx, q.rdb, calls, nil)
 	out := make([]bool, len(ds))

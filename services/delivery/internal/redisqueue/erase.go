@@ -12,17 +12,22 @@ import (
 // eraseScript deletes deliveries of one shard: each leaves the schedule
 // (so no worker claims it again, and the Complete of an attempt in flight
 // finds its lease gone and records nothing), the parked set and the ended
-// index, and its hash and attempt log are deleted.
+// index, and its hash and attempt log are deleted. An ordered one leaves its
+// line and the waiting index too (every delivery of a line is the
+// account's: nothing is released).
 //
-//	KEYS: 1 schedule zset, 2 parked set, 3 ended index
-//	ARGV: 1 delivery hash key prefix, 2.. delivery ids
+//	KEYS: 1 schedule zset, 2 parked set, 3 ended index, 4 waiting index
+//	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3.. delivery ids
 //	returns the event ids of the deliveries it found
-var eraseScript = redis.NewScript(`
+var eraseScript = redis.NewScript(orderedLua + `
 local evs = {}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local id = ARGV[i]
   local k = ARGV[1] .. id
   local f = redis.call('HMGET', k, 'endpoint', 'event')
+  local l = line(k, ARGV[2])
+  if l then redis.call('ZREM', l, id) end
+  redis.call('ZREM', KEYS[4], id)
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[3], id)
   if f[1] then redis.call('SREM', KEYS[2], f[1] .. '|' .. id) end
@@ -58,8 +63,8 @@ func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs 
 	for n, list := range byShard {
 		for len(list) > 0 {
 			c := min(len(list), eraseChunk)
-			calls = append(calls, scriptCall{eraseScript, []string{schedKey(n), parkedKey(n), endedKey(n)},
-				append([]any{dlvPrefix(n)}, list[:c]...)})
+			calls = append(calls, scriptCall{eraseScript, []string{schedKey(n), parkedKey(n), endedKey(n), waitingKey(n)},
+				append([]any{dlvPrefix(n), linePrefix(n)}, list[:c]...)})
 			list = list[c:]
 		}
 	}

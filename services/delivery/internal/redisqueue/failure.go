@@ -49,18 +49,20 @@ var _ delivery.EndpointStats = (*Queue)(nil)
 // the schedule (base = attempts so far, first attempt unset), if its status
 // is one of ARGV[3..] and it is not a test delivery (Send Test: it has no
 // event to send again, and is never retried). Its parked-set entry goes
-// either way unless it stays parked.
+// either way unless it stays parked. An ordered delivery joins the tail of
+// its line unless it is in it (a parked head keeps its place).
 //
-//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index
-//	ARGV: 1 id, 2 now ms, 3.. statuses accepted
+//	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index,
+//	      5 waiting index
+//	ARGV: 1 id, 2 now ms, 3 line key prefix, 4.. statuses accepted
 //	returns 1 when restarted, 0 when in another status or a test, -1 when missing
-var restartScript = redis.NewScript(`
+var restartScript = redis.NewScript(orderedLua + `
 local st = redis.call('HGET', KEYS[2], 'status')
 if not st then return -1 end
 local member = (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '|' .. ARGV[1]
 local ok = redis.call('HGET', KEYS[2], 'test') ~= '1'
 local wanted = false
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if ARGV[i] == st then wanted = true end
 end
 ok = ok and wanted
@@ -74,6 +76,7 @@ redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARG
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('SREM', KEYS[3], member)
 redis.call('ZREM', KEYS[4], ARGV[1])
+gate(KEYS[1], KEYS[5], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3])
 return 1
 `)
 
@@ -309,11 +312,11 @@ func (q *Queue) RestartEach(ctx context.Context, ids []string, from []delivery.S
 		calls := make([]scriptCall, len(batch))
 		for i, id := range batch {
 			n := Shard(id)
-			args := []any{id, now.UnixMilli()}
+			args := []any{id, now.UnixMilli(), linePrefix(n)}
 			for _, s := range from {
 				args = append(args, string(s))
 			}
-			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)}, args}
+			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n), waitingKey(n)}, args}
 		}
 		replies, errs := runScripts(ctx, q.rdb, calls, nil)
 		for i, err := range errs {

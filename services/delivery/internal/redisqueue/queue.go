@@ -101,6 +101,13 @@ func dlvPrefix(n int) string        { return "wh:dlv:{s" + strconv.Itoa(n) + "}:
 func parkedKey(n int) string        { return "wh:parked:{s" + strconv.Itoa(n) + "}" }
 func endedKey(n int) string         { return "wh:ended:{s" + strconv.Itoa(n) + "}" }
 func accountKey(acct string) string { return "wh:{a:" + acct + "}:dlv" }
+func waitingKey(n int) string       { return "wh:waiting:{s" + strconv.Itoa(n) + "}" }
+func linePrefix(n int) string       { return "wh:line:{s" + strconv.Itoa(n) + "}:" }
+
+// lineKey is the line of an ordered delivery (scripts.go, orderedLua).
+func lineKey(d *delivery.Delivery) string {
+	return linePrefix(Shard(d.ID)) + d.EndpointID + "|" + d.OrderingKey
+}
 
 // DeliveryKey is the hash of a delivery.
 func DeliveryKey(id string) string { return dlvPrefix(Shard(id)) + id }
@@ -172,14 +179,15 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		c.idx = append(c.idx, i)
 	}
 	calls := make([]scriptCall, len(chunks))
+	nowMS := time.Now().UnixMilli()
 	for j, c := range chunks {
-		args := []any{dlvPrefix(c.shard)}
+		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), nowMS}
 		for _, i := range c.idx {
 			f := hashFields(&ds[i])
 			args = append(args, ds[i].ID, ms(ds[i].NextTime), len(f))
 			args = append(args, f...)
 		}
-		calls[j] = scriptCall{scheduleScript, []string{schedKey(c.shard)}, args}
+		calls[j] = scriptCall{scheduleScript, []string{schedKey(c.shard), waitingKey(c.shard)}, args}
 	}
 	byAccount := map[string][]redis.Z{}
 	var now int64
@@ -241,6 +249,9 @@ func hashFields(d *delivery.Delivery) []any {
 	if len(d.Body) > 0 {
 		f = append(f, "body", d.Body)
 	}
+	if d.OrderingKey != "" {
+		f = append(f, "okey", d.OrderingKey)
+	}
 	return f
 }
 
@@ -256,7 +267,10 @@ func parseHash(id string, m map[string]string) *delivery.Delivery {
 		FirstAttempt: fromMS(m["first"]),
 		CreateTime:   fromMS(m["created"]), UpdateTime: fromMS(m["updated"]),
 		TraceParent: m["tp"], TraceState: m["ts"], LastCode: code, LastError: m["err"],
-		Test: m["test"] == "1",
+		Test: m["test"] == "1", OrderingKey: m["okey"],
+	}
+	if w, _ := strconv.ParseInt(m["waited"], 10, 64); w > 0 {
+		d.Waited = time.Duration(w) * time.Millisecond
 	}
 	if d.Status == delivery.StatusPending {
 		d.NextTime = fromMS(m["next"])
@@ -397,12 +411,17 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled:
 		moveAt = max(ms(o.Now), 1)
 	case delivery.StatusParked:
-		moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
+		// An ordered one stays: it heads its line, whose order history
+		// does not keep (docs/architecture.md, "Ordered delivery").
+		if d.OrderingKey == "" {
+			moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
+		}
 	}
 	res, err := q.runScript(ctx, completeScript,
-		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n)},
+		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n), waitingKey(n)},
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
 		attempts, code, errMsg, attJSON, d.EndpointID+"|"+d.ID, KeepAttempts, start, moveAt,
+		linePrefix(n), dlvPrefix(n),
 	)
 	if err != nil {
 		return false, err
@@ -449,7 +468,9 @@ func (q *Queue) RequeueAudited(ctx context.Context, id string, now time.Time, en
 		akeys, aargs = ent.ForShard(n)
 	}
 	keys := append([]string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)}, akeys...)
-	res, err := requeueScript.Run(ctx, q.rdb, keys, append([]any{id, now.UnixMilli()}, aargs...)...).Int()
+	keys = append(keys, waitingKey(n))
+	args := append([]any{id, now.UnixMilli()}, aargs...)
+	res, err := requeueScript.Run(ctx, q.rdb, keys, append(args, linePrefix(n))...).Int()
 	if err != nil {
 		return false, err
 	}
@@ -490,7 +511,22 @@ func (q *Queue) Get(ctx context.Context, id string) (*delivery.Delivery, []deliv
 		}
 		atts = append(atts, a)
 	}
-	return parseHash(id, m), atts, nil
+	d := parseHash(id, m)
+	if w, _ := strconv.ParseInt(m["wait"], 10, 64); w > 0 && d.OrderingKey != "" {
+		d.WaitingFor = q.lineHeadEvent(ctx, d)
+	}
+	return d, atts, nil
+}
+
+// lineHeadEvent is the event id of the delivery heading d's line (what a
+// waiting d waits for), "" when it cannot tell.
+func (q *Queue) lineHeadEvent(ctx context.Context, d *delivery.Delivery) string {
+	head, err := q.rdb.ZRange(ctx, lineKey(d), 0, 0).Result()
+	if err != nil || len(head) == 0 || head[0] == d.ID {
+		return ""
+	}
+	ev, _ := q.rdb.HGet(ctx, DeliveryKey(head[0]), "event").Result()
+	return ev
 }
 
 // RecordTest stores a finished test delivery with its one attempt, due for

@@ -11,16 +11,91 @@ import (
 // derives (delivery hashes named by the ids it reads from the schedule) are
 // built from a prefix passed in ARGV that carries the same tag.
 
-// scheduleScript creates the deliveries of one shard that do not exist yet
-// (an upsert keyed by the derived delivery id), in one call for many.
+// orderedLua defines the three steps of ordered delivery, for the scripts
+// that make a delivery due or end it (docs/architecture.md, "Ordered
+// delivery"). An ordered delivery (hash field okey, its ordering key) is a
+// member of its line, the zset wh:line:{s<n>}:<endpoint>|<okey> scored by
+// sequence number; the delivery id is placed in the line's shard
+// (delivery.DeliveryID), so a line and all its deliveries share one slot.
+// Only the line's head is ever in the schedule; the others wait, listed in
+// the shard's waiting index W (id -> when it began waiting).
 //
-//	KEYS: 1 schedule zset
-//	ARGV: 1 delivery hash key prefix, then per delivery: id, due ms, the
-//	      number n of hash arguments, n field/value arguments
+//	line(k, lp): the line key of delivery hash k (lp: the shard's line key
+//	  prefix), nil when the delivery is unordered
+//	gate(S, W, k, id, now, lp): called once the caller made id due in the
+//	  schedule S. An ordered delivery not in its line joins its tail (the
+//	  next sequence number: highest + 1; an empty line starts again at 1);
+//	  one that is not the head leaves S to wait. Returns the head it waits
+//	  behind, or ''.
+//	release(S, W, k, id, now, lp, dp): the ended delivery id leaves its
+//	  line, and the next one (dp: the shard's delivery hash prefix), if
+//	  waiting, is made due now, with how long it waited (field waited, ms).
+//	  A next one whose hash is gone (erased) leaves too: nothing can block a
+//	  line for good.
+const orderedLua = `
+local function line(k, lp)
+  local okey = redis.call('HGET', k, 'okey')
+  if (not okey) or okey == '' then return nil end
+  return lp .. (redis.call('HGET', k, 'endpoint') or '') .. '|' .. okey
+end
+local function gate(S, W, k, id, now, lp)
+  local l = line(k, lp)
+  if not l then return '' end
+  if not redis.call('ZSCORE', l, id) then
+    local last = redis.call('ZRANGE', l, -1, -1, 'WITHSCORES')
+    redis.call('ZADD', l, (tonumber(last[2]) or 0) + 1, id)
+  end
+  local head = redis.call('ZRANGE', l, 0, 0)[1]
+  if head == id then return '' end
+  redis.call('ZREM', S, id)
+  if redis.call('ZADD', W, 'NX', now, id) == 1 then
+    redis.call('HSET', k, 'next', 0, 'wait', now)
+  else
+    redis.call('HSET', k, 'next', 0)
+  end
+  return head
+end
+local function release(S, W, k, id, now, lp, dp)
+  local l = line(k, lp)
+  if not l then return end
+  redis.call('ZREM', l, id)
+  redis.call('ZREM', W, id)
+  while true do
+    local head = redis.call('ZRANGE', l, 0, 0)[1]
+    if not head then return end
+    local hk = dp .. head
+    local st = redis.call('HGET', hk, 'status')
+    if st then
+      local since = redis.call('ZSCORE', W, head)
+      if since and st == 'pending' then
+        redis.call('ZREM', W, head)
+        redis.call('ZADD', S, now, head)
+        redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now)
+        redis.call('HINCRBY', hk, 'ver', 1)
+      end
+      return
+    end
+    redis.call('ZREM', l, head)
+    redis.call('ZREM', W, head)
+  end
+end
+`
+
+// scheduleScript creates the deliveries of one shard that do not exist yet
+// (an upsert keyed by the derived delivery id), in one call for many. An
+// ordered one joins the tail of its line in the same step (its sequence
+// number is given by the write that creates it, so it is durable exactly
+// when the delivery is, and a failed write leaves no gap), and waits when
+// it is not the head.
+//
+//	KEYS: 1 schedule zset, 2 waiting index
+//	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3 now ms, then per
+//	      delivery: id, due ms, the number n of hash arguments, n
+//	      field/value arguments
 //	returns per delivery 1 when created, 0 when it already existed
-var scheduleScript = redis.NewScript(`
-local created, due = {}, {}
-local i = 2
+var scheduleScript = redis.NewScript(orderedLua + `
+local created = {}
+local i = 4
 while i <= #ARGV do
   local id, n = ARGV[i], tonumber(ARGV[i + 2])
   local k = ARGV[1] .. id
@@ -28,13 +103,12 @@ while i <= #ARGV do
     created[#created + 1] = 0
   else
     redis.call('HSET', k, unpack(ARGV, i + 3, i + 2 + n))
-    due[#due + 1] = ARGV[i + 1]
-    due[#due + 1] = id
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
+    gate(KEYS[1], KEYS[2], k, id, tonumber(ARGV[3]), ARGV[2])
     created[#created + 1] = 1
   end
   i = i + 3 + n
 end
-if #due > 0 then redis.call('ZADD', KEYS[1], unpack(due)) end
 return created
 `)
 
@@ -77,16 +151,20 @@ return {out, first[2] or ''}
 // one leaves Redis only when the archiver deletes it after the history
 // commit, however long PostgreSQL is unreachable.
 //
+// An ordered delivery that ended (succeeded, failed, canceled; not parked
+// nor pending) leaves its line and releases the next one, in the same step.
+//
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 parked set,
-//	      5 ended index
+//	      5 ended index, 6 waiting index
 //	ARGV: 1 id, 2 lease ms, 3 status, 4 next ms, 5 now ms,
 //	      6 attempts ('' when no attempt was made), 7 status code, 8 error,
 //	      9 attempt JSON ('' for none), 10 parked member,
 //	      11 attempts kept, 12 attempt start ms (kept as the round's
 //	      first attempt when none is recorded yet), 13 when the archiver
-//	      takes it (ms; 0 while it stays live)
+//	      takes it (ms; 0 while it stays live), 14 line key prefix,
+//	      15 delivery hash key prefix
 //	returns 1 when recorded, 0 when the lease was lost
-var completeScript = redis.NewScript(`
+var completeScript = redis.NewScript(orderedLua + `
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
 local st = ARGV[3]
@@ -118,6 +196,9 @@ if ARGV[9] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[9]) > tonumber(ARGV[11]) 
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[11]), -1)
 end
 redis.call('PERSIST', KEYS[3]) -- the log lives as long as the delivery
+if st ~= 'pending' and st ~= 'parked' then
+  release(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[5]), ARGV[14], ARGV[15])
+end
 return 1
 `)
 
@@ -138,13 +219,16 @@ return 1
 // unless an attempt of it is in flight (leased), and writes the retry's
 // audit entry (pkg/auditlog, per-shard keys of the same slot) in the same
 // step: a retry is never made without its entry, and a refused one (in
-// flight, missing) writes none. An empty entry id writes no entry.
+// flight, missing) writes none. An empty entry id writes no entry. An
+// ordered delivery no longer in its line (it ended) joins the tail; one in
+// it keeps its place (due now when it is the head).
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index,
-//	      5 audit index, 6 audit hash (auditlog.ForShard)
-//	ARGV: 1 id, 2 now ms, 3 entry id, 4 entry JSON, 5 account
+//	      5 audit index, 6 audit hash (auditlog.ForShard), 7 waiting index
+//	ARGV: 1 id, 2 now ms, 3 entry id, 4 entry JSON, 5 account,
+//	      6 line key prefix
 //	returns 1 when requeued, 0 when in flight, -1 when missing
-var requeueScript = redis.NewScript(`
+var requeueScript = redis.NewScript(orderedLua + `
 local st = redis.call('HGET', KEYS[2], 'status')
 if not st then return -1 end
 local lease = tonumber(redis.call('HGET', KEYS[2], 'lease') or '0') or 0
@@ -155,6 +239,7 @@ redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARG
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('SREM', KEYS[3], (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '|' .. ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+gate(KEYS[1], KEYS[7], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[6])
 return 1
 `)
 

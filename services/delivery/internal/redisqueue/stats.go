@@ -17,8 +17,8 @@ func (q *Queue) Stats(ctx context.Context, now time.Time) (delivery.ScheduleStat
 	var s delivery.ScheduleStats
 	pipe := q.rdb.Pipeline()
 	type shard struct {
-		card, parked, disables *redis.IntCmd
-		oldest                 *redis.ZSliceCmd
+		card, parked, disables, waiting *redis.IntCmd
+		oldest                          *redis.ZSliceCmd
 	}
 	shards := make([]shard, Shards)
 	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
@@ -27,6 +27,7 @@ func (q *Queue) Stats(ctx context.Context, now time.Time) (delivery.ScheduleStat
 			card:     pipe.ZCard(ctx, schedKey(n)),
 			parked:   pipe.SCard(ctx, parkedKey(n)),
 			disables: pipe.ZCard(ctx, disablesKey(n)),
+			waiting:  pipe.ZCard(ctx, waitingKey(n)),
 			oldest:   pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: schedKey(n), ByScore: true, Start: "-inf", Stop: nowMS, Count: 1}),
 		}
 	}
@@ -37,6 +38,7 @@ func (q *Queue) Stats(ctx context.Context, now time.Time) (delivery.ScheduleStat
 		s.Depth += sh.card.Val()
 		s.Parked += sh.parked.Val()
 		s.PendingDisables += sh.disables.Val()
+		s.Waiting += sh.waiting.Val()
 		if z := sh.oldest.Val(); len(z) > 0 {
 			t := time.UnixMilli(int64(z[0].Score))
 			if s.OldestDue.IsZero() || t.Before(s.OldestDue) {

@@ -74,8 +74,23 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, redis: redistest.Start(t)}
-	rdb, err := redisx.NewClient(e.redis.URL)
+	srv := redistest.Start(t)
+	e := newEnvOn(t, srv.URL)
+	e.redis = srv
+	return e
+}
+
+// newClusterEnv is newEnv on a Redis Cluster of three masters (redis is
+// nil: there is no one server to restart).
+func newClusterEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvOn(t, redistest.StartCluster(t, 3).URL)
+}
+
+func newEnvOn(t testing.TB, url string) *env {
+	t.Helper()
+	e := &env{t: t}
+	rdb, err := redisx.NewClient(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -189,7 +189,7 @@ func request(r *ingestionv1.PublishEventRequest) ingest.Request {
 	}
 	return ingest.Request{
 		AccountID: r.GetAccountId(), Type: r.GetType(), Data: data,
-		IdempotencyKey: r.GetIdempotencyKey(), ID: r.GetId(),
+		IdempotencyKey: r.GetIdempotencyKey(), ID: r.GetId(), OrderingKey: r.GetOrderingKey(),
 	}
 }
 
@@ -224,6 +224,7 @@ func (s *Server) event(e *eventstore.Event) (*ingestionv1.Event, error) {
 		Data:           data,
 		CreateTime:     timestamppb.New(e.CreateTime),
 		IdempotencyKey: e.IdempotencyKey,
+		OrderingKey:    e.OrderingKey,
 		Payload:        string(e.Payload),
 		DeliveryCount:  int32(e.DeliveryCount),
 		TraceId:        e.TraceID,

@@ -24,7 +24,9 @@ import (
 
 // Subscribers answers which endpoints of an account receive an event type.
 type Subscribers interface {
-	ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error)
+	// ListSubscribers returns the endpoints an event published now goes
+	// to, and those of them ordered by key.
+	ListSubscribers(ctx context.Context, accountID, eventType string) (endpointIDs, ordered []string, err error)
 }
 
 // ScheduleItem is one delivery: an event to one endpoint.
@@ -35,6 +37,9 @@ type ScheduleItem struct {
 	// call of the event: one Schedule call carries the events of many
 	// calls when concurrent publishes are grouped.
 	TraceParent, TraceState string
+	// OrderingKey is set when the endpoint is ordered by key: the event's
+	// eventstore.Event.LineKey.
+	OrderingKey string
 }
 
 // Scheduler durably schedules deliveries. Scheduling the same (event,

@@ -99,8 +99,8 @@ type fanout struct {
 	items     []ScheduleItem
 }
 
-func (f *fanout) ListSubscribers(context.Context, string, string) ([]string, error) {
-	return f.endpoints, nil
+func (f *fanout) ListSubscribers(context.Context, string, string) ([]string, []string, error) {
+	return f.endpoints, nil, nil
 }
 
 func (f *fanout) Schedule(_ context.Context, _, _ string, items []ScheduleItem) error {

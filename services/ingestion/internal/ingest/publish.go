@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -24,6 +26,8 @@ const (
 	MaxBatch = 500
 	// MaxIdempotencyKeyBytes bounds an idempotency key.
 	MaxIdempotencyKeyBytes = 255
+	// MaxOrderingKeyBytes bounds an ordering key (delivery's bound too).
+	MaxOrderingKeyBytes = 200
 	// maxScheduleItems bounds one Schedule call; bigger fan-outs are split.
 	maxScheduleItems = 10_000
 )
@@ -37,6 +41,10 @@ type Request struct {
 	// ID is an optional producer-chosen event id; reusing it acts like an
 	// idempotency key.
 	ID string
+	// OrderingKey optionally orders the event among others for endpoints
+	// ordered by key (eventstore.Event.LineKey: unset, data.uploadId, else
+	// the account).
+	OrderingKey string
 
 	// Set by PublishSystem only (system.go): an operational event, not
 	// delivered to the endpoint exclude.
@@ -173,6 +181,10 @@ func (s *Service) prepare(r Request, prefix string, now time.Time, traceID strin
 		return nil, apierr.Invalid(prefix+"id", "must be an event id (evt_ followed by 26 characters) or empty, got %q", short(r.ID))
 	case len(r.IdempotencyKey) > MaxIdempotencyKeyBytes:
 		return nil, apierr.Invalid(prefix+"idempotency_key", "must be at most %d bytes, got %d", MaxIdempotencyKeyBytes, len(r.IdempotencyKey))
+	case len(r.OrderingKey) > MaxOrderingKeyBytes:
+		return nil, apierr.Invalid(prefix+"ordering_key", "must be at most %d bytes, got %d", MaxOrderingKeyBytes, len(r.OrderingKey))
+	case !printable(r.OrderingKey):
+		return nil, apierr.Invalid(prefix+"ordering_key", "must be UTF-8 text without control characters, got %q", short(r.OrderingKey))
 	}
 	if err := refuseOperational(r, prefix); err != nil {
 		return nil, err
@@ -192,9 +204,22 @@ func (s *Service) prepare(r Request, prefix string, now time.Time, traceID strin
 	upload, _ := r.Data["uploadId"].(string)
 	ev := &eventstore.Event{
 		ID: id, AccountID: r.AccountID, Type: r.Type, Payload: payload, CreateTime: now,
-		IdempotencyKey: r.IdempotencyKey, UploadID: upload, TraceID: traceID,
+		IdempotencyKey: r.IdempotencyKey, UploadID: upload, OrderingKey: r.OrderingKey, TraceID: traceID,
 	}
 	return &item{prefix: prefix, req: r, ev: ev, key: key, fanout: true}, nil
+}
+
+// printable reports whether s is UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // envelope builds the exact body of an event and checks its size; problems
@@ -458,6 +483,7 @@ type group struct {
 	account, eventType string
 	items              []*item
 	endpoints          []string
+	ordered            []string // those of endpoints ordered by key
 }
 
 // fanout schedules the deliveries of every event that needs it and then
@@ -489,11 +515,11 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 
 	if err := parallel(ctx, len(groups), 8, func(ctx context.Context, j int) error {
 		g := groups[j]
-		eps, err := s.subs.ListSubscribers(ctx, g.account, g.eventType)
+		eps, ordered, err := s.subs.ListSubscribers(ctx, g.account, g.eventType)
 		if err != nil {
 			return unavailable(ctx, "looking up subscribers", err)
 		}
-		g.endpoints = eps
+		g.endpoints, g.ordered = eps, ordered
 		return nil
 	}); err != nil {
 		return err
@@ -512,9 +538,14 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 		all := make([]ScheduleItem, 0, len(g.items)*len(g.endpoints))
 		for _, it := range g.items {
 			for _, ep := range g.endpoints {
-				if ep != it.req.exclude { // an operational event never goes to the endpoint it is about
-					all = append(all, ScheduleItem{EventID: it.ev.ID, EndpointID: ep, TraceParent: it.traceParent, TraceState: it.traceState})
+				if ep == it.req.exclude { // an operational event never goes to the endpoint it is about
+					continue
 				}
+				si := ScheduleItem{EventID: it.ev.ID, EndpointID: ep, TraceParent: it.traceParent, TraceState: it.traceState}
+				if slices.Contains(g.ordered, ep) {
+					si.OrderingKey = it.ev.LineKey()
+				}
+				all = append(all, si)
 			}
 		}
 		for len(all) > 0 {

@@ -31,8 +31,8 @@ type acctEntry struct {
 }
 
 type subsEntry struct {
-	eps   []string
-	until time.Time
+	eps, ordered []string
+	until        time.Time
 }
 
 var _ ingest.Subscribers = (*CachedSubscribers)(nil)
@@ -45,9 +45,9 @@ func NewCachedSubscribers(next ingest.Subscribers, ttl time.Duration) *CachedSub
 	return &CachedSubscribers{next: next, ttl: ttl, now: time.Now, accounts: make(map[string]*acctEntry)}
 }
 
-// ListSubscribers implements ingest.Subscribers. The returned slice is the
-// caller's.
-func (c *CachedSubscribers) ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error) {
+// ListSubscribers implements ingest.Subscribers. The returned slices are
+// the caller's.
+func (c *CachedSubscribers) ListSubscribers(ctx context.Context, accountID, eventType string) (endpointIDs, ordered []string, err error) {
 	now := c.now()
 	c.mu.RLock()
 	a := c.accounts[accountID]
@@ -55,31 +55,31 @@ func (c *CachedSubscribers) ListSubscribers(ctx context.Context, accountID, even
 	if a != nil {
 		gen = a.gen
 		if e, ok := a.types[eventType]; ok && now.Before(e.until) {
-			eps := slices.Clone(e.eps)
+			eps, ord := slices.Clone(e.eps), slices.Clone(e.ordered)
 			c.mu.RUnlock()
-			return eps, nil
+			return eps, ord, nil
 		}
 	}
 	c.mu.RUnlock()
 
-	eps, err := c.next.ListSubscribers(ctx, accountID, eventType)
+	eps, ord, err := c.next.ListSubscribers(ctx, accountID, eventType)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a = c.accounts[accountID]
 	if a == nil {
 		if gen != 0 {
-			return eps, nil // invalidated meanwhile
+			return eps, ord, nil // invalidated meanwhile
 		}
 		a = &acctEntry{types: make(map[string]subsEntry)}
 		c.accounts[accountID] = a
 	}
 	if a.gen == gen {
-		a.types[eventType] = subsEntry{eps: slices.Clone(eps), until: now.Add(c.ttl)}
+		a.types[eventType] = subsEntry{eps: slices.Clone(eps), ordered: slices.Clone(ord), until: now.Add(c.ttl)}
 	}
-	return eps, nil
+	return eps, ord, nil
 }
 
 // Invalidate forgets an account's subscriber lists, including loads in

@@ -2,6 +2,8 @@ package peers
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,11 +18,17 @@ type fakeSubs struct {
 	calls int
 }
 
-func (f *fakeSubs) ListSubscribers(_ context.Context, acct, typ string) ([]string, error) {
+func (f *fakeSubs) ListSubscribers(_ context.Context, acct, typ string) ([]string, []string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	return append([]string(nil), f.subs[acct+" "+typ]...), nil
+	var ordered []string // endpoints named ord… are ordered by key
+	for _, ep := range f.subs[acct+" "+typ] {
+		if strings.HasPrefix(ep, "ord") {
+			ordered = append(ordered, ep)
+		}
+	}
+	return append([]string(nil), f.subs[acct+" "+typ]...), ordered, nil
 }
 
 func (f *fakeSubs) set(acct, typ string, eps ...string) {
@@ -40,7 +48,7 @@ func TestCachedSubscribersInvalidatedByChangeFeed(t *testing.T) {
 
 	f.set("acct_a", "transcription.completed", "ep_1")
 	for range 3 {
-		if eps, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(eps) != 1 {
+		if eps, _, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(eps) != 1 {
 			t.Fatalf("eps %v", eps)
 		}
 	}
@@ -55,7 +63,7 @@ func TestCachedSubscribersInvalidatedByChangeFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		eps, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed")
+		eps, _, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed")
 		if len(eps) == 1 && eps[0] == "ep_2" {
 			break
 		}
@@ -73,13 +81,13 @@ func TestCachedSubscribersTTLAndInflightInvalidation(t *testing.T) {
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 	ctx := context.Background()
-	_, _ = c.ListSubscribers(ctx, "acct_a", "t")
+	_, _, _ = c.ListSubscribers(ctx, "acct_a", "t")
 	f.set("acct_a", "t", "ep_2")
-	if eps, _ := c.ListSubscribers(ctx, "acct_a", "t"); eps[0] != "ep_1" {
+	if eps, _, _ := c.ListSubscribers(ctx, "acct_a", "t"); eps[0] != "ep_1" {
 		t.Fatalf("within the TTL: %v", eps)
 	}
 	now = now.Add(time.Second)
-	if eps, _ := c.ListSubscribers(ctx, "acct_a", "t"); eps[0] != "ep_2" {
+	if eps, _, _ := c.ListSubscribers(ctx, "acct_a", "t"); eps[0] != "ep_2" {
 		t.Fatalf("after the TTL: %v", eps)
 	}
 
@@ -87,7 +95,7 @@ func TestCachedSubscribersTTLAndInflightInvalidation(t *testing.T) {
 	slow := &blockingSubs{release: make(chan struct{}), started: make(chan struct{})}
 	c2 := NewCachedSubscribers(slow, time.Hour)
 	done := make(chan struct{})
-	go func() { _, _ = c2.ListSubscribers(ctx, "acct_b", "t"); close(done) }()
+	go func() { _, _, _ = c2.ListSubscribers(ctx, "acct_b", "t"); close(done) }()
 	<-slow.started
 	c2.Invalidate("acct_b")
 	close(slow.release)
@@ -99,10 +107,10 @@ func TestCachedSubscribersTTLAndInflightInvalidation(t *testing.T) {
 
 type blockingSubs struct{ started, release chan struct{} }
 
-func (b *blockingSubs) ListSubscribers(context.Context, string, string) ([]string, error) {
+func (b *blockingSubs) ListSubscribers(context.Context, string, string) ([]string, []string, error) {
 	close(b.started)
 	<-b.release
-	return []string{"stale"}, nil
+	return []string{"stale"}, nil, nil
 }
 
 // BenchmarkSubscribersCached is the cost a publish pays for the lookup once
@@ -111,13 +119,30 @@ func BenchmarkSubscribersCached(b *testing.B) {
 	f := &fakeSubs{subs: map[string][]string{"acct_a transcription.completed": {"ep_1", "ep_2", "ep_3"}}}
 	c := NewCachedSubscribers(f, time.Hour)
 	ctx := context.Background()
-	_, _ = c.ListSubscribers(ctx, "acct_a", "transcription.completed")
+	_, _, _ = c.ListSubscribers(ctx, "acct_a", "transcription.completed")
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if eps, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(eps) != 3 {
+			if eps, _, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(eps) != 3 {
 				b.Fatal(eps)
 			}
 		}
 	})
+}
+
+// The endpoints ordered by key come back from the cache as from the
+// registry: a cached answer must not turn an ordered endpoint unordered.
+func TestCachedSubscribersKeepWhichEndpointsAreOrdered(t *testing.T) {
+	f := &fakeSubs{subs: map[string][]string{}}
+	c := NewCachedSubscribers(f, time.Hour)
+	f.set("acct_a", "transcription.progress", "ep_1", "ord_2")
+	for i := range 3 {
+		eps, ordered, err := c.ListSubscribers(t.Context(), "acct_a", "transcription.progress")
+		if err != nil || !slices.Equal(eps, []string{"ep_1", "ord_2"}) || !slices.Equal(ordered, []string{"ord_2"}) {
+			t.Fatalf("lookup %d: eps %v ordered %v err %v", i, eps, ordered, err)
+		}
+	}
+	if f.calls != 1 {
+		t.Fatalf("%d registry calls for 3 lookups, want 1", f.calls)
+	}
 }

@@ -175,9 +175,11 @@ type Delivery struct {
 	Payload string `protobuf:"bytes,15,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Attempts, oldest first (GetDelivery only).
 	Attempts []*Attempt `protobuf:"bytes,16,rep,name=attempts,proto3" json:"attempts,omitempty"`
-	// Ordered endpoints only: the delivery's ordering key, and while it waits
-	// for an earlier delivery of that key, the earlier one's id.
-	OrderingKey   string `protobuf:"bytes,17,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	// Ordered endpoints only: the delivery's ordering key.
+	OrderingKey string `protobuf:"bytes,17,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	// While the delivery waits for an earlier one of its ordering key: the
+	// event id of the delivery at the head of the key's line (the one that
+	// holds it back: pending or retrying).
 	WaitingFor    string `protobuf:"bytes,18,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
