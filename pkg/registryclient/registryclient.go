@@ -32,6 +32,7 @@ package registryclient
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -109,16 +110,37 @@ func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-// ListSubscribers returns the ACTIVE endpoints of the account subscribed
-// to eventType.
-func (c *Client) ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error) {
+// SubscriberList is ListSubscribers' answer.
+type SubscriberList struct {
+	// EndpointIDs are the endpoints that are to get an event of the type,
+	// oldest first.
+	EndpointIDs []string
+	// OrderedIDs is the subset of EndpointIDs (in their order) whose
+	// ordering is ORDERED_BY_KEY.
+	OrderedIDs []string
+}
+
+// Ordered reports whether the endpoint is ordered by key: it gets the
+// events of one ordering key one at a time, in publish order.
+func (l SubscriberList) Ordered(endpointID string) bool {
+	return slices.Contains(l.OrderedIDs, endpointID)
+}
+
+// Clone returns a copy that shares no memory with l.
+func (l SubscriberList) Clone() SubscriberList {
+	return SubscriberList{EndpointIDs: slices.Clone(l.EndpointIDs), OrderedIDs: slices.Clone(l.OrderedIDs)}
+}
+
+// ListSubscribers returns the endpoints of the account that are to get an
+// event of eventType published now, and which of them are ordered by key.
+func (c *Client) ListSubscribers(ctx context.Context, accountID, eventType string) (SubscriberList, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	resp, err := c.rpc.ListSubscribers(ctx, &registryv1.ListSubscribersRequest{AccountId: accountID, EventType: eventType})
 	if err != nil {
-		return nil, fail("ListSubscribers", err)
+		return SubscriberList{}, fail("ListSubscribers", err)
 	}
-	return resp.GetEndpointIds(), nil
+	return SubscriberList{EndpointIDs: resp.GetEndpointIds(), OrderedIDs: resp.GetOrderedEndpointIds()}, nil
 }
 
 // DeliveryTarget returns an endpoint with its currently valid secrets; an

@@ -138,10 +138,12 @@ func TestAnswers(t *testing.T) {
 	ctx := t.Context()
 	acct := ids.New(ids.Account, time.Now())
 	reg.Subscribe(acct, "upload.completed", "ep_1", "ep_2")
+	reg.SetOrdering(acct, "ep_2", registryv1.EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY)
 	reg.SetSettings(acct, &registryv1.Settings{CreditsLowThreshold: 7, NotificationEmail: "ops@example.test"})
 
-	if eps, err := client.ListSubscribers(ctx, acct, "upload.completed"); err != nil || !slices.Equal(eps, []string{"ep_1", "ep_2"}) {
-		t.Errorf("ListSubscribers = %v, %v", eps, err)
+	if subs, err := client.ListSubscribers(ctx, acct, "upload.completed"); err != nil || !slices.Equal(subs.EndpointIDs, []string{"ep_1", "ep_2"}) ||
+		!slices.Equal(subs.OrderedIDs, []string{"ep_2"}) || subs.Ordered("ep_1") || !subs.Ordered("ep_2") {
+		t.Errorf("ListSubscribers = %+v, %v", subs, err)
 	}
 	if tg, err := client.DeliveryTarget(ctx, acct, "ep_2"); err != nil || tg.GetEndpoint().GetId() != "ep_2" {
 		t.Errorf("DeliveryTarget = %v, %v", tg, err)

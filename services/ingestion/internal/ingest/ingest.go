@@ -20,11 +20,13 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
 )
 
-// Subscribers answers which endpoints of an account receive an event type.
+// Subscribers answers which endpoints of an account receive an event type,
+// and which of them are ordered by key.
 type Subscribers interface {
-	ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error)
+	ListSubscribers(ctx context.Context, accountID, eventType string) (registryclient.SubscriberList, error)
 }
 
 // ScheduleItem is one delivery: an event to one endpoint.

@@ -12,6 +12,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/events"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
 	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
 )
 
 // The domain without a network: in-memory dependencies. The gRPC tests in
@@ -99,8 +100,8 @@ type fanout struct {
 	items     []ScheduleItem
 }
 
-func (f *fanout) ListSubscribers(context.Context, string, string) ([]string, error) {
-	return f.endpoints, nil
+func (f *fanout) ListSubscribers(context.Context, string, string) (registryclient.SubscriberList, error) {
+	return registryclient.SubscriberList{EndpointIDs: f.endpoints}, nil
 }
 
 func (f *fanout) Schedule(_ context.Context, _, _ string, items []ScheduleItem) error {

@@ -489,11 +489,11 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 
 	if err := parallel(ctx, len(groups), 8, func(ctx context.Context, j int) error {
 		g := groups[j]
-		eps, err := s.subs.ListSubscribers(ctx, g.account, g.eventType)
+		subs, err := s.subs.ListSubscribers(ctx, g.account, g.eventType)
 		if err != nil {
 			return unavailable(ctx, "looking up subscribers", err)
 		}
-		g.endpoints = eps
+		g.endpoints = subs.EndpointIDs
 		return nil
 	}); err != nil {
 		return err

@@ -2,10 +2,10 @@ package peers
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
+	"github.com/voxscriber/webhooks/pkg/registryclient"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 )
 
@@ -13,7 +13,8 @@ import (
 // when a change announcement was missed.
 const DefaultSubscribersTTL = 3 * time.Second
 
-// CachedSubscribers caches ListSubscribers per (account, type). Invalidate
+// CachedSubscribers caches ListSubscribers per (account, type), the
+// subscribed endpoints with those of them ordered by key. Invalidate
 // (wired to pkg/changefeed) drops an account's entries; entries also expire
 // after a TTL.
 type CachedSubscribers struct {
@@ -31,7 +32,7 @@ type acctEntry struct {
 }
 
 type subsEntry struct {
-	eps   []string
+	subs  registryclient.SubscriberList
 	until time.Time
 }
 
@@ -45,9 +46,9 @@ func NewCachedSubscribers(next ingest.Subscribers, ttl time.Duration) *CachedSub
 	return &CachedSubscribers{next: next, ttl: ttl, now: time.Now, accounts: make(map[string]*acctEntry)}
 }
 
-// ListSubscribers implements ingest.Subscribers. The returned slice is the
+// ListSubscribers implements ingest.Subscribers. The returned list is the
 // caller's.
-func (c *CachedSubscribers) ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error) {
+func (c *CachedSubscribers) ListSubscribers(ctx context.Context, accountID, eventType string) (registryclient.SubscriberList, error) {
 	now := c.now()
 	c.mu.RLock()
 	a := c.accounts[accountID]
@@ -55,31 +56,31 @@ func (c *CachedSubscribers) ListSubscribers(ctx context.Context, accountID, even
 	if a != nil {
 		gen = a.gen
 		if e, ok := a.types[eventType]; ok && now.Before(e.until) {
-			eps := slices.Clone(e.eps)
+			subs := e.subs.Clone()
 			c.mu.RUnlock()
-			return eps, nil
+			return subs, nil
 		}
 	}
 	c.mu.RUnlock()
 
-	eps, err := c.next.ListSubscribers(ctx, accountID, eventType)
+	subs, err := c.next.ListSubscribers(ctx, accountID, eventType)
 	if err != nil {
-		return nil, err
+		return registryclient.SubscriberList{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a = c.accounts[accountID]
 	if a == nil {
 		if gen != 0 {
-			return eps, nil // invalidated meanwhile
+			return subs, nil // invalidated meanwhile
 		}
 		a = &acctEntry{types: make(map[string]subsEntry)}
 		c.accounts[accountID] = a
 	}
 	if a.gen == gen {
-		a.types[eventType] = subsEntry{eps: slices.Clone(eps), until: now.Add(c.ttl)}
+		a.types[eventType] = subsEntry{subs: subs.Clone(), until: now.Add(c.ttl)}
 	}
-	return eps, nil
+	return subs, nil
 }
 
 // Invalidate forgets an account's subscriber lists, including loads in

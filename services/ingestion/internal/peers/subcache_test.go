@@ -2,25 +2,38 @@ package peers
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/voxscriber/webhooks/pkg/changefeed"
 	"github.com/voxscriber/webhooks/pkg/redistest"
+	"github.com/voxscriber/webhooks/pkg/registryclient"
 )
 
 type fakeSubs struct {
-	mu    sync.Mutex
-	subs  map[string][]string
-	calls int
+	mu      sync.Mutex
+	subs    map[string][]string
+	ordered map[string][]string
+	calls   int
 }
 
-func (f *fakeSubs) ListSubscribers(_ context.Context, acct, typ string) ([]string, error) {
+func (f *fakeSubs) ListSubscribers(_ context.Context, acct, typ string) (registryclient.SubscriberList, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	return append([]string(nil), f.subs[acct+" "+typ]...), nil
+	return registryclient.SubscriberList{EndpointIDs: slices.Clone(f.subs[acct+" "+typ]), OrderedIDs: slices.Clone(f.ordered[acct+" "+typ])}, nil
+}
+
+// setOrdered names the ordered ones among the subscribers set.
+func (f *fakeSubs) setOrdered(acct, typ string, eps ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ordered == nil {
+		f.ordered = map[string][]string{}
+	}
+	f.ordered[acct+" "+typ] = eps
 }
 
 func (f *fakeSubs) set(acct, typ string, eps ...string) {
@@ -40,8 +53,8 @@ func TestCachedSubscribersInvalidatedByChangeFeed(t *testing.T) {
 
 	f.set("acct_a", "transcription.completed", "ep_1")
 	for range 3 {
-		if eps, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(eps) != 1 {
-			t.Fatalf("eps %v", eps)
+		if subs, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(subs.EndpointIDs) != 1 {
+			t.Fatalf("subscribers %v", subs)
 		}
 	}
 	if f.calls != 1 {
@@ -55,7 +68,7 @@ func TestCachedSubscribersInvalidatedByChangeFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		eps, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed")
+		eps := subscribers(c, "acct_a", "transcription.completed")
 		if len(eps) == 1 && eps[0] == "ep_2" {
 			break
 		}
@@ -75,11 +88,11 @@ func TestCachedSubscribersTTLAndInflightInvalidation(t *testing.T) {
 	ctx := context.Background()
 	_, _ = c.ListSubscribers(ctx, "acct_a", "t")
 	f.set("acct_a", "t", "ep_2")
-	if eps, _ := c.ListSubscribers(ctx, "acct_a", "t"); eps[0] != "ep_1" {
+	if eps := subscribers(c, "acct_a", "t"); eps[0] != "ep_1" {
 		t.Fatalf("within the TTL: %v", eps)
 	}
 	now = now.Add(time.Second)
-	if eps, _ := c.ListSubscribers(ctx, "acct_a", "t"); eps[0] != "ep_2" {
+	if eps := subscribers(c, "acct_a", "t"); eps[0] != "ep_2" {
 		t.Fatalf("after the TTL: %v", eps)
 	}
 
@@ -99,10 +112,57 @@ func TestCachedSubscribersTTLAndInflightInvalidation(t *testing.T) {
 
 type blockingSubs struct{ started, release chan struct{} }
 
-func (b *blockingSubs) ListSubscribers(context.Context, string, string) ([]string, error) {
+func (b *blockingSubs) ListSubscribers(context.Context, string, string) (registryclient.SubscriberList, error) {
 	close(b.started)
 	<-b.release
-	return []string{"stale"}, nil
+	return registryclient.SubscriberList{EndpointIDs: []string{"stale"}}, nil
+}
+
+// subscribers is what c answers, the endpoint ids alone.
+func subscribers(c *CachedSubscribers, acct, typ string) []string {
+	subs, _ := c.ListSubscribers(context.Background(), acct, typ)
+	return subs.EndpointIDs
+}
+
+// The cache keeps which subscribers are ordered by key with the list, hands
+// each caller its own copy, and sees an ordering change announced on the
+// change feed.
+func TestCachedSubscribersKeepTheOrderedEndpoints(t *testing.T) {
+	srv := redistest.Start(t)
+	f := &fakeSubs{subs: map[string][]string{"acct_a t": {"ep_1", "ep_2", "ep_3"}}}
+	f.setOrdered("acct_a", "t", "ep_2")
+	c := NewCachedSubscribers(f, time.Hour)
+	changefeed.Watch(t.Context(), srv.Client, nil, c.Invalidate)
+	ctx := t.Context()
+
+	for range 2 {
+		subs, err := c.ListSubscribers(ctx, "acct_a", "t")
+		if err != nil || !slices.Equal(subs.EndpointIDs, []string{"ep_1", "ep_2", "ep_3"}) || !slices.Equal(subs.OrderedIDs, []string{"ep_2"}) {
+			t.Fatalf("subscribers %+v, %v", subs, err)
+		}
+		if subs.Ordered("ep_1") || !subs.Ordered("ep_2") || subs.Ordered("ep_3") {
+			t.Fatalf("Ordered of %+v", subs)
+		}
+		subs.OrderedIDs[0] = "ep_1" // the caller's copy
+	}
+	if f.calls != 1 {
+		t.Fatalf("%d registry calls for 2 lookups, want 1", f.calls)
+	}
+
+	// The PATCH: ep_3 becomes ordered, ep_2 unordered.
+	f.setOrdered("acct_a", "t", "ep_3")
+	if err := srv.Client.Publish(ctx, changefeed.Channel, "acct_a").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		subs, _ := c.ListSubscribers(ctx, "acct_a", "t")
+		if subs.Ordered("ep_3") && !subs.Ordered("ep_2") {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("ordering change not seen within 1s: %+v", subs)
+		}
+	}
 }
 
 // BenchmarkSubscribersCached is the cost a publish pays for the lookup once
@@ -115,8 +175,8 @@ func BenchmarkSubscribersCached(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if eps, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(eps) != 3 {
-				b.Fatal(eps)
+			if subs, _ := c.ListSubscribers(ctx, "acct_a", "transcription.completed"); len(subs.EndpointIDs) != 3 {
+				b.Fatal(subs)
 			}
 		}
 	})
