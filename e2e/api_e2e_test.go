@@ -160,7 +160,8 @@ func TestAccountsAreIsolated(t *testing.T) {
 }
 
 // TestEndpointLifecycleOverREST: create, get, list with pagination, update,
-// disable (then events are not delivered), enable, delete.
+// ordering (create, PATCH, a bad value refused), disable (then events are
+// not delivered), enable, delete.
 func TestEndpointLifecycleOverREST(t *testing.T) {
 	s := startSuite(t, SuiteOptions{})
 	rc := newReceiver()
@@ -192,9 +193,35 @@ func TestEndpointLifecycleOverREST(t *testing.T) {
 	}
 	var upd struct{ Endpoint Endpoint }
 	s.MustDo(200, "PATCH", "/v1/endpoints/"+ids[0], key, map[string]any{"eventTypes": []string{"transcription.failed", "upload.completed"}}, &upd)
-	if len(upd.Endpoint.EventTypes) != 2 {
+	if len(upd.Endpoint.EventTypes) != 2 || upd.Endpoint.Ordering != "ENDPOINT_ORDERING_UNORDERED" {
 		t.Fatalf("PATCH eventTypes: %+v", upd)
 	}
+
+	var ord struct{ Endpoint Endpoint }
+	s.MustDo(200, "POST", "/v1/endpoints", key, map[string]any{"url": rc.URL + "/ordered", "eventTypes": []string{"credits.low"},
+		"ordering": "ENDPOINT_ORDERING_ORDERED_BY_KEY"}, &ord)
+	if ord.Endpoint.Ordering != "ENDPOINT_ORDERING_ORDERED_BY_KEY" {
+		t.Fatalf("created ordered endpoint: %+v", ord)
+	}
+	var got struct{ Endpoint Endpoint }
+	s.MustDo(200, "GET", "/v1/endpoints/"+ord.Endpoint.ID, key, nil, &got)
+	if got.Endpoint.Ordering != "ENDPOINT_ORDERING_ORDERED_BY_KEY" {
+		t.Fatalf("GET ordered endpoint: %+v", got)
+	}
+	s.MustDo(200, "PATCH", "/v1/endpoints/"+ord.Endpoint.ID, key, map[string]any{"ordering": "ENDPOINT_ORDERING_UNORDERED"}, &upd)
+	if upd.Endpoint.Ordering != "ENDPOINT_ORDERING_UNORDERED" || len(upd.Endpoint.EventTypes) != 1 {
+		t.Fatalf("PATCH ordering: %+v", upd)
+	}
+	s.MustDo(200, "PATCH", "/v1/endpoints/"+ord.Endpoint.ID+"?updateMask=ordering", key, map[string]any{"ordering": "ENDPOINT_ORDERING_ORDERED_BY_KEY"}, &upd)
+	if upd.Endpoint.Ordering != "ENDPOINT_ORDERING_ORDERED_BY_KEY" {
+		t.Fatalf("PATCH ?updateMask=ordering: %+v", upd)
+	}
+	for _, bad := range []any{"ENDPOINT_ORDERING_SOMETIMES", 7} {
+		if raw := s.MustDo(400, "PATCH", "/v1/endpoints/"+ord.Endpoint.ID, key, map[string]any{"ordering": bad}, nil); !strings.Contains(string(raw), "ordering") {
+			t.Fatalf("PATCH ordering %v: %s does not name the field", bad, raw)
+		}
+	}
+	s.MustDo(200, "DELETE", "/v1/endpoints/"+ord.Endpoint.ID, key, nil, nil)
 	for _, id := range ids[1:] {
 		s.MustDo(200, "DELETE", "/v1/endpoints/"+id, key, nil, nil)
 	}

@@ -366,6 +366,7 @@ type Endpoint struct {
 	URL        string   `json:"url"`
 	EventTypes []string `json:"eventTypes"`
 	Status     string   `json:"status"`
+	Ordering   string   `json:"ordering"`
 }
 
 // NewEndpoint registers an endpoint and returns it with its secret.

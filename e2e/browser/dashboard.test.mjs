@@ -380,6 +380,39 @@ test('edit an endpoint: changes kept after reload, a reserved header shows the A
   assert.deepEqual(after.endpoint.headers, { 'X-Customer': 'acme-secret-42' }, 'nothing changed by the refused save');
 });
 
+test('ordering: an endpoint added ordered by key is shown and stored so; the edit form makes it unordered', async () => {
+  await page.goto(`${BASE_URL}/#/webhooks`);
+  await page.getByRole('heading', { name: 'Add endpoint' }).waitFor();
+  const url = `${new URL(RECEIVER_URL).origin}/ordered-receiver`;
+  const add = page.locator('form[aria-labelledby=add-h]');
+  assert.equal(await add.getByLabel('Ordering').inputValue(), 'ENDPOINT_ORDERING_UNORDERED', 'unordered unless chosen');
+  assert.match(await add.locator('#new-ordering-hint').innerText(), /one at a time, in publish order/);
+  await add.getByLabel('Endpoint URL').fill(url);
+  await add.locator('input[name=eventTypes][value="credits.low"]').check();
+  await add.getByLabel('Ordering').selectOption({ label: 'Ordered by key' });
+  await add.getByRole('button', { name: 'Add endpoint' }).click();
+  const ordered = page.locator('article.endpoint').filter({ hasText: url });
+  await textOf(ordered.locator('[data-testid=endpoint-ordering]'), /^ordered by key$/, 'the ordering on the card');
+  assert.equal(await add.getByLabel('Ordering').inputValue(), 'ENDPOINT_ORDERING_UNORDERED', 'the form is reset after adding');
+  await textOf(card().locator('[data-testid=endpoint-ordering]'), /^unordered$/, 'the other endpoint stays unordered');
+  await shot('16-ordered-endpoint');
+  const { endpoints } = await rest('GET', '/v1/endpoints', API_KEY);
+  const ep = endpoints.find((e) => e.url === url);
+  assert.equal(ep.ordering, 'ENDPOINT_ORDERING_ORDERED_BY_KEY', 'stored ordered');
+
+  await ordered.getByRole('button', { name: 'Edit', exact: true }).click();
+  const form = ordered.locator('form.edit-endpoint');
+  assert.equal(await form.getByLabel('Ordering').inputValue(), 'ENDPOINT_ORDERING_ORDERED_BY_KEY', 'the edit form starts from the endpoint');
+  await form.getByLabel('Ordering').selectOption({ label: 'Unordered' });
+  await form.getByRole('button', { name: 'Save changes' }).click();
+  await textOf(ordered.locator('[data-testid=notice]'), /Endpoint updated \(ordering\)/, 'the saved notice naming the ordering alone');
+  await textOf(ordered.locator('[data-testid=endpoint-ordering]'), /^unordered$/, 'unordered on the card');
+  const { endpoint } = await rest('GET', `/v1/endpoints/${ep.id}`, API_KEY);
+  assert.equal(endpoint.ordering, 'ENDPOINT_ORDERING_UNORDERED', 'stored unordered');
+  assert.deepEqual(endpoint.eventTypes, ['credits.low'], 'fields not edited are untouched');
+  await rest('DELETE', `/v1/endpoints/${ep.id}`, API_KEY);
+});
+
 test('replay: the answer and its progress, up to delivered after Activate', async () => {
   const { endpoints } = await rest('GET', '/v1/endpoints', API_KEY);
   const ep = endpoints.find((e) => e.url === RECEIVER_URL);

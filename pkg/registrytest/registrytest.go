@@ -3,7 +3,7 @@
 // RegistryInternalService on a loopback port, backed by maps, that answers
 // as the registry does (NotFound for unknown keys, accounts and endpoints,
 // InvalidArgument for requests the registry refuses). Tests set it up with
-// AddKey, Subscribe, SetEndpoint and SetSettings, read what it was asked
+// AddKey, Subscribe, SetEndpoint, SetOrdering and SetSettings, read what it was asked
 // with Calls and ListSubscribersCalls, and make it fail with Fail.
 package registrytest
 
@@ -127,18 +127,20 @@ func (r *Registry) SetEndpoint(accountID, id, url string, st registryv1.Endpoint
 	}
 }
 
-// SetOrdering sets an endpoint's ordering.
-func (r *Registry) SetOrdering(accountID, id string, o registryv1.EndpointOrdering) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.endpointLocked(accountID, id).ep.Ordering = o
-}
-
 // SetRateLimit sets an endpoint's rateLimitPerSecond (0: none).
 func (r *Registry) SetRateLimit(accountID, id string, perSecond int32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.endpointLocked(accountID, id).ep.RateLimitPerSecond = perSecond
+}
+
+// SetOrdering sets an endpoint's ordering (ListSubscribers names the
+// ORDERED_BY_KEY ones in ordered_endpoint_ids; GetDeliveryTarget returns
+// it).
+func (r *Registry) SetOrdering(accountID, id string, o registryv1.EndpointOrdering) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endpointLocked(accountID, id).ep.Ordering = o
 }
 
 // SetSettings replaces an account's settings.
@@ -204,7 +206,7 @@ func (r *Registry) Authenticate(ctx context.Context, req *registryv1.Authenticat
 }
 
 // ListSubscribers answers the ACTIVE endpoints subscribed to the type, in
-// creation order.
+// creation order, and those of them ordered by key.
 func (r *Registry) ListSubscribers(ctx context.Context, req *registryv1.ListSubscribersRequest) (*registryv1.ListSubscribersResponse, error) {
 	if err := r.begin(ctx, "ListSubscribers"); err != nil {
 		return nil, err

@@ -129,6 +129,7 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *registryv1.CreateEndpo
 		Headers:     req.GetHeaders(),
 		RateLimit:   int(req.GetRateLimitPerSecond()),
 		Status:      statusFromProto(req.GetStatus()),
+		Ordering:    orderingFromProto(req.GetOrdering()),
 	})
 	if err != nil {
 		return nil, err
@@ -184,6 +185,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *registryv1.UpdateEndpo
 		Headers:     in.GetHeaders(),
 		RateLimit:   int(in.GetRateLimitPerSecond()),
 		Status:      statusFromProto(in.GetStatus()),
+		Ordering:    orderingFromProto(in.GetOrdering()),
 	}, req.GetUpdateMask().GetPaths())
 	if err != nil {
 		return nil, err
@@ -377,11 +379,11 @@ func (s *InternalServer) Authenticate(ctx context.Context, req *registryv1.Authe
 
 // ListSubscribers implements registryv1.RegistryInternalServiceServer.
 func (s *InternalServer) ListSubscribers(ctx context.Context, req *registryv1.ListSubscribersRequest) (*registryv1.ListSubscribersResponse, error) {
-	idList, err := s.svc.ListSubscribers(ctx, req.GetAccountId(), req.GetEventType())
+	idList, ordered, err := s.svc.ListSubscribers(ctx, req.GetAccountId(), req.GetEventType())
 	if err != nil {
 		return nil, err
 	}
-	return &registryv1.ListSubscribersResponse{EndpointIds: idList}, nil
+	return &registryv1.ListSubscribersResponse{EndpointIds: idList, OrderedEndpointIds: ordered}, nil
 }
 
 // GetDeliveryTarget implements registryv1.RegistryInternalServiceServer.
@@ -435,6 +437,7 @@ func endpointToProto(e registry.Endpoint) *registryv1.Endpoint {
 		Status:             statusToProto(e.Status),
 		Headers:            e.Headers,
 		RateLimitPerSecond: int32(e.RateLimit),
+		Ordering:           orderingToProto(e.Ordering),
 		DisabledReason:     e.DisabledReason,
 		DisableTime:        ts(e.DisableTime),
 		CreateTime:         ts(e.CreateTime),
@@ -477,4 +480,28 @@ func statusFromProto(s registryv1.EndpointStatus) registry.Status {
 		return registry.StatusDisabled
 	}
 	return registry.Status(s.String())
+}
+
+func orderingToProto(o registry.Ordering) registryv1.EndpointOrdering {
+	switch o {
+	case registry.OrderingUnordered:
+		return registryv1.EndpointOrdering_ENDPOINT_ORDERING_UNORDERED
+	case registry.OrderingOrderedByKey:
+		return registryv1.EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY
+	}
+	return registryv1.EndpointOrdering_ENDPOINT_ORDERING_UNSPECIFIED
+}
+
+// orderingFromProto maps UNSPECIFIED to "" (the domain's default) and
+// values outside the enum to an ordering the domain refuses.
+func orderingFromProto(o registryv1.EndpointOrdering) registry.Ordering {
+	switch o {
+	case registryv1.EndpointOrdering_ENDPOINT_ORDERING_UNSPECIFIED:
+		return ""
+	case registryv1.EndpointOrdering_ENDPOINT_ORDERING_UNORDERED:
+		return registry.OrderingUnordered
+	case registryv1.EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY:
+		return registry.OrderingOrderedByKey
+	}
+	return registry.Ordering(o.String())
 }

@@ -605,18 +605,21 @@ func (s *Store) EnsureKeyCheck(ctx context.Context, sealed string) (string, erro
 // endpointRecord is the stored form of an endpoint; its field names are a
 // storage format, kept stable independently of the domain types.
 type endpointRecord struct {
-	ID             string            `json:"id"`
-	URL            string            `json:"url"`
-	EventTypes     []string          `json:"event_types"`
-	Description    string            `json:"description,omitempty"`
-	Status         string            `json:"status"`
-	Headers        map[string]string `json:"headers,omitempty"`
-	RateLimit      int               `json:"rate_limit,omitempty"`
-	DisabledReason string            `json:"disabled_reason,omitempty"`
-	DisableTime    time.Time         `json:"disable_time,omitzero"`
-	CreateTime     time.Time         `json:"create_time"`
-	UpdateTime     time.Time         `json:"update_time"`
-	Secrets        []secretRecord    `json:"secrets"`
+	ID          string            `json:"id"`
+	URL         string            `json:"url"`
+	EventTypes  []string          `json:"event_types"`
+	Description string            `json:"description,omitempty"`
+	Status      string            `json:"status"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	RateLimit   int               `json:"rate_limit,omitempty"`
+	// Ordering is absent in records written before orderings existed:
+	// they read as unordered.
+	Ordering       string         `json:"ordering,omitempty"`
+	DisabledReason string         `json:"disabled_reason,omitempty"`
+	DisableTime    time.Time      `json:"disable_time,omitzero"`
+	CreateTime     time.Time      `json:"create_time"`
+	UpdateTime     time.Time      `json:"update_time"`
+	Secrets        []secretRecord `json:"secrets"`
 }
 
 type secretRecord struct {
@@ -627,8 +630,8 @@ type secretRecord struct {
 func encodeEndpoint(e registry.Endpoint) ([]byte, error) {
 	r := endpointRecord{
 		ID: e.ID, URL: e.URL, EventTypes: e.EventTypes, Description: e.Description,
-		Status: string(e.Status), Headers: e.Headers, RateLimit: e.RateLimit, DisabledReason: e.DisabledReason,
-		DisableTime: e.DisableTime.UTC(), CreateTime: e.CreateTime.UTC(), UpdateTime: e.UpdateTime.UTC(),
+		Status: string(e.Status), Headers: e.Headers, RateLimit: e.RateLimit, Ordering: string(e.Ordering),
+		DisabledReason: e.DisabledReason, DisableTime: e.DisableTime.UTC(), CreateTime: e.CreateTime.UTC(), UpdateTime: e.UpdateTime.UTC(),
 	}
 	for _, sec := range e.Secrets {
 		sr := secretRecord{Sealed: sec.Sealed}
@@ -652,7 +655,11 @@ func decodeEndpoint(acct string, data []byte) (registry.Endpoint, error) {
 	e := registry.Endpoint{
 		ID: r.ID, AccountID: acct, URL: r.URL, EventTypes: r.EventTypes, Description: r.Description,
 		Status: registry.Status(r.Status), Headers: r.Headers, RateLimit: r.RateLimit, DisabledReason: r.DisabledReason,
+		Ordering:    registry.Ordering(r.Ordering),
 		DisableTime: r.DisableTime, CreateTime: r.CreateTime, UpdateTime: r.UpdateTime,
+	}
+	if e.Ordering == "" {
+		e.Ordering = registry.OrderingUnordered
 	}
 	for _, sr := range r.Secrets {
 		e.Secrets = append(e.Secrets, registry.SealedSecret{Sealed: sr.Sealed, ExpireTime: sr.ExpireTime})

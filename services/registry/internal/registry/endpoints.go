@@ -28,6 +28,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, accountID string, in Endpo
 	if in.Status == "" {
 		in.Status = StatusActive
 	}
+	if in.Ordering == "" {
+		in.Ordering = OrderingUnordered
+	}
 	if err := s.validateInput(ctx, in, allEndpointFields); err != nil {
 		return Endpoint{}, "", err
 	}
@@ -47,6 +50,7 @@ func (s *Service) CreateEndpoint(ctx context.Context, accountID string, in Endpo
 		Status:      in.Status,
 		Headers:     maps.Clone(in.Headers),
 		RateLimit:   in.RateLimit,
+		Ordering:    in.Ordering,
 		CreateTime:  now,
 		UpdateTime:  now,
 	}
@@ -55,8 +59,8 @@ func (s *Service) CreateEndpoint(ctx context.Context, accountID string, in Endpo
 	if in.Secret != "" {
 		how = "supplied by the caller"
 	}
-	ent := s.entry(ctx, accountID, auditlog.EndpointCreate, e.ID, fmt.Sprintf("endpoint created: url %s, eventTypes %v, status %s%s, secret %s",
-		e.URL, e.EventTypes, e.Status, headerNames(e.Headers), how))
+	ent := s.entry(ctx, accountID, auditlog.EndpointCreate, e.ID, fmt.Sprintf("endpoint created: url %s, eventTypes %v, status %s, ordering %s%s, secret %s",
+		e.URL, e.EventTypes, e.Status, e.Ordering, headerNames(e.Headers), how))
 	if err := s.store.CreateEndpoint(ctx, e, ent); err != nil {
 		return Endpoint{}, "", err
 	}
@@ -64,9 +68,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, accountID string, in Endpo
 }
 
 // endpointFields names the customer-settable endpoint fields.
-type endpointFields struct{ url, eventTypes, description, headers, status, rateLimit bool }
+type endpointFields struct{ url, eventTypes, description, headers, status, rateLimit, ordering bool }
 
-var allEndpointFields = endpointFields{true, true, true, true, true, true}
+var allEndpointFields = endpointFields{true, true, true, true, true, true, true}
 
 func (s *Service) validateInput(ctx context.Context, in EndpointInput, f endpointFields) error {
 	if f.url {
@@ -96,6 +100,11 @@ func (s *Service) validateInput(ctx context.Context, in EndpointInput, f endpoin
 	}
 	if f.rateLimit && (in.RateLimit < 0 || in.RateLimit > MaxRateLimit) {
 		return apierr.Invalid("rate_limit_per_second", "must be between 0 (no limit) and %d, got %d", MaxRateLimit, in.RateLimit)
+	}
+	if f.ordering {
+		if err := validateOrdering(in.Ordering); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -163,7 +172,7 @@ func decodeCursor(tok string) (Cursor, bool) {
 func parseEndpointMask(paths []string) (endpointFields, error) {
 	var f endpointFields
 	if len(paths) == 0 {
-		return f, apierr.Invalid("update_mask", "is required: name the fields to change (url, event_types, description, headers, status, rate_limit_per_second)")
+		return f, apierr.Invalid("update_mask", "is required: name the fields to change (url, event_types, description, headers, status, rate_limit_per_second, ordering)")
 	}
 	for _, p := range paths {
 		switch p {
@@ -179,10 +188,12 @@ func parseEndpointMask(paths []string) (endpointFields, error) {
 			f.status = true
 		case "rate_limit_per_second", "rateLimitPerSecond":
 			f.rateLimit = true
+		case "ordering":
+			f.ordering = true
 		case "id", "disabled_reason", "disabledReason", "disable_time", "disableTime",
 			"create_time", "createTime", "update_time", "updateTime":
 		default:
-			return f, apierr.Invalid("update_mask", "unknown or read-only field %q; settable: url, event_types, description, headers, status, rate_limit_per_second", p)
+			return f, apierr.Invalid("update_mask", "unknown or read-only field %q; settable: url, event_types, description, headers, status, rate_limit_per_second, ordering", p)
 		}
 	}
 	return f, nil
@@ -196,6 +207,9 @@ func (s *Service) UpdateEndpoint(ctx context.Context, accountID, id string, in E
 	f, err := parseEndpointMask(paths)
 	if err != nil {
 		return Endpoint{}, err
+	}
+	if in.Ordering == "" {
+		in.Ordering = OrderingUnordered // an unset ordering is the default, as on create
 	}
 	if err := s.validateInput(ctx, in, f); err != nil {
 		return Endpoint{}, err
@@ -227,6 +241,10 @@ func (s *Service) UpdateEndpoint(ctx context.Context, accountID, id string, in E
 		if f.rateLimit {
 			changes = append(changes, fmt.Sprintf("rateLimitPerSecond %d → %d", e.RateLimit, in.RateLimit))
 			e.RateLimit = in.RateLimit
+		}
+		if f.ordering {
+			changes = append(changes, fmt.Sprintf("ordering %s → %s", e.Ordering, in.Ordering))
+			e.Ordering = in.Ordering
 		}
 		if f.status {
 			changes = append(changes, fmt.Sprintf("status %s → %s", e.Status, in.Status))

@@ -27,24 +27,28 @@ func checkAccountID(id string) error {
 // deliveries delivery parks and resumes when they are enabled again, so an
 // outage never costs the customer an event. INACTIVE endpoints (paused by
 // their owner) are left out: what is published while paused is not theirs.
-func (s *Service) ListSubscribers(ctx context.Context, accountID, eventType string) ([]string, error) {
+// ordered is the subset of ids whose ordering is OrderingOrderedByKey.
+func (s *Service) ListSubscribers(ctx context.Context, accountID, eventType string) (ids, ordered []string, err error) {
 	if err := checkAccountID(accountID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, ok := events.Lookup(eventType); !ok {
-		return nil, apierr.Invalid("event_type", "unknown event type %q", eventType)
+		return nil, nil, apierr.Invalid("event_type", "unknown event type %q", eventType)
 	}
 	eps, err := s.store.AllEndpoints(ctx, accountID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := []string{}
+	ids, ordered = []string{}, []string{}
 	for i := range eps {
 		if (eps[i].Status == StatusActive || eps[i].Status == StatusDisabled) && eps[i].Subscribes(eventType) {
-			out = append(out, eps[i].ID)
+			ids = append(ids, eps[i].ID)
+			if eps[i].Ordering == OrderingOrderedByKey {
+				ordered = append(ordered, eps[i].ID)
+			}
 		}
 	}
-	return out, nil
+	return ids, ordered, nil
 }
 
 // DeliveryTarget returns an endpoint with its currently valid secrets

@@ -20,6 +20,20 @@ const (
 	StatusDisabled Status = "DISABLED"
 )
 
+// Ordering says whether an endpoint receives the events that share an
+// ordering key one at a time, in publish order.
+type Ordering string
+
+// Endpoint orderings.
+const (
+	// OrderingUnordered endpoints get events as they come (the default,
+	// and what endpoints stored before orderings existed read as).
+	OrderingUnordered Ordering = "UNORDERED"
+	// OrderingOrderedByKey endpoints get the events of one ordering key
+	// one at a time, in publish order.
+	OrderingOrderedByKey Ordering = "ORDERED_BY_KEY"
+)
+
 // Account is a customer of VoxScriber.
 type Account struct {
 	ID         string
@@ -85,6 +99,7 @@ type Endpoint struct {
 	// RateLimit is the most requests per second per delivery process (0:
 	// none).
 	RateLimit      int
+	Ordering       Ordering
 	DisabledReason string
 	DisableTime    time.Time
 	CreateTime     time.Time
@@ -106,6 +121,9 @@ type EndpointInput struct {
 	RateLimit int
 	// Status is StatusActive (the default when "") or StatusInactive.
 	Status Status
+	// Ordering is OrderingUnordered (the default when "") or
+	// OrderingOrderedByKey.
+	Ordering Ordering
 }
 
 // Cursor is a position in an account's endpoint list, ordered by creation

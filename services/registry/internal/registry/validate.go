@@ -197,6 +197,15 @@ func validateInputStatus(s Status) error {
 	return apierr.Invalid("status", "must be ACTIVE or INACTIVE")
 }
 
+// validateOrdering accepts the orderings a customer may set.
+func validateOrdering(o Ordering) error {
+	switch o {
+	case OrderingUnordered, OrderingOrderedByKey:
+		return nil
+	}
+	return apierr.Invalid("ordering", "must be ENDPOINT_ORDERING_UNORDERED or ENDPOINT_ORDERING_ORDERED_BY_KEY, got %s", o)
+}
+
 func validateAccountName(name string) error {
 	if strings.TrimSpace(name) == "" {
 		return apierr.Invalid("name", "is required")

@@ -34,7 +34,11 @@ export function focusAfterRender(key) {
 // What the user typed into a form survives a re-render (a reload after an
 // action elsewhere on the page); a form reset after submit clears it.
 const fieldKey = (i) => (i.id || `${i.name}=${i.value}`);
-const edited = (i) => (i.type === 'checkbox' ? i.checked !== i.defaultChecked : i.value !== i.defaultValue);
+const edited = (i) => {
+  if (i.tagName === 'SELECT') return [...i.options].some((o) => o.selected !== o.defaultSelected);
+  return i.type === 'checkbox' ? i.checked !== i.defaultChecked : i.value !== i.defaultValue;
+};
+const FIELDS = 'form input, form select';
 
 // swap replaces a container's content, keeping keyboard focus on the
 // element with the same data-key (auto-refresh must not steal focus), open
@@ -44,14 +48,14 @@ export function swap(container, ...nodes) {
   const key = pendingFocus || (focused && container.contains(focused) ? focused.dataset.key : '');
   pendingFocus = '';
   const open = [...container.querySelectorAll('details[open][data-key]')].map((d) => d.dataset.key);
-  const typed = [...container.querySelectorAll('form input')].filter(edited)
+  const typed = [...container.querySelectorAll(FIELDS)].filter(edited)
     .map((i) => [fieldKey(i), i.type === 'checkbox' ? i.checked : i.value]);
   container.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
   for (const k of open) {
     const d = container.querySelector(`details[data-key="${CSS.escape(k)}"]`);
     if (d) d.open = true;
   }
-  const fields = new Map([...container.querySelectorAll('form input')].map((i) => [fieldKey(i), i]));
+  const fields = new Map([...container.querySelectorAll(FIELDS)].map((i) => [fieldKey(i), i]));
   for (const [k, v] of typed) {
     const i = fields.get(k);
     if (i && i.type === 'checkbox') i.checked = v;
@@ -77,6 +81,25 @@ export const safeHref = (u) => (/^https?:\/\//i.test(u || '') ? u : null);
 
 const short = (v, prefix) => (v || '').replace(prefix, '') || 'UNKNOWN';
 export const epStatus = (e) => short(e.status, 'ENDPOINT_STATUS_');
+
+// Endpoint orderings: the API's enum values, and how the dashboard names
+// them. An endpoint without one (UNSPECIFIED) is unordered.
+export const ORDERED = 'ENDPOINT_ORDERING_ORDERED_BY_KEY';
+export const UNORDERED = 'ENDPOINT_ORDERING_UNORDERED';
+export const epOrdering = (e) => (e.ordering === ORDERED ? ORDERED : UNORDERED);
+export const orderingName = (o) => (o === ORDERED ? 'Ordered by key' : 'Unordered');
+
+// orderingField is the labelled Ordering select with its hint; onchange
+// gets the chosen value.
+export function orderingField(id, name, value, onchange) {
+  return [
+    h('label', { for: id }, 'Ordering'),
+    h('select', { id, name, 'data-key': id, 'aria-describedby': `${id}-hint`, onchange: onchange && ((ev) => onchange(ev.currentTarget.value)) },
+      [UNORDERED, ORDERED].map((o) => h('option', { value: o, selected: o === value }, orderingName(o)))),
+    h('p', { id: `${id}-hint`, class: 'muted small' },
+      'Ordered by key: events that share an ordering key (the event\'s orderingKey, else its upload, else the account) arrive one at a time, in publish order; a failing event holds back only its own key. Applies to events published after the change.'),
+  ];
+}
 export const dlStatus = (d) => short(d.status, 'DELIVERY_STATUS_');
 export const errType = (t) => (t && t !== 'ERROR_TYPE_UNSPECIFIED' ? t.replace('ERROR_TYPE_', '').toLowerCase() : '');
 

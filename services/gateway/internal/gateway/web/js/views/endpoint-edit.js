@@ -1,14 +1,15 @@
-// Editing an endpoint: URL, description, event types, custom headers and
-// rate limit. The draft lives here while the form is open; saving sends
+// Editing an endpoint: URL, description, event types, custom headers, rate
+// limit and ordering. The draft lives here while the form is open; saving sends
 // only what changed (PATCH with an update mask).
 
 import { patch, query } from '../api.js';
-import { focusAfterRender, h } from '../dom.js';
+import { epOrdering, focusAfterRender, h, orderingField } from '../dom.js';
 import { reload } from '../router.js';
 import { onSessionChange } from '../session.js';
 
 // draft: {id, url, description, eventTypes, headers: [{n, orig?, name,
-// value, old?}], rows, rate, orig} of the endpoint being edited, or null.
+// value, old?}], rows, rate, ordering, orig} of the endpoint being edited,
+// or null.
 let draft = null;
 onSessionChange(() => { draft = null; });
 
@@ -23,8 +24,8 @@ export function toggleEdit(e) {
       .map(([name, value], n) => ({ n, orig: name, name, value: '', old: value }));
     draft = {
       id: e.id, url: e.url || '', description: e.description || '', eventTypes: [...(e.eventTypes || [])],
-      rate: String(Number(e.rateLimitPerSecond || 0)), headers, rows: headers.length,
-      orig: { url: e.url || '', description: e.description || '', eventTypes: [...(e.eventTypes || [])], headers: { ...(e.headers || {}) }, rate: Number(e.rateLimitPerSecond || 0) },
+      rate: String(Number(e.rateLimitPerSecond || 0)), headers, rows: headers.length, ordering: epOrdering(e),
+      orig: { url: e.url || '', description: e.description || '', eventTypes: [...(e.eventTypes || [])], headers: { ...(e.headers || {}) }, rate: Number(e.rateLimitPerSecond || 0), ordering: epOrdering(e) },
     };
     focusAfterRender(`edit-url-${e.id}`);
   }
@@ -55,6 +56,7 @@ function changes(d) {
     && Object.entries(headers).every(([k, v]) => Object.hasOwn(o.headers, k) && o.headers[k] === v);
   if (!sameHeaders) { body.headers = headers; mask.push('headers'); }
   if (rate !== o.rate) { body.rateLimitPerSecond = rate; mask.push('rate_limit_per_second'); }
+  if (d.ordering !== o.ordering) { body.ordering = d.ordering; mask.push('ordering'); }
   return { body, mask };
 }
 
@@ -133,6 +135,7 @@ export function editForm(e, types, onSaved) {
     }, 'Add header')),
   h('label', { for: `edit-rate-${id}` }, 'Rate limit (requests per second; 0: no limit)'),
   h('input', { id: `edit-rate-${id}`, type: 'number', min: 0, max: 10000, step: 1, inputmode: 'numeric', value: d.rate, oninput: (ev) => { d.rate = ev.currentTarget.value; } }),
+  orderingField(`edit-ordering-${id}`, 'editOrdering', d.ordering, (v) => { d.ordering = v; }),
   h('p', { class: 'error', role: 'alert', 'data-testid': 'edit-error' }),
   h('div', { class: 'actions' },
     h('button', { type: 'submit', class: 'primary', 'data-key': `save-edit-${id}` }, 'Save changes'),

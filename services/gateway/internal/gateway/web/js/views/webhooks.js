@@ -3,7 +3,7 @@
 // adds an endpoint, and the notification settings.
 
 import { del, deliveries, endpoints, eventTypes, get, post } from '../api.js';
-import { badge, epStatus, errType, fmtTime, focusAfterRender, h, swap } from '../dom.js';
+import { badge, epOrdering, epStatus, errType, fmtTime, focusAfterRender, h, orderingField, orderingName, swap, UNORDERED } from '../dom.js';
 import { reload, run } from '../router.js';
 import { onSessionChange } from '../session.js';
 import { chart } from './chart.js';
@@ -87,13 +87,15 @@ function endpointCard(e, types, recent) {
     secret?.endpointId === id ? secretBox(secret) : null);
 }
 
-// endpointExtras shows the rate limit and the names of the custom headers
-// (their values may be credentials of the receiver: never shown).
+// endpointExtras shows the rate limit, the ordering and the names of the
+// custom headers (their values may be credentials of the receiver: never
+// shown).
 function endpointExtras(e) {
   const rate = Number(e.rateLimitPerSecond || 0);
   const names = Object.keys(e.headers || {}).sort((a, b) => a.localeCompare(b));
   return h('p', { class: 'muted small', 'data-testid': 'endpoint-extras' },
     'Rate limit: ', rate > 0 ? `${rate} requests/s` : 'none',
+    ' · Ordering: ', h('span', { 'data-testid': 'endpoint-ordering' }, orderingName(epOrdering(e)).toLowerCase()),
     ' · Custom headers: ', names.length ? names.map((n, i) => [i ? ', ' : '', h('code', {}, n)]) : 'none');
 }
 
@@ -185,6 +187,7 @@ function addEndpointForm(types) {
       if (fd.get('description')) body.description = fd.get('description');
       if (fd.get('secret')) body.secret = fd.get('secret').trim();
       if (fd.get('paused')) body.status = 'ENDPOINT_STATUS_INACTIVE';
+      body.ordering = fd.get('ordering');
       const button = form.querySelector('button[type=submit]');
       button.disabled = true;
       try {
@@ -210,6 +213,7 @@ function addEndpointForm(types) {
       h('span', {}, h('code', {}, t.name), t.description ? h('span', { class: 'muted small' }, ` ${t.description}`) : null))))),
   h('label', { for: 'new-secret' }, 'Signing secret (optional; generated when empty)'),
   h('input', { id: 'new-secret', name: 'secret', type: 'text', autocomplete: 'off', placeholder: 'whsec_…' }),
+  orderingField('new-ordering', 'ordering', UNORDERED),
   h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'paused' }), 'Create inactive (test it first, activate later)'),
   err,
   h('button', { type: 'submit', class: 'primary' }, 'Add endpoint'));
