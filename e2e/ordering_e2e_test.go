@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
@@ -77,7 +79,8 @@ func (rc *orderedReceiver) answered() int {
 // REST with ordering ORDERED_BY_KEY, two delivery processes, 100 uploads ×
 // 5 events published by 10 concurrent producers (each upload's events one
 // after another, the uploads interleaved), a fifth of first attempts
-// failing, and one delivery process SIGKILLed mid-run. Every upload's
+// failing, and one delivery process SIGKILLed mid-run (and started again;
+// producers retry what was not acknowledged meanwhile). Every upload's
 // events are answered 2xx in publish order (a repeat of the same event,
 // at-least-once after the kill, is allowed), never two of one upload at
 // once.
@@ -110,8 +113,19 @@ func TestOrderedEndpointKeepsEachUploadInOrderThroughAKilledDeliveryProcess(t *t
 			defer wg.Done()
 			for r := range perUpload {
 				for u := p; u < uploads; u += producers {
-					st, _ := structpb.NewStruct(map[string]any{"uploadId": fmt.Sprintf("upl_%03d", u), "percent": float64(20 * (r + 1))})
-					resp, err := ing.PublishEvent(ctx, &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.progress", Data: st})
+					st, _ := structpb.NewStruct(map[string]any{"uploadId": fmt.Sprintf("upl_%03d", u), "percentage": float64(20 * (r + 1)), "estimate": 3})
+					// As a producer does: retried with its idempotency key
+					// while delivery restarts (Unavailable, not acknowledged).
+					req := &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.progress", Data: st,
+						IdempotencyKey: fmt.Sprintf("upl_%03d/%d", u, r)}
+					var resp *ingestionv1.PublishEventResponse
+					var err error
+					for try := 0; try < 100; try++ {
+						if resp, err = ing.PublishEvent(ctx, req); status.Code(err) != codes.Unavailable {
+							break
+						}
+						time.Sleep(200 * time.Millisecond)
+					}
 					if err != nil {
 						t.Errorf("publish: %v", err)
 						return
@@ -127,6 +141,7 @@ func TestOrderedEndpointKeepsEachUploadInOrderThroughAKilledDeliveryProcess(t *t
 	s.mu.Unlock()
 	s.Kill(victim)
 	t.Logf("SIGKILLed a delivery process after %d answers", rc.answered())
+	s.Start("delivery", nil)
 	wg.Wait()
 	eventually(t, 90*time.Second, "every event answered 2xx", func() bool {
 		rc.mu.Lock()
