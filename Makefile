@@ -116,6 +116,7 @@ jaeger: .cache/jaeger
 bench: build
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/ -args -results $(CURDIR)/bench/RESULTS.md $(if $(PROFILE),-profile $(abspath $(PROFILE)))
 	go test -run '^$$' -bench MillionPending -benchtime 1x -timeout 15m ./services/delivery/internal/redisqueue/ -args -results $(CURDIR)/bench/RESULTS.md
+	go test -run '^$$' -bench Ordered -benchtime 20000x -count 2 -timeout 15m ./services/delivery/internal/servicetest/
 
 # Chaos: SIGKILL every service, restart Redis and restart PostgreSQL (fast,
 # and kill -9 then start) under load for CHAOS, reviving delivered

@@ -62,3 +62,67 @@ func BenchmarkDeliver(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "deliveries/s")
 }
+
+// BenchmarkOrdered compares, in one run, the same load to an unordered
+// endpoint and to one ordered by key (issue #15): keys of 5 events each,
+// published round by round (event r of every key, then r+1), through the
+// gRPC Schedule in calls of 500, to a receiver answering 200 after 1 ms.
+// One op is one delivery. one-key puts every event in one line: the floor
+// is one claim, send and record per event, one after another.
+//
+//	go test -run '^$' -bench Ordered -benchtime 20000x ./services/delivery/internal/servicetest/
+func BenchmarkOrdered(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		ordered bool
+		keys    int // per endpoint of 500 deliveries
+	}{{"unordered", false, 100}, {"ordered", true, 100}, {"one-key", true, 1}} {
+		b.Run(c.name, func(b *testing.B) {
+			n := b.N
+			if c.keys == 1 {
+				n = min(n, 2000) // one line is sequential by design
+			}
+			e := newEnv(b)
+			p := e.start(procOpts{workers: 256, endpointConcurrency: 256})
+			acct, _ := e.account()
+			var got atomic.Int64
+			rc := newReceiver(b, func(w http.ResponseWriter, r *http.Request, _ int) {
+				time.Sleep(time.Millisecond)
+				got.Add(1)
+				w.WriteHeader(http.StatusOK)
+			})
+			secret := signing.GenerateSecret()
+			const batch = 500
+			evts := make([]string, batch)
+			for i := range evts {
+				evts[i], _ = e.publish(acct, progress)
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			for k, sent := 0, 0; sent < n; k++ {
+				ep := "ep_bench_" + strconv.Itoa(k)
+				e.reg.SetEndpoint(acct, ep, rc.url("/"), active(), nil, secret)
+				m := min(batch, n-sent)
+				per := batch / c.keys // events per key
+				items := make([]*deliveryv1.ScheduleItem, 0, m)
+				for r := 0; r < per && len(items) < m; r++ {
+					for key := 0; key < c.keys && len(items) < m; key++ {
+						it := item(evts[key*per+r], ep)
+						if c.ordered {
+							it.OrderingKey = "upl_" + strconv.Itoa(key)
+						}
+						items = append(items, it)
+					}
+				}
+				p.schedule(b, ctx, acct, progress, items...)
+				sent += m
+			}
+			waitFor(b, 10*time.Minute, func() bool { return got.Load() >= int64(n) },
+				func() string { return fmt.Sprintf("%d of %d delivered", got.Load(), n) })
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(n)/elapsed.Seconds(), "deliveries/s")
+		})
+	}
+}

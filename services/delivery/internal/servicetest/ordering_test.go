@@ -218,6 +218,22 @@ func TestOrderedDeliveryWaitsForTheEarlierOneAndJoinsTheTailOnRetry(t *testing.T
 	if db.GetWaitingFor() != "" {
 		t.Errorf("b succeeded still waiting for %q", db.GetWaitingFor())
 	}
+	// Its attempt's span says how long it waited (a's two attempts: at
+	// least the 400 ms between them).
+	waited := int64(-1)
+	for _, sp := range spans.Ended() {
+		if sp.Name() != "webhook.attempt" || len(db.GetAttempts()) == 0 || sp.SpanContext().SpanID().String() != db.GetAttempts()[0].GetSpanId() {
+			continue
+		}
+		for _, kv := range sp.Attributes() {
+			if kv.Key == "webhook.ordering.waited_ms" {
+				waited = kv.Value.AsInt64()
+			}
+		}
+	}
+	if waited < 300 {
+		t.Errorf("b's attempt span: webhook.ordering.waited_ms = %d, want the time it waited for a (≥ 400 ms)", waited)
+	}
 
 	// c is retrying at the head of upl_1; a manual retry of a joins the
 	// tail, behind c, and goes only once c succeeded.
