@@ -7,12 +7,12 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/apierr"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/shard"
 )
 
@@ -124,44 +124,18 @@ func (s *Store) CreateMany(ctx context.Context, evs []*Event) ([]*Event, error) 
 	if len(evs) == 0 {
 		return found, nil
 	}
-	pending := make([]int, len(evs))
-	for i := range pending {
-		pending[i] = i
+	calls := make([]redisx.ScriptCall, len(evs))
+	for i, e := range evs {
+		calls[i] = redisx.ScriptCall{Script: createScript, Keys: []string{Key(e.ID)}, Args: createArgs(e, s.unfinished)}
 	}
-	// By hash first; the source only for calls that met an empty script
-	// cache (a restarted Redis). Re-running a call is safe: it is
-	// create-only.
-	for try := 0; try < 2 && len(pending) > 0; try++ {
-		cmds := make([]*redis.Cmd, len(pending))
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, i := range pending {
-				keys, args := []string{Key(evs[i].ID)}, createArgs(evs[i], s.unfinished)
-				if try == 0 {
-					cmds[j] = createScript.EvalSha(ctx, p, keys, args...)
-				} else {
-					cmds[j] = createScript.Eval(ctx, p, keys, args...)
-				}
-			}
-			return nil
-		})
-		var again []int
-		for j, i := range pending {
-			cerr := cmds[j].Err()
-			if try == 0 && isNoScript(cerr) {
-				again = append(again, i)
-				continue
-			}
-			if cerr == nil && err != nil && !isNoScript(err) {
-				cerr = err
-			}
-			if cerr != nil {
-				return nil, cerr
-			}
-			if fields, ok := cmds[j].Val().([]any); ok {
-				found[i] = fromFields(evs[i].ID, fields)
-			}
+	res, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
+	if err := redisx.FirstError(errs); err != nil {
+		return nil, err
+	}
+	for i, r := range res {
+		if fields, ok := r.([]any); ok {
+			found[i] = fromFields(evs[i].ID, fields)
 		}
-		pending = again
 	}
 	return found, nil
 }
@@ -199,10 +173,6 @@ func fromFields(id string, fields []any) *Event {
 		m[f] = v
 	}
 	return fromHash(id, m)
-}
-
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // Fanout records how many deliveries an event got.
@@ -264,25 +234,12 @@ func (s *Store) MarkFannedOutMany(ctx context.Context, fs []Fanout) error {
 			return err
 		}
 	}
-	run := func(eval bool) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, f := range fs {
-				keys, args := []string{Key(f.ID)}, []any{f.Count}
-				if eval {
-					fanoutScript.Eval(ctx, p, keys, args...)
-				} else {
-					fanoutScript.EvalSha(ctx, p, keys, args...)
-				}
-			}
-			return nil
-		})
-		return err
+	calls := make([]redisx.ScriptCall, len(fs))
+	for i, f := range fs {
+		calls[i] = redisx.ScriptCall{Script: fanoutScript, Keys: []string{Key(f.ID)}, Args: []any{f.Count}}
 	}
-	err := run(false)
-	if isNoScript(err) {
-		err = run(true) // re-running is safe: the same fields
-	}
-	return err
+	_, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
+	return redisx.FirstError(errs)
 }
 
 // Get returns the event or an apierr.ErrNotFound error.
@@ -432,35 +389,24 @@ func (s *Store) MarkEnded(ctx context.Context, byEvent map[string][]string) (map
 	for id := range byEvent {
 		ids = append(ids, id)
 	}
-	cmds := make([]*redis.Cmd, len(ids))
-	run := func(eval bool) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range ids {
-				args := make([]any, len(byEvent[id]))
-				for j, d := range byEvent[id] {
-					args[j] = d
-				}
-				if eval {
-					cmds[i] = markScript.Eval(ctx, p, []string{Key(id)}, args...)
-				} else {
-					cmds[i] = markScript.EvalSha(ctx, p, []string{Key(id)}, args...)
-				}
-			}
-			return nil
-		})
-		return err
+	calls := make([]redisx.ScriptCall, len(ids))
+	for i, id := range ids {
+		args := make([]any, len(byEvent[id]))
+		for j, d := range byEvent[id] {
+			args[j] = d
+		}
+		calls[i] = redisx.ScriptCall{Script: markScript, Keys: []string{Key(id)}, Args: args}
 	}
-	err := run(false)
-	if isNoScript(err) {
-		err = run(true)
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
+	replies, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
 	}
 	out := make(map[string]EventState, len(ids))
 	names := []string{"account", "type", "payload", "created", "idem", "upload", "trace", "fanout", "count"}
 	for i, id := range ids {
-		res, _ := cmds[i].Val().([]any)
+		res, _ := replies[i].([]any)
 		if len(res) != 2 {
 			out[id] = EventState{}
 			continue
@@ -484,32 +430,19 @@ func (s *Store) MarkEnded(ctx context.Context, byEvent map[string][]string) (map
 // round trip: another slot, so a crash in between leaves entries whose
 // event is gone, which ingestion's listing drops as it meets them.
 func (s *Store) DeleteDone(ctx context.Context, ids []string) ([]bool, error) {
-	cmds := make([]*redis.Cmd, len(ids))
-	run := func(eval bool) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range ids {
-				if eval {
-					cmds[i] = deleteDoneScript.Eval(ctx, p, []string{Key(id)})
-				} else {
-					cmds[i] = deleteDoneScript.EvalSha(ctx, p, []string{Key(id)})
-				}
-			}
-			return nil
-		})
-		return err
+	calls := make([]redisx.ScriptCall, len(ids))
+	for i, id := range ids {
+		calls[i] = redisx.ScriptCall{Script: deleteDoneScript, Keys: []string{Key(id)}}
 	}
-	err := run(false)
-	if isNoScript(err) {
-		err = run(true)
-	}
-	if err != nil {
+	replies, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
+	if err := redisx.FirstError(errs); err != nil {
 		return nil, err
 	}
 	out := make([]bool, len(ids))
 	listed := map[string][]any{} // account -> deleted event ids
 	var order []string
 	for i, id := range ids {
-		acct, ok := cmds[i].Val().(string)
+		acct, ok := replies[i].(string)
 		if !ok {
 			continue
 		}

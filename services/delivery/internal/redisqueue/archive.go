@@ -10,6 +10,7 @@ import (
 
 	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/eventstore"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -155,7 +156,7 @@ func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref) ([]bool, error) 
 		n := Shard(r.ID)
 		byShard[n] = append(byShard[n], i)
 	}
-	var calls []scriptCall
+	var calls []redisx.ScriptCall
 	var order [][]int
 	for n, idx := range byShard {
 		for len(idx) > 0 {
@@ -165,11 +166,11 @@ func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref) ([]bool, error) 
 			for _, i := range part {
 				args = append(args, refs[i].ID, strconv.FormatInt(refs[i].Version, 10))
 			}
-			calls = append(calls, scriptCall{deleteArchivedScript, []string{endedKey(n), parkedKey(n)}, args})
+			calls = append(calls, redisx.ScriptCall{Script: deleteArchivedScript, Keys: []string{endedKey(n), parkedKey(n)}, Args: args})
 			order = append(order, part)
 		}
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	deleted := make([]bool, len(refs))
 	var firstErr error
 	byAccount := map[string][]any{}
@@ -333,7 +334,7 @@ func (q *Queue) Restore(ctx context.Context, ds []delivery.Delivery, atts [][]de
 // ents names (by delivery id), that entry in the same script (a manual
 // retry of a delivery only history held): only when it restores.
 func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts [][]delivery.Attempt, due time.Time, ents map[string]auditlog.Entry) ([]bool, error) {
-	calls := make([]scriptCall, len(ds))
+	calls := make([]redisx.ScriptCall, len(ds))
 	for i := range ds {
 		d := ds[i]
 		d.Status, d.NextTime, d.UpdateTime = delivery.StatusPending, due, due
@@ -360,9 +361,9 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 		}
 		args = append(args, linePrefix(n))
 		keys := append([]string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, akeys...)
-		calls[i] = scriptCall{restoreScript, append(keys, waitingKey(n)), args}
+		calls[i] = redisx.ScriptCall{Script: restoreScript, Keys: append(keys, waitingKey(n)), Args: args}
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	out := make([]bool, len(ds))
 	byAccount := map[string][]redis.Z{}
 	for i := range ds {

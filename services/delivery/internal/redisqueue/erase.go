@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/events"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 )
 
 // eraseScript deletes deliveries of one shard: each leaves the schedule
@@ -59,16 +60,16 @@ func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs 
 		n := Shard(id)
 		byShard[n] = append(byShard[n], id)
 	}
-	var calls []scriptCall
+	var calls []redisx.ScriptCall
 	for n, list := range byShard {
 		for len(list) > 0 {
 			c := min(len(list), eraseChunk)
-			calls = append(calls, scriptCall{eraseScript, []string{schedKey(n), parkedKey(n), endedKey(n), waitingKey(n)},
-				append([]any{dlvPrefix(n), linePrefix(n)}, list[:c]...)})
+			calls = append(calls, redisx.ScriptCall{Script: eraseScript, Keys: []string{schedKey(n), parkedKey(n), endedKey(n), waitingKey(n)},
+				Args: append([]any{dlvPrefix(n), linePrefix(n)}, list[:c]...)})
 			list = list[c:]
 		}
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	for _, err := range errs {
 		if err != nil {
 			return 0, err

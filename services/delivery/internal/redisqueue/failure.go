@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/autobatch"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -195,11 +196,11 @@ func newSuccessBatcher(rdb redis.UniversalClient, retention time.Duration) *auto
 			}
 			latest[m.endpointID] = max(latest[m.endpointID], m.at)
 		}
-		calls := make([]scriptCall, len(order))
+		calls := make([]redisx.ScriptCall, len(order))
 		for i, ep := range order {
-			calls[i] = scriptCall{successScript, []string{epStatKey(ep)}, []any{latest[ep], retention.Milliseconds()}}
+			calls[i] = redisx.ScriptCall{Script: successScript, Keys: []string{epStatKey(ep)}, Args: []any{latest[ep], retention.Milliseconds()}}
 		}
-		_, errs := runScripts(ctx, rdb, calls, nil)
+		_, errs := redisx.RunScripts(ctx, rdb, calls, nil)
 		byEndpoint := make(map[string]error, len(order))
 		for i, ep := range order {
 			if !errors.Is(errs[i], redis.Nil) {
@@ -237,12 +238,12 @@ func (q *Queue) ClaimDisable(ctx context.Context, p delivery.PendingDisable, sin
 // ClaimDisables implements delivery.EndpointStats: one claim script per
 // shard, in one pipeline.
 func (q *Queue) ClaimDisables(ctx context.Context, now, leaseUntil time.Time, limit int) ([]delivery.PendingDisable, error) {
-	calls := make([]scriptCall, Shards)
+	calls := make([]redisx.ScriptCall, Shards)
 	for n := range Shards {
-		calls[n] = scriptCall{claimDisablesScript, []string{disablesKey(n)},
-			[]any{now.UnixMilli(), leaseUntil.UnixMilli(), limit, disablePrefix(n)}}
+		calls[n] = redisx.ScriptCall{Script: claimDisablesScript, Keys: []string{disablesKey(n)},
+			Args: []any{now.UnixMilli(), leaseUntil.UnixMilli(), limit, disablePrefix(n)}}
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	var out []delivery.PendingDisable
 	var firstErr error
 	for n := range Shards {
@@ -309,16 +310,16 @@ func (q *Queue) RestartEach(ctx context.Context, ids []string, from []delivery.S
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), 500)]
 		ids = ids[len(batch):]
-		calls := make([]scriptCall, len(batch))
+		calls := make([]redisx.ScriptCall, len(batch))
 		for i, id := range batch {
 			n := Shard(id)
 			args := []any{id, now.UnixMilli(), linePrefix(n)}
 			for _, s := range from {
 				args = append(args, string(s))
 			}
-			calls[i] = scriptCall{restartScript, []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n), waitingKey(n)}, args}
+			calls[i] = redisx.ScriptCall{Script: restartScript, Keys: []string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n), waitingKey(n)}, Args: args}
 		}
-		replies, errs := runScripts(ctx, q.rdb, calls, nil)
+		replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 		for i, err := range errs {
 			if err != nil {
 				return out, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -96,12 +97,12 @@ func NewLimits(rdb redis.UniversalClient) *Limits { return &Limits{rdb: rdb} }
 
 // Hold implements delivery.EndpointLimits: one pipeline for all endpoints.
 func (l *Limits) Hold(ctx context.Context, holder string, lease time.Duration, wants []delivery.PlaceWant) ([]int, error) {
-	calls := make([]scriptCall, len(wants))
+	calls := make([]redisx.ScriptCall, len(wants))
 	for i, w := range wants {
-		calls[i] = scriptCall{script: holdScript, keys: []string{concKey(w.EndpointID)},
-			args: []any{holder, max(w.Want, 0), w.Limit, lease.Milliseconds()}}
+		calls[i] = redisx.ScriptCall{Script: holdScript, Keys: []string{concKey(w.EndpointID)},
+			Args: []any{holder, max(w.Want, 0), w.Limit, lease.Milliseconds()}}
 	}
-	res, errs := runScripts(ctx, l.rdb, calls, nil)
+	res, errs := redisx.RunScripts(ctx, l.rdb, calls, nil)
 	out := make([]int, len(wants))
 	for i := range wants {
 		if errs[i] != nil {
@@ -120,8 +121,8 @@ func (l *Limits) Take(ctx context.Context, endpointID string, rate, n int) (int,
 	}
 	interval := max(int64(math.Round(1e6/float64(rate))), 1)
 	tolerance := interval * int64(rate-1) // a burst of one second's worth
-	res, errs := runScripts(ctx, l.rdb, []scriptCall{{script: takeScript, keys: []string{rateKey(endpointID)},
-		args: []any{interval, tolerance, max(n, 1)}}}, nil)
+	res, errs := redisx.RunScripts(ctx, l.rdb, []redisx.ScriptCall{{Script: takeScript, Keys: []string{rateKey(endpointID)},
+		Args: []any{interval, tolerance, max(n, 1)}}}, nil)
 	if errs[0] != nil {
 		return 0, 0, fmt.Errorf("taking rate tokens of endpoint %s: %w", endpointID, errs[0])
 	}

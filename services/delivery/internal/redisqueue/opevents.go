@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
 
@@ -156,12 +157,12 @@ func (q *Queue) Fold(ctx context.Context, o delivery.Occurrence, now time.Time, 
 // ClaimOpEvents implements delivery.OpEvents: one claim script per shard,
 // in one pipeline.
 func (q *Queue) ClaimOpEvents(ctx context.Context, now, leaseUntil time.Time, limit int) ([]delivery.PendingOpEvent, error) {
-	calls := make([]scriptCall, Shards)
+	calls := make([]redisx.ScriptCall, Shards)
 	for n := range Shards {
-		calls[n] = scriptCall{claimOpEventsScript, []string{opEventsKey(n)},
-			[]any{now.UnixMilli(), leaseUntil.UnixMilli(), limit, opEventPrefix(n)}}
+		calls[n] = redisx.ScriptCall{Script: claimOpEventsScript, Keys: []string{opEventsKey(n)},
+			Args: []any{now.UnixMilli(), leaseUntil.UnixMilli(), limit, opEventPrefix(n)}}
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	var out []delivery.PendingOpEvent
 	var firstErr error
 	for n := range Shards {

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +32,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/autobatch"
 	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/shard"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
 )
@@ -178,7 +178,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		}
 		c.idx = append(c.idx, i)
 	}
-	calls := make([]scriptCall, len(chunks))
+	calls := make([]redisx.ScriptCall, len(chunks))
 	nowMS := time.Now().UnixMilli()
 	for j, c := range chunks {
 		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), nowMS}
@@ -187,7 +187,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 			args = append(args, ds[i].ID, ms(ds[i].NextTime), len(f))
 			args = append(args, f...)
 		}
-		calls[j] = scriptCall{scheduleScript, []string{schedKey(c.shard), waitingKey(c.shard)}, args}
+		calls[j] = redisx.ScriptCall{Script: scheduleScript, Keys: []string{schedKey(c.shard), waitingKey(c.shard)}, Args: args}
 	}
 	byAccount := map[string][]redis.Z{}
 	var now int64
@@ -196,7 +196,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
 		now = max(now, ms(d.CreateTime))
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls, func(p redis.Pipeliner) {
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, func(p redis.Pipeliner) {
 		for acct, zs := range byAccount {
 			k := accountKey(acct)
 			p.ZAddNX(ctx, k, zs...)
@@ -232,10 +232,6 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		}
 	}
 	return created, nil
-}
-
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 func hashFields(d *delivery.Delivery) []any {
@@ -345,15 +341,15 @@ func (q *Queue) Claim(ctx context.Context, now, leaseUntil time.Time, max int) (
 // claimShards runs the claim script on every shard n with take[n] > 0, in
 // one pipeline, and reports each shard's earliest remaining score to note.
 func (q *Queue) claimShards(ctx context.Context, take []int, nowMS, leaseMS int64, note func(int64)) ([]delivery.Job, error) {
-	var calls []scriptCall
+	var calls []redisx.ScriptCall
 	var shards []int
 	for n, k := range take {
 		if k > 0 {
-			calls = append(calls, scriptCall{claimScript, []string{schedKey(n)}, []any{nowMS, leaseMS, k, dlvPrefix(n)}})
+			calls = append(calls, redisx.ScriptCall{Script: claimScript, Keys: []string{schedKey(n)}, Args: []any{nowMS, leaseMS, k, dlvPrefix(n)}})
 			shards = append(shards, n)
 		}
 	}
-	replies, errs := runScripts(ctx, q.rdb, calls, nil)
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	// Jobs claimed on the shards that answered are returned even when
 	// another failed: they are leased, and run now rather than when the
 	// lease ends.
@@ -443,13 +439,13 @@ func (q *Queue) ReleaseAll(ctx context.Context, jobs []delivery.Job, due []time.
 	if len(jobs) == 0 {
 		return nil
 	}
-	calls := make([]scriptCall, len(jobs))
+	calls := make([]redisx.ScriptCall, len(jobs))
 	for i, job := range jobs {
 		n := Shard(job.Delivery.ID)
-		calls[i] = scriptCall{releaseScript, []string{schedKey(n), dlvPrefix(n) + job.Delivery.ID},
-			[]any{job.Delivery.ID, job.LeaseUntil.UnixMilli(), due[i].UnixMilli()}}
+		calls[i] = redisx.ScriptCall{Script: releaseScript, Keys: []string{schedKey(n), dlvPrefix(n) + job.Delivery.ID},
+			Args: []any{job.Delivery.ID, job.LeaseUntil.UnixMilli(), due[i].UnixMilli()}}
 	}
-	_, errs := runScripts(ctx, q.rdb, calls, nil)
+	_, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	return errors.Join(errs...)
 }
 

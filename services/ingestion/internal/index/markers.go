@@ -6,12 +6,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/ids"
+	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/services/ingestion/internal/ingest"
 )
 
@@ -167,11 +167,7 @@ func (x *Redis) runMarkers(ctx context.Context, claims []ingest.Claim, claim boo
 	if w <= 0 {
 		return nil, fmt.Errorf("idempotency window %v is not positive", x.window)
 	}
-	type call struct {
-		keys []string
-		args []any
-	}
-	calls := make([]call, len(claims))
+	calls := make([]redisx.ScriptCall, len(claims))
 	for i, c := range claims {
 		at := c.At
 		if at.IsZero() {
@@ -195,48 +191,20 @@ func (x *Redis) runMarkers(ctx context.Context, claims []ingest.Claim, claim boo
 			}
 			value = v
 		}
-		calls[i] = call{keys, []any{field, value, ms, w, expire, markerCap, flag}}
+		calls[i] = redisx.ScriptCall{Script: markerScript, Keys: keys,
+			Args: []any{field, value, ms, w, expire, markerCap, flag}}
+	}
+	res, errs := redisx.RunScripts(ctx, x.rdb, calls, nil)
+	if err := redisx.FirstError(errs); err != nil {
+		return nil, err
 	}
 	out := make([]markerReply, len(claims))
-	pending := make([]int, len(claims))
-	for i := range pending {
-		pending[i] = i
-	}
-	// By hash first; the source only for calls that met an empty script
-	// cache (a restarted Redis). Re-running a call is safe: a call that
-	// met NOSCRIPT ran nothing.
-	for try := 0; try < 2 && len(pending) > 0; try++ {
-		cmds := make([]*redis.Cmd, len(pending))
-		_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, i := range pending {
-				if try == 0 {
-					cmds[j] = markerScript.EvalSha(ctx, p, calls[i].keys, calls[i].args...)
-				} else {
-					cmds[j] = markerScript.Eval(ctx, p, calls[i].keys, calls[i].args...)
-				}
-			}
-			return nil
-		})
-		var again []int
-		for j, i := range pending {
-			cerr := cmds[j].Err()
-			if try == 0 && isNoScript(cerr) {
-				again = append(again, i)
-				continue
-			}
-			if cerr == nil && err != nil && !isNoScript(err) {
-				cerr = err
-			}
-			if cerr != nil {
-				return nil, cerr
-			}
-			r, err := parseMarkerReply(cmds[j].Val())
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
+	for i, v := range res {
+		r, err := parseMarkerReply(v)
+		if err != nil {
+			return nil, err
 		}
-		pending = again
+		out[i] = r
 	}
 	return out, nil
 }
@@ -262,8 +230,4 @@ func parseMarkerReply(v any) (markerReply, error) {
 		return markerReply{}, err
 	}
 	return markerReply{found: true, eventID: id}, nil
-}
-
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }

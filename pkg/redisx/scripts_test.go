@@ -1,0 +1,223 @@
+package redisx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voxscriber/webhooks/pkg/redistest"
+)
+
+// incrScript counts its runs in KEYS[1] and returns the count and ARGV[1].
+var incrScript = redis.NewScript(`return {redis.call('INCR', KEYS[1]), ARGV[1]}`)
+
+// otherScript is a second script (another hash) that counts its runs.
+var otherScript = redis.NewScript(`return redis.call('INCRBY', KEYS[1], 1)`)
+
+// failScript fails when ARGV[1] is "fail", else returns "ok".
+var failScript = redis.NewScript(`
+if ARGV[1] == 'fail' then return redis.error_reply('ERR told to fail') end
+return 'ok'
+`)
+
+// counts returns the integer values of keys (0 when unset).
+func counts(t *testing.T, ctx context.Context, rdb redis.Cmdable, keys ...string) []int {
+	t.Helper()
+	out := make([]int, len(keys))
+	for i, k := range keys {
+		n, err := rdb.Get(ctx, k).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			t.Fatalf("GET %s: %v", k, err)
+		}
+		out[i] = n
+	}
+	return out
+}
+
+// evalCount is how many EVAL commands the server has run so far.
+func evalCount(t *testing.T, ctx context.Context, rdb redis.Cmdable) int {
+	t.Helper()
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_eval:calls="); ok {
+			var n int
+			fmt.Sscanf(rest, "%d", &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestRunScripts: calls run by hash with their replies in call order and
+// the after commands behind them; after SCRIPT FLUSH (a restarted Redis)
+// the calls that meet NOSCRIPT are sent again by source, and only they, so
+// every script ran exactly once; a script's error is its call's only,
+// while an after command's error is every call's.
+func TestRunScripts(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client
+	ctx := context.Background()
+
+	const n = 5
+	calls := func(key string) []ScriptCall {
+		cs := make([]ScriptCall, n)
+		for i := range cs {
+			cs[i] = ScriptCall{Script: incrScript, Keys: []string{key}, Args: []any{i}}
+		}
+		return cs
+	}
+	after := func(p redis.Pipeliner) { p.Incr(ctx, "after") }
+	check := func(res []any, errs []error, key string) {
+		t.Helper()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("call %d: %v", i, errs[i])
+			}
+			want := []any{int64(i + 1), fmt.Sprint(i)}
+			if got, _ := res[i].([]any); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+				t.Fatalf("call %d: reply %#v, want %#v (call order)", i, res[i], want)
+			}
+		}
+		if got := counts(t, ctx, rdb, key)[0]; got != n {
+			t.Fatalf("%s = %d after %d calls: a script ran twice or not at all", key, got, n)
+		}
+	}
+
+	// Cold cache on the first run: NOSCRIPT, then by source.
+	res, errs := RunScripts(ctx, rdb, calls("first"), after)
+	check(res, errs, "first")
+	if got := counts(t, ctx, rdb, "after")[0]; got != 2 {
+		t.Fatalf("after ran %d times, want 2 (in both pipelines)", got)
+	}
+
+	// Cached: one pipeline by hash, no EVAL.
+	evals := evalCount(t, ctx, rdb)
+	res, errs = RunScripts(ctx, rdb, calls("cached"), after)
+	check(res, errs, "cached")
+	if got := counts(t, ctx, rdb, "after")[0]; got != 3 {
+		t.Fatalf("after ran %d times in all, want 3", got)
+	}
+	if got := evalCount(t, ctx, rdb); got != evals {
+		t.Fatalf("%d EVALs with every script cached, want none", got-evals)
+	}
+
+	// A flushed cache with one of two scripts loaded again: only the calls
+	// of the other are re-sent by source.
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := otherScript.Load(ctx, rdb).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mixed := append(calls("flushed"), ScriptCall{Script: otherScript, Keys: []string{"other"}},
+		ScriptCall{Script: otherScript, Keys: []string{"other"}})
+	evals = evalCount(t, ctx, rdb)
+	res, errs = RunScripts(ctx, rdb, mixed, nil)
+	check(res[:n], errs[:n], "flushed")
+	for i := n; i < len(mixed); i++ {
+		if errs[i] != nil || res[i] != int64(i-n+1) {
+			t.Fatalf("call %d: %v, %v", i, res[i], errs[i])
+		}
+	}
+	if got := counts(t, ctx, rdb, "other")[0]; got != 2 {
+		t.Fatalf("other = %d after 2 calls", got)
+	}
+	if got := evalCount(t, ctx, rdb) - evals; got != n {
+		t.Fatalf("%d calls re-sent by source, want the %d that met NOSCRIPT", got, n)
+	}
+
+	// A script error is its call's only, by hash and by source.
+	for _, flush := range []bool{false, true} {
+		if flush {
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fc := []ScriptCall{
+			{Script: failScript, Keys: []string{"f"}, Args: []any{"pass"}},
+			{Script: failScript, Keys: []string{"f"}, Args: []any{"fail"}},
+			{Script: failScript, Keys: []string{"f"}, Args: []any{"pass"}},
+		}
+		res, errs = RunScripts(ctx, rdb, fc, nil)
+		if errs[0] != nil || errs[2] != nil || res[0] != "ok" || res[2] != "ok" {
+			t.Fatalf("flush %v: the passing calls: %v %v, %v %v", flush, res[0], errs[0], res[2], errs[2])
+		}
+		if errs[1] == nil || !strings.Contains(errs[1].Error(), "told to fail") {
+			t.Fatalf("flush %v: the failing call's error: %v", flush, errs[1])
+		}
+	}
+
+	// An after command's error is every call's.
+	if err := rdb.Set(ctx, "notint", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, errs = RunScripts(ctx, rdb, calls("bad-after"), func(p redis.Pipeliner) { p.Incr(ctx, "notint") })
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "not an integer") {
+			t.Fatalf("call %d with a failing after command: %v", i, err)
+		}
+	}
+
+	// A connection's error is every call's.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, errs = RunScripts(cctx, rdb, calls("cancelled"), nil)
+	for i, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("call %d with a cancelled context: %v", i, err)
+		}
+	}
+
+	if res, errs := RunScripts(ctx, rdb, nil, after); len(res) != 0 || len(errs) != 0 {
+		t.Fatalf("no calls: %v %v", res, errs)
+	}
+}
+
+// TestRunScriptsOnCluster: a cluster client splits the pipelines by slot;
+// after every primary's cache is flushed, each call still runs once.
+func TestRunScriptsOnCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	c, err := Open(ctx, cl.URL, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	keys := make([]string, 30) // of many slots, so of every node
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	run := func() {
+		t.Helper()
+		calls := make([]ScriptCall, len(keys))
+		for i, k := range keys {
+			calls[i] = ScriptCall{Script: incrScript, Keys: []string{k}, Args: []any{k}}
+		}
+		res, errs := RunScripts(ctx, c, calls, nil)
+		for i := range calls {
+			if got, _ := res[i].([]any); errs[i] != nil || len(got) != 2 || got[1] != keys[i] {
+				t.Fatalf("call %d: %v, %v", i, res[i], errs[i])
+			}
+		}
+	}
+	run()
+	for _, n := range cl.Nodes {
+		if err := n.Client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	for i, k := range keys {
+		if got := counts(t, ctx, c, k)[0]; got != 2 {
+			t.Fatalf("key %d = %d after 2 runs", i, got)
+		}
+	}
+}
