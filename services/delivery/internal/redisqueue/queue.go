@@ -178,23 +178,22 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		}
 		c.idx = append(c.idx, i)
 	}
+	byAccount := map[string][]redis.Z{}
+	var now int64 // the latest create time: when a delivery that waits began waiting
+	for i := range ds {
+		d := &ds[i]
+		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
+		now = max(now, ms(d.CreateTime))
+	}
 	calls := make([]redisx.ScriptCall, len(chunks))
-	nowMS := time.Now().UnixMilli()
 	for j, c := range chunks {
-		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), nowMS}
+		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), now}
 		for _, i := range c.idx {
 			f := hashFields(&ds[i])
 			args = append(args, ds[i].ID, ms(ds[i].NextTime), len(f))
 			args = append(args, f...)
 		}
 		calls[j] = redisx.ScriptCall{Script: scheduleScript, Keys: []string{schedKey(c.shard), waitingKey(c.shard)}, Args: args}
-	}
-	byAccount := map[string][]redis.Z{}
-	var now int64
-	for i := range ds {
-		d := &ds[i]
-		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
-		now = max(now, ms(d.CreateTime))
 	}
 	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, func(p redis.Pipeliner) {
 		for acct, zs := range byAccount {
@@ -407,8 +406,9 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled:
 		moveAt = max(ms(o.Now), 1)
 	case delivery.StatusParked:
-		// An ordered one stays: it heads its line, whose order history
-		// does not keep (docs/architecture.md, "Ordered delivery").
+		// An ordered one stays in Redis: it heads its line, which refers
+		// to it by id and must not lose it to history's expiry
+		// (docs/architecture.md, "Ordered delivery": a known gap).
 		if d.OrderingKey == "" {
 			moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
 		}
