@@ -184,8 +184,11 @@ func decodeAttempt(b []byte) (delivery.Attempt, error) {
 }
 
 // Listen calls wake whenever another process (or this one) schedules due
-// work, until the returned stop function is called.
+// work, and whenever a Complete of this process released the next delivery
+// of an ordered line, until the returned stop function is called.
 func (q *Queue) Listen(wake func()) (stop func()) {
+	key := &wake
+	q.wakers.Store(key, struct{}{})
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := q.rdb.Subscribe(ctx, WakeChannel)
 	done := make(chan struct{})
@@ -205,6 +208,7 @@ func (q *Queue) Listen(wake func()) (stop func()) {
 		}
 	}()
 	return func() {
+		q.wakers.Delete(key)
 		cancel()
 		_ = ps.Close()
 		<-done

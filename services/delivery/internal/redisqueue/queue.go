@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,10 @@ type Queue struct {
 	// the archiver moves it to history.
 	parkedMoveAfter time.Duration
 	next            atomic.Uint32 // rotates the first shard claimed
+	// wakers are the Listen callbacks: a Complete that released the next
+	// delivery of an ordered line calls them, so this process claims it
+	// at once instead of at its next poll.
+	wakers sync.Map // *func() → struct{}
 }
 
 // DefaultParkedMoveAfter is PARKED_MOVE_AFTER's default.
@@ -423,7 +428,18 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 		return false, err
 	}
 	recorded, _ := res.(int64)
-	return recorded == 1, nil
+	if recorded == 2 {
+		q.wake()
+	}
+	return recorded >= 1, nil
+}
+
+// wake calls the Listen callbacks of this process.
+func (q *Queue) wake() {
+	q.wakers.Range(func(k, _ any) bool {
+		(*k.(*func()))()
+		return true
+	})
 }
 
 // Release hands a job back, due now, if the lease is still held.

@@ -57,12 +57,12 @@ local function gate(S, W, k, id, now, lp)
 end
 local function release(S, W, k, id, now, lp, dp)
   local l = line(k, lp)
-  if not l then return end
+  if not l then return false end
   redis.call('ZREM', l, id)
   redis.call('ZREM', W, id)
   while true do
     local head = redis.call('ZRANGE', l, 0, 0)[1]
-    if not head then return end
+    if not head then return false end
     local hk = dp .. head
     local st = redis.call('HGET', hk, 'status')
     if st then
@@ -72,8 +72,9 @@ local function release(S, W, k, id, now, lp, dp)
         redis.call('ZADD', S, now, head)
         redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now)
         redis.call('HINCRBY', hk, 'ver', 1)
+        return true
       end
-      return
+      return false
     end
     redis.call('ZREM', l, head)
     redis.call('ZREM', W, head)
@@ -163,7 +164,8 @@ return {out, first[2] or ''}
 //	      first attempt when none is recorded yet), 13 when the archiver
 //	      takes it (ms; 0 while it stays live), 14 line key prefix,
 //	      15 delivery hash key prefix
-//	returns 1 when recorded, 0 when the lease was lost
+//	returns 1 when recorded, 2 when recorded and the next delivery of its
+//	line made due, 0 when the lease was lost
 var completeScript = redis.NewScript(orderedLua + `
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
@@ -196,8 +198,8 @@ if ARGV[9] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[9]) > tonumber(ARGV[11]) 
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[11]), -1)
 end
 redis.call('PERSIST', KEYS[3]) -- the log lives as long as the delivery
-if st ~= 'pending' and st ~= 'parked' then
-  release(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[5]), ARGV[14], ARGV[15])
+if st ~= 'pending' and st ~= 'parked' and release(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[5]), ARGV[14], ARGV[15]) then
+  return 2
 end
 return 1
 `)

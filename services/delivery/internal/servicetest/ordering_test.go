@@ -261,3 +261,29 @@ func TestOrderedDeliveryWaitsForTheEarlierOneAndJoinsTheTailOnRetry(t *testing.T
 		t.Errorf("the last two requests were %v, want c then a (%s, %s)", last, c, a)
 	}
 }
+
+// One line goes at the receiver's pace: the Complete that ends a delivery
+// wakes this process's claim loop for the next one, which otherwise would
+// wait for the next poll (≈ 1 s per event: caught by BenchmarkOrdered's
+// one-key case). 30 events of one key, answered at once, take well under
+// the 30 s the polls would.
+func TestOneOrderedLineIsNotPacedByThePoll(t *testing.T) {
+	e := newEnv(t)
+	p := e.start(procOpts{workers: 8})
+	acct, key := e.account()
+	rc := newReceiver(t, nil)
+	e.reg.SetEndpoint(acct, "ep_o", rc.url("/"), active(), nil, signing.GenerateSecret())
+	var items []*deliveryv1.ScheduleItem
+	for range 30 {
+		evt, _ := e.publish(acct, progress)
+		items = append(items, orderedItem(evt, "ep_o", "upl_1"))
+	}
+	start := time.Now()
+	ids := p.schedule(t, context.Background(), acct, progress, items...)
+	p.waitStatus(t, key, ids[len(ids)-1], deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 60*time.Second)
+	took := time.Since(start)
+	t.Logf("30 events of one key in %v", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("30 events of one line took %v: each waited for a poll", took)
+	}
+}
