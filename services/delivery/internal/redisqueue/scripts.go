@@ -95,7 +95,7 @@ end
 //	      field/value arguments
 //	returns per delivery 1 when created, 0 when it already existed
 var scheduleScript = redis.NewScript(orderedLua + `
-local created = {}
+local created, due = {}, {}
 local i = 4
 while i <= #ARGV do
   local id, n = ARGV[i], tonumber(ARGV[i + 2])
@@ -104,12 +104,18 @@ while i <= #ARGV do
     created[#created + 1] = 0
   else
     redis.call('HSET', k, unpack(ARGV, i + 3, i + 2 + n))
-    redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
-    gate(KEYS[1], KEYS[2], k, id, tonumber(ARGV[3]), ARGV[2])
+    if redis.call('HEXISTS', k, 'okey') == 1 then
+      redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
+      gate(KEYS[1], KEYS[2], k, id, tonumber(ARGV[3]), ARGV[2])
+    else
+      due[#due + 1] = ARGV[i + 1] -- unordered: one ZADD for all
+      due[#due + 1] = id
+    end
     created[#created + 1] = 1
   end
   i = i + 3 + n
 end
+if #due > 0 then redis.call('ZADD', KEYS[1], unpack(due)) end
 return created
 `)
 
