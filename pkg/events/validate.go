@@ -14,6 +14,10 @@ import (
 // DefaultMaxPayloadBytes is the default limit on the size of an event payload.
 const DefaultMaxPayloadBytes = 256 << 10
 
+// MaxOrderingKeyBytes bounds an event's ordering key: ingestion refuses a
+// longer one from a producer, delivery a longer one in a Schedule call.
+const MaxOrderingKeyBytes = 200
+
 // ValidationError reports the first problem found in an event. Field names
 // the offending part: "type", "data" or "data.<field>". Message is human
 // readable and starts with the field, e.g.

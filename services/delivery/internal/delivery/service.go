@@ -58,12 +58,10 @@ type ScheduleItem struct {
 	// the event comes from; empty: the caller's (ctx).
 	TraceParent, TraceState string
 	// OrderingKey is set when the endpoint is ordered by key: the delivery
-	// joins the tail of that key's line (MaxOrderingKey bytes at most).
+	// joins the tail of that key's line (events.MaxOrderingKeyBytes at
+	// most).
 	OrderingKey string
 }
-
-// MaxOrderingKey bounds an ordering key (bytes).
-const MaxOrderingKey = 200
 
 // DeliveryID is the id of the delivery of an event to an endpoint: derived,
 // so scheduling twice is one delivery.
@@ -106,8 +104,8 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 			return nil, apierr.Invalid(fmt.Sprintf("items[%d].event_id", i), "is required")
 		case it.EndpointID == "":
 			return nil, apierr.Invalid(fmt.Sprintf("items[%d].endpoint_id", i), "is required")
-		case len(it.OrderingKey) > MaxOrderingKey:
-			return nil, apierr.Invalid(fmt.Sprintf("items[%d].ordering_key", i), "is %d bytes; at most %d", len(it.OrderingKey), MaxOrderingKey)
+		case len(it.OrderingKey) > events.MaxOrderingKeyBytes:
+			return nil, apierr.Invalid(fmt.Sprintf("items[%d].ordering_key", i), "is %d bytes; at most %d", len(it.OrderingKey), events.MaxOrderingKeyBytes)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)

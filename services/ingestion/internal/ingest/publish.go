@@ -26,8 +26,6 @@ const (
 	MaxBatch = 500
 	// MaxIdempotencyKeyBytes bounds an idempotency key.
 	MaxIdempotencyKeyBytes = 255
-	// MaxOrderingKeyBytes bounds an ordering key (delivery's bound too).
-	MaxOrderingKeyBytes = 200
 	// maxScheduleItems bounds one Schedule call; bigger fan-outs are split.
 	maxScheduleItems = 10_000
 )
@@ -181,8 +179,8 @@ func (s *Service) prepare(r Request, prefix string, now time.Time, traceID strin
 		return nil, apierr.Invalid(prefix+"id", "must be an event id (evt_ followed by 26 characters) or empty, got %q", short(r.ID))
 	case len(r.IdempotencyKey) > MaxIdempotencyKeyBytes:
 		return nil, apierr.Invalid(prefix+"idempotency_key", "must be at most %d bytes, got %d", MaxIdempotencyKeyBytes, len(r.IdempotencyKey))
-	case len(r.OrderingKey) > MaxOrderingKeyBytes:
-		return nil, apierr.Invalid(prefix+"ordering_key", "must be at most %d bytes, got %d", MaxOrderingKeyBytes, len(r.OrderingKey))
+	case len(r.OrderingKey) > events.MaxOrderingKeyBytes:
+		return nil, apierr.Invalid(prefix+"ordering_key", "must be at most %d bytes, got %d", events.MaxOrderingKeyBytes, len(r.OrderingKey))
 	case !printable(r.OrderingKey):
 		return nil, apierr.Invalid(prefix+"ordering_key", "must be UTF-8 text without control characters, got %q", short(r.OrderingKey))
 	}
