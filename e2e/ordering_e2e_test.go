@@ -33,17 +33,33 @@ type orderedReceiver struct {
 	n        int
 }
 
+// newOrderedEndpoint creates, over REST, an endpoint ordered by key.
+func (s *Suite) newOrderedEndpoint(key, url string, types ...string) Endpoint {
+	s.t.Helper()
+	var out struct {
+		Endpoint Endpoint `json:"endpoint"`
+	}
+	s.MustDo(200, "POST", "/v1/endpoints", key, map[string]any{
+		"url": url, "eventTypes": types, "ordering": "ENDPOINT_ORDERING_ORDERED_BY_KEY",
+	}, &out)
+	return out.Endpoint
+}
+
+// uploadOf is the data.uploadId of a webhook request's body.
+func uploadOf(r *http.Request) string {
+	var env struct {
+		Data struct {
+			UploadID string `json:"uploadId"`
+		} `json:"data"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&env)
+	return env.Data.UploadID
+}
+
 func newOrderedReceiver() *orderedReceiver {
 	rc := &orderedReceiver{rnd: rand.New(rand.NewPCG(7, 9)), tried: map[string]bool{}, inflight: map[string]int{}, ok: map[string][]string{}}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		evt := r.Header.Get("X-Webhook-Id")
-		var env struct {
-			Data struct {
-				UploadID string `json:"uploadId"`
-			} `json:"data"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&env)
-		up := env.Data.UploadID
+		evt, up := r.Header.Get("X-Webhook-Id"), uploadOf(r)
 		rc.mu.Lock()
 		rc.inflight[up]++
 		if rc.inflight[up] > 1 {
@@ -96,12 +112,7 @@ func TestOrderedEndpointKeepsEachUploadInOrderThroughAKilledDeliveryProcess(t *t
 	rc := newOrderedReceiver()
 	defer rc.Close()
 	acct, key := s.NewAccount("acme")
-	var ep struct {
-		Endpoint Endpoint `json:"endpoint"`
-	}
-	s.MustDo(200, "POST", "/v1/endpoints", key, map[string]any{
-		"url": rc.URL, "eventTypes": []string{"transcription.progress"}, "ordering": "ENDPOINT_ORDERING_ORDERED_BY_KEY",
-	}, &ep)
+	s.newOrderedEndpoint(key, rc.URL, "transcription.progress")
 	ing, ctx := s.Ingestion()
 
 	const uploads, perUpload, producers = 100, 5, 10

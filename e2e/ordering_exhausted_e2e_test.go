@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -28,17 +27,11 @@ func TestOrderedEndpointAnExhaustedEventReleasesTheNext(t *testing.T) {
 	var order []string
 	bad := "" // the first event of upl_x to arrive (e1: ordered) fails every attempt
 	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		evt := r.Header.Get("X-Webhook-Id")
-		var env struct {
-			Data struct {
-				UploadID string `json:"uploadId"`
-			} `json:"data"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&env)
+		evt, up := r.Header.Get("X-Webhook-Id"), uploadOf(r)
 		mu.Lock()
 		defer mu.Unlock()
 		order = append(order, evt)
-		if env.Data.UploadID == "upl_x" && (bad == "" || bad == evt) {
+		if up == "upl_x" && (bad == "" || bad == evt) {
 			bad = evt
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -49,12 +42,7 @@ func TestOrderedEndpointAnExhaustedEventReleasesTheNext(t *testing.T) {
 	watcher := newReceiver()
 	defer watcher.Close()
 	acct, key := s.NewAccount("acme")
-	var ep struct {
-		Endpoint Endpoint `json:"endpoint"`
-	}
-	s.MustDo(200, "POST", "/v1/endpoints", key, map[string]any{
-		"url": rc.URL, "eventTypes": []string{"transcription.progress"}, "ordering": "ENDPOINT_ORDERING_ORDERED_BY_KEY",
-	}, &ep)
+	ep := s.newOrderedEndpoint(key, rc.URL, "transcription.progress")
 	s.NewEndpoint(key, watcher.URL, "delivery.exhausted")
 	ing, ctx := s.Ingestion()
 	pub := func(upload string) string {
@@ -100,10 +88,10 @@ func TestOrderedEndpointAnExhaustedEventReleasesTheNext(t *testing.T) {
 		return len(ofType(operational(t, watcher, ""), "delivery.exhausted")) >= 1
 	})
 	ex := ofType(operational(t, watcher, ""), "delivery.exhausted")
-	if ex[0].Data["endpointId"] != ep.Endpoint.ID {
-		t.Errorf("delivery.exhausted = %+v, want one about %s", ex[0], ep.Endpoint.ID)
+	if ex[0].Data["endpointId"] != ep.ID {
+		t.Errorf("delivery.exhausted = %+v, want one about %s", ex[0], ep.ID)
 	}
-	if got := s.endpoint(key, ep.Endpoint.ID); got.Status != "ENDPOINT_STATUS_ACTIVE" {
+	if got := s.endpoint(key, ep.ID); got.Status != "ENDPOINT_STATUS_ACTIVE" {
 		t.Errorf("the ordered endpoint is %s", got.Status)
 	}
 }
