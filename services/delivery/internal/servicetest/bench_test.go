@@ -14,36 +14,65 @@ import (
 	"github.com/voxscriber/webhooks/services/delivery/internal/redisqueue"
 )
 
+// benchBatch is how many events a benchmark stores, and how many
+// deliveries one of its Schedule calls makes.
+const benchBatch = 500
+
+// benchRig is what the delivery benchmarks share: a delivery process, an
+// account, a receiver counting the requests it answered 200 (after delay),
+// and benchBatch stored events of one type.
+type benchRig struct {
+	e      *env
+	p      *proc
+	acct   string
+	secret string
+	rc     *receiver
+	got    *atomic.Int64
+	evts   []string
+}
+
+func newBenchRig(b *testing.B, o procOpts, eventType string, delay time.Duration) *benchRig {
+	e := newEnv(b)
+	r := &benchRig{e: e, p: e.start(o), secret: signing.GenerateSecret(), got: &atomic.Int64{}}
+	r.acct, _ = e.account()
+	r.rc = newReceiver(b, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		r.got.Add(1)
+		w.WriteHeader(http.StatusOK)
+	})
+	r.evts = make([]string, benchBatch)
+	for i := range r.evts {
+		r.evts[i], _ = e.publish(r.acct, eventType)
+	}
+	return r
+}
+
+// endpoint registers the k-th endpoint of a run (every one at the same
+// receiver): each batch goes to another endpoint, so its deliveries are new.
+func (r *benchRig) endpoint(k int) string {
+	ep := "ep_bench_" + strconv.Itoa(k)
+	r.e.reg.SetEndpoint(r.acct, ep, r.rc.url("/"), active(), nil, r.secret)
+	return ep
+}
+
 // BenchmarkDeliver measures end-to-end throughput: Schedule (batches of 500
 // through the gRPC API) → Redis schedule → claim → signed POST to a local
 // receiver answering 200 → outcome recorded.
 func BenchmarkDeliver(b *testing.B) {
-	e := newEnv(b)
-	p := e.start(procOpts{workers: 256})
-	acct, _ := e.account()
-	var got atomic.Int64
-	rc := newReceiver(b, func(w http.ResponseWriter, r *http.Request, n int) {
-		got.Add(1)
-		w.WriteHeader(http.StatusOK)
-	})
-	secret := signing.GenerateSecret()
-	const batch = 500
-	evts := make([]string, batch)
-	for i := range evts {
-		evts[i], _ = e.publish(acct, completed)
-	}
+	r := newBenchRig(b, procOpts{workers: 256}, completed, 0)
+	e, p, acct, got := r.e, r.p, r.acct, r.got
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for k, sent := 0, 0; sent < b.N; k++ {
-		// Each batch goes to another endpoint (same receiver): 500 new deliveries.
-		ep := "ep_bench_" + strconv.Itoa(k)
-		e.reg.SetEndpoint(acct, ep, rc.url("/"), active(), nil, secret)
-		n := min(batch, b.N-sent)
+		ep := r.endpoint(k)
+		n := min(benchBatch, b.N-sent)
 		items := make([]*deliveryv1.ScheduleItem, n)
 		for i := range items {
-			items[i] = item(evts[i], ep)
+			items[i] = item(r.evts[i], ep)
 		}
 		p.schedule(b, ctx, acct, completed, items...)
 		sent += n
@@ -82,29 +111,15 @@ func BenchmarkOrdered(b *testing.B) {
 			if c.keys == 1 {
 				n = min(n, 500) // one endpoint, one line: sequential by design
 			}
-			e := newEnv(b)
-			p := e.start(procOpts{workers: 256, endpointConcurrency: 256})
-			acct, _ := e.account()
-			var got atomic.Int64
-			rc := newReceiver(b, func(w http.ResponseWriter, r *http.Request, _ int) {
-				time.Sleep(time.Millisecond)
-				got.Add(1)
-				w.WriteHeader(http.StatusOK)
-			})
-			secret := signing.GenerateSecret()
-			const batch = 500
-			evts := make([]string, batch)
-			for i := range evts {
-				evts[i], _ = e.publish(acct, progress)
-			}
+			r := newBenchRig(b, procOpts{workers: 256, endpointConcurrency: 256}, progress, time.Millisecond)
+			p, acct, got, evts := r.p, r.acct, r.got, r.evts
 			ctx := context.Background()
 			b.ResetTimer()
 			start := time.Now()
 			for k, sent := 0, 0; sent < n; k++ {
-				ep := "ep_bench_" + strconv.Itoa(k)
-				e.reg.SetEndpoint(acct, ep, rc.url("/"), active(), nil, secret)
-				m := min(batch, n-sent)
-				per := batch / c.keys // events per key
+				ep := r.endpoint(k)
+				m := min(benchBatch, n-sent)
+				per := benchBatch / c.keys // events per key
 				items := make([]*deliveryv1.ScheduleItem, 0, m)
 				for r := 0; r < per && len(items) < m; r++ {
 					for key := 0; key < c.keys && len(items) < m; key++ {
