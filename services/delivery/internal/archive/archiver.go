@@ -188,6 +188,10 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 	if err != nil || len(ended) == 0 {
 		return 0, err
 	}
+	ended, expired, err := a.expireOrdered(ctx, n, ended, now)
+	if err != nil || len(ended) == 0 {
+		return expired, err // the expired ones move with the next pass, at once
+	}
 	byEvent := map[string][]string{}
 	for _, e := range ended {
 		if !e.Delivery.Test {
@@ -270,6 +274,28 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 		}
 	}
 	return a.deleteArchived(ctx, ended, res, done, waiting)
+}
+
+// expireOrdered ends in Redis the ordered parked deliveries among ended
+// (TakeEnded hands them out at PARKED_RETENTION: they stay in Redis while
+// parked, heading their lines) with history's ExpiredReason, and returns
+// the others and how many ended. The expired ones move to history with a
+// later pass, as failed.
+func (a *Archiver) expireOrdered(ctx context.Context, n int, ended []redisqueue.Ended, now time.Time) ([]redisqueue.Ended, int, error) {
+	var expire []delivery.Delivery
+	kept := ended[:0]
+	for _, e := range ended {
+		if e.Delivery.Status == delivery.StatusParked && e.Delivery.OrderingKey != "" {
+			expire = append(expire, e.Delivery)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	c, err := a.q.ExpireOrderedParked(ctx, n, expire, now, history.ExpiredReason)
+	if c > 0 {
+		a.log.Info("archiver: ordered parked deliveries expired", "count", c)
+	}
+	return kept, c, err
 }
 
 // uploads returns the upload id of each delivery's event: from Redis, or

@@ -67,7 +67,11 @@ func newFixture(t *testing.T) *fixture {
 
 // publish stores n events (fan-out done, one delivery each) and schedules
 // their deliveries; it returns the delivery ids.
-func (f *fixture) publish(n int) []string {
+func (f *fixture) publish(n int) []string { return f.publishKey("", n) }
+
+// publishKey is publish with the deliveries ordered by key (unordered when
+// key is empty).
+func (f *fixture) publishKey(key string, n int) []string {
 	ctx := context.Background()
 	now := time.Now()
 	var ds []delivery.Delivery
@@ -82,7 +86,10 @@ func (f *fixture) publish(n int) []string {
 			f.t.Fatal(err)
 		}
 		id := delivery.DeliveryID(evID, f.ep)
-		ds = append(ds, delivery.Delivery{ID: id, EventID: evID, EndpointID: f.ep, AccountID: f.acct,
+		if key != "" {
+			id = delivery.OrderedDeliveryID(evID, f.ep, key)
+		}
+		ds = append(ds, delivery.Delivery{ID: id, EventID: evID, EndpointID: f.ep, AccountID: f.acct, OrderingKey: key,
 			EventType: "upload.completed", Status: delivery.StatusPending, CreateTime: now, UpdateTime: now, NextTime: now})
 		out = append(out, id)
 	}

@@ -416,3 +416,81 @@ func (q *Queue) ParkedInHistory(ctx context.Context) ([]string, error) {
 func (q *Queue) ForgetParkedInHistory(ctx context.Context, member string) error {
 	return q.rdb.SRem(ctx, parkedEndpointsKey, member).Err()
 }
+
+// expireOrderedScript ends ordered parked deliveries kept for
+// PARKED_RETENTION (ExpireOrderedParked), each only while it is still
+// parked at the version the archiver read. Each leaves its line, and so do
+// the deliveries behind it that were created before the cutoff (they have
+// been kept as long): every one ends failed with the reason and joins the
+// ended index to move to history. The first one created after the cutoff
+// is released (due now): claimed while its endpoint is still disabled, it
+// parks with its own deadline. At most ARGV[6] end per delivery named;
+// past that the released one is due for expiry at once and a later pass
+// goes on.
+//
+//	KEYS: 1 schedule zset, 2 parked set, 3 ended index, 4 waiting index
+//	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3 now ms,
+//	      4 created cutoff ms, 5 reason, 6 limit, then per delivery: id,
+//	      version
+//	returns per delivery how many ended (0 when it changed meanwhile)
+var expireOrderedScript = redis.NewScript(orderedLua + `
+local now, cutoff, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
+local function fail(k, id)
+  redis.call('HSET', k, 'status', 'failed', 'err', ARGV[5], 'updated', now, 'next', 0, 'lease', 0)
+  redis.call('HINCRBY', k, 'ver', 1)
+  redis.call('ZADD', KEYS[3], now, id)
+end
+local out = {}
+for i = 7, #ARGV, 2 do
+  local id, k = ARGV[i], ARGV[1] .. ARGV[i]
+  local cur = redis.call('HMGET', k, 'ver', 'status', 'endpoint')
+  if cur[1] ~= ARGV[i + 1] or cur[2] ~= 'parked' then
+    out[#out + 1] = 0
+  else
+    redis.call('SREM', KEYS[2], (cur[3] or '') .. '|' .. id)
+    fail(k, id)
+    local n = 1
+    while true do
+      local nxt = release(KEYS[1], KEYS[4], k, id, now, ARGV[2], ARGV[1])
+      if not nxt or n >= limit then break end
+      local nk = ARGV[1] .. nxt
+      if (tonumber(redis.call('HGET', nk, 'created') or '0') or 0) >= cutoff then break end
+      redis.call('ZREM', KEYS[1], nxt)
+      fail(nk, nxt)
+      n, id, k = n + 1, nxt, nk
+    end
+    out[#out + 1] = n
+  end
+end
+return out
+`)
+
+// expireLimit bounds how many deliveries of one line one expiry ends.
+const expireLimit = 500
+
+// ExpireOrderedParked ends, as failed with reason, the ordered parked
+// deliveries of shard n that TakeEnded handed out at PARKED_RETENTION (an
+// ordered parked delivery stays in Redis, heading its line; the unordered
+// ones expire in history), and the deliveries of their lines created more
+// than PARKED_RETENTION before now. It returns how many ended; they move
+// to history with the next passes.
+func (q *Queue) ExpireOrderedParked(ctx context.Context, n int, ds []delivery.Delivery, now time.Time, reason string) (int, error) {
+	if len(ds) == 0 {
+		return 0, nil
+	}
+	args := []any{dlvPrefix(n), linePrefix(n), ms(now), ms(now.Add(-q.parkedRetention)), reason, expireLimit}
+	for _, d := range ds {
+		args = append(args, d.ID, strconv.FormatInt(d.Version, 10))
+	}
+	res, err := q.runScript(ctx, expireOrderedScript, []string{schedKey(n), parkedKey(n), endedKey(n), waitingKey(n)}, args...)
+	if err != nil {
+		return 0, err
+	}
+	vs, _ := res.([]any)
+	total := 0
+	for _, v := range vs {
+		c, _ := v.(int64)
+		total += int(c)
+	}
+	return total, nil
+}

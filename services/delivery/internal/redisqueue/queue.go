@@ -62,6 +62,9 @@ type Queue struct {
 	// parkedMoveAfter is how long a parked delivery stays in Redis before
 	// the archiver moves it to history.
 	parkedMoveAfter time.Duration
+	// parkedRetention is PARKED_RETENTION, for the ordered parked
+	// deliveries that stay in Redis (ExpireOrderedParked).
+	parkedRetention time.Duration
 	next            atomic.Uint32 // rotates the first shard claimed
 	// wakers are the Listen callbacks: a Complete that released the next
 	// delivery of an ordered line calls them, so this process claims it
@@ -80,6 +83,15 @@ func (q *Queue) SetParkedMoveAfter(d time.Duration) {
 	}
 }
 
+// SetParkedRetention sets PARKED_RETENTION (config.DefaultParkedRetention
+// when never set): how long an ordered parked delivery, which stays in
+// Redis, is kept before ExpireOrderedParked ends it.
+func (q *Queue) SetParkedRetention(d time.Duration) {
+	if d > 0 {
+		q.parkedRetention = d
+	}
+}
+
 var _ delivery.Queue = (*Queue)(nil)
 
 // New returns a Queue. retention (DELIVERY_RETENTION;
@@ -94,7 +106,8 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Queue{rdb: rdb, batch: newBatcher(rdb), successes: newSuccessBatcher(rdb, retention),
-		cluster: cluster, retention: retention, parkedMoveAfter: DefaultParkedMoveAfter}
+		cluster: cluster, retention: retention, parkedMoveAfter: DefaultParkedMoveAfter,
+		parkedRetention: config.DefaultParkedRetention}
 }
 
 // Shard is the schedule shard of a delivery id.
@@ -411,11 +424,13 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled:
 		moveAt = max(ms(o.Now), 1)
 	case delivery.StatusParked:
-		// An ordered one stays in Redis: it heads its line, which refers
-		// to it by id and must not lose it to history's expiry
-		// (docs/architecture.md, "Ordered delivery": a known gap).
-		if d.OrderingKey == "" {
-			moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
+		moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
+		if d.OrderingKey != "" {
+			// An ordered one stays in Redis (it heads its line, which refers
+			// to it by id): the archiver takes it at PARKED_RETENTION only,
+			// to end it here (ExpireOrderedParked). One that waited in its
+			// line while the endpoint was disabled counts from its creation.
+			moveAt = orderedParkedDeadline(d, o.Now, q.parkedRetention)
 		}
 	}
 	res, err := q.runScript(ctx, completeScript,
@@ -561,4 +576,16 @@ func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.
 		return nil
 	})
 	return err
+}
+
+// orderedParkedDeadline is when an ordered parked delivery has been kept
+// for PARKED_RETENTION: retention after it was parked, or after it was
+// created when it waited in its line first (it was released to park behind
+// one that expired: its time in the line counts too), and never before now.
+func orderedParkedDeadline(d *delivery.Delivery, now time.Time, retention time.Duration) int64 {
+	start := now
+	if d.Waited > 0 && !d.CreateTime.IsZero() && d.CreateTime.Before(now) {
+		start = d.CreateTime
+	}
+	return max(ms(start.Add(retention)), ms(now), 1)
 }

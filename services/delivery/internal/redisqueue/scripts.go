@@ -31,7 +31,7 @@ import (
 //	  line, and the next one (dp: the shard's delivery hash prefix), if
 //	  waiting, is made due now, with how long it waited (field waited, ms).
 //	  A next one whose hash is gone (erased) leaves too: nothing can block a
-//	  line for good.
+//	  line for good. Returns the id it made due, or false.
 const orderedLua = `
 local function line(k, lp)
   local okey = redis.call('HGET', k, 'okey')
@@ -72,7 +72,7 @@ local function release(S, W, k, id, now, lp, dp)
         redis.call('ZADD', S, now, head)
         redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now)
         redis.call('HINCRBY', hk, 'ver', 1)
-        return true
+        return head
       end
       return false
     end
