@@ -8,11 +8,14 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	"github.com/voxscriber/webhooks/pkg/ids"
@@ -131,6 +134,65 @@ func TestChaos(t *testing.T) {
 				mu.Unlock()
 			}
 		}(w)
+	}
+
+	// Ordered: a second account's endpoint is ordered by key, behind the
+	// same faults. Two producers publish uploads of 5 events, each event
+	// retried with its idempotency key until acknowledged before the next
+	// (as a producer that needs order does); every upload's events must be
+	// answered 2xx in publish order.
+	rcO := newReceiver()
+	defer rcO.Close()
+	var oMu sync.Mutex
+	var oOK []string                    // ordered endpoint: event ids answered 2xx, in that order
+	oUpload := map[string]string{}      // acknowledged event id → upload
+	oPublished := map[string][]string{} // upload → acknowledged event ids, in order
+	rcO.Respond = func(n int, r *http.Request) int {
+		code := respond(r)
+		if code == 200 {
+			oMu.Lock()
+			oOK = append(oOK, r.Header.Get("X-Webhook-Id"))
+			oMu.Unlock()
+		}
+		return code
+	}
+	acctO, keyO := s.NewAccount("chaos-ordered")
+	s.newOrderedEndpoint(keyO, rcO.URL, "transcription.progress")
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := 0; ; u++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				up := fmt.Sprintf("upl_o%d_%d", w, u)
+				for r := range 5 {
+					st, _ := structpb.NewStruct(map[string]any{"uploadId": up, "percentage": float64(20 * (r + 1)), "estimate": 3})
+					req := &ingestionv1.PublishEventRequest{AccountId: acctO, Type: "transcription.progress", Data: st,
+						IdempotencyKey: fmt.Sprintf("%s/%d", up, r)}
+					for giveUp := time.Now().Add(time.Minute); ; {
+						pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+						resp, err := ing.PublishEvent(pctx, req)
+						cancel()
+						if err == nil {
+							oMu.Lock()
+							oUpload[resp.GetEvent().GetId()] = up
+							oPublished[up] = append(oPublished[up], resp.GetEvent().GetId())
+							oMu.Unlock()
+							break
+						}
+						if time.Now().After(giveUp) {
+							t.Errorf("ordered publish %s refused for a minute: %v", req.GetIdempotencyKey(), err)
+							return
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+			}
+		}()
 	}
 
 	// Revives: a delivery the receiver already answered 200 is sent again
@@ -274,6 +336,43 @@ func TestChaos(t *testing.T) {
 	if m := missing(); len(m) > 0 {
 		t.Fatalf("LOST %d of %d acknowledged events, e.g. %v", len(m), want, m[:min(5, len(m))])
 	}
+	// Ordered: each upload's first answers in publish order (a repeat of
+	// one event, sent again after a kill, follows itself).
+	oMissing := func() int {
+		oMu.Lock()
+		defer oMu.Unlock()
+		got := map[string]bool{}
+		for _, id := range oOK {
+			got[id] = true
+		}
+		n := 0
+		for id := range oUpload {
+			if !got[id] {
+				n++
+			}
+		}
+		return n
+	}
+	for oMissing() > 0 && time.Now().Before(deadlineAll) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if m := oMissing(); m > 0 {
+		t.Fatalf("ordered endpoint: LOST %d of %d acknowledged events", m, len(oUpload))
+	}
+	oMu.Lock()
+	oGot := map[string][]string{}
+	for _, id := range oOK {
+		up := oUpload[id]
+		oGot[up] = append(oGot[up], id)
+	}
+	for up, want := range oPublished {
+		if got := slices.Compact(oGot[up]); !slices.Equal(got, want) {
+			t.Errorf("ordered endpoint: %s answered 2xx in the order %v, published %v", up, got, want)
+		}
+	}
+	nOrdered, nUploads := len(oUpload), len(oPublished)
+	oMu.Unlock()
+
 	// Duplicates: successful answers beyond one per event, revived ones
 	// left out. A worker killed after the receiver answered but before it
 	// recorded the outcome leaves the attempt to be sent again after its
@@ -364,6 +463,7 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos %v: kills %v; %d publishes, %d refused during faults (then retried until acknowledged), %d acknowledged, 0 lost; %d requests in all, %d duplicate successes (attempts in flight when a delivery process was killed)",
 		*chaosDuration, kills, published.Load(), failed.Load(), want, len(rc.Requests()), extra)
+	t.Logf("ordered endpoint: %d events of %d uploads, each upload answered in publish order", nOrdered, nUploads)
 	t.Logf("history: %d revives tried, %d accepted, %d deliveries with two or more successful attempts; all delivered %v after the start, archived %v; %d deliveries listed once each with complete attempts, %d acknowledged events read by id",
 		reviveTries.Load(), nRevived, revivedTwice, tDelivered.Round(100*time.Millisecond), tArchived.Round(100*time.Millisecond), len(all), len(ackedIDs))
 }
