@@ -174,6 +174,8 @@ type Queue interface {
 	// Schedule creates the deliveries that do not exist yet (an upsert keyed
 	// by the delivery id) and reports which were created.
 	Schedule(ctx context.Context, ds []Delivery) (created []bool, err error)
+	// Exist reports which of the deliveries ids are in the live tier.
+	Exist(ctx context.Context, ids []string) ([]bool, error)
 	// Claim leases up to max due deliveries until leaseUntil. next is when
 	// the earliest remaining item (due or leased) comes due; zero when the
 	// schedule is empty.

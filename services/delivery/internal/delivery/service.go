@@ -61,6 +61,12 @@ type ScheduleItem struct {
 	// joins the tail of that key's line (events.MaxOrderingKeyBytes at
 	// most).
 	OrderingKey string
+	// RepeatOrderingKey is set when the item repeats a fan-out that may
+	// have made the delivery already: the key the event resolves to,
+	// whether the endpoint is ordered now or not. A delivery made then
+	// under the endpoint's other ordering is kept (its id is returned) and
+	// no second one is made.
+	RepeatOrderingKey string
 }
 
 // DeliveryID is the id of the delivery of an event to an endpoint: derived,
@@ -106,6 +112,8 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 			return nil, apierr.Invalid(fmt.Sprintf("items[%d].endpoint_id", i), "is required")
 		case len(it.OrderingKey) > events.MaxOrderingKeyBytes:
 			return nil, apierr.Invalid(fmt.Sprintf("items[%d].ordering_key", i), "is %d bytes; at most %d", len(it.OrderingKey), events.MaxOrderingKeyBytes)
+		case len(it.RepeatOrderingKey) > events.MaxOrderingKeyBytes:
+			return nil, apierr.Invalid(fmt.Sprintf("items[%d].repeat_ordering_key", i), "is %d bytes; at most %d", len(it.RepeatOrderingKey), events.MaxOrderingKeyBytes)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
@@ -134,6 +142,10 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 			ds[i].TraceParent, ds[i].TraceState = it.TraceParent, it.TraceState
 		}
 	}
+	ds, err := s.keepEarlier(ctx, items, ds, out)
+	if err != nil {
+		return nil, err
+	}
 	created, err := s.d.deps.Queue.Schedule(ctx, ds)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %d deliveries: %w", len(ds), err)
@@ -145,6 +157,58 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 		}
 	}
 	return out, nil
+}
+
+// otherOrderingID is the id the delivery of a repeated item would have had
+// under the endpoint's other ordering ("" for an item that is no repeat).
+func otherOrderingID(it ScheduleItem) string {
+	switch {
+	case it.RepeatOrderingKey == "":
+		return ""
+	case it.OrderingKey != "":
+		return DeliveryID(it.EventID, it.EndpointID)
+	default:
+		return OrderedDeliveryID(it.EventID, it.EndpointID, it.RepeatOrderingKey)
+	}
+}
+
+// keepEarlier drops from ds the repeated items whose delivery the first
+// fan-out made under the endpoint's other ordering (it is still in Redis:
+// the archiver keeps a delivery there until its event's fan-out is
+// recorded), naming that delivery in out instead. It returns the
+// deliveries left to schedule.
+func (s *Service) keepEarlier(ctx context.Context, items []ScheduleItem, ds []Delivery, out []string) ([]Delivery, error) {
+	var idx []int
+	var other []string
+	for i, it := range items {
+		if id := otherOrderingID(it); id != "" {
+			idx, other = append(idx, i), append(other, id)
+		}
+	}
+	if len(other) == 0 {
+		return ds, nil
+	}
+	found, err := s.d.deps.Queue.Exist(ctx, other)
+	if err != nil {
+		return nil, fmt.Errorf("look up %d repeated deliveries: %w", len(other), err)
+	}
+	drop := make(map[int]bool)
+	for j, ok := range found {
+		if ok {
+			out[idx[j]] = other[j]
+			drop[idx[j]] = true
+		}
+	}
+	if len(drop) == 0 {
+		return ds, nil
+	}
+	kept := make([]Delivery, 0, len(ds)-len(drop))
+	for i, d := range ds {
+		if !drop[i] {
+			kept = append(kept, d)
+		}
+	}
+	return kept, nil
 }
 
 // checkEventAccounts refuses the whole call, before anything is scheduled,

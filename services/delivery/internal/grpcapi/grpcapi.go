@@ -59,7 +59,8 @@ func (s *Server) Schedule(ctx context.Context, req *deliveryv1.ScheduleRequest) 
 	items := make([]delivery.ScheduleItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = delivery.ScheduleItem{EventID: it.GetEventId(), EndpointID: it.GetEndpointId(),
-			TraceParent: it.GetTraceParent(), TraceState: it.GetTraceState(), OrderingKey: it.GetOrderingKey()}
+			TraceParent: it.GetTraceParent(), TraceState: it.GetTraceState(), OrderingKey: it.GetOrderingKey(),
+			RepeatOrderingKey: it.GetRepeatOrderingKey()}
 	}
 	idList, err := s.svc.Schedule(ctx, req.GetAccountId(), req.GetEventType(), items)
 	if err != nil {

@@ -251,6 +251,24 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	return created, nil
 }
 
+// Exist reports which of the deliveries ids are in Redis, in one pipeline.
+func (q *Queue) Exist(ctx context.Context, ids []string) ([]bool, error) {
+	cmds := make([]*redis.IntCmd, len(ids))
+	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Exists(ctx, dlvPrefix(Shard(id))+id)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(ids))
+	for i, c := range cmds {
+		out[i] = c.Val() == 1
+	}
+	return out, nil
+}
+
 func hashFields(d *delivery.Delivery) []any {
 	f := []any{
 		"event", d.EventID, "endpoint", d.EndpointID, "account", d.AccountID, "type", d.EventType,

@@ -287,3 +287,44 @@ func TestOneOrderedLineIsNotPacedByThePoll(t *testing.T) {
 		t.Errorf("30 events of one line took %v: each waited for a poll", took)
 	}
 }
+
+// A fan-out repeated after the endpoint's ordering changed (a publish
+// retried because its first fan-out was not recorded) keeps the delivery
+// the first fan-out made under the other ordering: one delivery, sent
+// once. A first fan-out (no repeat key) is not looked up.
+func TestARepeatedFanoutKeepsTheDeliveryMadeUnderTheOtherOrdering(t *testing.T) {
+	e := newEnv(t)
+	p := e.start(procOpts{workers: 8})
+	acct, key := e.account()
+	rc := newReceiver(t, nil)
+	e.reg.SetEndpoint(acct, "ep_1", rc.url("/"), active(), nil, signing.GenerateSecret())
+	ctx := context.Background()
+
+	unordered, _ := e.publish(acct, progress)
+	first := p.schedule(t, ctx, acct, progress, item(unordered, "ep_1"))[0]
+	repeat := orderedItem(unordered, "ep_1", "upl_1")
+	repeat.RepeatOrderingKey = "upl_1"
+	if again := p.schedule(t, ctx, acct, progress, repeat)[0]; again != first {
+		t.Fatalf("repeat under ordering made %s; want the first fan-out's %s", again, first)
+	}
+
+	ordered, _ := e.publish(acct, progress)
+	firstO := p.schedule(t, ctx, acct, progress, orderedItem(ordered, "ep_1", "upl_2"))[0]
+	repeatU := item(ordered, "ep_1")
+	repeatU.RepeatOrderingKey = "upl_2"
+	if again := p.schedule(t, ctx, acct, progress, repeatU)[0]; again != firstO {
+		t.Fatalf("repeat unordered made %s; want the first fan-out's %s", again, firstO)
+	}
+
+	p.waitStatus(t, key, first, deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 30*time.Second)
+	p.waitStatus(t, key, firstO, deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 30*time.Second)
+	time.Sleep(300 * time.Millisecond) // a second delivery, if one was made, is sent by now
+	if n := rc.count(); n != 2 {
+		t.Fatalf("receiver got %d requests for 2 events; want one each", n)
+	}
+	// Without the repeat key, another ordering is another delivery (a
+	// new publish after the change).
+	if other := p.schedule(t, ctx, acct, progress, orderedItem(unordered, "ep_1", "upl_1"))[0]; other == first {
+		t.Fatalf("an ordered first fan-out reused the unordered delivery %s", first)
+	}
+}

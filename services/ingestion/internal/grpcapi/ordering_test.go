@@ -80,3 +80,45 @@ func TestPublishRefusesABadOrderingKey(t *testing.T) {
 		t.Errorf("refused publishes stored %v", keys)
 	}
 }
+
+// A publish retried after its fan-out was not recorded repeats the fan-out
+// with the event's ordering key as repeat_ordering_key on every item,
+// ordered endpoint or not, so delivery keeps a delivery the first fan-out
+// made under the endpoint's other ordering; a first fan-out sets none.
+func TestARepeatedFanoutNamesTheEventsOrderingKey(t *testing.T) {
+	e := newEnv(t, options{})
+	acct, _ := e.customer(t)
+	e.reg.Subscribe(acct, "transcription.progress", "ep_plain", "ep_changed")
+	req := &ingestionv1.PublishEventRequest{
+		AccountId: acct, Type: "transcription.progress", IdempotencyKey: "p-1",
+		Data: sample(t, "transcription.progress", "uploadId", "upl_7"),
+	}
+	e.dlv.failNext(1)
+	if _, err := e.client.PublishEvent(t.Context(), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("first publish: %v, want Unavailable", err)
+	}
+	e.reg.SetOrdering(acct, "ep_changed", registryv1.EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY)
+	if _, err := e.client.PublishEvent(t.Context(), req); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	fresh, err := e.client.PublishEvent(t.Context(), &ingestionv1.PublishEventRequest{
+		AccountId: acct, Type: "transcription.progress", Data: sample(t, "transcription.progress", "uploadId", "upl_8"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := e.dlv.calls()
+	if len(calls) != 2 {
+		t.Fatalf("%d accepted Schedule calls, want 2", len(calls))
+	}
+	for _, it := range calls[0].GetItems() {
+		if it.GetRepeatOrderingKey() != "upl_7" {
+			t.Errorf("repeated fan-out to %s: repeat_ordering_key %q, want upl_7", it.GetEndpointId(), it.GetRepeatOrderingKey())
+		}
+	}
+	for _, it := range calls[1].GetItems() {
+		if it.GetEventId() != fresh.GetEvent().GetId() || it.GetRepeatOrderingKey() != "" {
+			t.Errorf("first fan-out item %v has a repeat_ordering_key", it)
+		}
+	}
+}

@@ -40,6 +40,11 @@ type ScheduleItem struct {
 	// OrderingKey is set when the endpoint is ordered by key: the event's
 	// eventstore.Event.LineKey.
 	OrderingKey string
+	// RepeatOrderingKey is set (to the event's LineKey, whatever the
+	// endpoint's ordering) when the fan-out repeats one that may have made
+	// the delivery already: the event was stored by an earlier call whose
+	// fan-out was not recorded.
+	RepeatOrderingKey string
 }
 
 // Scheduler durably schedules deliveries. Scheduling the same (event,

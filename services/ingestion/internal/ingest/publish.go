@@ -543,6 +543,9 @@ func (s *Service) fanout(ctx context.Context, items []*item) (err error) {
 				if slices.Contains(g.ordered, ep) {
 					si.OrderingKey = it.ev.LineKey()
 				}
+				if it.stored { // a repeat: the endpoint's ordering may have changed since
+					si.RepeatOrderingKey = it.ev.LineKey()
+				}
 				all = append(all, si)
 			}
 		}

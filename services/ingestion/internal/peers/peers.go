@@ -46,7 +46,8 @@ func (d *Delivery) Schedule(ctx context.Context, accountID, eventType string, it
 	req := &deliveryv1.ScheduleRequest{AccountId: accountID, EventType: eventType, Items: make([]*deliveryv1.ScheduleItem, len(items))}
 	for i, it := range items {
 		req.Items[i] = &deliveryv1.ScheduleItem{EventId: it.EventID, EndpointId: it.EndpointID,
-			TraceParent: it.TraceParent, TraceState: it.TraceState, OrderingKey: it.OrderingKey}
+			TraceParent: it.TraceParent, TraceState: it.TraceState, OrderingKey: it.OrderingKey,
+			RepeatOrderingKey: it.RepeatOrderingKey}
 	}
 	resp, err := d.c.Schedule(ctx, req)
 	if err != nil {

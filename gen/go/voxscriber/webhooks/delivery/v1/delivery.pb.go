@@ -483,9 +483,17 @@ type ScheduleItem struct {
 	// Set only when the endpoint is ordered by key: the resolved ordering key
 	// (the event's ordering_key, else data.uploadId, else the account). The
 	// delivery joins the tail of that key's line for the endpoint.
-	OrderingKey   string `protobuf:"bytes,5,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OrderingKey string `protobuf:"bytes,5,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	// Set only when this item repeats a fan-out that may already have made
+	// the delivery (a publish retried after its fan-out was not recorded):
+	// the ordering key the event resolves to, whether the endpoint is
+	// ordered now or not. A delivery made by the first fan-out under the
+	// endpoint's other ordering (an ordered delivery's id differs from an
+	// unordered one's) is then kept, and no second one is made: changing an
+	// endpoint's ordering applies to events published after the change.
+	RepeatOrderingKey string `protobuf:"bytes,6,opt,name=repeat_ordering_key,json=repeatOrderingKey,proto3" json:"repeat_ordering_key,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ScheduleItem) Reset() {
@@ -549,6 +557,13 @@ func (x *ScheduleItem) GetTraceState() string {
 func (x *ScheduleItem) GetOrderingKey() string {
 	if x != nil {
 		return x.OrderingKey
+	}
+	return ""
+}
+
+func (x *ScheduleItem) GetRepeatOrderingKey() string {
+	if x != nil {
+		return x.RepeatOrderingKey
 	}
 	return ""
 }
@@ -1278,7 +1293,7 @@ const file_voxscriber_webhooks_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x03url\x18\v \x01(\tR\x03url\x1aA\n" +
 	"\x13RequestHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe1\x01\n" +
 	"\fScheduleItem\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1f\n" +
 	"\vendpoint_id\x18\x02 \x01(\tR\n" +
@@ -1286,7 +1301,8 @@ const file_voxscriber_webhooks_delivery_v1_delivery_proto_rawDesc = "" +
 	"\ftrace_parent\x18\x03 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x04 \x01(\tR\n" +
 	"traceState\x12!\n" +
-	"\fordering_key\x18\x05 \x01(\tR\vorderingKey\"\x94\x01\n" +
+	"\fordering_key\x18\x05 \x01(\tR\vorderingKey\x12.\n" +
+	"\x13repeat_ordering_key\x18\x06 \x01(\tR\x11repeatOrderingKey\"\x94\x01\n" +
 	"\x0fScheduleRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
