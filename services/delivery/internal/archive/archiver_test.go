@@ -116,7 +116,7 @@ func (f *fixture) finish(st delivery.Status) {
 			if st != delivery.StatusSucceeded {
 				a.StatusCode, a.ErrorType, a.Error = 500, delivery.ErrorHTTPStatus, "HTTP 500"
 			}
-			if ok, err := f.q.Complete(ctx, j, delivery.Outcome{Status: st, Attempt: a, Now: now}); !ok || err != nil {
+			if ok, _, err := f.q.Complete(ctx, j, delivery.Outcome{Status: st, Attempt: a, Now: now}); !ok || err != nil {
 				f.t.Fatalf("Complete = %v, %v", ok, err)
 			}
 		}
@@ -372,7 +372,7 @@ func TestTheBacklogNeverExpiresWhilePostgreSQLIsDown(t *testing.T) {
 		if o.Status == delivery.StatusParked {
 			o.Attempt = nil
 		}
-		if ok, err := f.q.Complete(ctx, j, o); !ok || err != nil {
+		if ok, _, err := f.q.Complete(ctx, j, o); !ok || err != nil {
 			t.Fatalf("Complete = %v, %v", ok, err)
 		}
 	}

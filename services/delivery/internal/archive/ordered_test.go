@@ -46,7 +46,7 @@ func TestOrderedParkedWorkEndsFailedPastParkedRetention(t *testing.T) {
 	if err != nil || len(jobs) != 1 || jobs[0].Delivery.ID != young {
 		t.Fatalf("claimed %+v, %v; want the released %s alone", jobs, err, young)
 	}
-	if ok, err := f.q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusParked, Now: time.Now()}); !ok || err != nil {
+	if ok, _, err := f.q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusParked, Now: time.Now()}); !ok || err != nil {
 		t.Fatalf("Complete = %v, %v", ok, err)
 	}
 	f.drain()

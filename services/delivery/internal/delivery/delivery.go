@@ -26,6 +26,12 @@ const (
 	StatusCanceled  Status = "canceled"
 )
 
+// Ended reports whether the status is an end (succeeded, failed after the
+// final attempt, canceled): not pending nor parked.
+func (s Status) Ended() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
 // ErrorType says why an attempt failed, in terms a customer can act on.
 type ErrorType string
 
@@ -153,6 +159,14 @@ type Outcome struct {
 	// LastError explains a terminal status reached without an attempt.
 	LastError string
 	Now       time.Time
+	// HandoffUntil, when set on an end of an ordered delivery, asks
+	// Complete to lease the next delivery of its line (the one the end
+	// releases) to the caller until then and return it: the caller sends
+	// it next, without a claim.
+	HandoffUntil time.Time
+	// Handoff is that delivery, set by the dispatcher once the outcome is
+	// recorded (nil: none). Its sender must run it or release it.
+	Handoff *Job
 }
 
 // ListQuery selects deliveries of one account for ListDeliveries.
@@ -181,8 +195,9 @@ type Queue interface {
 	// schedule is empty.
 	Claim(ctx context.Context, now, leaseUntil time.Time, max int) (jobs []Job, next time.Time, err error)
 	// Complete records the outcome if the job's lease is still held and
-	// reports whether it was.
-	Complete(ctx context.Context, job Job, o Outcome) (bool, error)
+	// reports whether it was; next is the delivery leased to the caller
+	// for o.HandoffUntil (nil when none was asked for or released).
+	Complete(ctx context.Context, job Job, o Outcome) (recorded bool, next *Job, err error)
 	// Release hands a job back, due now, if its lease is still held.
 	Release(ctx context.Context, job Job, now time.Time) error
 	// ReleaseAll hands several jobs back in one round trip, each due at

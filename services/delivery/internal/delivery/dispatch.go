@@ -142,13 +142,15 @@ type prepared struct {
 // released instead of recorded (ctx ended: the worker is stopping), or is
 // the record stage's.
 func (d *Dispatcher) Dispatch(ctx context.Context, job Job) (*Outcome, error) {
-	return d.dispatch(ctx, job, nil)
+	return d.dispatch(ctx, job, nil, false)
 }
 
 // dispatch is Dispatch calling sent (when not nil) as soon as the HTTP
 // request has ended, before the outcome is recorded: the endpoint's
-// concurrency place is free from then on.
-func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func()) (*Outcome, error) {
+// concurrency place is free from then on. With take, the end of an
+// ordered delivery leases the next one of its line to the caller
+// (Outcome.Handoff), who must run or release it.
+func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func(), take bool) (*Outcome, error) {
 	p, o := d.prepare(ctx, job)
 	if ctx.Err() != nil {
 		return nil, errAborted
@@ -168,7 +170,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func()) (*Outco
 			return nil, errAborted // the request was cut short by shutdown, not by the receiver
 		}
 		o = d.decide(job, att, resp)
-		saved, err := d.record(ctx, job, o)
+		saved, err := d.record(ctx, job, o, take)
 		if err != nil {
 			return o, err
 		}
@@ -177,7 +179,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job, sent func()) (*Outco
 		}
 		return o, nil
 	}
-	_, err := d.record(ctx, job, o)
+	_, err := d.record(ctx, job, o, take)
 	return o, err
 }
 
@@ -319,7 +321,7 @@ func (d *Dispatcher) decide(job Job, att Attempt, resp Response) *Outcome {
 // reads the marks, never misses a recorded success. A mark or outcome
 // that cannot be written is an error: the lease expires and the attempt
 // repeats.
-func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome) (saved bool, err error) {
+func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome, take bool) (saved bool, err error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	log := d.deps.Logger
@@ -332,7 +334,11 @@ func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome) (saved boo
 			return false, err
 		}
 	}
-	ok, err := d.deps.Queue.Complete(rctx, job, *o)
+	if take && dl.OrderingKey != "" && o.Status.Ended() {
+		o.HandoffUntil = d.LeaseUntil(d.deps.Clock.Now())
+	}
+	ok, next, err := d.deps.Queue.Complete(rctx, job, *o)
+	o.Handoff = next
 	switch {
 	case err != nil:
 		log.ErrorContext(ctx, "recording a delivery outcome failed; the lease expires and the attempt repeats",

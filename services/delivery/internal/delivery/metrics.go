@@ -37,12 +37,12 @@ type meteredQueue struct {
 	sets       sync.Map // string → measurementSets
 }
 
-func (q *meteredQueue) Complete(ctx context.Context, job Job, o Outcome) (bool, error) {
-	ok, err := q.Queue.Complete(ctx, job, o)
+func (q *meteredQueue) Complete(ctx context.Context, job Job, o Outcome) (bool, *Job, error) {
+	ok, next, err := q.Queue.Complete(ctx, job, o)
 	if ok && err == nil {
 		q.observe(ctx, o)
 	}
-	return ok, err
+	return ok, next, err
 }
 
 func (q *meteredQueue) observe(ctx context.Context, o Outcome) {

@@ -225,8 +225,39 @@ func (w *Worker) runPool() {
 // up as soon as the HTTP request ends (or the job ends without one), so a
 // job of the same endpoint waiting for that place starts, on its own slot,
 // while this one's outcome is still being recorded: the limit counts
-// requests to the receiver, not our bookkeeping.
+// requests to the receiver, not our bookkeeping. The next delivery of an
+// ordered line that the job's end leased to this worker (Outcome.Handoff)
+// takes over the slot: it runs next on this goroutine when it gets a place
+// of its endpoint, waits in the endpoint's line with the slot's token, or
+// is handed back.
 func (w *Worker) runJob(job Job) {
+	for {
+		next := w.runOne(job)
+		if next == nil {
+			break
+		}
+		if w.claimCtx.Err() != nil { // draining: no new work on this slot
+			w.handBack([]Job{*next})
+			break
+		}
+		w.busyMu.Lock()
+		a := w.enter(*next, time.Now())
+		w.busyMu.Unlock()
+		switch a {
+		case entered:
+			job = *next
+			continue
+		case queued:
+			return // it keeps this slot's token until it runs
+		}
+		w.handBack([]Job{*next})
+		break
+	}
+	w.tokens <- struct{}{} // the finished job's slot
+}
+
+// runOne runs job (runJob) and returns the delivery its end handed off.
+func (w *Worker) runOne(job Job) *Job {
 	start := time.Now()
 	left := false
 	leave := func() {
@@ -249,26 +280,30 @@ func (w *Worker) runJob(job Job) {
 			}
 		}
 	}
-	w.run(job, leave)
+	next := w.run(job, leave)
 	leave()
-	w.tokens <- struct{}{} // the finished job's slot
+	return next
 }
 
-func (w *Worker) run(job Job, sent func()) {
+func (w *Worker) run(job Job, sent func()) (handoff *Job) {
 	ctx, cancel := context.WithDeadline(w.runCtx, job.LeaseUntil.Add(-w.d.leaseReserve()))
 	defer cancel()
-	o, err := w.d.dispatch(ctx, job, sent)
+	o, err := w.d.dispatch(ctx, job, sent, true)
+	if o != nil {
+		handoff = o.Handoff
+	}
 	if !errors.Is(err, errAborted) {
 		if err == nil && o.Status == StatusPending {
 			w.Wake() // the claimer may be sleeping past the retry's due time
 		}
-		return
+		return handoff
 	}
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer rcancel()
 	if err := w.d.deps.Queue.Release(rctx, job, w.d.deps.Clock.Now()); err != nil {
 		w.d.deps.Logger.Warn("release failed; the lease expires instead", "delivery_id", job.Delivery.ID, "error", err.Error())
 	}
+	return nil
 }
 
 // claimLoop claims due work whenever slots are free, and otherwise sleeps

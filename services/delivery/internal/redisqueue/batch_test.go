@@ -52,7 +52,7 @@ func TestConcurrentCompletesShareRoundTrips(t *testing.T) {
 				j.LeaseUntil = j.LeaseUntil.Add(-time.Second) // lost lease: must not be recorded
 			}
 			att := &delivery.Attempt{Number: 1, Start: now, StatusCode: 200}
-			ok, err := q.Complete(ctx, j, delivery.Outcome{Status: delivery.StatusSucceeded, Attempt: att, Now: now})
+			ok, _, err := q.Complete(ctx, j, delivery.Outcome{Status: delivery.StatusSucceeded, Attempt: att, Now: now})
 			if err != nil || ok != (i%4 != 3) {
 				errs <- fmt.Errorf("Complete %s = %v, %v", j.Delivery.ID, ok, err)
 			}

@@ -107,7 +107,7 @@ func BenchmarkMillionPending(b *testing.B) {
 			got := time.Now()
 			for _, j := range jobs {
 				late = append(late, got.Sub(dueAt[j.Delivery.ID]))
-				if _, err := q.Complete(ctx, j, delivery.Outcome{Status: delivery.StatusSucceeded, Now: got}); err != nil {
+				if _, _, err := q.Complete(ctx, j, delivery.Outcome{Status: delivery.StatusSucceeded, Now: got}); err != nil {
 					b.Fatal(err)
 				}
 			}

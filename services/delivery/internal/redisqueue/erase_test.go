@@ -40,7 +40,7 @@ func TestEraseAccountDeletesItsDeliveriesOnly(t *testing.T) {
 	var inflight delivery.Job
 	for _, j := range jobs {
 		if j.Delivery.ID == "dlv_parked" {
-			if ok, err := q.Complete(ctx, j, delivery.Outcome{Status: delivery.StatusParked, Now: now}); !ok || err != nil {
+			if ok, _, err := q.Complete(ctx, j, delivery.Outcome{Status: delivery.StatusParked, Now: now}); !ok || err != nil {
 				t.Fatalf("park: %v %v", ok, err)
 			}
 		} else {
@@ -57,7 +57,7 @@ func TestEraseAccountDeletesItsDeliveriesOnly(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("EraseAccount = %d, %v; want 3", n, err)
 	}
-	if ok, err := q.Complete(ctx, inflight, delivery.Outcome{Status: delivery.StatusSucceeded, Now: now}); ok || err != nil {
+	if ok, _, err := q.Complete(ctx, inflight, delivery.Outcome{Status: delivery.StatusSucceeded, Now: now}); ok || err != nil {
 		t.Fatalf("Complete after the erasure = %v, %v; want not recorded", ok, err)
 	}
 	for _, id := range []string{"dlv_inflight", "dlv_later", "dlv_parked"} {

@@ -219,7 +219,7 @@ func TestParkRestartAndFind(t *testing.T) {
 		case "dlv_c":
 			o = delivery.Outcome{Status: delivery.StatusSucceeded, Now: now, Attempt: &delivery.Attempt{Number: 1, Start: now, StatusCode: 200}}
 		}
-		if ok, err := q.Complete(ctx, j, o); !ok || err != nil {
+		if ok, _, err := q.Complete(ctx, j, o); !ok || err != nil {
 			t.Fatalf("Complete %s = %v, %v", j.Delivery.ID, ok, err)
 		}
 	}
@@ -296,7 +296,7 @@ func TestTestDeliveriesAreNeverFoundNorRestarted(t *testing.T) {
 	if err != nil || len(jobs) != 1 {
 		t.Fatalf("Claim = %d, %v", len(jobs), err)
 	}
-	if ok, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusFailed, Now: now, Attempt: &att}); !ok || err != nil {
+	if ok, _, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusFailed, Now: now, Attempt: &att}); !ok || err != nil {
 		t.Fatalf("Complete = %v, %v", ok, err)
 	}
 	failed := []delivery.Status{delivery.StatusFailed, delivery.StatusParked}

@@ -405,13 +405,7 @@ func (q *Queue) claimShards(ctx context.Context, take []int, nowMS, leaseMS int6
 		for j := 0; j+1 < len(items); j += 2 {
 			id, _ := items[j].(string)
 			fields, _ := items[j+1].([]any)
-			m := make(map[string]string, len(fields)/2)
-			for k := 0; k+1 < len(fields); k += 2 {
-				ks, _ := fields[k].(string)
-				vs, _ := fields[k+1].(string)
-				m[ks] = vs
-			}
-			jobs = append(jobs, delivery.Job{Delivery: *parseHash(id, m), LeaseUntil: time.UnixMilli(leaseMS)})
+			jobs = append(jobs, delivery.Job{Delivery: *parseHash(id, fieldMap(fields)), LeaseUntil: time.UnixMilli(leaseMS)})
 		}
 		if s, _ := res[1].(string); s != "" {
 			if f, err := strconv.ParseFloat(s, 64); err == nil {
@@ -422,8 +416,21 @@ func (q *Queue) claimShards(ctx context.Context, take []int, nowMS, leaseMS int6
 	return jobs, firstErr
 }
 
-// Complete records an outcome if the lease is still held.
-func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outcome) (bool, error) {
+// fieldMap is a script's HGETALL reply as a map.
+func fieldMap(fields []any) map[string]string {
+	m := make(map[string]string, len(fields)/2)
+	for k := 0; k+1 < len(fields); k += 2 {
+		ks, _ := fields[k].(string)
+		vs, _ := fields[k+1].(string)
+		m[ks] = vs
+	}
+	return m
+}
+
+// Complete records an outcome if the lease is still held. With
+// o.HandoffUntil set, the next delivery of an ordered line that the end
+// releases is leased to the caller until then and returned.
+func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outcome) (bool, *delivery.Job, error) {
 	d := &job.Delivery
 	n := Shard(d.ID)
 	hk := dlvPrefix(n) + d.ID
@@ -432,7 +439,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	if a := o.Attempt; a != nil {
 		b, err := encodeAttempt(a)
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
 		attJSON, attempts, code, errMsg = string(b), strconv.Itoa(a.Number), strconv.Itoa(a.StatusCode), a.Error
 		start = strconv.FormatInt(max(ms(a.Start), 1), 10)
@@ -455,16 +462,21 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n), waitingKey(n)},
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
 		attempts, code, errMsg, attJSON, d.EndpointID+"|"+d.ID, KeepAttempts, start, moveAt,
-		linePrefix(n), dlvPrefix(n),
+		linePrefix(n), dlvPrefix(n), ms(o.HandoffUntil),
 	)
 	if err != nil {
-		return false, err
+		return false, nil, err
+	}
+	if h, ok := res.([]any); ok && len(h) == 3 { // the next of its line, leased to the caller
+		id, _ := h[1].(string)
+		fields, _ := h[2].([]any)
+		return true, &delivery.Job{Delivery: *parseHash(id, fieldMap(fields)), LeaseUntil: time.UnixMilli(ms(o.HandoffUntil))}, nil
 	}
 	recorded, _ := res.(int64)
 	if recorded == 2 {
 		q.wake()
 	}
-	return recorded >= 1, nil
+	return recorded >= 1, nil, nil
 }
 
 // wake calls the Listen callbacks of this process.

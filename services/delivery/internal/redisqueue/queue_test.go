@@ -73,11 +73,11 @@ func TestClaimLeaseComplete(t *testing.T) {
 	stale := jobs[0]
 	stale.LeaseUntil = lease.Add(-time.Second)
 	att := &delivery.Attempt{Number: 1, Start: now, StatusCode: 500, ErrorType: delivery.ErrorHTTPStatus, Error: "HTTP 500"}
-	if ok, err := q.Complete(ctx, stale, delivery.Outcome{Status: delivery.StatusFailed, Attempt: att, Now: now}); ok || err != nil {
+	if ok, _, err := q.Complete(ctx, stale, delivery.Outcome{Status: delivery.StatusFailed, Attempt: att, Now: now}); ok || err != nil {
 		t.Fatalf("stale Complete = %v, %v", ok, err)
 	}
 	retryAt := now.Add(200 * time.Millisecond)
-	if ok, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusPending, Next: retryAt, Attempt: att, Now: now}); !ok || err != nil {
+	if ok, _, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusPending, Next: retryAt, Attempt: att, Now: now}); !ok || err != nil {
 		t.Fatalf("Complete = %v, %v", ok, err)
 	}
 	d, atts, err := q.Get(ctx, "dlv_due")
@@ -101,7 +101,7 @@ func TestClaimLeaseComplete(t *testing.T) {
 		t.Fatalf("released item not claimable: %v", jobs)
 	}
 	ok := &delivery.Attempt{Number: 2, Start: retryAt, StatusCode: 200}
-	if done, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusSucceeded, Attempt: ok, Now: retryAt}); !done || err != nil {
+	if done, _, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusSucceeded, Attempt: ok, Now: retryAt}); !done || err != nil {
 		t.Fatalf("Complete = %v, %v", done, err)
 	}
 	if d, atts, _ := q.Get(ctx, "dlv_due"); d.Status != delivery.StatusSucceeded || d.Attempts != 2 || len(atts) != 2 || d.LastError != "" {
@@ -184,7 +184,7 @@ func TestAttemptLogKeepsTheLast(t *testing.T) {
 			t.Fatalf("attempt %d: Claim = %d jobs, %v", n, len(jobs), err)
 		}
 		att := &delivery.Attempt{Number: n, Start: at, StatusCode: 500, ErrorType: delivery.ErrorHTTPStatus, Error: "HTTP 500"}
-		if ok, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusPending, Next: at, Attempt: att, Now: at}); !ok || err != nil {
+		if ok, _, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusPending, Next: at, Attempt: att, Now: at}); !ok || err != nil {
 			t.Fatalf("attempt %d: Complete = %v, %v", n, ok, err)
 		}
 	}
@@ -243,7 +243,7 @@ func TestDeliveryRecordsNeverExpire(t *testing.T) {
 		case "dlv_park":
 			o.Status, o.Attempt = delivery.StatusParked, nil
 		}
-		if ok, err := q.Complete(ctx, j, o); !ok || err != nil {
+		if ok, _, err := q.Complete(ctx, j, o); !ok || err != nil {
 			t.Fatalf("Complete %s = %v, %v", j.Delivery.ID, ok, err)
 		}
 	}

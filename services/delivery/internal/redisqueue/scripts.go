@@ -27,11 +27,13 @@ import (
 //	  next sequence number: highest + 1; an empty line starts again at 1);
 //	  one that is not the head leaves S to wait. Returns the head it waits
 //	  behind, or ''.
-//	release(S, W, k, id, now, lp, dp): the ended delivery id leaves its
-//	  line, and the next one (dp: the shard's delivery hash prefix), if
-//	  waiting, is made due now, with how long it waited (field waited, ms).
-//	  A next one whose hash is gone (erased) leaves too: nothing can block a
-//	  line for good. Returns the id it made due, or false.
+//	release(S, W, k, id, now, lp, dp, lease): the ended delivery id leaves
+//	  its line, and the next one (dp: the shard's delivery hash prefix), if
+//	  waiting, is made due now, with how long it waited (field waited, ms);
+//	  with lease > 0 it is leased until then instead, as a claim does (to
+//	  the caller, who sends it next). A next one whose hash is gone
+//	  (erased) leaves too: nothing can block a line for good. Returns the
+//	  id it made due (or leased), or false.
 const orderedLua = `
 local function line(k, lp)
   local okey = redis.call('HGET', k, 'okey')
@@ -55,7 +57,7 @@ local function gate(S, W, k, id, now, lp)
   end
   return head
 end
-local function release(S, W, k, id, now, lp, dp)
+local function release(S, W, k, id, now, lp, dp, lease)
   local l = line(k, lp)
   if not l then return false end
   redis.call('ZREM', l, id)
@@ -69,8 +71,13 @@ local function release(S, W, k, id, now, lp, dp)
       local since = redis.call('ZSCORE', W, head)
       if since and st == 'pending' then
         redis.call('ZREM', W, head)
-        redis.call('ZADD', S, now, head)
-        redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now)
+        if lease and lease > 0 then
+          redis.call('ZADD', S, lease, head)
+          redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now, 'lease', lease)
+        else
+          redis.call('ZADD', S, now, head)
+          redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now)
+        end
         redis.call('HINCRBY', hk, 'ver', 1)
         return head
       end
@@ -159,7 +166,9 @@ return {out, first[2] or ''}
 // commit, however long PostgreSQL is unreachable.
 //
 // An ordered delivery that ended (succeeded, failed, canceled; not parked
-// nor pending) leaves its line and releases the next one, in the same step.
+// nor pending) leaves its line and releases the next one, in the same step:
+// with a handoff lease (ARGV[16] > 0) the next one is leased to the caller
+// until then and returned, saving the claim that would fetch it.
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 parked set,
 //	      5 ended index, 6 waiting index
@@ -169,9 +178,10 @@ return {out, first[2] or ''}
 //	      11 attempts kept, 12 attempt start ms (kept as the round's
 //	      first attempt when none is recorded yet), 13 when the archiver
 //	      takes it (ms; 0 while it stays live), 14 line key prefix,
-//	      15 delivery hash key prefix
+//	      15 delivery hash key prefix, 16 handoff lease ms (0: none)
 //	returns 1 when recorded, 2 when recorded and the next delivery of its
-//	line made due, 0 when the lease was lost
+//	line made due, {2, id, {hash fields...}} when that one was leased to
+//	the caller, 0 when the lease was lost
 var completeScript = redis.NewScript(orderedLua + `
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
@@ -204,8 +214,11 @@ if ARGV[9] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[9]) > tonumber(ARGV[11]) 
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[11]), -1)
 end
 redis.call('PERSIST', KEYS[3]) -- the log lives as long as the delivery
-if st ~= 'pending' and st ~= 'parked' and release(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[5]), ARGV[14], ARGV[15]) then
-  return 2
+if st ~= 'pending' and st ~= 'parked' then
+  local lease = tonumber(ARGV[16]) or 0
+  local nxt = release(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[5]), ARGV[14], ARGV[15], lease)
+  if nxt and lease > 0 then return {2, nxt, redis.call('HGETALL', ARGV[15] .. nxt)} end
+  if nxt then return 2 end
 end
 return 1
 `)

@@ -40,7 +40,7 @@ func TestEveryWriteRaisesTheVersionAndEndsJoinTheEndedIndex(t *testing.T) {
 		if err != nil || len(jobs) != 1 || jobs[0].Delivery.Version != 2 {
 			t.Fatalf("%s: Claim = %+v, %v (want version 2)", st, jobs, err)
 		}
-		if ok, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: st, Now: now}); !ok || err != nil {
+		if ok, _, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: st, Now: now}); !ok || err != nil {
 			t.Fatalf("%s: Complete = %v, %v", st, ok, err)
 		}
 		if v := ver(id); v != 3 {
@@ -67,7 +67,7 @@ func TestEveryWriteRaisesTheVersionAndEndsJoinTheEndedIndex(t *testing.T) {
 		if len(jobs) != 1 {
 			t.Fatalf("%s: no claim after Requeue", st)
 		}
-		_, _ = q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusFailed, Now: now})
+		_, _, _ = q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusFailed, Now: now})
 		if n, err := q.Restart(ctx, []string{id}, []delivery.Status{delivery.StatusFailed}, now); n != 1 || err != nil {
 			t.Fatalf("%s: Restart = %d, %v", st, n, err)
 		}
@@ -78,6 +78,6 @@ func TestEveryWriteRaisesTheVersionAndEndsJoinTheEndedIndex(t *testing.T) {
 			t.Fatalf("%s: a restarted delivery is still in the ended index", st)
 		}
 		jobs, _, _ = q.Claim(ctx, now, now.Add(time.Minute), 10)
-		_, _ = q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusSucceeded, Now: now})
+		_, _, _ = q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusSucceeded, Now: now})
 	}
 }

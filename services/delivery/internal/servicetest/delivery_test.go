@@ -270,7 +270,7 @@ func TestExpiredLeaseIsRedelivered(t *testing.T) {
 	if d.GetAttemptCount() != 1 || reqs[0].header.Get("X-Webhook-Attempt") != "1" {
 		t.Fatalf("delivery = %v", d)
 	}
-	ok, err := crashed.queue.Complete(context.Background(), jobs[0], deliveryOutcomeFailed())
+	ok, _, err := crashed.queue.Complete(context.Background(), jobs[0], deliveryOutcomeFailed())
 	if err != nil || ok {
 		t.Fatalf("late Complete of a lost lease = %v, %v; want refused", ok, err)
 	}
