@@ -240,10 +240,7 @@ func (w *Worker) runJob(job Job) {
 			w.handBack([]Job{*next})
 			break
 		}
-		w.busyMu.Lock()
-		a := w.enter(*next, time.Now())
-		w.busyMu.Unlock()
-		switch a {
+		switch w.takeOver(*next) {
 		case entered:
 			job = *next
 			continue
@@ -254,6 +251,26 @@ func (w *Worker) runJob(job Job) {
 		break
 	}
 	w.tokens <- struct{}{} // the finished job's slot
+}
+
+// takeOver admits a job handed off to a running slot: it enters a place of
+// its endpoint (asking the ledger for one when this process holds none
+// free, as admit does) or its line, or is refused.
+func (w *Worker) takeOver(j Job) admission {
+	w.holdMu.Lock()
+	defer w.holdMu.Unlock()
+	ep := j.Delivery.EndpointID
+	w.busyMu.Lock()
+	a := w.enter(j, time.Now())
+	want := min(w.cfg.EndpointConcurrency, w.busy[ep]+len(w.waiting[ep])+1)
+	w.busyMu.Unlock()
+	if a != refused {
+		return a
+	}
+	w.hold([]PlaceWant{{EndpointID: ep, Want: want, Limit: w.cfg.EndpointConcurrency}})
+	w.busyMu.Lock()
+	defer w.busyMu.Unlock()
+	return w.enter(j, time.Now())
 }
 
 // runOne runs job (runJob) and returns the delivery its end handed off.
