@@ -40,8 +40,13 @@ func progressJSON(acct string, i int) map[string]any {
 }
 
 func grpcOne(ing ingestionv1.IngestionServiceClient, acct string) publishOne {
+	return grpcPublish(ing, func(i int) *ingestionv1.PublishEventRequest { return progressReq(acct, i) })
+}
+
+// grpcPublish publishes req(i) with PublishEvent.
+func grpcPublish(ing ingestionv1.IngestionServiceClient, req func(i int) *ingestionv1.PublishEventRequest) publishOne {
 	return func(ctx context.Context, i int) (string, error) {
-		resp, err := ing.PublishEvent(ctx, progressReq(acct, i))
+		resp, err := ing.PublishEvent(ctx, req(i))
 		return resp.GetEvent().GetId(), err
 	}
 }

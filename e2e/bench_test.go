@@ -58,15 +58,25 @@ func profileAll(b *testing.B, addrs map[string]string, dir string) *sync.WaitGro
 }
 
 // arrivals is a receiver that answers 200 at once and remembers when each
-// event id first arrived.
+// event id first arrived with a 2xx.
 type arrivals struct {
 	mu    sync.Mutex
 	first map[string]time.Time
 	n     atomic.Int64
+	// failFirst, when set, chooses the events whose first attempt
+	// (X-Webhook-Attempt 1) is answered 500 at once; it may read the body.
+	failFirst func(r *http.Request) bool
+	failed    atomic.Int64 // first attempts answered 500
 }
 
 func (a *arrivals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	fail := a.failFirst != nil && r.Header.Get("X-Webhook-Attempt") == "1" && a.failFirst(r)
 	_, _ = io.Copy(io.Discard, r.Body)
+	if fail {
+		a.failed.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
 	now := time.Now()
 	id := r.Header.Get("X-Webhook-Id")
 	a.mu.Lock()
@@ -341,8 +351,20 @@ func plainLoop(b *testing.B, url string, n, workers int) float64 {
 // from the producer's call to the receiver's handler; note says the rate
 // the publishes reached and how many were refused.
 func latencyAt(b *testing.B, publish publishOne, ctx context.Context, rcv *arrivals, rate int, d time.Duration) (p50, p99, p999 time.Duration, note string) {
+	lat, note := pacedLatencies(b, publish, ctx, rcv, rate, d, 1_000_000*rate)
+	p50, p99, p999, _ = quantiles(lat, nil)
+	return p50, p99, p999, note
+}
+
+// pacedLatencies publishes events base, base+1, … one per call at a fixed
+// rate for d, waits (a minute at most) until rcv has answered every
+// accepted one 2xx, and returns by event (the index given to publish) the
+// time from the producer's call to that first 2xx; note says the rate the
+// publishes reached and how many were refused.
+func pacedLatencies(b *testing.B, publish publishOne, ctx context.Context, rcv *arrivals, rate int, d time.Duration, base int) (lat map[int]time.Duration, note string) {
 	total := int(d.Seconds() * float64(rate))
 	type pub struct {
+		i  int
 		id string
 		at time.Time
 	}
@@ -362,14 +384,14 @@ func latencyAt(b *testing.B, publish publishOne, ctx context.Context, rcv *arriv
 			defer wg.Done()
 			defer func() { <-sem }()
 			at := time.Now() // from the producer's call, not its acknowledgement
-			id, err := publish(ctx, 1_000_000*rate+i)
+			id, err := publish(ctx, i)
 			if err != nil {
 				refused.Add(1)
 				b.Error(err)
 				return
 			}
-			pubs <- pub{id, at}
-		}(i)
+			pubs <- pub{i, id, at}
+		}(base + i)
 	}
 	wg.Wait()
 	pubDur := time.Since(start)
@@ -386,21 +408,36 @@ func latencyAt(b *testing.B, publish publishOne, ctx context.Context, rcv *arriv
 		}
 		return true
 	}, time.Minute)
-	lat := make([]time.Duration, 0, len(all))
+	lat = make(map[int]time.Duration, len(all))
 	for _, p := range all {
 		t, _ := rcv.at(p.id)
-		lat = append(lat, max(0, t.Sub(p.at)))
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(f float64) time.Duration {
-		return lat[min(len(lat)-1, int(f*float64(len(lat))))].Round(100 * time.Microsecond)
+		lat[p.i] = max(0, t.Sub(p.at))
 	}
 	achieved := float64(len(all)) / pubDur.Seconds()
 	note = fmt.Sprintf(" (reached %.0f/s, %d of %d accepted)", achieved, len(all), total)
 	if r := refused.Load(); r > 0 {
 		note += fmt.Sprintf(", %d refused", r)
 	}
-	return q(0.50), q(0.99), q(0.999), note
+	return lat, note
+}
+
+// quantiles is p50, p99 and p99.9 of the latencies of the events counts
+// keeps (all when nil), and how many those are.
+func quantiles(lat map[int]time.Duration, counts func(i int) bool) (p50, p99, p999 time.Duration, n int) {
+	var kept []time.Duration
+	for i, l := range lat {
+		if counts == nil || counts(i) {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == 0 {
+		return 0, 0, 0, 0
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i] < kept[j] })
+	q := func(f float64) time.Duration {
+		return kept[min(len(kept)-1, int(f*float64(len(kept))))].Round(100 * time.Microsecond)
+	}
+	return q(0.50), q(0.99), q(0.999), len(kept)
 }
 
 func waitFor(b testing.TB, f func() bool, d time.Duration) {
@@ -414,12 +451,13 @@ func waitFor(b testing.TB, f func() bool, d time.Duration) {
 }
 
 // appendRows adds rows to the table that ends the report at path (written
-// by BenchmarkSuite); nothing when path is empty.
+// by BenchmarkSuite; a new file when a benchmark runs alone); nothing when
+// path is empty.
 func appendRows(b testing.TB, path string, rows ...string) {
 	if path == "" {
 		return
 	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		b.Fatal(err)
 	}

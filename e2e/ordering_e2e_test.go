@@ -45,16 +45,24 @@ func (s *Suite) newOrderedEndpoint(key, url string, types ...string) Endpoint {
 	return out.Endpoint
 }
 
-// uploadOf is the data.uploadId of a webhook request's body.
-func uploadOf(r *http.Request) string {
+// progressData is the data of a transcription.progress webhook, as far as
+// the tests read it.
+type progressData struct {
+	UploadID string  `json:"uploadId"`
+	Estimate float64 `json:"estimate"`
+}
+
+// dataOf decodes the data of a webhook request's body.
+func dataOf(r *http.Request) progressData {
 	var env struct {
-		Data struct {
-			UploadID string `json:"uploadId"`
-		} `json:"data"`
+		Data progressData `json:"data"`
 	}
 	_ = json.NewDecoder(r.Body).Decode(&env)
-	return env.Data.UploadID
+	return env.Data
 }
+
+// uploadOf is the data.uploadId of a webhook request's body.
+func uploadOf(r *http.Request) string { return dataOf(r).UploadID }
 
 func newOrderedReceiver() *orderedReceiver {
 	rc := &orderedReceiver{rnd: rand.New(rand.NewPCG(7, 9)), tried: map[string]bool{}, inflight: map[string]int{}, ok: map[string][]string{}}
