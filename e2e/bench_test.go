@@ -351,17 +351,18 @@ func plainLoop(b *testing.B, url string, n, workers int) float64 {
 // from the producer's call to the receiver's handler; note says the rate
 // the publishes reached and how many were refused.
 func latencyAt(b *testing.B, publish publishOne, ctx context.Context, rcv *arrivals, rate int, d time.Duration) (p50, p99, p999 time.Duration, note string) {
-	lat, note := pacedLatencies(b, publish, ctx, rcv, rate, d, 1_000_000*rate)
+	lats, note := pacedLatencies(b, publish, ctx, rate, d, 1_000_000*rate, rcv)
+	lat := lats[0]
 	p50, p99, p999, _ = quantiles(lat, nil)
 	return p50, p99, p999, note
 }
 
 // pacedLatencies publishes events base, base+1, … one per call at a fixed
-// rate for d, waits (a minute at most) until rcv has answered every
-// accepted one 2xx, and returns by event (the index given to publish) the
-// time from the producer's call to that first 2xx; note says the rate the
-// publishes reached and how many were refused.
-func pacedLatencies(b *testing.B, publish publishOne, ctx context.Context, rcv *arrivals, rate int, d time.Duration, base int) (lat map[int]time.Duration, note string) {
+// rate for d, waits (a minute at most) until each receiver of rcvs has
+// answered every accepted one 2xx, and returns per receiver, by event (the
+// index given to publish), the time from the producer's call to that first
+// 2xx; note says the rate the publishes reached and how many were refused.
+func pacedLatencies(b *testing.B, publish publishOne, ctx context.Context, rate int, d time.Duration, base int, rcvs ...*arrivals) (lats []map[int]time.Duration, note string) {
 	total := int(d.Seconds() * float64(rate))
 	type pub struct {
 		i  int
@@ -400,25 +401,28 @@ func pacedLatencies(b *testing.B, publish publishOne, ctx context.Context, rcv *
 	for p := range pubs {
 		all = append(all, p)
 	}
-	waitFor(b, func() bool {
-		for _, p := range all {
-			if _, ok := rcv.at(p.id); !ok {
-				return false
+	for _, rcv := range rcvs {
+		waitFor(b, func() bool {
+			for _, p := range all {
+				if _, ok := rcv.at(p.id); !ok {
+					return false
+				}
 			}
+			return true
+		}, time.Minute)
+		lat := make(map[int]time.Duration, len(all))
+		for _, p := range all {
+			t, _ := rcv.at(p.id)
+			lat[p.i] = max(0, t.Sub(p.at))
 		}
-		return true
-	}, time.Minute)
-	lat = make(map[int]time.Duration, len(all))
-	for _, p := range all {
-		t, _ := rcv.at(p.id)
-		lat[p.i] = max(0, t.Sub(p.at))
+		lats = append(lats, lat)
 	}
 	achieved := float64(len(all)) / pubDur.Seconds()
 	note = fmt.Sprintf(" (reached %.0f/s, %d of %d accepted)", achieved, len(all), total)
 	if r := refused.Load(); r > 0 {
 		note += fmt.Sprintf(", %d refused", r)
 	}
-	return lat, note
+	return lats, note
 }
 
 // quantiles is p50, p99 and p99.9 of the latencies of the events counts
