@@ -472,25 +472,18 @@ func (s *Store) DeleteDone(ctx context.Context, ids []string) ([]bool, error) {
 // left to the caller, which deletes the account's whole slot last) and
 // returns how many it found. Idempotent.
 func (s *Store) EraseAccount(ctx context.Context, accountID string) (int, error) {
-	const page = 1000
 	n := 0
-	for start := int64(0); ; start += page {
-		list, err := s.rdb.ZRange(ctx, ListKey(accountID), start, start+page-1).Result()
-		if err != nil {
-			return n, err
-		}
-		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := redisx.ZMembers(ctx, s.rdb, ListKey(accountID), 1000, func(ctx context.Context, list []string) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, id := range list {
 				p.Del(ctx, Key(id)) // one key per command: events hash to many slots
 			}
 			return nil
 		})
-		if err != nil {
-			return n, err
+		if err == nil {
+			n += len(list)
 		}
-		n += len(list)
-		if len(list) < page {
-			return n, nil
-		}
-	}
+		return err
+	})
+	return n, err
 }

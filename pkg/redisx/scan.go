@@ -41,3 +41,24 @@ func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string, fn
 	}
 	return scan(ctx, rdb)
 }
+
+// ZMembers calls fn with the members of the sorted set key in rank order,
+// a page of at most page members at a time, until fn fails or the set is
+// read to its end. fn must not add or remove members of key (ranks would
+// shift under the pages).
+func ZMembers(ctx context.Context, rdb redis.Cmdable, key string, page int64, fn func(ctx context.Context, members []string) error) error {
+	for start := int64(0); ; start += page {
+		list, err := rdb.ZRange(ctx, key, start, start+page-1).Result()
+		if err != nil {
+			return err
+		}
+		if len(list) > 0 {
+			if err := fn(ctx, list); err != nil {
+				return err
+			}
+		}
+		if int64(len(list)) < page {
+			return nil
+		}
+	}
+}

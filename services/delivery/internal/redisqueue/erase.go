@@ -127,18 +127,13 @@ func (q *Queue) accountDeliveries(ctx context.Context, accountID string, endpoin
 			out = append(out, id)
 		}
 	}
-	const page = 1000
-	for start := int64(0); ; start += page {
-		list, err := q.rdb.ZRange(ctx, accountKey(accountID), start, start+page-1).Result()
-		if err != nil {
-			return nil, err
-		}
+	if err := redisx.ZMembers(ctx, q.rdb, accountKey(accountID), 1000, func(_ context.Context, list []string) error {
 		for _, id := range list {
 			add(id)
 		}
-		if len(list) < page {
-			break
-		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	if len(endpointIDs) == 0 {
 		return out, nil
