@@ -172,52 +172,14 @@ func (d *Dispatcher) StartDisabler(ctx context.Context, poll time.Duration) (sto
 	if poll <= 0 {
 		poll = DisablePoll
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	if d.deps.Stats == nil || d.deps.Registry == nil {
-		close(done)
-	} else {
-		go func() {
-			defer close(done)
-			d.runDisabler(ctx, poll)
-		}()
-	}
-	return func(wctx context.Context) {
-		cancel()
-		select {
-		case <-done:
-		case <-wctx.Done():
-		}
-	}
-}
-
-func (d *Dispatcher) runDisabler(ctx context.Context, poll time.Duration) {
-	tick := time.NewTimer(0)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.disableKick:
-		case <-tick.C:
-		}
-		for ctx.Err() == nil {
-			now := d.deps.Clock.Now()
-			cctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-			due, err := d.deps.Stats.ClaimDisables(cctx, now, now.Add(disableLease), 16)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				d.deps.Logger.ErrorContext(ctx, "claiming pending disables failed", "error", err.Error())
-			}
-			for _, p := range due {
-				d.carryOut(ctx, p)
-			}
-			if len(due) < 16 {
-				break
-			}
-		}
-		tick.Reset(poll)
-	}
+	return pollLoop[PendingDisable]{
+		what: "pending disables", batch: 16, kick: d.disableKick,
+		pause: func() time.Duration { return poll },
+		claim: func(ctx context.Context, now time.Time, max int) ([]PendingDisable, error) {
+			return d.deps.Stats.ClaimDisables(ctx, now, now.Add(disableLease), max)
+		},
+		handle: d.carryOut,
+	}.start(ctx, d, d.deps.Stats != nil && d.deps.Registry != nil)
 }
 
 // carryOut takes a claimed pending disable one step further: the registry

@@ -247,53 +247,15 @@ func (d *Dispatcher) StartOpEvents(ctx context.Context, poll time.Duration) (sto
 	if poll <= 0 {
 		poll = OpEventPoll
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	if !d.opEventsOn() {
-		close(done)
-	} else {
-		go func() {
-			defer close(done)
-			d.runOpEvents(ctx, poll)
-		}()
-	}
-	return func(wctx context.Context) {
-		cancel()
-		select {
-		case <-done:
-		case <-wctx.Done():
-		}
-	}
-}
-
-func (d *Dispatcher) runOpEvents(ctx context.Context, poll time.Duration) {
-	tick := time.NewTimer(0)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.opEventKick:
-		case <-tick.C:
-		}
-		for ctx.Err() == nil {
-			now := d.deps.Clock.Now()
-			cctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-			due, err := d.deps.OpEvents.ClaimOpEvents(cctx, now, now.Add(opEventLease), 32)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				d.deps.Logger.ErrorContext(ctx, "claiming operational events failed", "error", err.Error())
-			}
-			for _, p := range due {
-				d.publishOpEvent(ctx, p)
-			}
-			if len(due) < 32 {
-				break
-			}
-		}
+	return pollLoop[PendingOpEvent]{
+		what: "operational events", batch: 32, kick: d.opEventKick,
 		// Due events folded with a delay: look again within the poll.
-		tick.Reset(min(poll, d.cfg.OpEventDelay))
-	}
+		pause: func() time.Duration { return min(poll, d.cfg.OpEventDelay) },
+		claim: func(ctx context.Context, now time.Time, max int) ([]PendingOpEvent, error) {
+			return d.deps.OpEvents.ClaimOpEvents(ctx, now, now.Add(opEventLease), max)
+		},
+		handle: d.publishOpEvent,
+	}.start(ctx, d, d.opEventsOn())
 }
 
 // publishOpEvent publishes one claimed operational event in a trace of
