@@ -38,6 +38,10 @@ type fakeRegistry struct {
 	calls    atomic.Int64 // DisableEndpoint calls, failed ones included
 	mu       sync.Mutex
 	disabled map[string]int // endpoint -> successful DisableEndpoint calls
+	// onDisable, when set, is called on each successful DisableEndpoint
+	// (a test's view of the endpoint turns DISABLED then, as the
+	// registry's does).
+	onDisable func(endpointID string)
 }
 
 func (r *fakeRegistry) DisableEndpoint(_ context.Context, _, endpointID, _ string) error {
@@ -51,6 +55,9 @@ func (r *fakeRegistry) DisableEndpoint(_ context.Context, _, endpointID, _ strin
 		r.disabled = map[string]int{}
 	}
 	r.disabled[endpointID]++
+	if r.onDisable != nil {
+		r.onDisable(endpointID)
+	}
 	return nil
 }
 

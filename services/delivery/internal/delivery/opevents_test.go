@@ -230,6 +230,11 @@ func TestEnablingASystemDisabledEndpointAnnouncesItOnce(t *testing.T) {
 	q := redisqueue.New(f.redis.Client, time.Hour)
 	tg := &switchableTargets{url: f.url}
 	tg.status.Store(int32(delivery.EndpointActive))
+	// The registry reports the endpoint DISABLED from the moment it
+	// confirmed the disable (before, the test switched it only once it saw
+	// endpoint.disabled, and a resumer sweep in between took it for
+	// enabled again: flaky under -race).
+	f.reg.onDisable = func(string) { tg.status.Store(int32(delivery.EndpointDisabled)) }
 	d := f.opDispatcher(q, ing, tg, 50*time.Millisecond, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -243,7 +248,6 @@ func TestEnablingASystemDisabledEndpointAnnouncesItOnce(t *testing.T) {
 	scheduleTyped(t, q, "upload.completed", "dlv_x")
 	exhaust(t, q, d)
 	eventually(t, 10*time.Second, "endpoint.disabled", func() bool { return len(ing.events("endpoint.disabled")) == 1 })
-	tg.status.Store(int32(delivery.EndpointDisabled)) // as the registry now says
 	time.Sleep(400 * time.Millisecond)
 	if got := ing.events("endpoint.enabled"); len(got) != 0 {
 		t.Fatalf("endpoint.enabled while still disabled: %+v", got)
