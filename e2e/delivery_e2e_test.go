@@ -36,6 +36,8 @@ type delivery struct {
 	LastStatusCode  int    `json:"lastStatusCode"`
 	NextAttemptTime string `json:"nextAttemptTime"`
 	Payload         string `json:"payload"`
+	OrderingKey     string `json:"orderingKey"`
+	WaitingFor      string `json:"waitingFor"` // the event heading its ordered line, while it waits
 	Attempts        []struct {
 		Number       int               `json:"number"`
 		StatusCode   int               `json:"statusCode"`
