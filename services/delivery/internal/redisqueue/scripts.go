@@ -71,13 +71,9 @@ local function release(S, W, k, id, now, lp, dp, lease)
       local since = redis.call('ZSCORE', W, head)
       if since and st == 'pending' then
         redis.call('ZREM', W, head)
-        if lease and lease > 0 then
-          redis.call('ZADD', S, lease, head)
-          redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now, 'lease', lease)
-        else
-          redis.call('ZADD', S, now, head)
-          redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now)
-        end
+        local leased = lease and lease > 0
+        redis.call('ZADD', S, leased and lease or now, head)
+        redis.call('HSET', hk, 'next', now, 'wait', 0, 'waited', now - tonumber(since), 'updated', now, 'lease', leased and lease or 0)
         redis.call('HINCRBY', hk, 'ver', 1)
         return head
       end
