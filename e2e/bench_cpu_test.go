@@ -15,27 +15,64 @@ import (
 // (100 on Linux for every architecture Go supports here).
 const clockTicks = 100
 
-// procCPU is the CPU time (user + system) a process has used so far.
-func procCPU(pid string) time.Duration {
+// procStat is the fields of /proc/<pid>/stat after the command name,
+// which is in parentheses and may hold spaces: f[0] is field 3 (state),
+// f[1] field 4 (ppid), f[11] and f[12] utime and stime, f[13] and f[14]
+// cutime and cstime (of the children it waited for).
+func procStat(pid string) []string {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0
+		return nil
 	}
-	// Fields after the command name, which is in parentheses and may
-	// hold spaces: state is field 3, utime 14, stime 15.
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
+	if len(f) < 15 {
+		return nil
+	}
+	return f
+}
+
+// ticks sums fields of a procStat as a duration.
+func ticks(f []string, idx ...int) time.Duration {
+	var n int64
+	for _, i := range idx {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		n += v
+	}
+	return time.Duration(n) * time.Second / clockTicks
+}
+
+// procCPU is the CPU time (user + system) a process has used so far.
+func procCPU(pid string) time.Duration {
+	f := procStat(pid)
+	if f == nil {
 		return 0
 	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * time.Second / clockTicks
+	return ticks(f, 11, 12)
+}
+
+// treeCPU is the CPU time a process and its children have used so far,
+// those that ended included: PostgreSQL's postmaster, its backends and
+// its background workers.
+func treeCPU(pid int) time.Duration {
+	root := procStat(strconv.Itoa(pid))
+	if root == nil {
+		return 0
+	}
+	total := ticks(root, 11, 12, 13, 14)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if f := procStat(e.Name()); f != nil && f[1] == strconv.Itoa(pid) {
+			total += ticks(f, 11, 12)
+		}
+	}
+	return total
 }
 
 // cpuSnapshot is the CPU time used so far by each part of a running suite:
-// its services (all processes of a name together), its redis-server and
-// this process (the receiver and the producers).
+// its services (all processes of a name together), its redis-server, its
+// PostgreSQL server (all of it: the e2e suites share one, and benchmarks
+// run one at a time) and this process (the receiver and the producers).
 type cpuSnapshot map[string]time.Duration
 
 func (s *Suite) cpu(b testing.TB) cpuSnapshot {
@@ -50,6 +87,11 @@ func (s *Suite) cpu(b testing.TB) cpuSnapshot {
 	}
 	s.mu.Unlock()
 	out["redis-server"] = procCPU(infoField(b, s, "server", "process_id"))
+	if s.history != nil {
+		if pid, err := s.history.PID(); err == nil {
+			out["postgresql"] = treeCPU(pid)
+		}
+	}
 	return out
 }
 

@@ -165,7 +165,7 @@ func TestEraseLeavesNothingOfTheAccountInRedisOrPostgreSQL(t *testing.T) {
 }
 
 // uuidOf is the uuid (standard text form) an id is stored as in history.
-func uuidOf(t *testing.T, id string) string {
+func uuidOf(t testing.TB, id string) string {
 	t.Helper()
 	_, rest, _ := strings.Cut(id, "_")
 	b, ok := ids.Bytes(id[:len(id)-len(rest)], id)

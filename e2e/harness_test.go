@@ -92,11 +92,13 @@ func historyDatabase(t testing.TB) string {
 // Suite is the four services running as separate processes against a
 // private redis-server.
 type Suite struct {
-	t       testing.TB
-	Redis   *redistest.Server
-	env     []string
-	Addrs   map[string]string
-	procs   map[string][]*exec.Cmd
+	t     testing.TB
+	Redis *redistest.Server
+	env   []string
+	Addrs map[string]string
+	procs map[string][]*exec.Cmd
+	// history is the PostgreSQL server the suite's history database is on.
+	history *pgtest.Server
 	mu      sync.Mutex
 	BaseURL string
 	HTTP    *http.Client
@@ -120,6 +122,10 @@ type SuiteOptions struct {
 	// the ones TestMain built (another build of the suite, e.g. an older
 	// version for an upgrade test).
 	BinDir string
+	// PG is the PostgreSQL server of the history tier when the test runs
+	// its own (to stop or kill it): DATABASE_URL is its URL unless Env
+	// sets one, and the benchmarks count its CPU.
+	PG *pgtest.Server
 }
 
 func startSuite(t testing.TB, o SuiteOptions) *Suite {
@@ -160,8 +166,14 @@ func startSuiteURL(t testing.TB, r *redistest.Server, url string, o SuiteOptions
 	for k, v := range o.Env {
 		env[k] = v
 	}
+	s.history = o.PG
 	if _, ok := env["DATABASE_URL"]; !ok { // the history tier: a fresh database per suite
-		env["DATABASE_URL"] = historyDatabase(t)
+		if o.PG != nil {
+			env["DATABASE_URL"] = o.PG.URL
+		} else {
+			env["DATABASE_URL"] = historyDatabase(t)
+			s.history = pg
+		}
 	}
 	for k, v := range env {
 		s.env = append(s.env, k+"="+v)

@@ -211,13 +211,9 @@ func (s *Server) Stop(fast bool) error {
 func (s *Server) Kill() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
+	pid, err := s.pid()
 	if err != nil {
 		return fmt.Errorf("pgtest: kill: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	if err != nil {
-		return fmt.Errorf("pgtest: kill: bad postmaster.pid: %w", err)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("pgtest: kill %d: %w", pid, err)
@@ -226,6 +222,27 @@ func (s *Server) Kill() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// PID is the process id of the running server's postmaster (its backends
+// and background workers are its children), for benchmarks that measure
+// the CPU PostgreSQL spends.
+func (s *Server) PID() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid()
+}
+
+func (s *Server) pid() (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return 0, fmt.Errorf("bad postmaster.pid: %w", err)
+	}
+	return pid, nil
 }
 
 // Restart stops the server (fast: clean; otherwise immediate) and starts it
