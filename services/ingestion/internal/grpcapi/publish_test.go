@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
@@ -220,6 +221,58 @@ func TestPublishStoresExactEnvelopeAndFansOut(t *testing.T) {
 	if n := len(e.dlv.calls()); n != 1 {
 		t.Errorf("%d Schedule calls after an unsubscribed event, want 1", n)
 	}
+}
+
+// TestPublishAnswersWithTheDataGetEventReads: a publish answers with the
+// caller's data (not decoded back from the payload), so it must be what
+// GetEvent reads from the stored payload, for numbers at the edges of
+// their JSON form too; a duplicate answers with the stored data.
+func TestPublishAnswersWithTheDataGetEventReads(t *testing.T) {
+	e := newEnv(t, options{})
+	acct, custCtx := e.customer(t)
+	e.reg.Subscribe(acct, "transcription.completed", "ep_a")
+	check := func(what string, ev *ingestionv1.Event) {
+		t.Helper()
+		got, err := e.client.GetEvent(custCtx, &ingestionv1.GetEventRequest{Id: ev.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As JSON, the form REST answers in (proto.Equal takes -0 for 0).
+		answered, _ := protojson.Marshal(ev.GetData())
+		read, _ := protojson.Marshal(got.GetEvent().GetData())
+		if string(answered) != string(read) {
+			t.Errorf("%s: answered data %s, GetEvent reads %s (payload %s)", what, answered, read, got.GetEvent().GetPayload())
+		}
+	}
+	for i, num := range []float64{0, math.Copysign(0, -1), 3, 12.5, 0.1, 1e-7, 1 << 53, 1<<53 + 2, 1e21, 4.5e300} {
+		data, err := structpb.NewStruct(map[string]any{"uploadId": fmt.Sprintf("upl_%d", i), "text": "Olá <b>&</b> “quoted”", "duration": num, "credits": 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.completed", Data: data, IdempotencyKey: fmt.Sprintf("edge-%d", i)}
+		resp, err := e.client.PublishEvent(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("duration %v", num), resp.GetEvent())
+		batch, err := e.client.PublishEvents(t.Context(), &ingestionv1.PublishEventsRequest{Events: []*ingestionv1.PublishEventRequest{
+			{AccountId: acct, Type: "transcription.completed", Data: data},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("duration %v in a batch", num), batch.GetResults()[0].GetEvent())
+	}
+	// A repeat of a key with other data answers with the stored event's.
+	other, _ := structpb.NewStruct(map[string]any{"uploadId": "upl_other", "text": "other", "duration": 1, "credits": 1})
+	resp, err := e.client.PublishEvent(t.Context(), &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.completed", Data: other, IdempotencyKey: "edge-3"})
+	if err != nil || !resp.GetDuplicate() {
+		t.Fatalf("repeat: %v, %v", resp, err)
+	}
+	if up := resp.GetEvent().GetData().GetFields()["uploadId"].GetStringValue(); up != "upl_3" {
+		t.Errorf("a duplicate answers with uploadId %q, want the stored upl_3", up)
+	}
+	check("duplicate", resp.GetEvent())
 }
 
 func TestIdsAreTimeOrdered(t *testing.T) {
