@@ -208,7 +208,7 @@ func run(ctx context.Context) error {
 			Erase: queue,
 		})
 	worker := delivery.NewWorker(dispatcher, delivery.WorkerConfig{Slots: cfg.workers, EndpointConcurrency: cfg.perEndpoint})
-	svc := delivery.NewService(dispatcher, worker.Wake)
+	svc := delivery.NewService(dispatcher, worker)
 	resumeCtx, stopResume := context.WithCancel(ctx)
 	defer stopResume()
 	go svc.RunResumer(resumeCtx, resumeKick, delivery.ResumeEvery)

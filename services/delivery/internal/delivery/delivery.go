@@ -88,6 +88,10 @@ type Delivery struct {
 	// WaitingFor is, while it waits, the event id of the delivery at the
 	// head of its key's line (read by Get only).
 	WaitingFor string
+	// LeaseUntil, when set on a delivery given to Queue.Schedule, creates
+	// it leased to the caller until then, as a claim leases it (the
+	// caller then sends it without claiming it). Not read back.
+	LeaseUntil time.Time
 	// Version grows with every write of the delivery over its whole life,
 	// round trips through history included (pkg/history's contract): the
 	// archiver deletes the Redis copy only while it is still at the
@@ -186,7 +190,9 @@ type ListQuery struct {
 // Queue is the durable retry schedule.
 type Queue interface {
 	// Schedule creates the deliveries that do not exist yet (an upsert keyed
-	// by the delivery id) and reports which were created.
+	// by the delivery id) and reports which were created. One created with
+	// LeaseUntil set is leased to the caller (a Job with that lease and
+	// Version+1); one that already existed is left as it is, unleased.
 	Schedule(ctx context.Context, ds []Delivery) (created []bool, err error)
 	// Exist reports which of the deliveries ids are in the live tier.
 	Exist(ctx context.Context, ids []string) ([]bool, error)

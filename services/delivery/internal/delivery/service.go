@@ -37,17 +37,22 @@ const apiTimeout = 10 * time.Second
 // Service holds the operations behind the gRPC API. Account checks happen
 // here: a delivery of another account does not exist.
 type Service struct {
-	d    *Dispatcher
-	wake func()
+	d *Dispatcher
+	w *Worker
 }
 
-// NewService returns a Service. wake is called after new work is due (the
-// local worker's Wake); it may be nil.
-func NewService(d *Dispatcher, wake func()) *Service {
-	if wake == nil {
-		wake = func() {}
+// NewService returns a Service. w, the worker of this process (nil: none),
+// is woken after new work is due, and gets what Schedule creates due at
+// once, leased to it, as far as it has free slots.
+func NewService(d *Dispatcher, w *Worker) *Service {
+	return &Service{d: d, w: w}
+}
+
+// wake wakes the local worker's claimer.
+func (s *Service) wake() {
+	if s.w != nil {
+		s.w.Wake()
 	}
-	return &Service{d: d, wake: wake}
 }
 
 // ScheduleItem asks for one event to be delivered to one endpoint.
@@ -146,17 +151,57 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 	if err != nil {
 		return nil, err
 	}
+	slots := s.leaseDue(ds, now)
 	created, err := s.d.deps.Queue.Schedule(ctx, ds)
 	if err != nil {
+		if slots > 0 {
+			s.w.unreserve(slots) // a delivery written leased anyway comes due when its lease ends
+		}
 		return nil, fmt.Errorf("schedule %d deliveries: %w", len(ds), err)
 	}
+	var jobs []Job
+	woken := false
 	for i, c := range created {
-		if c && !ds[i].NextTime.After(now.Add(time.Second)) {
+		switch {
+		case !c:
+		case !ds[i].LeaseUntil.IsZero():
+			j := Job{Delivery: ds[i], LeaseUntil: ds[i].LeaseUntil}
+			j.Delivery.Version++ // what the create wrote
+			jobs = append(jobs, j)
+		case !woken && !ds[i].NextTime.After(now.Add(time.Second)):
 			s.wake()
-			break
+			woken = true
 		}
 	}
+	if slots > 0 {
+		s.w.unreserve(slots - len(jobs))
+		s.w.start(jobs)
+	}
 	return out, nil
+}
+
+// leaseDue marks the unordered deliveries of ds that are due at once to be
+// created leased to the local worker, as many as it reserved slots for,
+// and returns that number (an ordered one may have to wait in its line).
+func (s *Service) leaseDue(ds []Delivery, now time.Time) int {
+	if s.w == nil {
+		return 0
+	}
+	due := 0
+	for i := range ds {
+		if ds[i].OrderingKey == "" && !ds[i].NextTime.After(now) {
+			due++
+		}
+	}
+	slots := s.w.reserve(due)
+	lease := time.UnixMilli(s.d.LeaseUntil(now).UnixMilli()) // as the queue stores it
+	for i, k := 0, 0; i < len(ds) && k < slots; i++ {
+		if ds[i].OrderingKey == "" && !ds[i].NextTime.After(now) {
+			ds[i].LeaseUntil = lease
+			k++
+		}
+	}
+	return slots
 }
 
 // otherOrderingID is the id the delivery of a repeated item would have had

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,6 +99,11 @@ type Worker struct {
 	latency map[string]time.Duration
 	jobs    chan Job // claimed jobs for the pool (capacity Slots)
 	wake    chan struct{}
+	// offers carries jobs created leased to this worker (Service.Schedule)
+	// to offerLoop, which admits them as the claimer admits its claims.
+	offers    chan []Job
+	offerDone chan struct{}
+	started   atomic.Bool
 
 	claimCtx  context.Context // ends: stop claiming
 	stopClaim context.CancelFunc
@@ -143,6 +149,8 @@ func NewWorker(d *Dispatcher, cfg WorkerConfig) *Worker {
 		wake:      make(chan struct{}, 1),
 		claimDone: make(chan struct{}),
 		keepDone:  make(chan struct{}),
+		offers:    make(chan []Job),
+		offerDone: make(chan struct{}),
 		trim:      make(chan struct{}, 1),
 		limits:    d.limits(),
 		busy:      map[string]int{},
@@ -170,6 +178,8 @@ func (w *Worker) Start() {
 		keepCtx, w.stopKeep = context.WithCancel(context.Background())
 		go w.keepPlaces(keepCtx)
 		go w.claimLoop()
+		go w.offerLoop()
+		w.started.Store(true)
 	})
 }
 
@@ -189,8 +199,9 @@ func (w *Worker) Drain(ctx context.Context) {
 	w.drainOnce.Do(func() {
 		defer w.releasePlaces()
 		w.stopClaim()
-		w.startOnce.Do(func() { close(w.claimDone); close(w.keepDone) }) // never started: nothing runs
+		w.startOnce.Do(func() { close(w.claimDone); close(w.keepDone); close(w.offerDone) }) // never started: nothing runs
 		<-w.claimDone
+		<-w.offerDone
 		close(w.jobs)
 		done := make(chan struct{})
 		go func() { w.pool.Wait(); close(done) }()
@@ -377,6 +388,67 @@ func (w *Worker) claimLoop() {
 			idle = min(max(next.Sub(now), time.Millisecond), w.cfg.MaxIdle)
 		}
 		if !w.sleep(ctx, idle) {
+			return
+		}
+	}
+}
+
+// Leasing at creation. Service.Schedule creates the deliveries that are
+// due at once leased to this worker, as many as it has free slots, and
+// they start like claimed ones: the claim's round trips, and the wake of
+// every claimer, are saved, and the first attempt starts one durable write
+// sooner. A delivery it cannot admit is handed back (due now), and one
+// whose process dies first comes due when its lease ends, as after a
+// claim.
+
+// reserve takes up to n free slots for deliveries about to be created
+// leased to this worker: none before Start or once draining.
+func (w *Worker) reserve(n int) int {
+	if !w.started.Load() || w.claimCtx.Err() != nil {
+		return 0
+	}
+	for k := 0; k < n; k++ {
+		select {
+		case <-w.tokens:
+		default:
+			return k
+		}
+	}
+	return n
+}
+
+// unreserve gives back n slots that reserve took and no job uses.
+func (w *Worker) unreserve(n int) {
+	for range n {
+		w.tokens <- struct{}{}
+	}
+}
+
+// start admits jobs created leased to this worker, each on a slot reserve
+// took for it.
+func (w *Worker) start(jobs []Job) {
+	if len(jobs) == 0 {
+		return
+	}
+	select {
+	case w.offers <- jobs:
+	case <-w.claimCtx.Done(): // draining: another worker claims them
+		w.handBack(jobs)
+		w.unreserve(len(jobs))
+	}
+}
+
+// offerLoop admits what start offers until the worker drains (Drain
+// closes the pool's channel only after it returned).
+func (w *Worker) offerLoop() {
+	defer close(w.offerDone)
+	for {
+		select {
+		case jobs := <-w.offers:
+			held := w.admit(jobs)
+			w.handBack(held)
+			w.unreserve(len(held))
+		case <-w.claimCtx.Done():
 			return
 		}
 	}

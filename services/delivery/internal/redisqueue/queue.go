@@ -198,17 +198,23 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	}
 	byAccount := map[string][]redis.Z{}
 	var now int64 // the latest create time: when a delivery that waits began waiting
+	wake := false // a delivery no caller leased: the claimers find it
 	for i := range ds {
 		d := &ds[i]
 		byAccount[d.AccountID] = append(byAccount[d.AccountID], redis.Z{Score: idScore(d.ID, d.CreateTime), Member: d.ID})
 		now = max(now, ms(d.CreateTime))
+		wake = wake || d.LeaseUntil.IsZero()
 	}
 	calls := make([]redisx.ScriptCall, len(chunks))
 	for j, c := range chunks {
 		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), now}
 		for _, i := range c.idx {
 			f := hashFields(&ds[i])
-			args = append(args, ds[i].ID, ms(ds[i].NextTime), len(f))
+			score := ms(ds[i].NextTime)
+			if !ds[i].LeaseUntil.IsZero() { // created leased: scored at its lease's end, as a claim scores it
+				score = ms(ds[i].LeaseUntil)
+			}
+			args = append(args, ds[i].ID, score, len(f))
 			args = append(args, f...)
 		}
 		calls[j] = redisx.ScriptCall{Script: scheduleScript, Keys: []string{schedKey(c.shard), waitingKey(c.shard)}, Args: args}
@@ -225,7 +231,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 		// every delivery already existed, is harmless). A cluster pipeline
 		// runs on several nodes at once, with no order between them: there
 		// the wake follows the reply.
-		if !q.cluster {
+		if !q.cluster && wake {
 			p.Publish(ctx, WakeChannel, "1")
 		}
 	})
@@ -234,7 +240,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 			return nil, err
 		}
 	}
-	if q.cluster {
+	if q.cluster && wake {
 		// Best effort: other processes poll at least every second anyway.
 		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
 	}
@@ -274,7 +280,7 @@ func hashFields(d *delivery.Delivery) []any {
 		"event", d.EventID, "endpoint", d.EndpointID, "account", d.AccountID, "type", d.EventType,
 		"status", string(d.Status), "attempts", d.Attempts, "created", ms(d.CreateTime),
 		"updated", ms(d.UpdateTime), "next", ms(d.NextTime), "tp", d.TraceParent, "ts", d.TraceState,
-		"code", d.LastCode, "err", d.LastError, "test", boolField(d.Test), "lease", 0,
+		"code", d.LastCode, "err", d.LastError, "test", boolField(d.Test), "lease", ms(d.LeaseUntil),
 		"ver", d.Version + 1, // a write: one more than the version it starts from
 	}
 	if len(d.Body) > 0 {

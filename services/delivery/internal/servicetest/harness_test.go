@@ -146,7 +146,10 @@ type procOpts struct {
 }
 
 type proc struct {
-	queue  *redisqueue.Queue
+	queue *redisqueue.Queue
+	// claimed counts the jobs this process's worker got from Claim (not
+	// those created leased to it by Schedule).
+	claimed *atomic.Int64
 	disp   *delivery.Dispatcher
 	worker *delivery.Worker
 	svc    *delivery.Service
@@ -163,6 +166,18 @@ type countingSender struct {
 func (c countingSender) Send(ctx context.Context, r delivery.Request) delivery.Response {
 	c.n.Add(1)
 	return c.Sender.Send(ctx, r)
+}
+
+// countingQueue counts what Claim hands out.
+type countingQueue struct {
+	*redisqueue.Queue
+	claimed *atomic.Int64
+}
+
+func (c countingQueue) Claim(ctx context.Context, now, leaseUntil time.Time, max int) ([]delivery.Job, time.Time, error) {
+	jobs, next, err := c.Queue.Claim(ctx, now, leaseUntil, max)
+	c.claimed.Add(int64(len(jobs)))
+	return jobs, next, err
 }
 
 func (e *env) start(o procOpts) *proc {
@@ -189,14 +204,14 @@ func (e *env) start(o procOpts) *proc {
 	}
 	log := telemetry.NewLogger(logOut, "debug")
 
-	p := &proc{sent: &atomic.Int64{}}
+	p := &proc{sent: &atomic.Int64{}, claimed: &atomic.Int64{}}
 	p.queue = redisqueue.New(e.rdb, time.Hour)
 	snd := sender.New(sender.Config{Timeout: o.timeout, Policy: ssrf.Policy{AllowHTTP: true, AllowedCIDRs: cidrs}})
 	t.Cleanup(snd.Close)
 	p.disp = delivery.NewDispatcher(
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
 		delivery.Deps{
-			Queue: p.queue, History: &archive.Tiers{Q: p.queue, Events: e.events}, Sender: countingSender{snd, p.sent},
+			Queue: countingQueue{p.queue, p.claimed}, History: &archive.Tiers{Q: p.queue, Events: e.events}, Sender: countingSender{snd, p.sent},
 			Targets:       targetcache.New(e.regc, time.Second), // the in-memory registry announces no changes: a short TTL
 			Events:        cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
 			EventAccounts: e.events,
@@ -205,7 +220,7 @@ func (e *env) start(o procOpts) *proc {
 		})
 	p.worker = delivery.NewWorker(p.disp, delivery.WorkerConfig{Slots: max(o.workers, 1),
 		EndpointConcurrency: o.endpointConcurrency, PlaceLease: o.placeLease})
-	p.svc = delivery.NewService(p.disp, p.worker.Wake)
+	p.svc = delivery.NewService(p.disp, p.worker)
 	stopWake := p.queue.Listen(p.worker.Wake)
 	if !o.noWorker {
 		p.worker.Start()
