@@ -150,12 +150,12 @@ type proc struct {
 	// claimed counts the jobs this process's worker got from Claim (not
 	// those created leased to it by Schedule).
 	claimed *atomic.Int64
-	disp   *delivery.Dispatcher
-	worker *delivery.Worker
-	svc    *delivery.Service
-	client deliveryv1.DeliveryServiceClient
-	sent   *atomic.Int64
-	drain  func(context.Context)
+	disp    *delivery.Dispatcher
+	worker  *delivery.Worker
+	svc     *delivery.Service
+	client  deliveryv1.DeliveryServiceClient
+	sent    *atomic.Int64
+	drain   func(context.Context)
 }
 
 type countingSender struct {
