@@ -167,6 +167,7 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 		case !ds[i].LeaseUntil.IsZero():
 			j := Job{Delivery: ds[i], LeaseUntil: ds[i].LeaseUntil}
 			j.Delivery.Version++ // what the create wrote
+			j.Delivery.LeaseUntil = time.Time{}
 			jobs = append(jobs, j)
 		case !woken && !ds[i].NextTime.After(now.Add(time.Second)):
 			s.wake()

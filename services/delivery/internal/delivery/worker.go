@@ -425,17 +425,20 @@ func (w *Worker) unreserve(n int) {
 }
 
 // start admits jobs created leased to this worker, each on a slot reserve
-// took for it.
+// took for it, without holding up the caller (Schedule answers once its
+// write is done; admission may ask the ledger for places).
 func (w *Worker) start(jobs []Job) {
 	if len(jobs) == 0 {
 		return
 	}
-	select {
-	case w.offers <- jobs:
-	case <-w.claimCtx.Done(): // draining: another worker claims them
-		w.handBack(jobs)
-		w.unreserve(len(jobs))
-	}
+	go func() {
+		select {
+		case w.offers <- jobs:
+		case <-w.claimCtx.Done(): // draining: released, or their leases end
+			w.handBack(jobs)
+			w.unreserve(len(jobs))
+		}
+	}()
 }
 
 // offerLoop admits what start offers until the worker drains (Drain
