@@ -273,7 +273,7 @@ func (w *Worker) takeOver(j Job) admission {
 	ep := j.Delivery.EndpointID
 	w.busyMu.Lock()
 	a := w.enter(j, time.Now())
-	want := min(w.cfg.EndpointConcurrency, w.busy[ep]+len(w.waiting[ep])+1)
+	want := w.wants(ep, 1)
 	w.busyMu.Unlock()
 	if a != refused {
 		return a
@@ -484,7 +484,7 @@ func (w *Worker) admit(jobs []Job) (refused []Job) {
 	var wants []PlaceWant
 	w.busyMu.Lock()
 	for ep, n := range counts {
-		want := min(w.cfg.EndpointConcurrency, w.busy[ep]+len(w.waiting[ep])+n)
+		want := w.wants(ep, n)
 		if want > w.places(ep, now) {
 			wants = append(wants, PlaceWant{EndpointID: ep, Want: want, Limit: w.cfg.EndpointConcurrency})
 		}
@@ -512,6 +512,13 @@ func (w *Worker) admit(jobs []Job) (refused []Job) {
 		}
 	}
 	return refused
+}
+
+// wants is how many concurrency places of the endpoint this process needs
+// with n more jobs of it: those running, those in its line and the n, up
+// to the limit (busyMu held).
+func (w *Worker) wants(endpointID string, n int) int {
+	return min(w.cfg.EndpointConcurrency, w.busy[endpointID]+len(w.waiting[endpointID])+n)
 }
 
 // enter takes one of the endpoint's concurrency places held here, or a
