@@ -60,9 +60,10 @@ func treeCPU(pid int) time.Duration {
 		return 0
 	}
 	total := ticks(root, 11, 12, 13, 14)
+	parent := strconv.Itoa(pid)
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
-		if f := procStat(e.Name()); f != nil && f[1] == strconv.Itoa(pid) {
+		if f := procStat(e.Name()); f != nil && f[1] == parent {
 			total += ticks(f, 11, 12)
 		}
 	}

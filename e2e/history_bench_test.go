@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,10 +32,10 @@ import (
 //     until Redis holds no record of them.
 func BenchmarkHistoryTier(b *testing.B) {
 	const (
-		rate          = 500
-		load          = 10 * time.Second
-		outageEvents  = 60_000 // 10 minutes at 100 events/s
-		outageBatches = 500
+		rate         = 500
+		load         = 10 * time.Second
+		outageEvents = 60_000 // 10 minutes at 100 events/s
+		outageBatch  = 500
 	)
 	pgsrv := pgtest.StartServer(b)
 	s := startSuite(b, SuiteOptions{PG: pgsrv, Env: map[string]string{"LOG_LEVEL": "error", "API_RATE_LIMIT": "0"}})
@@ -81,27 +80,13 @@ func BenchmarkHistoryTier(b *testing.B) {
 	if err := pgsrv.Stop(true); err != nil {
 		b.Fatal(err)
 	}
-	memBefore := usedMemoryOf(b, s)
+	memBefore := memory(b, s.Redis.Client)
 	delivered := rcv.n.Load()
-	pubMany := grpcMany(ing, acct)
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for first := w * outageBatches; first < outageEvents; first += 4 * outageBatches {
-				if err := pubMany(ctx, 20_000_000+first, min(outageBatches, outageEvents-first)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	runBatches(b, ctx, grpcMany(ing, acct), 20_000_000, outageEvents, outageBatch)
 	waitFor(b, func() bool { return rcv.n.Load() >= delivered+outageEvents }, 5*time.Minute)
 	waitFor(b, func() bool { return archiveBacklog(b, s) >= outageEvents }, time.Minute)
 	backlog := archiveBacklog(b, s)
-	perWaiting := float64(usedMemoryOf(b, s)-memBefore) / float64(backlog)
+	perWaiting := float64(memory(b, s.Redis.Client)-memBefore) / float64(backlog)
 	if err := pgsrv.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -132,16 +117,6 @@ func historyBytes(b *testing.B, conn *pgx.Conn) int64 {
 		b.Fatal(err)
 	}
 	return n
-}
-
-// usedMemoryOf is the suite's Redis used_memory.
-func usedMemoryOf(b *testing.B, s *Suite) int64 {
-	b.Helper()
-	info, err := s.Redis.Client.Info(context.Background(), "memory").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return usedMemory(info)
 }
 
 // pollArchived watches, every 20 ms, which deliveries of acct's events

@@ -188,16 +188,17 @@ func (s *Service) leaseDue(ds []Delivery, now time.Time) int {
 	if s.w == nil {
 		return 0
 	}
+	leasable := func(d *Delivery) bool { return d.OrderingKey == "" && !d.NextTime.After(now) }
 	due := 0
 	for i := range ds {
-		if ds[i].OrderingKey == "" && !ds[i].NextTime.After(now) {
+		if leasable(&ds[i]) {
 			due++
 		}
 	}
 	slots := s.w.reserve(due)
 	lease := time.UnixMilli(s.d.LeaseUntil(now).UnixMilli()) // as the queue stores it
 	for i, k := 0, 0; i < len(ds) && k < slots; i++ {
-		if ds[i].OrderingKey == "" && !ds[i].NextTime.After(now) {
+		if leasable(&ds[i]) {
 			ds[i].LeaseUntil = lease
 			k++
 		}

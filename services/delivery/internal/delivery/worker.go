@@ -301,12 +301,7 @@ func (w *Worker) runOne(job Job) *Job {
 				w.runJob(next)
 			}()
 		}
-		if len(stranded) > 0 {
-			w.handBack(stranded)
-			for range stranded {
-				w.tokens <- struct{}{}
-			}
-		}
+		w.handBackFreeing(stranded)
 	}
 	next := w.run(job, leave)
 	leave()
@@ -424,6 +419,12 @@ func (w *Worker) unreserve(n int) {
 	}
 }
 
+// handBackFreeing hands jobs back (handBack) and frees the slot each held.
+func (w *Worker) handBackFreeing(jobs []Job) {
+	w.handBack(jobs)
+	w.unreserve(len(jobs))
+}
+
 // start admits jobs created leased to this worker, each on a slot reserve
 // took for it, without holding up the caller (Schedule answers once its
 // write is done; admission may ask the ledger for places).
@@ -435,8 +436,7 @@ func (w *Worker) start(jobs []Job) {
 		select {
 		case w.offers <- jobs:
 		case <-w.claimCtx.Done(): // draining: released, or their leases end
-			w.handBack(jobs)
-			w.unreserve(len(jobs))
+			w.handBackFreeing(jobs)
 		}
 	}()
 }
@@ -448,9 +448,7 @@ func (w *Worker) offerLoop() {
 	for {
 		select {
 		case jobs := <-w.offers:
-			held := w.admit(jobs)
-			w.handBack(held)
-			w.unreserve(len(held))
+			w.handBackFreeing(w.admit(jobs))
 		case <-w.claimCtx.Done():
 			return
 		}
