@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,9 +15,10 @@ import (
 // TestOrderedEndpointKeepsEachUploadInOrderThroughDisableParkAndResume:
 // an ordered endpoint disabled by five failures; 10 uploads × 4 events
 // published while it is DISABLED (interleaved) are parked or wait behind
-// their parked head, none is sent, and that holds past PARKED_MOVE_AFTER
-// (ordered work stays in Redis); once the customer enables it, every
-// upload's events arrive in publish order, never two of one upload at once.
+// their parked head, none is sent, and past PARKED_MOVE_AFTER all of it
+// moves to PostgreSQL (none of their records is left in Redis); once the
+// customer enables it, every upload's events arrive in publish order,
+// never two of one upload at once.
 func TestOrderedEndpointKeepsEachUploadInOrderThroughDisableParkAndResume(t *testing.T) {
 	s := startSuite(t, SuiteOptions{Env: map[string]string{
 		"DELIVERY_RETRY_SCHEDULE": "0s,100ms,100ms,100ms,100ms",
@@ -86,6 +89,30 @@ func TestOrderedEndpointKeepsEachUploadInOrderThroughDisableParkAndResume(t *tes
 		t.Errorf("the second of upl_00 is %s waiting for %q; want pending behind %s", second.Status, second.WaitingFor, published["upl_00"][0])
 	}
 	time.Sleep(2500 * time.Millisecond) // past PARKED_MOVE_AFTER and a few archiver passes
+	var dlvIDs []string
+	for _, evs := range published {
+		for _, ev := range evs {
+			dlvIDs = append(dlvIDs, DeliveryOf(t, s, key, ep.ID, ev).ID)
+		}
+	}
+	eventually(t, 20*time.Second, "the parked work moved to PostgreSQL", func() bool {
+		keys, err := s.Redis.Client.Keys(context.Background(), "wh:dlv:*").Result()
+		if err != nil {
+			return false
+		}
+		live := strings.Join(keys, " ")
+		for _, id := range dlvIDs {
+			if strings.Contains(live, id) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range dlvIDs {
+		if d := s.delivery(key, id); d.Status != "DELIVERY_STATUS_PARKED" {
+			t.Errorf("%s reads %s from history, want parked (a parked head or one waiting behind it)", id, d.Status)
+		}
+	}
 	mu.Lock()
 	down := sentWhileDown
 	mu.Unlock()

@@ -63,11 +63,11 @@ CREATE TEMP TABLE IF NOT EXISTS history_stage_events_v1 (
     t timestamptz, create_time timestamptz, id uuid, account_id uuid, trace_id uuid,
     delivery_count integer, type text, upload_id text, idempotency_key text, payload bytea
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS history_stage_deliveries_v2 (
+CREATE TEMP TABLE IF NOT EXISTS history_stage_deliveries_v3 (
     t timestamptz, create_time timestamptz, update_time timestamptz, first_attempt timestamptz,
     version bigint, id uuid, account_id uuid, endpoint_id uuid, event_id uuid, attempts integer,
     base integer, last_code smallint, test boolean, status text, event_type text, upload_id text,
-    last_error text, trace_parent text, trace_state text, body bytea, ordering_key text
+    last_error text, trace_parent text, trace_state text, body bytea, ordering_key text, line_seq bigint
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS history_stage_attempts_v1 (
     t timestamptz, start_time timestamptz, span_id bigint, delivery_id uuid, trace_id uuid,
@@ -77,7 +77,7 @@ CREATE TEMP TABLE IF NOT EXISTS history_stage_attempts_v1 (
 
 var (
 	eventCols    = []string{"t", "create_time", "id", "account_id", "trace_id", "delivery_count", "type", "upload_id", "idempotency_key", "payload"}
-	deliveryCols = []string{"t", "create_time", "update_time", "first_attempt", "version", "id", "account_id", "endpoint_id", "event_id", "attempts", "base", "last_code", "test", "status", "event_type", "upload_id", "last_error", "trace_parent", "trace_state", "body", "ordering_key"}
+	deliveryCols = []string{"t", "create_time", "update_time", "first_attempt", "version", "id", "account_id", "endpoint_id", "event_id", "attempts", "base", "last_code", "test", "status", "event_type", "upload_id", "last_error", "trace_parent", "trace_state", "body", "ordering_key", "line_seq"}
 	attemptCols  = []string{"t", "start_time", "span_id", "delivery_id", "trace_id", "number", "latency_us", "status_code", "error_type", "error", "response", "headers", "url"}
 )
 
@@ -88,7 +88,7 @@ var (
 		WHERE events.delivery_count < excluded.delivery_count`
 
 	upsertDeliveries = `INSERT INTO deliveries (` + strings.Join(deliveryCols, ", ") + `)
-		SELECT ` + strings.Join(deliveryCols, ", ") + ` FROM history_stage_deliveries_v2
+		SELECT ` + strings.Join(deliveryCols, ", ") + ` FROM history_stage_deliveries_v3
 		ON CONFLICT (t, id) DO UPDATE SET ` + setExcluded(deliveryCols, "t", "id", "account_id", "endpoint_id", "event_id") + `
 		WHERE deliveries.version < excluded.version
 		RETURNING id`
@@ -258,7 +258,7 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 			d := &r.d.Delivery
 			dlRows = append(dlRows, []any{r.k.t, d.CreateTime.UTC(), d.UpdateTime.UTC(), nullTime(d.FirstAttempt), d.Version, r.k.id, r.acct, r.endpoint, r.evID,
 				d.Attempts, d.Base, int16(d.LastCode), d.Test, string(d.Status), d.EventType, nullText(d.UploadID), nullText(d.LastError),
-				nullText(d.TraceParent), nullText(d.TraceState), nullBytes(d.Body), nullText(d.OrderingKey)})
+				nullText(d.TraceParent), nullText(d.TraceState), nullBytes(d.Body), nullText(d.OrderingKey), nullInt(d.LineSeq)})
 			seenNum := map[int]bool{}
 			for i := range r.d.Attempts {
 				a := &r.d.Attempts[i]
@@ -286,7 +286,7 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 			}
 		}
 		if len(dlRows) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"history_stage_deliveries_v2"}, deliveryCols, pgx.CopyFromRows(dlRows)); err != nil {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"history_stage_deliveries_v3"}, deliveryCols, pgx.CopyFromRows(dlRows)); err != nil {
 				return err
 			}
 			rows, err := tx.Query(ctx, upsertDeliveries)

@@ -50,7 +50,11 @@ type Delivery struct {
 	UploadID   string
 	// OrderingKey is set for a delivery to an endpoint ordered by key.
 	OrderingKey string
-	Status      Status
+	// LineSeq is, for an ordered delivery parked in history, its sequence
+	// number in its key's line (0 otherwise): restored, it rejoins the
+	// line at that place.
+	LineSeq int64
+	Status  Status
 	// Version orders the states of one delivery over its whole life: it
 	// grows with every change, including after a round trip through
 	// history (a record restored to Redis continues from its stored
@@ -268,6 +272,13 @@ func nullText(s string) any {
 		return nil
 	}
 	return s
+}
+
+func nullInt(n int64) any {
+	if n == 0 {
+		return nil
+	}
+	return n
 }
 
 func nullTime(t time.Time) any {

@@ -37,13 +37,14 @@ func scanEvent(r pgx.Row) (*Event, error) {
 }
 
 const deliverySelect = `SELECT id, account_id, endpoint_id, event_id, event_type, upload_id, status, version, attempts, base,
-	first_attempt, create_time, update_time, trace_parent, trace_state, last_code, last_error, test, body, ordering_key FROM deliveries`
+	first_attempt, create_time, update_time, trace_parent, trace_state, last_code, last_error, test, body, ordering_key, line_seq FROM deliveries`
 
 func scanDelivery(r pgx.Row) (*Delivery, error) {
 	var (
 		id, acct, ep, ev [16]byte
 		upload, lastErr  *string
 		okey             *string
+		seq              *int64
 		tp, ts           *string
 		first            *time.Time
 		code             int16
@@ -51,7 +52,7 @@ func scanDelivery(r pgx.Row) (*Delivery, error) {
 		d                Delivery
 	)
 	if err := r.Scan(&id, &acct, &ep, &ev, &d.EventType, &upload, &status, &d.Version, &d.Attempts, &d.Base,
-		&first, &d.CreateTime, &d.UpdateTime, &tp, &ts, &code, &lastErr, &d.Test, &d.Body, &okey); err != nil {
+		&first, &d.CreateTime, &d.UpdateTime, &tp, &ts, &code, &lastErr, &d.Test, &d.Body, &okey, &seq); err != nil {
 		return nil, err
 	}
 	d.ID = idString(prefixDelivery, id)
@@ -69,6 +70,9 @@ func scanDelivery(r pgx.Row) (*Delivery, error) {
 	d.LastCode = int(code)
 	d.LastError = deref(lastErr)
 	d.OrderingKey = deref(okey)
+	if seq != nil {
+		d.LineSeq = *seq
+	}
 	return &d, nil
 }
 

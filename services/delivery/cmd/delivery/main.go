@@ -161,7 +161,6 @@ func run(ctx context.Context) error {
 	// Delivery: queue, sender, dispatcher, worker, API.
 	queue := redisqueue.New(rdb, cfg.retention)
 	queue.SetParkedMoveAfter(cfg.parkedMove)
-	queue.SetParkedRetention(cfg.parkedKeep)
 	if err := delivery.ObserveSchedule(meter, time.Now, queue.Stats); err != nil {
 		return err
 	}

@@ -188,10 +188,6 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 	if err != nil || len(ended) == 0 {
 		return 0, err
 	}
-	ended, expired, err := a.expireOrdered(ctx, n, ended, now)
-	if err != nil || len(ended) == 0 {
-		return expired, err // the expired ones move with the next pass, at once
-	}
 	byEvent := map[string][]string{}
 	for _, e := range ended {
 		if !e.Delivery.Test {
@@ -273,29 +269,14 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int,
 			return 0, errors.Join(errStop, err)
 		}
 	}
-	return a.deleteArchived(ctx, ended, res, done, waiting)
-}
-
-// expireOrdered ends in Redis the ordered parked deliveries among ended
-// (TakeEnded hands them out at PARKED_RETENTION: they stay in Redis while
-// parked, heading their lines) with history's ExpiredReason, and returns
-// the others and how many ended. The expired ones move to history with a
-// later pass, as failed.
-func (a *Archiver) expireOrdered(ctx context.Context, n int, ended []redisqueue.Ended, now time.Time) ([]redisqueue.Ended, int, error) {
-	var expire []delivery.Delivery
-	kept := ended[:0]
-	for _, e := range ended {
-		if e.Delivery.Status == delivery.StatusParked && e.Delivery.OrderingKey != "" {
-			expire = append(expire, e.Delivery)
-			continue
-		}
-		kept = append(kept, e)
+	moved, err := a.deleteArchived(ctx, ended, res, done, waiting)
+	if errors.Is(err, errStop) {
+		return moved, err
 	}
-	c, err := a.q.ExpireOrderedParked(ctx, n, expire, now, history.ExpiredReason)
-	if c > 0 {
-		a.log.Info("archiver: ordered parked deliveries expired", "count", c)
-	}
-	return kept, c, err
+	// Filed again after the delete: a resume that read history before
+	// this commit and forgot the endpoint before now would leave this work
+	// (and a line it closed) behind otherwise.
+	return moved, errors.Join(err, a.q.NoteParkedInHistory(ctx, parkedEps))
 }
 
 // uploads returns the upload id of each delivery's event: from Redis, or
@@ -351,7 +332,7 @@ func (a *Archiver) deleteArchived(ctx context.Context, ended []redisqueue.Ended,
 			heldEvents[qr.ID] = true
 		}
 	}
-	deleted, err := a.q.DeleteArchived(ctx, refs)
+	deleted, err := a.q.DeleteArchived(ctx, refs, a.now())
 	if err != nil {
 		return 0, err
 	}

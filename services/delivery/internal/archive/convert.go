@@ -14,7 +14,7 @@ func toHistoryDelivery(d *delivery.Delivery, uploadID string) history.Delivery {
 		EventType: d.EventType, UploadID: uploadID, Status: history.Status(d.Status), Version: d.Version,
 		Attempts: d.Attempts, Base: d.Base, FirstAttempt: d.FirstAttempt, CreateTime: d.CreateTime,
 		UpdateTime: d.UpdateTime, TraceParent: d.TraceParent, TraceState: d.TraceState,
-		LastCode: d.LastCode, LastError: d.LastError, Test: d.Test, OrderingKey: d.OrderingKey,
+		LastCode: d.LastCode, LastError: d.LastError, Test: d.Test, OrderingKey: d.OrderingKey, LineSeq: d.LineSeq,
 	}
 	if d.Test {
 		h.Body = d.Body // a restored delivery's copy of its event's payload stays with the event
@@ -48,7 +48,7 @@ func FromHistory(h *history.Delivery) delivery.Delivery {
 		EventType: h.EventType, Status: delivery.Status(h.Status), Attempts: h.Attempts, Base: h.Base,
 		FirstAttempt: h.FirstAttempt, CreateTime: h.CreateTime, UpdateTime: h.UpdateTime,
 		TraceParent: h.TraceParent, TraceState: h.TraceState, LastCode: h.LastCode, LastError: h.LastError,
-		Test: h.Test, Body: h.Body, Version: h.Version, OrderingKey: h.OrderingKey,
+		Test: h.Test, Body: h.Body, Version: h.Version, OrderingKey: h.OrderingKey, LineSeq: h.LineSeq,
 	}
 }
 

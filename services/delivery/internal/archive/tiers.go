@@ -368,9 +368,24 @@ const resumePage = 500
 // again, which Restore's create-only upsert makes harmless. Each page is
 // due 1 ms after the previous one, so the schedule hands it out in publish
 // order too.
+//
+// The endpoint's ordered lines closed by parked work in history are
+// closed for the resume first (Queue.CloseLines): each restored ordered
+// delivery rejoins its line at its sequence number and waits, and once
+// every page is back the lines open (Queue.OpenLines), each releasing its
+// head, so a key's work goes in the order it was published, history's
+// and Redis's alike. A crash in between leaves the lines closed and the
+// endpoint listed, and the next sweep resumes it again.
+//
+// Once done it forgets the endpoint, then looks once more: parked work
+// the archiver committed while the pages were read (its delete came
+// later) files the endpoint again, for the next sweep.
 func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string, now time.Time) (int, error) {
 	s, err := t.store()
 	if s == nil {
+		return 0, err
+	}
+	if err := t.Q.CloseLines(ctx, endpointID); err != nil {
 		return 0, err
 	}
 	total := 0
@@ -383,7 +398,7 @@ func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string,
 		}
 		cur = next
 		if len(ps) == 0 {
-			return total, t.Q.ForgetParkedInHistory(ctx, accountID+"|"+endpointID)
+			break
 		}
 		ds := make([]delivery.Delivery, len(ps))
 		atts := make([][]delivery.Attempt, len(ps))
@@ -411,9 +426,20 @@ func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string,
 		}
 		due = due.Add(time.Millisecond)
 		if cur == "" {
-			return total, t.Q.ForgetParkedInHistory(ctx, accountID+"|"+endpointID)
+			break
 		}
 	}
+	if _, err := t.Q.OpenLines(ctx, endpointID, now); err != nil {
+		return total, err
+	}
+	member := accountID + "|" + endpointID
+	if err := t.Q.ForgetParkedInHistory(ctx, member); err != nil {
+		return total, err
+	}
+	if left, _, err := s.TakeParked(ctx, endpointID, "", 1); err != nil || len(left) > 0 {
+		return total, errors.Join(err, t.Q.NoteParkedInHistory(ctx, []string{member}))
+	}
+	return total, nil
 }
 
 // Find returns the ids of both tiers, oldest first, at most limit.

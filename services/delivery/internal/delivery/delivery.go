@@ -88,6 +88,11 @@ type Delivery struct {
 	// WaitingFor is, while it waits, the event id of the delivery at the
 	// head of its key's line (read by Get only).
 	WaitingFor string
+	// LineSeq is an ordered delivery's sequence number in its line, set
+	// when the archiver moves it to history as parked work (read from the
+	// line by Queue.TakeEnded) and when history gives it back: restored,
+	// it rejoins its line at that place.
+	LineSeq int64
 	// LeaseUntil, when set on a delivery given to Queue.Schedule, creates
 	// it leased to the caller until then, as a claim leases it (the
 	// caller then sends it without claiming it). Not read back.

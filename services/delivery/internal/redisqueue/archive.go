@@ -96,8 +96,14 @@ func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) 
 		d := parseHash(id, m)
 		switch d.Status {
 		case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled, delivery.StatusParked:
+		case delivery.StatusPending:
+			if d.OrderingKey == "" {
+				continue // revived; the script that revived it left the index
+			}
+			// Ordered and pending: filed as parked work waiting behind
+			// a closed line (lineSpots decides).
 		default:
-			continue // revived; the script that revived it left the index
+			continue
 		}
 		e := Ended{Delivery: *d}
 		for _, s := range ls[i].Val() {
@@ -107,34 +113,111 @@ func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) 
 		}
 		out = append(out, e)
 	}
+	out, stale, err := q.lineSpots(ctx, out)
+	if err != nil {
+		return nil, err
+	}
+	gone = append(gone, stale...)
 	if len(gone) > 0 {
 		_ = q.rdb.ZRem(ctx, endedKey(n), gone...).Err()
 	}
 	return out, nil
 }
 
+// lineSpots gives each ordered delivery among es that is still in its line
+// (parked work) its sequence number (LineSeq, kept by history). A pending
+// one is parked work only while it waits behind '~' (its line is closed:
+// parked work of it moved to history): it is handed out as parked. One
+// that no longer does (the line was opened) is dropped, its id returned
+// to leave the ended index.
+func (q *Queue) lineSpots(ctx context.Context, es []Ended) ([]Ended, []any, error) {
+	seqs := make([]*redis.FloatCmd, len(es))
+	heads := make([]*redis.StringSliceCmd, len(es))
+	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range es {
+			if d := &es[i].Delivery; d.OrderingKey != "" {
+				seqs[i] = p.ZScore(ctx, lineKey(d), d.ID)
+				heads[i] = p.ZRange(ctx, lineKey(d), 0, 0)
+			}
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err
+	}
+	var stale []any
+	kept := es[:0]
+	for i := range es {
+		d := &es[i].Delivery
+		if seqs[i] != nil && seqs[i].Err() == nil {
+			d.LineSeq = int64(seqs[i].Val())
+		}
+		if d.Status == delivery.StatusPending {
+			if h := heads[i].Val(); d.LineSeq == 0 || len(h) == 0 || h[0] != "~" {
+				stale = append(stale, d.ID)
+				continue
+			}
+			d.Status = delivery.StatusParked
+		}
+		kept = append(kept, es[i])
+	}
+	return kept, stale, nil
+}
+
 // deleteArchivedScript deletes the deliveries of one shard that history
 // holds, each only while it is still at the version archived: a delivery
 // revived meanwhile (retry, replay, resume) has a higher version and stays.
 //
-//	KEYS: 1 ended index, 2 parked set
-//	ARGV: 1 delivery hash key prefix, then per delivery: id, version
-//	returns per delivery 1 when deleted, 0 when it changed
+// An ordered delivery still in its line is parked work (the parked head,
+// or one waiting behind parked work already moved): it leaves its line,
+// which is closed by the sentinel '~' scored -(the highest sequence number
+// moved; orderedLua), and the line's ordering key is filed in the
+// endpoint's set of closed lines (the resume opens them). The line that
+// closes here files every delivery waiting in it in the ended index, due
+// now: they are parked work too. Parked work moves only from the head of
+// its line or from behind '~', never while a resume brings the line's
+// work back ('~r'); refused, it leaves the ended index and stays live.
+//
+//	KEYS: 1 ended index, 2 parked set, 3 waiting index
+//	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3 closed-lines
+//	      set key prefix, 4 now ms, then per delivery: id, version
+//	returns per delivery 1 when deleted, 0 when it changed (or stays)
 var deleteArchivedScript = redis.NewScript(`
 local out = {}
-for i = 2, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id, ver = ARGV[i], ARGV[i + 1]
   local k = ARGV[1] .. id
-  local cur = redis.call('HMGET', k, 'ver', 'endpoint')
-  if cur[1] == ver then
+  local cur = redis.call('HMGET', k, 'ver', 'endpoint', 'okey')
+  local ep = cur[2] or ''
+  local ok = cur[1] == ver
+  local l, seq
+  if ok and cur[3] and cur[3] ~= '' then
+    l = ARGV[2] .. ep .. '|' .. cur[3]
+    seq = redis.call('ZSCORE', l, id)
+    if seq then
+      local head = redis.call('ZRANGE', l, 0, 0)[1]
+      ok = head == id or head == '~'
+      if not ok then redis.call('ZREM', KEYS[1], id) end
+    end
+  end
+  if ok then
     redis.call('DEL', k, k .. ':att')
     redis.call('ZREM', KEYS[1], id)
-    redis.call('SREM', KEYS[2], (cur[2] or '') .. '|' .. id)
+    redis.call('SREM', KEYS[2], ep .. '|' .. id)
+    if seq then
+      redis.call('ZREM', l, id)
+      redis.call('ZREM', KEYS[3], id)
+      local top = redis.call('ZSCORE', l, '~')
+      redis.call('ZADD', l, -math.max(tonumber(seq), top and -tonumber(top) or 0), '~')
+      if not top then
+        redis.call('SADD', ARGV[3] .. ep, cur[3])
+        for _, m in ipairs(redis.call('ZRANGE', l, 1, -1)) do
+          redis.call('ZADD', KEYS[1], 'NX', ARGV[4], m)
+        end
+      end
+    end
     out[#out + 1] = 1
-  elseif not cur[1] then
-    redis.call('ZREM', KEYS[1], id)
-    out[#out + 1] = 0
   else
+    if not cur[1] then redis.call('ZREM', KEYS[1], id) end
     out[#out + 1] = 0
   end
 end
@@ -148,9 +231,10 @@ type Ref struct {
 }
 
 // DeleteArchived compare-and-deletes deliveries history holds (per shard,
-// one script call), then removes the deleted ones from their accounts'
+// one script call; the deliveries a line closing now files are due at
+// now), then removes the deleted ones from their accounts'
 // indexes. It reports which it deleted.
-func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref) ([]bool, error) {
+func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref, now time.Time) ([]bool, error) {
 	byShard := map[int][]int{}
 	for i, r := range refs {
 		n := Shard(r.ID)
@@ -162,11 +246,11 @@ func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref) ([]bool, error) 
 		for len(idx) > 0 {
 			part := idx[:min(len(idx), 500)]
 			idx = idx[len(part):]
-			args := []any{dlvPrefix(n)}
+			args := []any{dlvPrefix(n), linePrefix(n), closedLinesPrefix(n), ms(now)}
 			for _, i := range part {
 				args = append(args, refs[i].ID, strconv.FormatInt(refs[i].Version, 10))
 			}
-			calls = append(calls, redisx.ScriptCall{Script: deleteArchivedScript, Keys: []string{endedKey(n), parkedKey(n)}, Args: args})
+			calls = append(calls, redisx.ScriptCall{Script: deleteArchivedScript, Keys: []string{endedKey(n), parkedKey(n), waitingKey(n)}, Args: args})
 			order = append(order, part)
 		}
 	}
@@ -299,14 +383,16 @@ func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Ti
 //
 // An ordered delivery restored (a manual retry or a replay of one that
 // ended and moved) joins the tail of its line: history keeps its ordering
-// key.
+// key. Parked work coming back (its sequence number given) rejoins its
+// closed line at its place (gate).
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 audit index,
 //	      5 audit hash (auditlog.ForShard), 6 waiting index
 //	ARGV: 1 id, 2 due ms, 3 number n of hash arguments,
 //	      4 entry id, 5 entry JSON, 6 account,
 //	      7..6+n hash field/values, then attempt JSON entries,
-//	      and last the line key prefix
+//	      and last the line sequence number (0: none) and the line key
+//	      prefix
 //	returns 1 when restored, 0 when it was live already
 var restoreScript = redis.NewScript(orderedLua + `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -314,11 +400,11 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local n = tonumber(ARGV[3])
 redis.call('HSET', KEYS[2], unpack(ARGV, 7, 6 + n))
 redis.call('DEL', KEYS[3])
-if #ARGV > 7 + n then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 7 + n, #ARGV - 1))
+if #ARGV > 8 + n then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 7 + n, #ARGV - 2))
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-gate(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[#ARGV])
+gate(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[#ARGV], nil, nil, tonumber(ARGV[#ARGV - 1]))
 return 1
 `)
 
@@ -359,7 +445,7 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 			}
 			args = append(args, b)
 		}
-		args = append(args, linePrefix(n))
+		args = append(args, d.LineSeq, linePrefix(n))
 		keys := append([]string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, akeys...)
 		calls[i] = redisx.ScriptCall{Script: restoreScript, Keys: append(keys, waitingKey(n)), Args: args}
 	}
@@ -390,6 +476,80 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 	return out, nil
 }
 
+// linesScript closes or opens, for a resume, the lines of one endpoint in
+// one shard that are closed by parked work in history (orderedLua). Close
+// turns each '~' into '~r': the archiver moves nothing more out of that
+// line, and the work the resume restores waits at its place. Open removes
+// '~r' and releases the head of each line that is then open; a line
+// closed again meanwhile ('~': parked work moved after the close) stays
+// closed for the next resume. Erase (EraseAccount, after the account's
+// deliveries are gone) deletes the lines and the set.
+//
+//	KEYS: 1 the endpoint's closed-lines set, 2 schedule zset, 3 waiting
+//	      index
+//	ARGV: 1 'close', 'open' or 'erase', 2 the endpoint's line key prefix, 3
+//	      delivery hash key prefix, 4 now ms
+//	returns how many lines it opened
+var linesScript = redis.NewScript(orderedLua + `
+local opened = 0
+for _, okey in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local l = ARGV[2] .. okey
+  if ARGV[1] == 'erase' then
+    redis.call('DEL', l)
+  elseif ARGV[1] == 'close' then
+    local s = redis.call('ZSCORE', l, '~')
+    if s then
+      redis.call('ZREM', l, '~')
+      redis.call('ZADD', l, s, '~r')
+    end
+  else
+    redis.call('ZREM', l, '~r')
+    if not redis.call('ZSCORE', l, '~') then
+      redis.call('SREM', KEYS[1], okey)
+      releaseHead(KEYS[2], KEYS[3], l, tonumber(ARGV[4]), ARGV[3], 0)
+      opened = opened + 1
+    end
+  end
+end
+if ARGV[1] == 'erase' then redis.call('DEL', KEYS[1]) end
+return opened
+`)
+
+// CloseLines and OpenLines bracket a resume of an endpoint's parked work
+// in history (linesScript): closed, its lines take restored work back at
+// its place and release nothing; opened, each releases its head.
+func (q *Queue) CloseLines(ctx context.Context, endpointID string) error {
+	_, err := q.lines(ctx, "close", endpointID, time.Time{})
+	return err
+}
+
+// OpenLines opens the lines CloseLines closed and returns how many.
+func (q *Queue) OpenLines(ctx context.Context, endpointID string, now time.Time) (int, error) {
+	return q.lines(ctx, "open", endpointID, now)
+}
+
+func (q *Queue) lines(ctx context.Context, op, endpointID string, now time.Time) (int, error) {
+	calls := make([]redisx.ScriptCall, Shards)
+	for n := range Shards {
+		calls[n] = redisx.ScriptCall{Script: linesScript,
+			Keys: []string{closedLinesPrefix(n) + endpointID, schedKey(n), waitingKey(n)},
+			Args: []any{op, linePrefix(n) + endpointID + "|", dlvPrefix(n), ms(now)}}
+	}
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
+	total := 0
+	for n := range replies {
+		if errs[n] != nil {
+			return total, errs[n]
+		}
+		c, _ := replies[n].(int64)
+		total += int(c)
+	}
+	if total > 0 {
+		_ = q.rdb.Publish(ctx, WakeChannel, "1").Err()
+	}
+	return total, nil
+}
+
 // parkedEndpointsKey is the set of "<account>|<endpoint>" with parked work
 // in history (filed before the archive that moves it, removed once a resume
 // found none left).
@@ -415,82 +575,4 @@ func (q *Queue) ParkedInHistory(ctx context.Context) ([]string, error) {
 // ForgetParkedInHistory removes an endpoint from that set.
 func (q *Queue) ForgetParkedInHistory(ctx context.Context, member string) error {
 	return q.rdb.SRem(ctx, parkedEndpointsKey, member).Err()
-}
-
-// expireOrderedScript ends ordered parked deliveries kept for
-// PARKED_RETENTION (ExpireOrderedParked), each only while it is still
-// parked at the version the archiver read. Each leaves its line, and so do
-// the deliveries behind it that were created before the cutoff (they have
-// been kept as long): every one ends failed with the reason and joins the
-// ended index to move to history. The first one created after the cutoff
-// is released (due now): claimed while its endpoint is still disabled, it
-// parks with its own deadline. At most ARGV[6] end per delivery named;
-// past that the released one is due for expiry at once and a later pass
-// goes on.
-//
-//	KEYS: 1 schedule zset, 2 parked set, 3 ended index, 4 waiting index
-//	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3 now ms,
-//	      4 created cutoff ms, 5 reason, 6 limit, then per delivery: id,
-//	      version
-//	returns per delivery how many ended (0 when it changed meanwhile)
-var expireOrderedScript = redis.NewScript(orderedLua + `
-local now, cutoff, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
-local function fail(k, id)
-  redis.call('HSET', k, 'status', 'failed', 'err', ARGV[5], 'updated', now, 'next', 0, 'lease', 0)
-  redis.call('HINCRBY', k, 'ver', 1)
-  redis.call('ZADD', KEYS[3], now, id)
-end
-local out = {}
-for i = 7, #ARGV, 2 do
-  local id, k = ARGV[i], ARGV[1] .. ARGV[i]
-  local cur = redis.call('HMGET', k, 'ver', 'status', 'endpoint')
-  if cur[1] ~= ARGV[i + 1] or cur[2] ~= 'parked' then
-    out[#out + 1] = 0
-  else
-    redis.call('SREM', KEYS[2], (cur[3] or '') .. '|' .. id)
-    fail(k, id)
-    local n = 1
-    while true do
-      local nxt = release(KEYS[1], KEYS[4], k, id, now, ARGV[2], ARGV[1])
-      if not nxt or n >= limit then break end
-      local nk = ARGV[1] .. nxt
-      if (tonumber(redis.call('HGET', nk, 'created') or '0') or 0) >= cutoff then break end
-      redis.call('ZREM', KEYS[1], nxt)
-      fail(nk, nxt)
-      n, id, k = n + 1, nxt, nk
-    end
-    out[#out + 1] = n
-  end
-end
-return out
-`)
-
-// expireLimit bounds how many deliveries of one line one expiry ends.
-const expireLimit = 500
-
-// ExpireOrderedParked ends, as failed with reason, the ordered parked
-// deliveries of shard n that TakeEnded handed out at PARKED_RETENTION (an
-// ordered parked delivery stays in Redis, heading its line; the unordered
-// ones expire in history), and the deliveries of their lines created more
-// than PARKED_RETENTION before now. It returns how many ended; they move
-// to history with the next passes.
-func (q *Queue) ExpireOrderedParked(ctx context.Context, n int, ds []delivery.Delivery, now time.Time, reason string) (int, error) {
-	if len(ds) == 0 {
-		return 0, nil
-	}
-	args := []any{dlvPrefix(n), linePrefix(n), ms(now), ms(now.Add(-q.parkedRetention)), reason, expireLimit}
-	for _, d := range ds {
-		args = append(args, d.ID, strconv.FormatInt(d.Version, 10))
-	}
-	res, err := q.runScript(ctx, expireOrderedScript, []string{schedKey(n), parkedKey(n), endedKey(n), waitingKey(n)}, args...)
-	if err != nil {
-		return 0, err
-	}
-	vs, _ := res.([]any)
-	total := 0
-	for _, v := range vs {
-		c, _ := v.(int64)
-		total += int(c)
-	}
-	return total, nil
 }

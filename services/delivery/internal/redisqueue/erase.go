@@ -3,6 +3,7 @@ package redisqueue
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -46,7 +47,8 @@ const eraseChunk = 200
 // account's index and, for any the index missed, in the parked sets by
 // endpoint) with their attempt logs and schedule entries, and the
 // per-endpoint state of endpoints (stats, limits, pending disables and
-// operational events, watches, the parked-in-history list). Keys under
+// operational events, watches, the parked-in-history list, the lines
+// closed by parked work in history). Keys under
 // wh:{a:<acct>} (the index itself) are left to the caller, which deletes
 // the account's whole slot last. Idempotent; returns how many deliveries
 // it deleted.
@@ -111,6 +113,11 @@ func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs 
 	})
 	if err != nil {
 		return 0, err
+	}
+	for _, ep := range endpointIDs { // lines closed by parked work in history
+		if _, err := q.lines(ctx, "erase", ep, time.Time{}); err != nil {
+			return 0, err
+		}
 	}
 	return found, nil
 }

@@ -55,7 +55,9 @@ var _ delivery.EndpointStats = (*Queue)(nil)
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index,
 //	      5 waiting index
-//	ARGV: 1 id, 2 now ms, 3 line key prefix, 4.. statuses accepted
+//	ARGV: 1 id, 2 now ms, 3 line key prefix, 4 when the archiver takes it
+//	      if it waits behind parked work in history (ms; gate), 5..
+//	      statuses accepted
 //	returns 1 when restarted, 0 when in another status or a test, -1 when missing
 var restartScript = redis.NewScript(orderedLua + `
 local st = redis.call('HGET', KEYS[2], 'status')
@@ -63,7 +65,7 @@ if not st then return -1 end
 local member = (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '|' .. ARGV[1]
 local ok = redis.call('HGET', KEYS[2], 'test') ~= '1'
 local wanted = false
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if ARGV[i] == st then wanted = true end
 end
 ok = ok and wanted
@@ -77,7 +79,7 @@ redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARG
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('SREM', KEYS[3], member)
 redis.call('ZREM', KEYS[4], ARGV[1])
-gate(KEYS[1], KEYS[5], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+gate(KEYS[1], KEYS[5], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], KEYS[4], ARGV[4])
 return 1
 `)
 
@@ -313,7 +315,7 @@ func (q *Queue) RestartEach(ctx context.Context, ids []string, from []delivery.S
 		calls := make([]redisx.ScriptCall, len(batch))
 		for i, id := range batch {
 			n := Shard(id)
-			args := []any{id, now.UnixMilli(), linePrefix(n)}
+			args := []any{id, now.UnixMilli(), linePrefix(n), ms(now) + q.parkedMoveAfter.Milliseconds()}
 			for _, s := range from {
 				args = append(args, string(s))
 			}

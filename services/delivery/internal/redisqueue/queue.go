@@ -62,9 +62,6 @@ type Queue struct {
 	// parkedMoveAfter is how long a parked delivery stays in Redis before
 	// the archiver moves it to history.
 	parkedMoveAfter time.Duration
-	// parkedRetention is PARKED_RETENTION, for the ordered parked
-	// deliveries that stay in Redis (ExpireOrderedParked).
-	parkedRetention time.Duration
 	next            atomic.Uint32 // rotates the first shard claimed
 	// wakers are the Listen callbacks: a Complete that released the next
 	// delivery of an ordered line calls them, so this process claims it
@@ -83,15 +80,6 @@ func (q *Queue) SetParkedMoveAfter(d time.Duration) {
 	}
 }
 
-// SetParkedRetention sets PARKED_RETENTION (config.DefaultParkedRetention
-// when never set): how long an ordered parked delivery, which stays in
-// Redis, is kept before ExpireOrderedParked ends it.
-func (q *Queue) SetParkedRetention(d time.Duration) {
-	if d > 0 {
-		q.parkedRetention = d
-	}
-}
-
 var _ delivery.Queue = (*Queue)(nil)
 
 // New returns a Queue. retention (DELIVERY_RETENTION;
@@ -106,8 +94,7 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Queue{rdb: rdb, batch: newBatcher(rdb), successes: newSuccessBatcher(rdb, retention),
-		cluster: cluster, retention: retention, parkedMoveAfter: DefaultParkedMoveAfter,
-		parkedRetention: config.DefaultParkedRetention}
+		cluster: cluster, retention: retention, parkedMoveAfter: DefaultParkedMoveAfter}
 }
 
 // Shard is the schedule shard of a delivery id.
@@ -121,6 +108,10 @@ func endedKey(n int) string         { return "wh:ended:{s" + strconv.Itoa(n) + "
 func accountKey(acct string) string { return "wh:{a:" + acct + "}:dlv" }
 func waitingKey(n int) string       { return "wh:waiting:{s" + strconv.Itoa(n) + "}" }
 func linePrefix(n int) string       { return "wh:line:{s" + strconv.Itoa(n) + "}:" }
+
+// closedLinesPrefix + endpoint id is the set of the ordering keys whose
+// line in shard n is closed: some of its parked work is in history.
+func closedLinesPrefix(n int) string { return "wh:histlines:{s" + strconv.Itoa(n) + "}:" }
 
 // lineKey is the line of an ordered delivery (scripts.go, orderedLua).
 func lineKey(d *delivery.Delivery) string {
@@ -207,7 +198,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	}
 	calls := make([]redisx.ScriptCall, len(chunks))
 	for j, c := range chunks {
-		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), now}
+		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), now, now + q.parkedMoveAfter.Milliseconds()}
 		for _, i := range c.idx {
 			f := hashFields(&ds[i])
 			score := ms(ds[i].NextTime)
@@ -217,7 +208,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 			args = append(args, ds[i].ID, score, len(f))
 			args = append(args, f...)
 		}
-		calls[j] = redisx.ScriptCall{Script: scheduleScript, Keys: []string{schedKey(c.shard), waitingKey(c.shard)}, Args: args}
+		calls[j] = redisx.ScriptCall{Script: scheduleScript, Keys: []string{schedKey(c.shard), waitingKey(c.shard), endedKey(c.shard)}, Args: args}
 	}
 	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, func(p redis.Pipeliner) {
 		for acct, zs := range byAccount {
@@ -456,13 +447,6 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 		moveAt = max(ms(o.Now), 1)
 	case delivery.StatusParked:
 		moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
-		if d.OrderingKey != "" {
-			// An ordered one stays in Redis (it heads its line, which refers
-			// to it by id): the archiver takes it at PARKED_RETENTION only,
-			// to end it here (ExpireOrderedParked). One that waited in its
-			// line while the endpoint was disabled counts from its creation.
-			moveAt = orderedParkedDeadline(d, o.Now, q.parkedRetention)
-		}
 	}
 	res, err := q.runScript(ctx, completeScript,
 		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n), waitingKey(n)},
@@ -533,7 +517,7 @@ func (q *Queue) RequeueAudited(ctx context.Context, id string, now time.Time, en
 	keys := append([]string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)}, akeys...)
 	keys = append(keys, waitingKey(n))
 	args := append([]any{id, now.UnixMilli()}, aargs...)
-	res, err := requeueScript.Run(ctx, q.rdb, keys, append(args, linePrefix(n))...).Int()
+	res, err := requeueScript.Run(ctx, q.rdb, keys, append(args, linePrefix(n), ms(now)+q.parkedMoveAfter.Milliseconds())...).Int()
 	if err != nil {
 		return false, err
 	}
@@ -612,16 +596,4 @@ func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.
 		return nil
 	})
 	return err
-}
-
-// orderedParkedDeadline is when an ordered parked delivery has been kept
-// for PARKED_RETENTION: retention after it was parked, or after it was
-// created when it waited in its line first (it was released to park behind
-// one that expired: its time in the line counts too), and never before now.
-func orderedParkedDeadline(d *delivery.Delivery, now time.Time, retention time.Duration) int64 {
-	start := now
-	if d.Waited > 0 && !d.CreateTime.IsZero() && d.CreateTime.Before(now) {
-		start = d.CreateTime
-	}
-	return max(ms(start.Add(retention)), ms(now), 1)
 }

@@ -11,8 +11,8 @@ import (
 // derives (delivery hashes named by the ids it reads from the schedule) are
 // built from a prefix passed in ARGV that carries the same tag.
 
-// orderedLua defines the three steps of ordered delivery, for the scripts
-// that make a delivery due or end it (docs/architecture.md, "Ordered
+// orderedLua defines the steps of ordered delivery, for the scripts that
+// make a delivery due or end it (docs/architecture.md, "Ordered
 // delivery"). An ordered delivery (hash field okey, its ordering key) is a
 // member of its line, the zset wh:line:{s<n>}:<endpoint>|<okey> scored by
 // sequence number; the delivery id is placed in the line's shard
@@ -20,32 +20,51 @@ import (
 // Only the line's head is ever in the schedule; the others wait, listed in
 // the shard's waiting index W (id -> when it began waiting).
 //
+// A line some of whose parked work moved to history is closed: its head
+// is a sentinel member, '~' (or '~r' while a resume brings that work
+// back), scored -(the highest sequence number moved), so it sorts first
+// and keeps the numbering above what history holds. Nothing of a closed
+// line is released; the resume opens it (linesScript).
+//
 //	line(k, lp): the line key of delivery hash k (lp: the shard's line key
 //	  prefix), nil when the delivery is unordered
-//	gate(S, W, k, id, now, lp): called once the caller made id due in the
-//	  schedule S. An ordered delivery not in its line joins its tail (the
-//	  next sequence number: highest + 1; an empty line starts again at 1);
-//	  one that is not the head leaves S to wait. Returns the head it waits
-//	  behind, or ''.
+//	sentinel(m): whether line member m is a sentinel
+//	gate(S, W, k, id, now, lp, E, moveAt, seq): called once the caller
+//	  made id due in the schedule S. An ordered delivery not in its line
+//	  joins it: at seq when seq > 0 and the line is closed (parked work
+//	  coming back from history), else at its tail (highest + 1; an empty
+//	  line starts again at 1); one that is not the head leaves S to wait.
+//	  One that waits behind '~' is filed in the ended index E at moveAt
+//	  (when E is given): it is parked work, moved to history in turn.
+//	  Returns the head it waits behind, or ''.
+//	releaseHead(S, W, l, now, dp, lease): makes the head of line l due now
+//	  if it waits (dp: the shard's delivery hash prefix), with how long it
+//	  waited (field waited, ms); with lease > 0 it is leased until then
+//	  instead, as a claim does (to the caller, who sends it next). A head
+//	  whose hash is gone (erased) leaves too: nothing can block a line for
+//	  good. A sentinel head releases nothing. Returns the id it made due
+//	  (or leased), or false.
 //	release(S, W, k, id, now, lp, dp, lease): the ended delivery id leaves
-//	  its line, and the next one (dp: the shard's delivery hash prefix), if
-//	  waiting, is made due now, with how long it waited (field waited, ms);
-//	  with lease > 0 it is leased until then instead, as a claim does (to
-//	  the caller, who sends it next). A next one whose hash is gone
-//	  (erased) leaves too: nothing can block a line for good. Returns the
-//	  id it made due (or leased), or false.
+//	  its line, and releaseHead releases the next one.
 const orderedLua = `
 local function line(k, lp)
   local okey = redis.call('HGET', k, 'okey')
   if (not okey) or okey == '' then return nil end
   return lp .. (redis.call('HGET', k, 'endpoint') or '') .. '|' .. okey
 end
-local function gate(S, W, k, id, now, lp)
+local function sentinel(m)
+  return m == '~' or m == '~r'
+end
+local function gate(S, W, k, id, now, lp, E, moveAt, seq)
   local l = line(k, lp)
   if not l then return '' end
   if not redis.call('ZSCORE', l, id) then
-    local last = redis.call('ZRANGE', l, -1, -1, 'WITHSCORES')
-    redis.call('ZADD', l, (tonumber(last[2]) or 0) + 1, id)
+    if seq and seq > 0 and sentinel(redis.call('ZRANGE', l, 0, 0)[1]) then
+      redis.call('ZADD', l, seq, id)
+    else
+      local last = redis.call('ZRANGE', l, -1, -1, 'WITHSCORES')
+      redis.call('ZADD', l, math.abs(tonumber(last[2]) or 0) + 1, id)
+    end
   end
   local head = redis.call('ZRANGE', l, 0, 0)[1]
   if head == id then return '' end
@@ -55,16 +74,13 @@ local function gate(S, W, k, id, now, lp)
   else
     redis.call('HSET', k, 'next', 0)
   end
+  if E and head == '~' then redis.call('ZADD', E, 'NX', moveAt, id) end
   return head
 end
-local function release(S, W, k, id, now, lp, dp, lease)
-  local l = line(k, lp)
-  if not l then return false end
-  redis.call('ZREM', l, id)
-  redis.call('ZREM', W, id)
+local function releaseHead(S, W, l, now, dp, lease)
   while true do
     local head = redis.call('ZRANGE', l, 0, 0)[1]
-    if not head then return false end
+    if (not head) or sentinel(head) then return false end
     local hk = dp .. head
     local st = redis.call('HGET', hk, 'status')
     if st then
@@ -83,6 +99,13 @@ local function release(S, W, k, id, now, lp, dp, lease)
     redis.call('ZREM', W, head)
   end
 end
+local function release(S, W, k, id, now, lp, dp, lease)
+  local l = line(k, lp)
+  if not l then return false end
+  redis.call('ZREM', l, id)
+  redis.call('ZREM', W, id)
+  return releaseHead(S, W, l, now, dp, lease)
+end
 `
 
 // scheduleScript creates the deliveries of one shard that do not exist yet
@@ -92,14 +115,18 @@ end
 // when the delivery is, and a failed write leaves no gap), and waits when
 // it is not the head.
 //
-//	KEYS: 1 schedule zset, 2 waiting index
-//	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3 now ms, then per
+// One that waits behind parked work moved to history is filed in the ended
+// index at ARGV[4] (gate).
+//
+//	KEYS: 1 schedule zset, 2 waiting index, 3 ended index
+//	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3 now ms, 4 when
+//	      the archiver takes one that waits behind history (ms), then per
 //	      delivery: id, due ms, the number n of hash arguments, n
 //	      field/value arguments
 //	returns per delivery 1 when created, 0 when it already existed
 var scheduleScript = redis.NewScript(orderedLua + `
 local created, due = {}, {}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local id, n = ARGV[i], tonumber(ARGV[i + 2])
   local k = ARGV[1] .. id
@@ -109,7 +136,7 @@ while i <= #ARGV do
     redis.call('HSET', k, unpack(ARGV, i + 3, i + 2 + n))
     if redis.call('HEXISTS', k, 'okey') == 1 then
       redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
-      gate(KEYS[1], KEYS[2], k, id, tonumber(ARGV[3]), ARGV[2])
+      gate(KEYS[1], KEYS[2], k, id, tonumber(ARGV[3]), ARGV[2], KEYS[3], ARGV[4])
     else
       due[#due + 1] = ARGV[i + 1] -- unordered: one ZADD for all
       due[#due + 1] = id
@@ -243,7 +270,8 @@ return 1
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 parked set, 4 ended index,
 //	      5 audit index, 6 audit hash (auditlog.ForShard), 7 waiting index
 //	ARGV: 1 id, 2 now ms, 3 entry id, 4 entry JSON, 5 account,
-//	      6 line key prefix
+//	      6 line key prefix, 7 when the archiver takes it if it waits
+//	      behind parked work in history (ms; gate)
 //	returns 1 when requeued, 0 when in flight, -1 when missing
 var requeueScript = redis.NewScript(orderedLua + `
 local st = redis.call('HGET', KEYS[2], 'status')
@@ -256,7 +284,7 @@ redis.call('HSET', KEYS[2], 'status', 'pending', 'next', ARGV[2], 'updated', ARG
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 redis.call('SREM', KEYS[3], (redis.call('HGET', KEYS[2], 'endpoint') or '') .. '|' .. ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-gate(KEYS[1], KEYS[7], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[6])
+gate(KEYS[1], KEYS[7], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[6], KEYS[4], ARGV[7])
 return 1
 `)
 
