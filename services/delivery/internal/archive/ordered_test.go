@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -13,8 +14,9 @@ import (
 )
 
 // sendAll claims and completes (succeeded) everything due until nothing
-// is, and returns the ids sent per ordering key, in the order they were
-// sent. It fails the test when two of one key are in flight at once.
+// is, and returns the ids sent per line ("<endpoint>|<ordering key>"), in
+// the order they were sent. It fails the test when two of one line are in
+// flight at once.
 func (f *fixture) sendAll() map[string][]string {
 	ctx := context.Background()
 	sent := map[string][]string{}
@@ -29,9 +31,9 @@ func (f *fixture) sendAll() map[string][]string {
 		}
 		inFlight := map[string]bool{}
 		for _, j := range jobs {
-			k := j.Delivery.OrderingKey
+			k := j.Delivery.EndpointID + "|" + j.Delivery.OrderingKey
 			if inFlight[k] {
-				f.t.Fatalf("two deliveries of key %q in flight at once", k)
+				f.t.Fatalf("two deliveries of line %q in flight at once", k)
 			}
 			inFlight[k] = true
 			sent[k] = append(sent[k], j.Delivery.ID)
@@ -51,65 +53,82 @@ func (f *fixture) inRedis(id string) bool {
 	return f.rdb.Exists(context.Background(), redisqueue.DeliveryKey(id)).Val() == 1
 }
 
-// The parked work of an endpoint ordered by key moves to history, the
+// The parked work of endpoints ordered by key moves to history, the
 // parked head of each line and every delivery waiting behind it, also
-// those published after the line moved; what comes back when the
-// endpoint is enabled goes in publish order per key, history's and the
-// deliveries still in Redis alike, one at a time per key.
+// those published after the line moved (over a thousand, across two
+// endpoints); what comes back when an endpoint is enabled goes in publish
+// order per key, history's and the deliveries still in Redis alike, one
+// at a time per key.
 func TestOrderedParkedWorkMovesToHistoryAndResumesInLineOrder(t *testing.T) {
 	f := newFixture(t)
 	f.q.SetParkedMoveAfter(time.Millisecond)
 	ctx := context.Background()
-	want := map[string][]string{}
-	for i := range 20 {
-		k := fmt.Sprintf("up_%d", i)
-		want[k] = f.publishKey(k, 1+i%4) // a head, and up to 3 waiting behind it
+	eps := []string{f.ep, ids2(1)}
+	want := map[string]map[string][]string{} // endpoint → key → deliveries in publish order
+	publish := func(per func(i int) int) {
+		for _, ep := range eps {
+			f.ep = ep
+			if want[ep] == nil {
+				want[ep] = map[string][]string{}
+			}
+			for i := range 150 {
+				k := fmt.Sprintf("up_%d", i)
+				want[ep][k] = append(want[ep][k], f.publishKey(k, per(i))...)
+			}
+		}
 	}
-	f.finish(delivery.StatusParked) // the heads park (the endpoint is disabled)
+	publish(func(i int) int { return 1 + i%4 }) // a head, and up to 3 waiting behind it
+	f.finish(delivery.StatusParked)             // the heads park (the endpoints are disabled)
 	time.Sleep(5 * time.Millisecond)
 	f.drain()
-	for k := range want { // published while the endpoint stays disabled: they wait behind history
-		want[k] = append(want[k], f.publishKey(k, 2)...)
-	}
+	publish(func(int) int { return 2 }) // published while still disabled: they wait behind history
 	time.Sleep(5 * time.Millisecond)
 	f.drain()
 	total := 0
-	for k, ids := range want {
-		for _, id := range ids {
-			if f.inRedis(id) {
-				t.Fatalf("%s of %s still in Redis after the move", id, k)
+	for _, keys := range want {
+		for k, ids := range keys {
+			var last int64
+			for _, id := range ids {
+				if f.inRedis(id) {
+					t.Fatalf("%s of %s still in Redis after the move", id, k)
+				}
+				// History holds each as parked, at its place in its line.
+				h, _, err := f.store.GetDelivery(ctx, f.acct, id)
+				if err != nil || h.Status != history.StatusParked || h.LineSeq <= last {
+					t.Fatalf("%s of %s in history: %+v, %v; want parked after sequence %d", id, k, h, err, last)
+				}
+				last = h.LineSeq
+				total++
 			}
-			total++
 		}
+	}
+	if total < 1000 {
+		t.Fatalf("only %d parked", total)
 	}
 	if left := f.liveKeys(); len(left) > 0 {
-		t.Fatalf("parked work still in Redis: %v", left)
+		t.Fatalf("parked work still in Redis: %d keys", len(left))
 	}
-	// History holds each as parked, at its place in its line.
-	for k, ids := range want {
-		var last int64
-		for _, id := range ids {
-			h, _, err := f.store.GetDelivery(ctx, f.acct, id)
-			if err != nil || h.Status != history.StatusParked || h.LineSeq <= last {
-				t.Fatalf("%s of %s in history: %+v, %v; want parked after sequence %d", id, k, h, err, last)
-			}
-			last = h.LineSeq
-		}
-	}
-	// One more of each key waits in Redis when the endpoint is enabled.
+	// One more of each key waits in Redis when the endpoints are enabled.
 	f.q.SetParkedMoveAfter(time.Hour)
-	for k := range want {
-		want[k] = append(want[k], f.publishKey(k, 1)...)
-	}
+	publish(func(int) int { return 1 })
 	tr := f.tiers()
-	n, err := tr.ResumeHistory(ctx, f.acct, f.ep, time.Now())
-	if err != nil || n != total {
-		t.Fatalf("ResumeHistory = %d, %v; want %d", n, err, total)
+	resumed := 0
+	for _, ep := range eps {
+		n, err := tr.ResumeHistory(ctx, f.acct, ep, time.Now())
+		if err != nil {
+			t.Fatalf("ResumeHistory = %d, %v", n, err)
+		}
+		resumed += n
+	}
+	if resumed != total {
+		t.Fatalf("resumed %d, want %d", resumed, total)
 	}
 	got := f.sendAll()
-	for k, ids := range want {
-		if !slices.Equal(got[k], ids) {
-			t.Fatalf("key %s sent %v, want %v", k, got[k], ids)
+	for ep, keys := range want {
+		for k, ids := range keys {
+			if !slices.Equal(got[ep+"|"+k], ids) {
+				t.Fatalf("%s key %s sent %v, want %v", ep, k, got[ep+"|"+k], ids)
+			}
 		}
 	}
 	if groups, _ := tr.Parked(ctx, 100); len(groups) != 0 {
@@ -117,6 +136,59 @@ func TestOrderedParkedWorkMovesToHistoryAndResumesInLineOrder(t *testing.T) {
 	}
 	if keys := f.rdb.Keys(ctx, "wh:histlines:*").Val(); len(keys) > 0 {
 		t.Fatalf("closed lines left: %v", keys)
+	}
+}
+
+// A pass killed between the history commit and the delete closes no line
+// and loses nothing: the next pass moves the work once, and it resumes in
+// order.
+func TestACrashBetweenCommitAndDeleteKeepsALineWhole(t *testing.T) {
+	f := newFixture(t)
+	f.q.SetParkedMoveAfter(time.Millisecond)
+	ctx := context.Background()
+	want := f.publishKey("up_1", 4)
+	f.finish(delivery.StatusParked)
+	time.Sleep(5 * time.Millisecond)
+	f.arch.afterCommit = func() error { return errors.New("killed") }
+	if _, err := f.arch.RunOnce(ctx); err == nil {
+		t.Fatal("the simulated crash did not stop the pass")
+	}
+	if !f.inRedis(want[0]) || f.rdb.Exists(ctx, "wh:line:{s"+fmt.Sprint(redisqueue.Shard(want[0]))+"}:"+f.ep+"|up_1").Val() != 1 {
+		t.Fatal("the head or its line left Redis before the delete")
+	}
+	f.arch.afterCommit = nil
+	f.drain()
+	for _, id := range want {
+		if f.inRedis(id) {
+			t.Fatalf("%s still in Redis", id)
+		}
+	}
+	n, err := f.tiers().ResumeHistory(ctx, f.acct, f.ep, time.Now())
+	if err != nil || n != len(want) {
+		t.Fatalf("ResumeHistory = %d, %v; want %d", n, err, len(want))
+	}
+	if got := f.sendAll()[f.ep+"|up_1"]; !slices.Equal(got, want) {
+		t.Fatalf("sent %v, want %v", got, want)
+	}
+}
+
+// Erasing the account deletes its closed lines with their sentinels.
+func TestEraseAccountDeletesClosedLines(t *testing.T) {
+	f := newFixture(t)
+	f.q.SetParkedMoveAfter(time.Millisecond)
+	ctx := context.Background()
+	f.publishKey("up_1", 2)
+	f.finish(delivery.StatusParked)
+	time.Sleep(5 * time.Millisecond)
+	f.drain()
+	if keys := f.rdb.Keys(ctx, "wh:histlines:*").Val(); len(keys) != 1 {
+		t.Fatalf("closed-line sets %v, want one", keys)
+	}
+	if _, err := f.q.EraseAccount(ctx, f.acct, []string{f.ep}); err != nil {
+		t.Fatal(err)
+	}
+	if keys := append(f.rdb.Keys(ctx, "wh:histlines:*").Val(), f.rdb.Keys(ctx, "wh:line:*").Val()...); len(keys) > 0 {
+		t.Fatalf("left after erasure: %v", keys)
 	}
 }
 
@@ -153,7 +225,7 @@ func TestAResumeInProgressKeepsTheLinesWorkLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append(head, behind...)
-	if got := f.sendAll()["up_1"]; !slices.Equal(got, want) {
+	if got := f.sendAll()[f.ep+"|up_1"]; !slices.Equal(got, want) {
 		t.Fatalf("sent %v, want %v", got, want)
 	}
 	if ds, _, err := f.store.ListDeliveries(ctx, f.acct, historyParked(f.ep)); err != nil || len(ds) != 0 {
@@ -177,7 +249,7 @@ func TestAnOpenedLineAndARevivedHeadStayInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := f.publishKey("up_1", 2)
-	if got := f.sendAll()["up_1"]; !slices.Equal(got, append(first, later...)) {
+	if got := f.sendAll()[f.ep+"|up_1"]; !slices.Equal(got, append(first, later...)) {
 		t.Fatalf("sent %v, want %v", got, append(first, later...))
 	}
 
@@ -194,7 +266,7 @@ func TestAnOpenedLineAndARevivedHeadStayInOrder(t *testing.T) {
 	if err != nil || deleted[0] {
 		t.Fatalf("DeleteArchived of a revived head = %v, %v; want kept", deleted, err)
 	}
-	if got := f.sendAll()["up_1"]; !slices.Equal(got, again) {
+	if got := f.sendAll()[f.ep+"|up_1"]; !slices.Equal(got, again) {
 		t.Fatalf("sent %v, want %v", got, again)
 	}
 }
