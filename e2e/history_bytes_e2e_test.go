@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -163,4 +164,66 @@ func memory(t testing.TB, rdb *redis.Client) int64 {
 		t.Fatal(err)
 	}
 	return usedMemory(info)
+}
+
+// BenchmarkRedisBytesPerParkedDelivery measures what parked work older
+// than PARKED_MOVE_AFTER still costs Redis (issue #12's target: 0 per
+// parked delivery): an endpoint DISABLED by five failures,
+// E2E_MEASURE_EVENTS events (2,000) published to it, parked and moved to
+// PostgreSQL; used_memory before and after, per parked delivery. Once for an unordered endpoint and once for
+// one ordered by key (uploadId, 4 events per upload), whose closed lines
+// keep a marker per key in Redis.
+func BenchmarkRedisBytesPerParkedDelivery(b *testing.B) {
+	var t testing.TB = b
+	n, _ := strconv.Atoi(os.Getenv("E2E_MEASURE_EVENTS"))
+	if n <= 0 {
+		n = 2000
+	}
+	s := startSuite(t, SuiteOptions{Env: map[string]string{"PARKED_MOVE_AFTER": "1s", "DELIVERY_RETRY_SCHEDULE": "0s,100ms,100ms,100ms,100ms"}})
+	rc := newReceiver()
+	defer rc.Close()
+	rc.Respond = func(int, *http.Request) int { return 500 }
+	rdb := s.Redis.Client
+	bg := context.Background()
+	ing, ctx := s.Ingestion()
+	const perUpload = 4
+	var rows []string
+	for _, ordered := range []bool{false, true} {
+		acct, key := s.NewAccount(fmt.Sprintf("parked-%v", ordered))
+		var ep Endpoint
+		if ordered {
+			ep = s.newOrderedEndpoint(key, rc.URL+"/hook", "transcription.completed")
+		} else {
+			ep, _ = s.NewEndpoint(key, rc.URL+"/hook", "transcription.completed")
+		}
+		publish(t, ing, ctx, acct, "transcription.completed", completed("upl_first"), "")
+		eventually(t, 30*time.Second, "endpoint disabled", func() bool {
+			return s.endpoint(key, ep.ID).Status == "ENDPOINT_STATUS_DISABLED"
+		})
+		sent := rc.Count()
+		upload := func(i int) string { return fmt.Sprintf("upl_%v_%d", ordered, i/perUpload) }
+		const warm = 40
+		for i := 0; i < warm; i++ {
+			publish(t, ing, ctx, acct, "transcription.completed", completed(upload(i)), "")
+		}
+		eventually(t, 60*time.Second, "the warm-up to park and move", func() bool { return redisHistoryKeys(t, s) == 0 })
+		before := memory(t, rdb)
+		for i := warm; i < warm+n; i++ {
+			publish(t, ing, ctx, acct, "transcription.completed", completed(upload(i)), "")
+		}
+		eventually(t, 120*time.Second, "the parked work to move to PostgreSQL", func() bool { return redisHistoryKeys(t, s) == 0 })
+		after := memory(t, rdb)
+		if c := rc.Count() - sent; c > 1 { // one attempt may be in flight when it is disabled
+			t.Fatalf("%d webhooks sent to a disabled endpoint", c)
+		}
+		kind := "unordered endpoint"
+		if ordered {
+			kind = fmt.Sprintf("endpoint ordered by uploadId, %d events per upload", perUpload)
+		}
+		per := float64(after-before) / float64(n)
+		lines := rdb.Keys(bg, "wh:line:*").Val()
+		t.Logf("%s: used_memory %d -> %d B, %.1f B per parked delivery; %d closed lines in Redis", kind, before, after, per, len(lines))
+		rows = append(rows, fmt.Sprintf("| Redis per parked delivery moved to PostgreSQL, %d parked, %s (used_memory delta) | %.1f B | 0 (issue 12) |", n, kind, per))
+	}
+	appendRows(b, *resultsPath, rows...)
 }
