@@ -270,3 +270,44 @@ func TestAnOpenedLineAndARevivedHeadStayInOrder(t *testing.T) {
 		t.Fatalf("sent %v, want %v", got, again)
 	}
 }
+
+// A delivery published while a resume is halfway through its pages is
+// numbered above everything history held, not above what came back so
+// far, so it goes after the pages still to come.
+func TestADeliveryPublishedMidResumeGoesAfterHistorysWholeLine(t *testing.T) {
+	f := newFixture(t)
+	f.q.SetParkedMoveAfter(time.Millisecond)
+	ctx := context.Background()
+	parked := f.publishKey("up_1", 6)
+	f.finish(delivery.StatusParked)
+	time.Sleep(5 * time.Millisecond)
+	f.drain()
+	if err := f.q.CloseLines(ctx, f.ep); err != nil {
+		t.Fatal(err)
+	}
+	restore := func(ids []string) {
+		var ds []delivery.Delivery
+		var atts [][]delivery.Attempt
+		for _, id := range ids {
+			h, _, err := f.store.GetDelivery(ctx, f.acct, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, FromHistory(h))
+			atts = append(atts, nil)
+		}
+		if _, err := f.q.Restore(ctx, ds, atts, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restore(parked[:3]) // the first page
+	later := f.publishKey("up_1", 1)
+	restore(parked[3:]) // the second
+	if _, err := f.q.OpenLines(ctx, f.ep, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(parked), later...)
+	if got := f.sendAll()[f.ep+"|up_1"]; !slices.Equal(got, want) {
+		t.Fatalf("sent %v, want %v", got, want)
+	}
+}

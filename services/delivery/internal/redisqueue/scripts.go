@@ -32,8 +32,9 @@ import (
 //	gate(S, W, k, id, now, lp, E, moveAt, seq): called once the caller
 //	  made id due in the schedule S. An ordered delivery not in its line
 //	  joins it: at seq when seq > 0 and the line is closed (parked work
-//	  coming back from history), else at its tail (highest + 1; an empty
-//	  line starts again at 1); one that is not the head leaves S to wait.
+//	  coming back from history), else at its tail (highest + 1, and above
+//	  the sentinel's mark in a closed line; an empty line starts again at
+//	  1); one that is not the head leaves S to wait.
 //	  One that waits behind '~' is filed in the ended index E at moveAt
 //	  (when E is given): it is parked work, moved to history in turn.
 //	  Returns the head it waits behind, or ''.
@@ -59,11 +60,15 @@ local function gate(S, W, k, id, now, lp, E, moveAt, seq)
   local l = line(k, lp)
   if not l then return '' end
   if not redis.call('ZSCORE', l, id) then
-    if seq and seq > 0 and sentinel(redis.call('ZRANGE', l, 0, 0)[1]) then
+    local first = redis.call('ZRANGE', l, 0, 0, 'WITHSCORES')
+    local closed = sentinel(first[1])
+    if seq and seq > 0 and closed then
       redis.call('ZADD', l, seq, id)
     else
       local last = redis.call('ZRANGE', l, -1, -1, 'WITHSCORES')
-      redis.call('ZADD', l, math.abs(tonumber(last[2]) or 0) + 1, id)
+      local top = math.abs(tonumber(last[2]) or 0)
+      if closed then top = math.max(top, -tonumber(first[2])) end
+      redis.call('ZADD', l, top + 1, id)
     end
   end
   local head = redis.call('ZRANGE', l, 0, 0)[1]
