@@ -26,7 +26,7 @@ const preHistoryRev = "9d9bb4c~1"
 // buildRevision builds the four services of git revision rev (a detached
 // worktree of this repository, removed afterwards) and returns the
 // directory of the binaries. A shallow clone is deepened until it holds rev.
-func buildRevision(t *testing.T, rev string) string {
+func buildRevision(t testing.TB, rev string) string {
 	t.Helper()
 	git := func(dir string, args ...string) (string, error) {
 		cmd := exec.Command("git", args...)
