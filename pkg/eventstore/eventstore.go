@@ -120,6 +120,14 @@ return 1
 // when this call stored it, else the event already stored under its id
 // (which may belong to another account).
 func (s *Store) CreateMany(ctx context.Context, evs []*Event) ([]*Event, error) {
+	return s.CreateManyAlso(ctx, evs, nil)
+}
+
+// CreateManyAlso is CreateMany that queues also's commands in the same
+// round trip, after the creates (another owner's keys written with the
+// events, such as their accounts' event lists; nil: none). Their replies
+// are not read: also's caller owns them.
+func (s *Store) CreateManyAlso(ctx context.Context, evs []*Event, also func(redis.Pipeliner)) ([]*Event, error) {
 	found := make([]*Event, len(evs))
 	if len(evs) == 0 {
 		return found, nil
@@ -128,7 +136,7 @@ func (s *Store) CreateMany(ctx context.Context, evs []*Event) ([]*Event, error) 
 	for i, e := range evs {
 		calls[i] = redisx.ScriptCall{Script: createScript, Keys: []string{Key(e.ID)}, Args: createArgs(e, s.unfinished)}
 	}
-	res, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
+	res, errs := redisx.RunScripts(ctx, s.rdb, calls, also)
 	if err := redisx.FirstError(errs); err != nil {
 		return nil, err
 	}

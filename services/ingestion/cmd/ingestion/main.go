@@ -128,10 +128,11 @@ func run(ctx context.Context) error {
 	// schedule's total + 1 day: its partial fan-out has ended by then.
 	events := eventstore.New(rdb, retention)
 	events.SetUnfinishedTTL(historyRetention)
+	idx := index.New(rdb, retention, idemWindow)
 	svc := ingest.New(ingest.Config{
-		Store:           events,
+		Store:           index.ListingStore{Store: events, Index: idx},
 		Eraser:          events,
-		Index:           index.New(rdb, retention, idemWindow),
+		Index:           idx,
 		Subscribers:     subscribers,
 		Scheduler:       peers.NewDelivery(deliveryv1.NewDeliveryServiceClient(dlvConn)),
 		History:         hist,

@@ -169,14 +169,16 @@ func newEnv(t testing.TB, o options) *env {
 	dlvConn := listen(t, func(s *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(s, e.dlv) })
 	registry := registryclient.New(e.reg.Client, 0)
 	e.store = eventstore.New(e.redis.Client, retention)
-	var store ingest.EventStore = e.store
-	if o.wrapStore != nil {
-		store = o.wrapStore(store)
-	}
 	if o.idemWindow == 0 {
 		o.idemWindow = retention
 	}
 	e.index = index.New(e.redis.Client, retention, o.idemWindow)
+	// As main wires it: events listed in the round trip that stores them
+	// (a wrapped store, below, takes the two-step path).
+	var store ingest.EventStore = index.ListingStore{Store: e.store, Index: e.index}
+	if o.wrapStore != nil {
+		store = o.wrapStore(store)
+	}
 	var idx ingest.Index = e.index
 	if o.wrapIndex != nil {
 		idx = o.wrapIndex(idx)

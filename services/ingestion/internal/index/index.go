@@ -90,6 +90,15 @@ func (x *Redis) Owner(ctx context.Context, accountID, key string, at time.Time) 
 // Add implements ingest.Index: ZADD per account, then drop entries older
 // than retention and renew the list's expiry, in one pipeline.
 func (x *Redis) Add(ctx context.Context, now time.Time, evs []*eventstore.Event) error {
+	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		x.add(ctx, p, now, evs)
+		return nil
+	})
+	return err
+}
+
+// add queues Add's commands on p.
+func (x *Redis) add(ctx context.Context, p redis.Pipeliner, now time.Time, evs []*eventstore.Event) {
 	byAcct := make(map[string][]redis.Z)
 	var order []string
 	for _, e := range evs {
@@ -99,16 +108,30 @@ func (x *Redis) Add(ctx context.Context, now time.Time, evs []*eventstore.Event)
 		byAcct[e.AccountID] = append(byAcct[e.AccountID], redis.Z{Score: float64(score(e)), Member: e.ID})
 	}
 	cutoff := "(" + strconv.FormatInt(now.Add(-x.retention).UnixMilli(), 10)
-	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, acct := range order {
-			k := EventsKey(acct)
-			p.ZAdd(ctx, k, byAcct[acct]...)
-			p.ZRemRangeByScore(ctx, k, "-inf", cutoff)
-			p.PExpire(ctx, k, x.retention)
-		}
-		return nil
-	})
-	return err
+	for _, acct := range order {
+		k := EventsKey(acct)
+		p.ZAdd(ctx, k, byAcct[acct]...)
+		p.ZRemRangeByScore(ctx, k, "-inf", cutoff)
+		p.PExpire(ctx, k, x.retention)
+	}
+}
+
+// ListingStore is the event store whose CreateManyListed lists the events
+// it creates in their accounts' event lists (Add) in the same round trip
+// (ingest.ListingStore): a publish then costs one fsync'd write less. An
+// entry whose event was not created (a failed write) points at nothing
+// and is dropped by the read that meets it, as an archived event's is;
+// one whose id another account's event holds is skipped by reads and
+// trimmed by age.
+type ListingStore struct {
+	*eventstore.Store
+	Index *Redis
+}
+
+// CreateManyListed is eventstore.Store.CreateMany with Add of the same
+// events in its round trip.
+func (s ListingStore) CreateManyListed(ctx context.Context, now time.Time, evs []*eventstore.Event) ([]*eventstore.Event, error) {
+	return s.CreateManyAlso(ctx, evs, func(p redis.Pipeliner) { s.Index.add(ctx, p, now, evs) })
 }
 
 // score is an entry's score: the time part of the event's id (ms).

@@ -64,6 +64,16 @@ type EventStore interface {
 	MarkFannedOutMany(ctx context.Context, fs []eventstore.Fanout) error
 }
 
+// ListingStore is an EventStore that also lists the events it creates in
+// their accounts' event lists (what Index.Add does) in the same step, one
+// round trip instead of two; the publish path uses it when the store
+// offers it. Entries of events it did not create must not matter (reads
+// skip entries whose event is missing or of another account).
+type ListingStore interface {
+	EventStore
+	CreateManyListed(ctx context.Context, now time.Time, evs []*eventstore.Event) ([]*eventstore.Event, error)
+}
+
 // Claim asks for an idempotency key of an account for an event.
 type Claim struct {
 	AccountID string

@@ -70,6 +70,7 @@ type item struct {
 	root   int               // first item of the call naming the same event (itself if none)
 	stored bool              // ev was already stored by an earlier call
 	fanout bool              // ev's deliveries still have to be scheduled
+	listed bool              // ev is in its account's event list (Index.Add) already
 	// refused is this event's own refusal (an id of another account's
 	// event, say) when the items answer separately (a group of single
 	// publishes): the event is left out of the rest of the work.
@@ -265,7 +266,7 @@ func (s *Service) persist(ctx context.Context, items []*item, now time.Time, sep
 		}
 	}
 	distinct := mergeSameEvent(items, roots)
-	if err := s.storeNew(ctx, distinct, separate); err != nil {
+	if err := s.storeNew(ctx, now, distinct, separate); err != nil {
 		return err
 	}
 	return s.indexForFanout(ctx, now, distinct)
@@ -419,7 +420,7 @@ func mergeSameEvent(items, roots []*item) []*item {
 // id at once, from one account or two) is not overwritten but resolved as
 // an original (adoptStored), so under any concurrency one key or id is one
 // event with one body, and every caller answers with it.
-func (s *Service) storeNew(ctx context.Context, distinct []*item, separate bool) error {
+func (s *Service) storeNew(ctx context.Context, now time.Time, distinct []*item, separate bool) error {
 	var put []*item
 	var evs []*eventstore.Event
 	for _, it := range distinct {
@@ -431,11 +432,19 @@ func (s *Service) storeNew(ctx context.Context, distinct []*item, separate bool)
 	if len(evs) == 0 {
 		return nil
 	}
-	found, err := s.store.CreateMany(ctx, evs)
+	var found []*eventstore.Event
+	var err error
+	ls, listing := s.store.(ListingStore)
+	if listing {
+		found, err = ls.CreateManyListed(ctx, now, evs)
+	} else {
+		found, err = s.store.CreateMany(ctx, evs)
+	}
 	if err != nil {
 		return unavailable(ctx, "storing the event", err)
 	}
 	for j, it := range put {
+		it.listed = listing
 		if found[j] == nil {
 			continue
 		}
@@ -463,7 +472,7 @@ func refuse(it *item, err error, separate bool) error {
 func (s *Service) indexForFanout(ctx context.Context, now time.Time, distinct []*item) error {
 	var index []*eventstore.Event
 	for _, it := range distinct {
-		if it.fanout {
+		if it.fanout && !it.listed {
 			index = append(index, it.ev)
 		}
 	}
