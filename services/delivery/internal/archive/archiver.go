@@ -117,12 +117,19 @@ const legacyEvery = 10 * time.Minute
 
 // adoptLegacy files the deliveries the build before the history tier left
 // in Redis (redisqueue.AdoptLegacy) into this build's indexes, so that the
-// ended and parked ones move to history: at start-up, then every
-// legacyEvery until a sweep finds none (recorded in Redis: later
+// ended and parked ones move to history, and refiles the ordered parked
+// ones the build before ordered parked work moved filed at
+// PARKED_RETENTION (redisqueue.RefileOrderedParked): at start-up, then
+// every legacyEvery until a sweep finds none (recorded in Redis: later
 // processes skip it).
 func (a *Archiver) adoptLegacy(ctx context.Context) {
 	for {
 		n, err := a.q.AdoptLegacy(ctx)
+		if err == nil {
+			var r int
+			r, err = a.q.RefileOrderedParked(ctx)
+			n += r
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -131,7 +138,7 @@ func (a *Archiver) adoptLegacy(ctx context.Context) {
 		case n == 0:
 			return
 		default:
-			a.log.Info("archiver: adopted deliveries of the pre-history layout", "deliveries", n)
+			a.log.Info("archiver: adopted or refiled deliveries of an earlier build's layout", "deliveries", n)
 		}
 		wait := legacyEvery
 		if err != nil {

@@ -132,3 +132,76 @@ func (q *Queue) adopt(ctx context.Context, keys []string) (int, error) {
 	}
 	return adopted, nil
 }
+
+// The upgrade from the build before ordered parked work moved to history:
+// that build filed an ordered parked delivery in the ended index at
+// PARKED_RETENTION (it stayed in Redis heading its line until it expired
+// there). RefileOrderedParked files each such delivery at parked +
+// PARKED_MOVE_AFTER, as this build's complete script does, so that it and
+// its line move to history in turn instead of holding RAM for the
+// retention.
+
+// refiledDoneKey marks that a full sweep found none to refile.
+const refiledDoneKey = "wh:legacy:orderedparked:done"
+
+// refileScript refiles the ordered parked deliveries among ids (one shard).
+//
+//	KEYS: 1 ended index
+//	ARGV: 1 delivery hash key prefix, 2 parked move-after ms, then ids
+//	returns how many it refiled
+var refileScript = redis.NewScript(`
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local f = redis.call('HMGET', ARGV[1] .. id, 'status', 'okey', 'updated')
+  if f[1] == 'parked' and f[2] and f[2] ~= '' then
+    local at = math.max(tonumber(f[3] or '0') or 0, 1) + tonumber(ARGV[2])
+    local cur = redis.call('ZSCORE', KEYS[1], id)
+    if cur and tonumber(cur) > at then
+      redis.call('ZADD', KEYS[1], 'XX', at, id)
+      n = n + 1
+    end
+  end
+end
+return n
+`)
+
+// RefileOrderedParked sweeps the parked sets once and refiles (see above);
+// it returns how many it refiled, and when a full sweep refiled none it
+// records that, and later calls return at once.
+func (q *Queue) RefileOrderedParked(ctx context.Context) (int, error) {
+	if n, err := q.rdb.Exists(ctx, refiledDoneKey).Result(); err != nil || n == 1 {
+		return 0, err
+	}
+	total := 0
+	for n := range Shards {
+		var cur uint64
+		for {
+			members, next, err := q.rdb.SScan(ctx, parkedKey(n), cur, "", 500).Result()
+			if err != nil {
+				return total, err
+			}
+			args := []any{dlvPrefix(n), q.parkedMoveAfter.Milliseconds()}
+			for _, m := range members {
+				if _, id, ok := strings.Cut(m, "|"); ok {
+					args = append(args, id)
+				}
+			}
+			if len(args) > 2 {
+				res, err := q.runScript(ctx, refileScript, []string{endedKey(n)}, args...)
+				if err != nil {
+					return total, err
+				}
+				c, _ := res.(int64)
+				total += int(c)
+			}
+			if cur = next; cur == 0 {
+				break
+			}
+		}
+	}
+	if total == 0 {
+		return 0, q.rdb.Set(ctx, refiledDoneKey, time.Now().UTC().Format(time.RFC3339), 0).Err()
+	}
+	return total, nil
+}

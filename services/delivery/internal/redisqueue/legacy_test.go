@@ -92,3 +92,52 @@ func TestAdoptLegacyFilesThePreHistoryLayout(t *testing.T) {
 		t.Fatal("a sweep that found nothing is not recorded")
 	}
 }
+
+// TestRefileOrderedParkedMovesThePreviousBuildsFiling: an ordered parked
+// delivery the previous build filed at PARKED_RETENTION is refiled at
+// parked + PARKED_MOVE_AFTER; an unordered one, and one filed earlier
+// already, are left alone; a repeat refiles none and records the sweep
+// done.
+func TestRefileOrderedParkedMovesThePreviousBuildsFiling(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	q.SetParkedMoveAfter(time.Minute)
+	ctx := context.Background()
+	c := srv.Client
+	upd := time.Now().Add(-time.Hour).UnixMilli()
+	retention := int64(7 * 24 * time.Hour / time.Millisecond)
+	filed := map[string]int64{} // id → score the previous build gave it
+	want := map[string]int64{}  // id → score after the refile
+	for i, kind := range []string{"ordered", "unordered", "ordered-early"} {
+		id := ids.New("dlv_", time.Now().Add(time.Duration(i)*time.Millisecond))
+		k := DeliveryKey(id)
+		c.HSet(ctx, k, "event", "evt_x", "endpoint", "ep_1", "account", "acct_1", "status", "parked", "updated", upd, "created", upd, "ver", 3)
+		if kind != "unordered" {
+			c.HSet(ctx, k, "okey", "upl_1")
+		}
+		c.SAdd(ctx, parkedKey(Shard(id)), "ep_1|"+id)
+		filed[id], want[id] = upd+retention, upd+retention
+		switch kind {
+		case "ordered":
+			want[id] = upd + time.Minute.Milliseconds()
+		case "ordered-early":
+			filed[id], want[id] = upd+1000, upd+1000
+		}
+		c.ZAdd(ctx, endedKey(Shard(id)), redis.Z{Score: float64(filed[id]), Member: id})
+	}
+	n, err := q.RefileOrderedParked(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("RefileOrderedParked = %d, %v; want 1", n, err)
+	}
+	for id, w := range want {
+		if got := int64(c.ZScore(ctx, endedKey(Shard(id)), id).Val()); got != w {
+			t.Fatalf("%s filed at %d, want %d", id, got, w)
+		}
+	}
+	if n, err := q.RefileOrderedParked(ctx); err != nil || n != 0 {
+		t.Fatalf("repeat = %d, %v", n, err)
+	}
+	if c.Exists(ctx, refiledDoneKey).Val() != 1 {
+		t.Fatal("the sweep was not recorded done")
+	}
+}
