@@ -170,8 +170,9 @@ func (q *Queue) lineSpots(ctx context.Context, es []Ended) ([]Ended, []any, erro
 // An ordered delivery still in its line is parked work (the parked head,
 // or one waiting behind parked work already moved): it leaves its line,
 // which is closed by the sentinel '~' scored -(the highest sequence number
-// moved; orderedLua), and the line's ordering key is filed in the
-// endpoint's set of closed lines (the resume opens them). The line that
+// moved; orderedLua), and the line's field in the endpoint's closed-lines
+// hash records that mark (the resume opens them); a line left with
+// nothing else is deleted, its field standing for it. The line that
 // closes here files every delivery waiting in it in the ended index, due
 // now: they are parked work too. Parked work moves only from the head of
 // its line or from behind '~', never while a resume brings the line's
@@ -179,7 +180,7 @@ func (q *Queue) lineSpots(ctx context.Context, es []Ended) ([]Ended, []any, erro
 //
 //	KEYS: 1 ended index, 2 parked set, 3 waiting index
 //	ARGV: 1 delivery hash key prefix, 2 line key prefix, 3 closed-lines
-//	      set key prefix, 4 now ms, then per delivery: id, version
+//	      hash key prefix, 4 now ms, then per delivery: id, version
 //	returns per delivery 1 when deleted, 0 when it changed (or stays)
 var deleteArchivedScript = redis.NewScript(`
 local out = {}
@@ -207,11 +208,16 @@ for i = 5, #ARGV, 2 do
       redis.call('ZREM', l, id)
       redis.call('ZREM', KEYS[3], id)
       local top = redis.call('ZSCORE', l, '~')
-      redis.call('ZADD', l, -math.max(tonumber(seq), top and -tonumber(top) or 0), '~')
-      if not top then
-        redis.call('SADD', ARGV[3] .. ep, cur[3])
-        for _, m in ipairs(redis.call('ZRANGE', l, 1, -1)) do
-          redis.call('ZADD', KEYS[1], 'NX', ARGV[4], m)
+      local mark = math.max(tonumber(seq), top and -tonumber(top) or 0)
+      redis.call('HSET', ARGV[3] .. ep, cur[3], 'c:' .. mark)
+      if redis.call('ZCARD', l) == (top and 1 or 0) then
+        redis.call('DEL', l) -- nothing of it left in Redis: the field alone
+      else
+        redis.call('ZADD', l, -mark, '~')
+        if not top then
+          for _, m in ipairs(redis.call('ZRANGE', l, 1, -1)) do
+            redis.call('ZADD', KEYS[1], 'NX', ARGV[4], m)
+          end
         end
       end
     end
@@ -478,37 +484,39 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 
 // linesScript closes or opens, for a resume, the lines of one endpoint in
 // one shard that are closed by parked work in history (orderedLua). Close
-// turns each '~' into '~r': the archiver moves nothing more out of that
-// line, and the work the resume restores waits at its place. Open removes
-// '~r' and releases the head of each line that is then open; a line
-// closed again meanwhile ('~': parked work moved after the close) stays
-// closed for the next resume. Erase (EraseAccount, after the account's
+// marks each closed-lines field resumed ('r:') and turns its '~' into
+// '~r': the archiver moves nothing more out of that line, and the work the
+// resume restores waits at its place. Open removes the resumed lines'
+// '~r' and fields and releases each one's head; a line closed after the
+// close (a 'c:' field: parked work moved meanwhile) stays closed for the
+// next resume. Erase (EraseAccount, after the account's
 // deliveries are gone) deletes the lines and the set.
 //
-//	KEYS: 1 the endpoint's closed-lines set, 2 schedule zset, 3 waiting
+//	KEYS: 1 the endpoint's closed-lines hash, 2 schedule zset, 3 waiting
 //	      index
 //	ARGV: 1 'close', 'open' or 'erase', 2 the endpoint's line key prefix, 3
 //	      delivery hash key prefix, 4 now ms
 //	returns how many lines it opened
 var linesScript = redis.NewScript(orderedLua + `
 local opened = 0
-for _, okey in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+local f = redis.call('HGETALL', KEYS[1])
+for i = 1, #f, 2 do
+  local okey, state, mark = f[i], string.sub(f[i + 1], 1, 1), string.sub(f[i + 1], 3)
   local l = ARGV[2] .. okey
   if ARGV[1] == 'erase' then
     redis.call('DEL', l)
   elseif ARGV[1] == 'close' then
+    redis.call('HSET', KEYS[1], okey, 'r:' .. mark)
     local s = redis.call('ZSCORE', l, '~')
     if s then
       redis.call('ZREM', l, '~')
       redis.call('ZADD', l, s, '~r')
     end
-  else
+  elseif state == 'r' then
     redis.call('ZREM', l, '~r')
-    if not redis.call('ZSCORE', l, '~') then
-      redis.call('SREM', KEYS[1], okey)
-      releaseHead(KEYS[2], KEYS[3], l, tonumber(ARGV[4]), ARGV[3], 0)
-      opened = opened + 1
-    end
+    redis.call('HDEL', KEYS[1], okey)
+    releaseHead(KEYS[2], KEYS[3], l, tonumber(ARGV[4]), ARGV[3], 0)
+    opened = opened + 1
   end
 end
 if ARGV[1] == 'erase' then redis.call('DEL', KEYS[1]) end

@@ -109,8 +109,9 @@ func accountKey(acct string) string { return "wh:{a:" + acct + "}:dlv" }
 func waitingKey(n int) string       { return "wh:waiting:{s" + strconv.Itoa(n) + "}" }
 func linePrefix(n int) string       { return "wh:line:{s" + strconv.Itoa(n) + "}:" }
 
-// closedLinesPrefix + endpoint id is the set of the ordering keys whose
-// line in shard n is closed: some of its parked work is in history.
+// closedLinesPrefix + endpoint id is the hash of the ordering keys whose
+// line in shard n is closed (some of its parked work is in history) →
+// 'c:<mark>' or 'r:<mark>' (orderedLua).
 func closedLinesPrefix(n int) string { return "wh:histlines:{s" + strconv.Itoa(n) + "}:" }
 
 // lineKey is the line of an ordered delivery (scripts.go, orderedLua).

@@ -24,11 +24,18 @@ import (
 // is a sentinel member, '~' (or '~r' while a resume brings that work
 // back), scored -(the highest sequence number moved), so it sorts first
 // and keeps the numbering above what history holds. Nothing of a closed
-// line is released; the resume opens it (linesScript).
+// line is released; the resume opens it (linesScript). Every closed line
+// is also a field of its endpoint's closed-lines hash in the shard
+// (wh:histlines:{s<n>}:<endpoint>: ordering key -> 'c:<mark>', or
+// 'r:<mark>' while resumed), and a closed line with nothing left in Redis
+// is that field alone: its zset is deleted, and recreated with its
+// sentinel when a delivery joins it.
 //
 //	line(k, lp): the line key of delivery hash k (lp: the shard's line key
 //	  prefix), nil when the delivery is unordered
 //	sentinel(m): whether line member m is a sentinel
+//	reopenEmpty(l, k, lp): recreates the sentinel of closed line l (of
+//	  delivery hash k) from its closed-lines field when its zset is gone
 //	gate(S, W, k, id, now, lp, E, moveAt, seq): called once the caller
 //	  made id due in the schedule S. An ordered delivery not in its line
 //	  joins it: at seq when seq > 0 and the line is closed (parked work
@@ -56,10 +63,19 @@ end
 local function sentinel(m)
   return m == '~' or m == '~r'
 end
+local function reopenEmpty(l, k, lp)
+  if redis.call('EXISTS', l) == 1 then return end
+  local ep, okey = redis.call('HGET', k, 'endpoint') or '', redis.call('HGET', k, 'okey')
+  local v = redis.call('HGET', string.gsub(lp, '^wh:line:', 'wh:histlines:', 1) .. ep, okey)
+  if v then
+    redis.call('ZADD', l, -tonumber(string.sub(v, 3)), string.sub(v, 1, 1) == 'r' and '~r' or '~')
+  end
+end
 local function gate(S, W, k, id, now, lp, E, moveAt, seq)
   local l = line(k, lp)
   if not l then return '' end
   if not redis.call('ZSCORE', l, id) then
+    reopenEmpty(l, k, lp)
     local first = redis.call('ZRANGE', l, 0, 0, 'WITHSCORES')
     local closed = sentinel(first[1])
     if seq and seq > 0 and closed then
