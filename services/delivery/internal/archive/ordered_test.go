@@ -49,6 +49,18 @@ func (f *fixture) sendAll() map[string][]string {
 	return nil
 }
 
+// parkAndMove publishes n events ordered by key (PARKED_MOVE_AFTER set to
+// 1 ms), parks the head of their line, and runs the archiver until it
+// moved what it could; it returns the deliveries in publish order.
+func (f *fixture) parkAndMove(key string, n int) []string {
+	f.q.SetParkedMoveAfter(time.Millisecond)
+	ids := f.publishKey(key, n)
+	f.finish(delivery.StatusParked)
+	time.Sleep(5 * time.Millisecond)
+	f.drain()
+	return ids
+}
+
 func (f *fixture) inRedis(id string) bool {
 	return f.rdb.Exists(context.Background(), redisqueue.DeliveryKey(id)).Val() == 1
 }
@@ -172,17 +184,13 @@ func TestACrashBetweenCommitAndDeleteKeepsALineWhole(t *testing.T) {
 	}
 }
 
-// Erasing the account deletes its closed lines with their sentinels.
+// Erasing the account deletes its closed lines and their markers.
 func TestEraseAccountDeletesClosedLines(t *testing.T) {
 	f := newFixture(t)
-	f.q.SetParkedMoveAfter(time.Millisecond)
 	ctx := context.Background()
-	f.publishKey("up_1", 2)
-	f.finish(delivery.StatusParked)
-	time.Sleep(5 * time.Millisecond)
-	f.drain()
+	f.parkAndMove("up_1", 2)
 	if keys := f.rdb.Keys(ctx, "wh:histlines:*").Val(); len(keys) != 1 {
-		t.Fatalf("closed-line sets %v, want one", keys)
+		t.Fatalf("closed-line hashes %v, want one", keys)
 	}
 	if _, err := f.q.EraseAccount(ctx, f.acct, []string{f.ep}); err != nil {
 		t.Fatal(err)
@@ -198,12 +206,8 @@ func TestEraseAccountDeletesClosedLines(t *testing.T) {
 // in order; history keeps no parked copy of them afterwards.
 func TestAResumeInProgressKeepsTheLinesWorkLive(t *testing.T) {
 	f := newFixture(t)
-	f.q.SetParkedMoveAfter(time.Millisecond)
 	ctx := context.Background()
-	head := f.publishKey("up_1", 1)
-	f.finish(delivery.StatusParked)
-	time.Sleep(5 * time.Millisecond)
-	f.drain() // the head moves: the line is closed
+	head := f.parkAndMove("up_1", 1) // the head moves: the line is closed
 	behind := f.publishKey("up_1", 3)
 	if err := f.q.CloseLines(ctx, f.ep); err != nil { // a resume starts
 		t.Fatal(err)
@@ -238,12 +242,8 @@ func TestAResumeInProgressKeepsTheLinesWorkLive(t *testing.T) {
 // not moved (the version check), nor is the line closed by it.
 func TestAnOpenedLineAndARevivedHeadStayInOrder(t *testing.T) {
 	f := newFixture(t)
-	f.q.SetParkedMoveAfter(time.Millisecond)
 	ctx := context.Background()
-	first := f.publishKey("up_1", 2)
-	f.finish(delivery.StatusParked)
-	time.Sleep(5 * time.Millisecond)
-	f.drain()
+	first := f.parkAndMove("up_1", 2)
 	tr := f.tiers()
 	if _, err := tr.ResumeHistory(ctx, f.acct, f.ep, time.Now()); err != nil {
 		t.Fatal(err)
@@ -276,12 +276,8 @@ func TestAnOpenedLineAndARevivedHeadStayInOrder(t *testing.T) {
 // far, so it goes after the pages still to come.
 func TestADeliveryPublishedMidResumeGoesAfterHistorysWholeLine(t *testing.T) {
 	f := newFixture(t)
-	f.q.SetParkedMoveAfter(time.Millisecond)
 	ctx := context.Background()
-	parked := f.publishKey("up_1", 6)
-	f.finish(delivery.StatusParked)
-	time.Sleep(5 * time.Millisecond)
-	f.drain()
+	parked := f.parkAndMove("up_1", 6)
 	if err := f.q.CloseLines(ctx, f.ep); err != nil {
 		t.Fatal(err)
 	}
