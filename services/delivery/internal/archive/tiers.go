@@ -364,8 +364,9 @@ const resumePage = 500
 
 // ResumeHistory pages TakeParked in publish order, restores each page to
 // Redis (fresh round, version continued, payload carried when the event
-// left Redis), then Unparks it; a crash in between restores the same page
-// again, which Restore's create-only upsert makes harmless. Each page is
+// left Redis), then Unparks what it restored; a crash in between restores
+// the same page again, which Restore's create-only upsert makes harmless
+// (that row then stays in history until the live copy moves again, newer). Each page is
 // due 1 ms after the previous one, so the schedule hands it out in publish
 // order too.
 //
@@ -416,12 +417,18 @@ func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string,
 		if err != nil {
 			return total, err
 		}
-		for _, r := range restored {
+		var moved []history.Ref
+		for i, r := range restored {
 			if r {
 				total++
+				moved = append(moved, refs[i])
 			}
 		}
-		if _, err := s.Unpark(ctx, refs); err != nil {
+		// Only what this call restored leaves history. A delivery Redis
+		// still holds is not unparked: the archiver may have committed it
+		// and not yet deleted it (at the same version, which its delete
+		// then finds), and unparking it would leave it in neither tier.
+		if _, err := s.Unpark(ctx, moved); err != nil {
 			return total, err
 		}
 		due = due.Add(time.Millisecond)

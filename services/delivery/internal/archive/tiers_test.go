@@ -247,3 +247,38 @@ func TestParkedWorkMovesToHistoryAndResumesInPublishOrder(t *testing.T) {
 		}
 	}
 }
+
+// A resume that runs between the archiver's commit of parked work and its
+// delete from Redis (the endpoint enabled in that instant) restores
+// nothing of it (Redis still holds it) and must not unpark it either: the
+// delete that follows removes the Redis copy, and history's is then the
+// only one, which the next resume brings back.
+func TestAResumeBetweenTheCommitAndTheDeleteLosesNothing(t *testing.T) {
+	f := newFixture(t)
+	f.q.SetParkedMoveAfter(time.Millisecond)
+	ctx := context.Background()
+	id := f.publish(1)[0]
+	f.finish(delivery.StatusParked)
+	time.Sleep(5 * time.Millisecond)
+	tr := f.tiers()
+	f.arch.afterCommit = func() error {
+		_, err := tr.ResumeHistory(ctx, f.acct, f.ep, time.Now())
+		return err
+	}
+	f.drain()
+	f.arch.afterCommit = nil
+	if _, _, err := f.q.Get(ctx, id); err == nil {
+		t.Fatal("the archiver's delete did not happen")
+	}
+	if d, _, err := tr.Get(ctx, f.acct, id); err != nil || d.Status != delivery.StatusParked {
+		t.Fatalf("after the race the delivery reads %+v, %v; want parked in history", d, err)
+	}
+	if n, err := tr.ResumeHistory(ctx, f.acct, f.ep, time.Now()); err != nil || n != 1 {
+		t.Fatalf("the next resume = %d, %v; want 1", n, err)
+	}
+	now := time.Now().Add(time.Second)
+	jobs, _, err := f.q.Claim(ctx, now, now.Add(time.Minute), 10)
+	if err != nil || len(jobs) != 1 || jobs[0].Delivery.ID != id {
+		t.Fatalf("claimed %+v, %v; want %s", jobs, err, id)
+	}
+}
