@@ -32,10 +32,12 @@ import (
 // sentinel when a delivery joins it.
 //
 //	line(k, lp): the line key of delivery hash k (lp: the shard's line key
-//	  prefix), nil when the delivery is unordered
+//	  prefix), nil when the delivery is unordered; then its endpoint and
+//	  ordering key
 //	sentinel(m): whether line member m is a sentinel
-//	reopenEmpty(l, k, lp): recreates the sentinel of closed line l (of
-//	  delivery hash k) from its closed-lines field when its zset is gone
+//	reopenEmpty(l, ep, okey, lp): recreates the sentinel of closed line l
+//	  (endpoint ep, ordering key okey) from its closed-lines field when its
+//	  zset is gone
 //	gate(S, W, k, id, now, lp, E, moveAt, seq): called once the caller
 //	  made id due in the schedule S. An ordered delivery not in its line
 //	  joins it: at seq when seq > 0 and the line is closed (parked work
@@ -58,24 +60,24 @@ const orderedLua = `
 local function line(k, lp)
   local okey = redis.call('HGET', k, 'okey')
   if (not okey) or okey == '' then return nil end
-  return lp .. (redis.call('HGET', k, 'endpoint') or '') .. '|' .. okey
+  local ep = redis.call('HGET', k, 'endpoint') or ''
+  return lp .. ep .. '|' .. okey, ep, okey
 end
 local function sentinel(m)
   return m == '~' or m == '~r'
 end
-local function reopenEmpty(l, k, lp)
+local function reopenEmpty(l, ep, okey, lp)
   if redis.call('EXISTS', l) == 1 then return end
-  local ep, okey = redis.call('HGET', k, 'endpoint') or '', redis.call('HGET', k, 'okey')
   local v = redis.call('HGET', string.gsub(lp, '^wh:line:', 'wh:histlines:', 1) .. ep, okey)
   if v then
     redis.call('ZADD', l, -tonumber(string.sub(v, 3)), string.sub(v, 1, 1) == 'r' and '~r' or '~')
   end
 end
 local function gate(S, W, k, id, now, lp, E, moveAt, seq)
-  local l = line(k, lp)
+  local l, ep, okey = line(k, lp)
   if not l then return '' end
   if not redis.call('ZSCORE', l, id) then
-    reopenEmpty(l, k, lp)
+    reopenEmpty(l, ep, okey, lp)
     local first = redis.call('ZRANGE', l, 0, 0, 'WITHSCORES')
     local closed = sentinel(first[1])
     if seq and seq > 0 and closed then
