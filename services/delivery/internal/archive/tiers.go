@@ -403,12 +403,10 @@ func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string,
 		}
 		ds := make([]delivery.Delivery, len(ps))
 		atts := make([][]delivery.Attempt, len(ps))
-		refs := make([]history.Ref, len(ps))
 		for i := range ps {
 			d := FromHistory(&ps[i].Delivery)
 			d.Base, d.FirstAttempt = d.Attempts, time.Time{}
 			ds[i] = d
-			refs[i] = history.Ref{ID: d.ID, Version: d.Version}
 			if ps[i].Event != nil { // else the event is live in Redis and read there at send time
 				ds[i].Body = ps[i].Event.Payload
 			}
@@ -421,7 +419,7 @@ func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string,
 		for i, r := range restored {
 			if r {
 				total++
-				moved = append(moved, refs[i])
+				moved = append(moved, history.Ref{ID: ds[i].ID, Version: ds[i].Version})
 			}
 		}
 		// Only what this call restored leaves history. A delivery Redis
