@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/voxscriber/webhooks/pkg/redistest"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
@@ -40,8 +37,8 @@ func TestConcurrentCompletesShareRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := commandCalls(t, srv, "evalsha") + commandCalls(t, srv, "eval")
-	var pipelines atomic.Int64
-	srv.Client.AddHook(pipelineCounter{&pipelines})
+	var counted redistest.Counter
+	srv.Client.AddHook(&counted)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i, j := range jobs {
@@ -63,7 +60,7 @@ func TestConcurrentCompletesShareRoundTrips(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	sent := pipelines.Load()
+	sent := counted.Pipelines.Load()
 	for i, j := range jobs {
 		d, _, err := q.Get(ctx, j.Delivery.ID)
 		if err != nil {
@@ -84,18 +81,6 @@ func TestConcurrentCompletesShareRoundTrips(t *testing.T) {
 	}
 	if p := sent; p >= n {
 		t.Errorf("%d pipelines for %d concurrent completes: none shared a round trip", p, n)
-	}
-}
-
-// pipelineCounter counts the pipelines a client sends.
-type pipelineCounter struct{ n *atomic.Int64 }
-
-func (pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (c pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmds)
 	}
 }
 

@@ -2,7 +2,6 @@ package index_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ func TestTheListingStoreCreatesAndListsInOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 	defer rdb.Close()
-	trips := &roundTrips{}
+	trips := &redistest.Counter{}
 	rdb.AddHook(trips)
 	x := index.New(rdb, 24*time.Hour, window)
 	var s ingest.ListingStore = index.ListingStore{Store: eventstore.New(rdb, 24*time.Hour), Index: x}
@@ -37,12 +36,13 @@ func TestTheListingStoreCreatesAndListsInOneRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := []*eventstore.Event{event(acct), event(acct), event(acct)}
-	trips.n.Store(0)
+	trips.Commands.Store(0)
+	trips.Pipelines.Store(0)
 	found, err := s.CreateManyListed(ctx, now, evs)
 	if err != nil || found[0] != nil || found[2] != nil {
 		t.Fatalf("CreateManyListed = %v, %v", found, err)
 	}
-	if n := trips.n.Load(); n != 1 {
+	if n := trips.RoundTrips(); n != 1 {
 		t.Fatalf("%d round trips, want 1", n)
 	}
 	got, _, err := x.Page(ctx, acct, ingest.IndexRange{}, 10)
@@ -64,15 +64,4 @@ func TestTheListingStoreCreatesAndListsInOneRoundTrip(t *testing.T) {
 	if _, err := s.CreateManyListed(ctx, now, []*eventstore.Event{event(other)}); err == nil {
 		t.Fatal("a failed listing was not reported")
 	}
-}
-
-// roundTrips counts the commands and pipelines a client sends.
-type roundTrips struct{ n atomic.Int64 }
-
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
 }
