@@ -2,6 +2,7 @@ package redisx
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -62,3 +63,30 @@ func ZMembers(ctx context.Context, rdb redis.Cmdable, key string, page int64, fn
 		}
 	}
 }
+
+// SMembers calls fn with the members of the set key, a page of about page
+// members at a time (SSCAN: a member present throughout is met at least
+// once, possibly twice), until fn fails or the set is read to its end. fn
+// may add or remove members. ErrStop from fn ends the scan without error.
+func SMembers(ctx context.Context, rdb redis.Cmdable, key string, page int64, fn func(ctx context.Context, members []string) error) error {
+	var cur uint64
+	for {
+		members, next, err := rdb.SScan(ctx, key, cur, "", page).Result()
+		if err != nil {
+			return err
+		}
+		if len(members) > 0 {
+			if err := fn(ctx, members); errors.Is(err, ErrStop) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+		if cur = next; cur == 0 {
+			return nil
+		}
+	}
+}
+
+// ErrStop, returned by SMembers' fn, ends the scan early without error.
+var ErrStop = errors.New("redisx: stop the scan")

@@ -150,20 +150,15 @@ func (q *Queue) accountDeliveries(ctx context.Context, accountID string, endpoin
 		mine[ep] = true
 	}
 	for n := range Shards {
-		var cursor uint64
-		for {
-			members, next, err := q.rdb.SScan(ctx, parkedKey(n), cursor, "", 1000).Result()
-			if err != nil {
-				return nil, err
-			}
+		if err := redisx.SMembers(ctx, q.rdb, parkedKey(n), 1000, func(_ context.Context, members []string) error {
 			for _, m := range members {
 				if ep, id, ok := strings.Cut(m, "|"); ok && mine[ep] {
 					add(id)
 				}
 			}
-			if cursor = next; cursor == 0 {
-				break
-			}
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

@@ -315,7 +315,7 @@ func (q *Queue) RestartEach(ctx context.Context, ids []string, from []delivery.S
 		calls := make([]redisx.ScriptCall, len(batch))
 		for i, id := range batch {
 			n := Shard(id)
-			args := []any{id, now.UnixMilli(), linePrefix(n), ms(now) + q.parkedMoveAfter.Milliseconds()}
+			args := []any{id, now.UnixMilli(), linePrefix(n), q.parkedMoveAt(ms(now))}
 			for _, s := range from {
 				args = append(args, string(s))
 			}
@@ -346,12 +346,7 @@ func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoin
 	var order []string
 	seen := 0
 	for n := 0; n < Shards && seen < limit; n++ {
-		var cur uint64
-		for {
-			members, next, err := q.rdb.SScan(ctx, parkedKey(n), cur, "", 1000).Result()
-			if err != nil {
-				return nil, err
-			}
+		if err := redisx.SMembers(ctx, q.rdb, parkedKey(n), 1000, func(ctx context.Context, members []string) error {
 			accts := make([]*redis.StringCmd, len(members))
 			if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for i, m := range members {
@@ -360,7 +355,7 @@ func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoin
 				}
 				return nil
 			}); err != nil && err != redis.Nil {
-				return nil, err
+				return err
 			}
 			var gone []any
 			for i, m := range members {
@@ -383,10 +378,12 @@ func (q *Queue) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoin
 			if len(gone) > 0 {
 				_ = q.rdb.SRem(ctx, parkedKey(n), gone...).Err()
 			}
-			cur = next
-			if cur == 0 || seen >= limit {
-				break
+			if seen >= limit {
+				return redisx.ErrStop
 			}
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]delivery.ParkedEndpoint, len(order))

@@ -68,19 +68,29 @@ return out
 // adopted; when a full sweep adopted none it records that, and later calls
 // return at once.
 func (q *Queue) AdoptLegacy(ctx context.Context) (int, error) {
-	if n, err := q.rdb.Exists(ctx, legacyDoneKey).Result(); err != nil || n == 1 {
+	return q.sweepOnce(ctx, legacyDoneKey, func() (int, error) {
+		adopted := 0 // ScanKeys never calls back from two goroutines at once
+		err := redisx.ScanKeys(ctx, q.rdb, "wh:dlv:{s*}:*", func(ctx context.Context, keys []string) error {
+			n, err := q.adopt(ctx, keys)
+			adopted += n
+			return err
+		})
+		return adopted, err
+	})
+}
+
+// sweepOnce runs an upgrade sweep unless doneKey records that one found
+// nothing to do, and records that when this one found nothing (and did
+// not fail); it returns what the sweep did.
+func (q *Queue) sweepOnce(ctx context.Context, doneKey string, sweep func() (int, error)) (int, error) {
+	if n, err := q.rdb.Exists(ctx, doneKey).Result(); err != nil || n == 1 {
 		return 0, err
 	}
-	adopted := 0 // ScanKeys never calls back from two goroutines at once
-	err := redisx.ScanKeys(ctx, q.rdb, "wh:dlv:{s*}:*", func(ctx context.Context, keys []string) error {
-		n, err := q.adopt(ctx, keys)
-		adopted += n
-		return err
-	})
-	if err == nil && adopted == 0 {
-		err = q.rdb.Set(ctx, legacyDoneKey, time.Now().UTC().Format(time.RFC3339), 0).Err()
+	done, err := sweep()
+	if err == nil && done == 0 {
+		err = q.rdb.Set(ctx, doneKey, time.Now().UTC().Format(time.RFC3339), 0).Err()
 	}
-	return adopted, err
+	return done, err
 }
 
 // adopt runs adoptScript on the delivery hashes among keys, per shard,
@@ -170,38 +180,24 @@ return n
 // it returns how many it refiled, and when a full sweep refiled none it
 // records that, and later calls return at once.
 func (q *Queue) RefileOrderedParked(ctx context.Context) (int, error) {
-	if n, err := q.rdb.Exists(ctx, refiledDoneKey).Result(); err != nil || n == 1 {
-		return 0, err
-	}
-	total := 0
-	for n := range Shards {
-		var cur uint64
-		for {
-			members, next, err := q.rdb.SScan(ctx, parkedKey(n), cur, "", 500).Result()
-			if err != nil {
-				return total, err
-			}
-			args := []any{dlvPrefix(n), q.parkedMoveAfter.Milliseconds()}
-			for _, m := range members {
-				if _, id, ok := strings.Cut(m, "|"); ok {
-					args = append(args, id)
+	return q.sweepOnce(ctx, refiledDoneKey, func() (int, error) {
+		total := 0
+		for n := range Shards {
+			if err := redisx.SMembers(ctx, q.rdb, parkedKey(n), 500, func(ctx context.Context, members []string) error {
+				args := []any{dlvPrefix(n), q.parkedMoveAfter.Milliseconds()}
+				for _, m := range members {
+					if _, id, ok := strings.Cut(m, "|"); ok {
+						args = append(args, id)
+					}
 				}
-			}
-			if len(args) > 2 {
 				res, err := q.runScript(ctx, refileScript, []string{endedKey(n)}, args...)
-				if err != nil {
-					return total, err
-				}
 				c, _ := res.(int64)
 				total += int(c)
-			}
-			if cur = next; cur == 0 {
-				break
+				return err
+			}); err != nil {
+				return total, err
 			}
 		}
-	}
-	if total == 0 {
-		return 0, q.rdb.Set(ctx, refiledDoneKey, time.Now().UTC().Format(time.RFC3339), 0).Err()
-	}
-	return total, nil
+		return total, nil
+	})
 }

@@ -72,6 +72,10 @@ type Queue struct {
 // DefaultParkedMoveAfter is PARKED_MOVE_AFTER's default.
 const DefaultParkedMoveAfter = 5 * time.Minute
 
+// parkedMoveAt is when parked work filed at t (ms) is due to move to
+// history: PARKED_MOVE_AFTER later.
+func (q *Queue) parkedMoveAt(t int64) int64 { return t + q.parkedMoveAfter.Milliseconds() }
+
 // SetParkedMoveAfter sets how long a parked delivery stays in Redis before
 // it moves to history (DefaultParkedMoveAfter when never set).
 func (q *Queue) SetParkedMoveAfter(d time.Duration) {
@@ -199,7 +203,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	}
 	calls := make([]redisx.ScriptCall, len(chunks))
 	for j, c := range chunks {
-		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), now, now + q.parkedMoveAfter.Milliseconds()}
+		args := []any{dlvPrefix(c.shard), linePrefix(c.shard), now, q.parkedMoveAt(now)}
 		for _, i := range c.idx {
 			f := hashFields(&ds[i])
 			score := ms(ds[i].NextTime)
@@ -447,7 +451,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	case delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCanceled:
 		moveAt = max(ms(o.Now), 1)
 	case delivery.StatusParked:
-		moveAt = max(ms(o.Now), 1) + q.parkedMoveAfter.Milliseconds()
+		moveAt = q.parkedMoveAt(max(ms(o.Now), 1))
 	}
 	res, err := q.runScript(ctx, completeScript,
 		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n), waitingKey(n)},
@@ -518,7 +522,7 @@ func (q *Queue) RequeueAudited(ctx context.Context, id string, now time.Time, en
 	keys := append([]string{schedKey(n), dlvPrefix(n) + id, parkedKey(n), endedKey(n)}, akeys...)
 	keys = append(keys, waitingKey(n))
 	args := append([]any{id, now.UnixMilli()}, aargs...)
-	res, err := requeueScript.Run(ctx, q.rdb, keys, append(args, linePrefix(n), ms(now)+q.parkedMoveAfter.Milliseconds())...).Int()
+	res, err := requeueScript.Run(ctx, q.rdb, keys, append(args, linePrefix(n), q.parkedMoveAt(ms(now)))...).Int()
 	if err != nil {
 		return false, err
 	}
