@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,6 +40,8 @@ func (s *Suite) current(name string) *exec.Cmd {
 // flaps between 200, 500 and hanging, and delivered deliveries are revived
 // (:retry) while the archiver moves them: so kills land between the
 // archive's commit and its delete from Redis, and revives race that delete.
+// A second account's ordered endpoint is disabled by a 410 every few
+// seconds and enabled again once its parked lines moved to PostgreSQL.
 // Then every event acknowledged to the producer must reach the receiver at
 // least once: 0 lost. Once the archive backlog drained (Redis holds no
 // delivery nor event record), GET /v1/deliveries paged to the end lists
@@ -55,6 +58,7 @@ func TestChaos(t *testing.T) {
 		// Long enough that every event still has attempts after the faults end.
 		"DELIVERY_RETRY_SCHEDULE": "0s,200ms,500ms,1s,2s,3s,5s,10s,20s,30s,60s,60s",
 		"LOG_LEVEL":               "error",
+		"PARKED_MOVE_AFTER":       "1s",
 	}})
 	rc := newReceiver()
 	defer rc.Close()
@@ -147,7 +151,11 @@ func TestChaos(t *testing.T) {
 	var oOK []string                    // ordered endpoint: event ids answered 2xx, in that order
 	oUpload := map[string]string{}      // acknowledged event id → upload
 	oPublished := map[string][]string{} // upload → acknowledged event ids, in order
+	var gone atomic.Bool                // the ordered receiver's next answer is 410 Gone
 	rcO.Respond = func(n int, r *http.Request) int {
+		if gone.CompareAndSwap(true, false) {
+			return http.StatusGone
+		}
 		code := respond(r)
 		if code == 200 {
 			oMu.Lock()
@@ -157,7 +165,7 @@ func TestChaos(t *testing.T) {
 		return code
 	}
 	acctO, keyO := s.NewAccount("chaos-ordered")
-	s.newOrderedEndpoint(keyO, rcO.URL, "transcription.progress")
+	epO := s.newOrderedEndpoint(keyO, rcO.URL, "transcription.progress")
 	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func() {
@@ -194,6 +202,66 @@ func TestChaos(t *testing.T) {
 			}
 		}()
 	}
+
+	// Parking: every few seconds the ordered receiver answers 410 Gone
+	// once, which disables its endpoint at once: its lines park and, past
+	// PARKED_MOVE_AFTER, move to PostgreSQL while the producers go on
+	// publishing into them. Then the customer enables it (retried through
+	// the faults, as a customer would) and the resume brings history's part
+	// of every line back ahead of what waited in Redis. Each cycle ends
+	// with the endpoint enabled.
+	var parks, parksSeen, parksMoved, linesClosed atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		status := func() string {
+			code, raw, err := s.try("GET", "/v1/endpoints/"+epO.ID, keyO)
+			if err != nil || code != http.StatusOK {
+				return ""
+			}
+			var out struct {
+				Endpoint Endpoint `json:"endpoint"`
+			}
+			_ = json.Unmarshal(raw, &out)
+			return out.Endpoint.Status
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Second):
+			}
+			gone.Store(true)
+			parks.Add(1)
+			for until := time.Now().Add(5 * time.Second); time.Now().Before(until) && status() != "ENDPOINT_STATUS_DISABLED"; {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if status() == "ENDPOINT_STATUS_DISABLED" {
+				parksSeen.Add(1)
+				// Past PARKED_MOVE_AFTER the archiver moves the parked
+				// lines; after a kill of a delivery process, once the
+				// lease of the shards it archived lapsed.
+				for until := time.Now().Add(15 * time.Second); time.Now().Before(until); time.Sleep(250 * time.Millisecond) {
+					if n := closedLines(s, epO.ID); n > 0 {
+						parksMoved.Add(1)
+						linesClosed.Add(int64(n))
+						break
+					}
+				}
+			}
+			gone.Store(false)
+			for giveUp := time.Now().Add(time.Minute); ; {
+				if code, _, err := s.try("POST", "/v1/endpoints/"+epO.ID+":enable", keyO); err == nil && code == http.StatusOK {
+					break
+				}
+				if time.Now().After(giveUp) {
+					t.Errorf("the ordered endpoint could not be enabled for a minute")
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}()
 
 	// Revives: a delivery the receiver already answered 200 is sent again
 	// (POST :retry) while it is being archived, or after it moved (then it
@@ -463,7 +531,38 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos %v: kills %v; %d publishes, %d refused during faults (then retried until acknowledged), %d acknowledged, 0 lost; %d requests in all, %d duplicate successes (attempts in flight when a delivery process was killed)",
 		*chaosDuration, kills, published.Load(), failed.Load(), want, len(rc.Requests()), extra)
-	t.Logf("ordered endpoint: %d events of %d uploads, each upload answered in publish order", nOrdered, nUploads)
+	if parksSeen.Load() > 0 && parksMoved.Load() == 0 {
+		t.Errorf("the ordered endpoint was disabled %d times, yet no parked line ever moved to PostgreSQL", parksSeen.Load())
+	}
+	t.Logf("ordered endpoint: %d events of %d uploads, each upload answered in publish order through %d 410s (%d seen disabling it; %d times parked lines had moved to PostgreSQL, %d lines in all, before the resume)",
+		nOrdered, nUploads, parks.Load(), parksSeen.Load(), parksMoved.Load(), linesClosed.Load())
 	t.Logf("history: %d revives tried, %d accepted, %d deliveries with two or more successful attempts; all delivered %v after the start, archived %v; %d deliveries listed once each with complete attempts, %d acknowledged events read by id",
 		reviveTries.Load(), nRevived, revivedTwice, tDelivered.Round(100*time.Millisecond), tArchived.Round(100*time.Millisecond), len(all), len(ackedIDs))
+}
+
+// closedLines counts the lines of an ordered endpoint that some parked
+// work left for history: a line whose head is the sentinel `~` (or `~r`
+// while a resume runs), or one with nothing left in Redis, a field of the
+// endpoint's wh:histlines hash (docs/architecture.md, the key table). Zero
+// when Redis cannot be read.
+func closedLines(s *Suite, endpointID string) int {
+	ctx := context.Background()
+	c := s.Redis.Client
+	n := 0
+	for _, match := range []string{"wh:histlines:*:" + endpointID, "wh:line:*:" + endpointID + "|*"} {
+		keys, err := c.Keys(ctx, match).Result()
+		if err != nil {
+			return 0
+		}
+		for _, k := range keys {
+			if strings.HasPrefix(k, "wh:histlines:") {
+				n += int(c.HLen(ctx, k).Val())
+				continue
+			}
+			if head, err := c.ZRange(ctx, k, 0, 0).Result(); err == nil && len(head) == 1 && strings.HasPrefix(head[0], "~") {
+				n++
+			}
+		}
+	}
+	return n
 }
