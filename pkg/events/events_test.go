@@ -549,3 +549,21 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+func TestSubscribed(t *testing.T) {
+	for _, tc := range []struct {
+		entry, typ string
+		want       bool
+	}{
+		{"*", "credits.low", true},
+		{"credits.low", "credits.low", true},
+		{"transcription.*", "transcription.retry", true},
+		{"transcription.*", "upload.completed", false},
+		{"upload.*", "uploadx.completed", false},
+		{"credits.low", "credits.lower", false},
+	} {
+		if got := Subscribed(tc.entry, tc.typ); got != tc.want {
+			t.Errorf("Subscribed(%q, %q) = %v", tc.entry, tc.typ, got)
+		}
+	}
+}

@@ -223,7 +223,11 @@ func (r *Registry) ListSubscribers(ctx context.Context, req *registryv1.ListSubs
 	out := &registryv1.ListSubscribersResponse{EndpointIds: []string{}}
 	if a := r.accounts[req.GetAccountId()]; a != nil {
 		for _, e := range a.endpoints {
-			if e.ep.Status == registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE && slices.Contains(e.ep.EventTypes, req.GetEventType()) {
+			st := e.ep.Status
+			takes := slices.ContainsFunc(e.ep.EventTypes, func(entry string) bool { return events.Subscribed(entry, req.GetEventType()) })
+			// As the registry: ACTIVE endpoints, and DISABLED ones (their
+			// deliveries park); never INACTIVE ones.
+			if (st == registryv1.EndpointStatus_ENDPOINT_STATUS_ACTIVE || st == registryv1.EndpointStatus_ENDPOINT_STATUS_DISABLED) && takes {
 				out.EndpointIds = append(out.EndpointIds, e.ep.Id)
 				if e.ep.Ordering == registryv1.EndpointOrdering_ENDPOINT_ORDERING_ORDERED_BY_KEY {
 					out.OrderedEndpointIds = append(out.OrderedEndpointIds, e.ep.Id)

@@ -4,7 +4,11 @@
 // pkg/apierr errors, translated to status codes at the edge.
 package registry
 
-import "time"
+import (
+	"time"
+
+	"github.com/voxscriber/webhooks/pkg/events"
+)
 
 // Status says whether an endpoint receives events.
 type Status string
@@ -137,7 +141,7 @@ type Cursor struct {
 // is an exact type, a category wildcard such as "transcription.*", or "*".
 func (e *Endpoint) Subscribes(eventType string) bool {
 	for _, t := range e.EventTypes {
-		if matchType(t, eventType) {
+		if events.Subscribed(t, eventType) {
 			return true
 		}
 	}

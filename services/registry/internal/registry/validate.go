@@ -30,7 +30,7 @@ const (
 )
 
 // Wildcard subscribes to every event type.
-const Wildcard = "*"
+const Wildcard = events.Wildcard
 
 // validateURL applies the SSRF policy. ssrf errors start with "url: "; the
 // field is carried by the InvalidError instead.
@@ -86,16 +86,6 @@ func validateEventTypes(types []string) error {
 		}
 	}
 	return nil
-}
-
-func matchType(entry, eventType string) bool {
-	switch {
-	case entry == Wildcard || entry == eventType:
-		return true
-	case strings.HasSuffix(entry, ".*"):
-		return strings.HasPrefix(eventType, strings.TrimSuffix(entry, "*"))
-	}
-	return false
 }
 
 func validateDescription(d string) error {

@@ -7,24 +7,6 @@ import (
 	"github.com/voxscriber/webhooks/pkg/apierr"
 )
 
-func TestMatchType(t *testing.T) {
-	for _, tc := range []struct {
-		entry, typ string
-		want       bool
-	}{
-		{"*", "credits.low", true},
-		{"credits.low", "credits.low", true},
-		{"transcription.*", "transcription.retry", true},
-		{"transcription.*", "upload.completed", false},
-		{"upload.*", "uploadx.completed", false},
-		{"credits.low", "credits.lower", false},
-	} {
-		if got := matchType(tc.entry, tc.typ); got != tc.want {
-			t.Errorf("matchType(%q, %q) = %v", tc.entry, tc.typ, got)
-		}
-	}
-}
-
 func field(err error) string {
 	var inv *apierr.InvalidError
 	if errors.As(err, &inv) {
