@@ -111,12 +111,19 @@ func parkedKey(n int) string        { return "wh:parked:{s" + strconv.Itoa(n) + 
 func endedKey(n int) string         { return "wh:ended:{s" + strconv.Itoa(n) + "}" }
 func accountKey(acct string) string { return "wh:{a:" + acct + "}:dlv" }
 func waitingKey(n int) string       { return "wh:waiting:{s" + strconv.Itoa(n) + "}" }
-func linePrefix(n int) string       { return "wh:line:{s" + strconv.Itoa(n) + "}:" }
+func linePrefix(n int) string       { return lineRoot + "{s" + strconv.Itoa(n) + "}:" }
 
 // closedLinesPrefix + endpoint id is the hash of the ordering keys whose
 // line in shard n is closed (some of its parked work is in history) →
 // 'c:<mark>' or 'r:<mark>' (orderedLua).
-func closedLinesPrefix(n int) string { return "wh:histlines:{s" + strconv.Itoa(n) + "}:" }
+func closedLinesPrefix(n int) string { return closedLinesRoot + "{s" + strconv.Itoa(n) + "}:" }
+
+// The roots of the line and closed-lines keys; orderedLua derives a
+// shard's closed-lines prefix from its line prefix by swapping them.
+const (
+	lineRoot        = "wh:line:"
+	closedLinesRoot = "wh:histlines:"
+)
 
 // lineKey is the line of an ordered delivery (scripts.go, orderedLua).
 func lineKey(d *delivery.Delivery) string {

@@ -68,7 +68,7 @@ local function sentinel(m)
 end
 local function reopenEmpty(l, ep, okey, lp)
   if redis.call('EXISTS', l) == 1 then return end
-  local v = redis.call('HGET', string.gsub(lp, '^wh:line:', 'wh:histlines:', 1) .. ep, okey)
+  local v = redis.call('HGET', string.gsub(lp, '^` + lineRoot + `', '` + closedLinesRoot + `', 1) .. ep, okey)
   if v then
     redis.call('ZADD', l, -tonumber(string.sub(v, 3)), string.sub(v, 1, 1) == 'r' and '~r' or '~')
   end
