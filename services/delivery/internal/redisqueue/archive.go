@@ -62,7 +62,9 @@ func (q *Queue) ReleaseShard(ctx context.Context, n int, owner string) {
 
 // TakeEnded reads up to limit deliveries of shard n due for history at now
 // (ended, or parked long enough), oldest first, with their attempts. It
-// changes nothing but drops index entries whose delivery is gone, and
+// changes nothing but drops index entries whose delivery is gone or not
+// due for history after all (dropEndedScript: each only while the delivery
+// is still at the version read), and
 // PERSISTs what it reads: a record that an earlier build wrote with a TTL
 // (DELIVERY_RETENTION) no longer expires once the archiver has seen it.
 func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) ([]Ended, error) {
@@ -86,11 +88,12 @@ func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) 
 		return nil, err
 	}
 	out := make([]Ended, 0, len(ids))
-	var gone []any
+	var gone []Ref // entries to drop, each only while its delivery is at the version read
 	for i, id := range ids {
 		m := hs[i].Val()
 		if len(m) == 0 || m["account"] == "" {
-			gone = append(gone, id)
+			ver, _ := strconv.ParseInt(m["ver"], 10, 64) // 0: no record
+			gone = append(gone, Ref{ID: id, Version: ver})
 			continue
 		}
 		d := parseHash(id, m)
@@ -119,18 +122,39 @@ func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) 
 	}
 	gone = append(gone, stale...)
 	if len(gone) > 0 {
-		_ = q.rdb.ZRem(ctx, endedKey(n), gone...).Err()
+		args := []any{dlvPrefix(n)}
+		for _, g := range gone {
+			args = append(args, g.ID, g.Version)
+		}
+		_, _ = q.runScript(ctx, dropEndedScript, []string{endedKey(n)}, args...)
 	}
 	return out, nil
 }
+
+// dropEndedScript removes entries of a shard's ended index that TakeEnded
+// found to be no longer due for history, each only while its delivery is
+// still at the version TakeEnded read (0: no record): TakeEnded reads in
+// more than one step, and a delivery that changed in between (an ordered
+// one released, sent and ended, filed again by its end) keeps its entry.
+//
+//	KEYS: 1 ended index
+//	ARGV: 1 delivery hash key prefix, then per entry: id, version
+var dropEndedScript = redis.NewScript(`
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local ver = redis.call('HGET', ARGV[1] .. id, 'ver') or '0'
+  if ver == ARGV[i + 1] then redis.call('ZREM', KEYS[1], id) end
+end
+return 1
+`)
 
 // lineSpots gives each ordered delivery among es that is still in its line
 // (parked work) its sequence number (LineSeq, kept by history). A pending
 // one is parked work only while it waits behind '~' (its line is closed:
 // parked work of it moved to history): it is handed out as parked. One
-// that no longer does (the line was opened) is dropped, its id returned
-// to leave the ended index.
-func (q *Queue) lineSpots(ctx context.Context, es []Ended) ([]Ended, []any, error) {
+// that no longer does (the line was opened) is dropped, returned (at the
+// version read) to leave the ended index.
+func (q *Queue) lineSpots(ctx context.Context, es []Ended) ([]Ended, []Ref, error) {
 	seqs := make([]*redis.FloatCmd, len(es))
 	heads := make([]*redis.StringSliceCmd, len(es))
 	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -144,7 +168,7 @@ func (q *Queue) lineSpots(ctx context.Context, es []Ended) ([]Ended, []any, erro
 	}); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, err
 	}
-	var stale []any
+	var stale []Ref
 	kept := es[:0]
 	for i := range es {
 		d := &es[i].Delivery
@@ -153,7 +177,7 @@ func (q *Queue) lineSpots(ctx context.Context, es []Ended) ([]Ended, []any, erro
 		}
 		if d.Status == delivery.StatusPending {
 			if h := heads[i].Val(); d.LineSeq == 0 || len(h) == 0 || h[0] != "~" {
-				stale = append(stale, d.ID)
+				stale = append(stale, Ref{ID: d.ID, Version: d.Version})
 				continue
 			}
 			d.Status = delivery.StatusParked
