@@ -152,14 +152,24 @@ func TestChaos(t *testing.T) {
 	oUpload := map[string]string{}      // acknowledged event id → upload
 	oPublished := map[string][]string{} // upload → acknowledged event ids, in order
 	var gone atomic.Bool                // the ordered receiver's next answer is 410 Gone
+	var oTrail []string                 // what the ordered receiver saw, for the failure report
+	tStart := time.Now()
+	oNote := func(format string, args ...any) {
+		oMu.Lock()
+		oTrail = append(oTrail, fmt.Sprintf("%6.3fs ", time.Since(tStart).Seconds())+fmt.Sprintf(format, args...))
+		oMu.Unlock()
+	}
 	rcO.Respond = func(n int, r *http.Request) int {
+		id, att := r.Header.Get("X-Webhook-Id"), r.Header.Get("X-Webhook-Attempt")
 		if gone.CompareAndSwap(true, false) {
+			oNote("%s attempt %s: 410", id, att)
 			return http.StatusGone
 		}
 		code := respond(r)
+		oNote("%s attempt %s: %d", id, att, code)
 		if code == 200 {
 			oMu.Lock()
-			oOK = append(oOK, r.Header.Get("X-Webhook-Id"))
+			oOK = append(oOK, id)
 			oMu.Unlock()
 		}
 		return code
@@ -233,11 +243,13 @@ func TestChaos(t *testing.T) {
 			}
 			gone.Store(true)
 			parks.Add(1)
+			oNote("cycle %d: the next answer is 410", parks.Load())
 			for until := time.Now().Add(5 * time.Second); time.Now().Before(until) && status() != "ENDPOINT_STATUS_DISABLED"; {
 				time.Sleep(100 * time.Millisecond)
 			}
 			if status() == "ENDPOINT_STATUS_DISABLED" {
 				parksSeen.Add(1)
+				oNote("cycle %d: disabled", parks.Load())
 				// Past PARKED_MOVE_AFTER the archiver moves the parked
 				// lines; after a kill of a delivery process, once the
 				// lease of the shards it archived lapsed.
@@ -245,6 +257,7 @@ func TestChaos(t *testing.T) {
 					if n := closedLines(s, epO.ID); n > 0 {
 						parksMoved.Add(1)
 						linesClosed.Add(int64(n))
+						oNote("cycle %d: %d lines closed (moved to history)", parks.Load(), n)
 						break
 					}
 				}
@@ -252,6 +265,7 @@ func TestChaos(t *testing.T) {
 			gone.Store(false)
 			for giveUp := time.Now().Add(time.Minute); ; {
 				if code, _, err := s.try("POST", "/v1/endpoints/"+epO.ID+":enable", keyO); err == nil && code == http.StatusOK {
+					oNote("cycle %d: enabled", parks.Load())
 					break
 				}
 				if time.Now().After(giveUp) {
@@ -435,7 +449,10 @@ func TestChaos(t *testing.T) {
 	}
 	for up, want := range oPublished {
 		if got := slices.Compact(oGot[up]); !slices.Equal(got, want) {
-			t.Errorf("ordered endpoint: %s answered 2xx in the order %v, published %v", up, got, want)
+			t.Errorf("ordered endpoint: %s answered 2xx in the order %v, published %v; what the receiver saw of them, and the parking cycles:\n%s",
+				up, got, want, strings.Join(slices.DeleteFunc(slices.Clone(oTrail), func(l string) bool {
+					return !strings.Contains(l, "cycle") && !slices.ContainsFunc(want, func(id string) bool { return strings.Contains(l, id) })
+				}), "\n"))
 		}
 	}
 	nOrdered, nUploads := len(oUpload), len(oPublished)

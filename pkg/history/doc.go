@@ -62,10 +62,13 @@
 //
 // A delivery parked for longer than a few minutes is archived with status
 // parked (UpdateTime = when it was parked) and leaves Redis. On re-enable,
-// the resumer pages TakeParked(endpoint, cursor, limit) in publish order
-// (event time, then id), restores each delivery to Redis (with its Event
-// when Parked.Event is not nil: history held the event), and then calls
-// Unpark with the versions taken. A crash between the two restores the same
+// the resumer pages ResumeParked(endpoint, cursor, limit, restore) in
+// publish order (event time, then id): in one transaction each page's rows
+// are read locked, handed to restore, which brings each delivery to Redis
+// (with its Event when Parked.Event is not nil: history held the event) and
+// returns those it restored, and those are unparked (Unpark, with the
+// versions taken). The lock keeps a newer copy's archive from landing
+// between the read and the restore. A crash in between restores the same
 // page again, which the Redis upsert by delivery id makes harmless.
 // ExpireParked (in RunMaintenance, with ParkedRetention) ends parked
 // deliveries older than PARKED_RETENTION as failed with ExpiredReason.

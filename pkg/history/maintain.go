@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // partitioned are the daily-partitioned tables and their partition keys.
@@ -67,8 +68,10 @@ func (s *Store) partitionDays(ctx context.Context) (map[time.Time]bool, error) {
 	return partitionDaysOf(ctx, s.pool)
 }
 
+// querier is a pool or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 func partitionDaysOf(ctx context.Context, q querier) (map[time.Time]bool, error) {

@@ -345,3 +345,57 @@ func TestIDsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeParkedHoldsOffANewerCopyUntilThePageIsBack: while ResumeParked
+// brings a page back (its restore callback runs), the archiver's upsert of
+// a newer copy of one of its deliveries waits; it lands once the page is
+// unparked, as a new row. Were it to land during the restore, the resume
+// would revive the old copy of a delivery whose newer copy had already
+// ended: sent again, its versions forked from history's.
+func TestResumeParkedHoldsOffANewerCopyUntilThePageIsBack(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ep := ids.New(ids.Endpoint, now)
+	e := event(acctA, now.Add(-time.Hour), "transcript.completed", "")
+	parked := delivery(e, ep, StatusParked, 2)
+	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{parked}})
+	newer := delivery(e, ep, StatusSucceeded, 5)
+
+	landed := make(chan error, 1)
+	var duringRestore bool
+	_, taken, err := s.ResumeParked(ctx, ep, "", 10, func(ps []Parked) ([]Ref, error) {
+		if len(ps) != 1 || ps[0].ID != parked.ID || ps[0].Version != 2 {
+			t.Errorf("page = %+v; want %s at version 2", ps, parked.ID)
+		}
+		go func() {
+			_, err := s.Archive(ctx, Batch{Deliveries: []DeliveryRecord{newer}})
+			landed <- err
+		}()
+		select {
+		case err := <-landed:
+			duringRestore = true
+			landed <- err
+		case <-time.After(500 * time.Millisecond):
+		}
+		return []Ref{{ID: parked.ID, Version: 2}}, nil
+	})
+	if err != nil || taken != 1 {
+		t.Fatalf("ResumeParked = %d, %v", taken, err)
+	}
+	if duringRestore {
+		t.Fatal("the newer copy's archive landed while the page was being restored")
+	}
+	if err := <-landed; err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := s.GetDelivery(ctx, acctA, parked.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Version != 5 || d.Status != StatusSucceeded {
+		t.Errorf("history holds version %d, %s; want the newer copy (5, succeeded)", d.Version, d.Status)
+	}
+	if ps, _, _ := s.TakeParked(ctx, ep, "", 10); len(ps) != 0 {
+		t.Errorf("%d parked left after the resume", len(ps))
+	}
+}

@@ -3,6 +3,8 @@ package history
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Parked is a parked delivery with its event when history holds the event
@@ -21,12 +23,48 @@ type Ref struct {
 
 // TakeParked returns up to limit of an endpoint's parked deliveries after
 // the cursor, in publish order (event time, then id: the order their events
-// were published), with their events. It changes nothing: the caller
-// restores them to Redis (an upsert by delivery id, continuing from
-// Version), then calls Unpark; after a crash in between, taking again
-// restores nothing twice. next is the cursor to continue from (empty when
-// this was the last page).
+// were published), with their events. It changes nothing and locks
+// nothing: ResumeParked is the way to bring them back. next is the cursor
+// to continue from (empty when this was the last page).
 func (s *Store) TakeParked(ctx context.Context, endpointID string, after Cursor, limit int) (ps []Parked, next Cursor, err error) {
+	return s.takeParked(ctx, s.pool, endpointID, after, limit, "")
+}
+
+// ResumeParked brings back one page of an endpoint's parked deliveries
+// (TakeParked's page), in one transaction: it reads the page with its rows
+// locked (FOR UPDATE), hands it to restore, which brings them to Redis (an
+// upsert by delivery id that leaves a live copy alone, continuing from
+// Version) and returns the ones it restored, and unparks those. While the
+// rows are locked, no other write of them (the archiver's upsert of a
+// newer copy, ExpireParked) can land between the read and the restore: a
+// restore from a row no longer current would bring back an old copy of a
+// delivery whose newer copy ended and left Redis meanwhile, which would be
+// sent again with its versions forked from history's. A crash (or an
+// error of restore) after restoring leaves the rows parked and the copies
+// live: taking the page again restores nothing twice, and a live copy's
+// next archive supersedes its row. It returns the next cursor and how many
+// rows it read.
+func (s *Store) ResumeParked(ctx context.Context, endpointID string, after Cursor, limit int, restore func([]Parked) ([]Ref, error)) (next Cursor, taken int, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		ps, nx, err := s.takeParked(ctx, tx, endpointID, after, limit, " FOR UPDATE")
+		if err != nil || len(ps) == 0 {
+			return err
+		}
+		next, taken = nx, len(ps)
+		refs, err := restore(ps)
+		if err != nil {
+			return err
+		}
+		_, err = unpark(ctx, tx, refs)
+		return err
+	})
+	if err != nil {
+		return "", 0, wrapErr("resume parked", err)
+	}
+	return next, taken, nil
+}
+
+func (s *Store) takeParked(ctx context.Context, q querier, endpointID string, after Cursor, limit int, lock string) (ps []Parked, next Cursor, err error) {
 	ep, ok := idBytes(prefixEndpoint, endpointID)
 	if !ok || limit <= 0 {
 		return nil, "", nil
@@ -37,7 +75,7 @@ func (s *Store) TakeParked(ctx context.Context, endpointID string, after Cursor,
 	if err := w.window(prefixDelivery, timeZero, timeZero, after, false); err != nil {
 		return nil, "", err
 	}
-	rows, err := s.pool.Query(ctx, deliverySelect+w.sql()+fmt.Sprintf(" ORDER BY t, id LIMIT %d", limit), w.args...)
+	rows, err := q.Query(ctx, deliverySelect+w.sql()+fmt.Sprintf(" ORDER BY t, id LIMIT %d", limit)+lock, w.args...)
 	if err != nil {
 		return nil, "", wrapErr("take parked", err)
 	}
@@ -73,6 +111,10 @@ func (s *Store) TakeParked(ctx context.Context, endpointID string, after Cursor,
 // ExpireParked ended meanwhile goes too, since the live copy supersedes
 // it). It returns how many it removed; removing again is a no-op.
 func (s *Store) Unpark(ctx context.Context, refs []Ref) (int, error) {
+	return unpark(ctx, s.pool, refs)
+}
+
+func unpark(ctx context.Context, q querier, refs []Ref) (int, error) {
 	ids := make([]string, len(refs))
 	vers := make([]int64, 0, len(refs))
 	for i, r := range refs {
@@ -87,7 +129,7 @@ func (s *Store) Unpark(ctx context.Context, refs []Ref) (int, error) {
 	if len(bs) == 0 {
 		return 0, nil
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM deliveries d USING unnest($1::timestamptz[], $2::uuid[], $3::bigint[]) k(t, id, version)
+	tag, err := q.Exec(ctx, `DELETE FROM deliveries d USING unnest($1::timestamptz[], $2::uuid[], $3::bigint[]) k(t, id, version)
 		WHERE d.t = k.t AND d.id = k.id AND d.version <= k.version`, ts, bs, vers)
 	if err != nil {
 		return 0, wrapErr("unpark", err)

@@ -359,16 +359,22 @@ func (t *Tiers) Parked(ctx context.Context, limit int) ([]delivery.ParkedEndpoin
 	return out, nil
 }
 
-// resumePage is how many parked deliveries one TakeParked page brings back.
+// resumePage is how many parked deliveries one page of a resume brings back.
 const resumePage = 500
 
-// ResumeHistory pages TakeParked in publish order, restores each page to
-// Redis (fresh round, version continued, payload carried when the event
-// left Redis), then Unparks what it restored; a crash in between restores
-// the same page again, which Restore's create-only upsert makes harmless
-// (that row then stays in history until the live copy moves again, newer). Each page is
-// due 1 ms after the previous one, so the schedule hands it out in publish
-// order too.
+// ResumeHistory brings an endpoint's parked work back from history page by
+// page in publish order (history.Store.ResumeParked: each page's rows stay
+// locked from its read until what was restored is unparked, so no newer
+// copy archived meanwhile is overwritten by an old one). Each page is
+// restored to Redis (fresh round, version continued, payload carried when
+// the event left Redis), create-only: a delivery Redis still holds is
+// neither restored nor unparked (the archiver may have committed it and
+// not yet deleted it, at the same version, which its delete then finds;
+// unparking it would leave it in neither tier), and its row stays in
+// history until the live copy moves again, newer. A crash in between
+// restores the same page again, which the create-only restore makes
+// harmless. Each page is due 1 ms after the previous one, so the schedule
+// hands it out in publish order too.
 //
 // The endpoint's ordered lines closed by parked work in history are
 // closed for the resume first (Queue.CloseLines): each restored ordered
@@ -393,44 +399,33 @@ func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string,
 	due := now
 	var cur history.Cursor
 	for {
-		ps, next, err := s.TakeParked(ctx, endpointID, cur, resumePage)
+		next, taken, err := s.ResumeParked(ctx, endpointID, cur, resumePage, func(ps []history.Parked) ([]history.Ref, error) {
+			ds := make([]delivery.Delivery, len(ps))
+			atts := make([][]delivery.Attempt, len(ps))
+			for i := range ps {
+				d := FromHistory(&ps[i].Delivery)
+				d.Base, d.FirstAttempt = d.Attempts, time.Time{}
+				ds[i] = d
+				if ps[i].Event != nil { // else the event is live in Redis and read there at send time
+					ds[i].Body = ps[i].Event.Payload
+				}
+			}
+			restored, err := t.Q.Restore(ctx, ds, atts, due)
+			var moved []history.Ref
+			for i, r := range restored {
+				if r {
+					moved = append(moved, history.Ref{ID: ds[i].ID, Version: ds[i].Version})
+				}
+			}
+			total += len(moved)
+			return moved, err
+		})
 		if err != nil {
 			return total, err
 		}
 		cur = next
-		if len(ps) == 0 {
-			break
-		}
-		ds := make([]delivery.Delivery, len(ps))
-		atts := make([][]delivery.Attempt, len(ps))
-		for i := range ps {
-			d := FromHistory(&ps[i].Delivery)
-			d.Base, d.FirstAttempt = d.Attempts, time.Time{}
-			ds[i] = d
-			if ps[i].Event != nil { // else the event is live in Redis and read there at send time
-				ds[i].Body = ps[i].Event.Payload
-			}
-		}
-		restored, err := t.Q.Restore(ctx, ds, atts, due)
-		if err != nil {
-			return total, err
-		}
-		var moved []history.Ref
-		for i, r := range restored {
-			if r {
-				total++
-				moved = append(moved, history.Ref{ID: ds[i].ID, Version: ds[i].Version})
-			}
-		}
-		// Only what this call restored leaves history. A delivery Redis
-		// still holds is not unparked: the archiver may have committed it
-		// and not yet deleted it (at the same version, which its delete
-		// then finds), and unparking it would leave it in neither tier.
-		if _, err := s.Unpark(ctx, moved); err != nil {
-			return total, err
-		}
 		due = due.Add(time.Millisecond)
-		if cur == "" {
+		if taken == 0 || cur == "" {
 			break
 		}
 	}
