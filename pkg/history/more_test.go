@@ -399,3 +399,50 @@ func TestResumeParkedHoldsOffANewerCopyUntilThePageIsBack(t *testing.T) {
 		t.Errorf("%d parked left after the resume", len(ps))
 	}
 }
+
+// TestHoldDeliveriesHoldsOffANewerCopy: a retry or a replay reads and
+// restores inside HoldDeliveries; the archiver's upsert of a newer copy of
+// a held delivery waits until it returns, then lands.
+func TestHoldDeliveriesHoldsOffANewerCopy(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ep := ids.New(ids.Endpoint, now)
+	e := event(acctA, now.Add(-time.Hour), "transcript.completed", "")
+	failed := delivery(e, ep, StatusFailed, 3)
+	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{failed}})
+	landed := make(chan error, 1)
+	var during bool
+	err := s.HoldDeliveries(ctx, []string{failed.ID, "dlv_not-an-id"}, func() error {
+		go func() {
+			_, err := s.Archive(ctx, Batch{Deliveries: []DeliveryRecord{delivery(e, ep, StatusSucceeded, 6)}})
+			landed <- err
+		}()
+		select {
+		case err := <-landed:
+			during = true
+			landed <- err
+		case <-time.After(500 * time.Millisecond):
+		}
+		d, _, err := s.GetDelivery(ctx, acctA, failed.ID)
+		if err != nil || d.Version != 3 {
+			t.Errorf("read while held: %+v, %v; want version 3", d, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during {
+		t.Fatal("the newer copy's archive landed while the delivery was held")
+	}
+	if err := <-landed; err != nil {
+		t.Fatal(err)
+	}
+	if d, _, err := s.GetDelivery(ctx, acctA, failed.ID); err != nil || d.Version != 6 {
+		t.Errorf("after: %+v, %v; want version 6", d, err)
+	}
+	sentinel := errors.New("fn failed")
+	if err := s.HoldDeliveries(ctx, []string{failed.ID}, func() error { return sentinel }); !errors.Is(err, sentinel) {
+		t.Errorf("HoldDeliveries returned %v, want fn's error", err)
+	}
+}

@@ -43,8 +43,9 @@ func (s *Store) TakeParked(ctx context.Context, endpointID string, after Cursor,
 // error of restore) after restoring leaves the rows parked and the copies
 // live: taking the page again restores nothing twice, and a live copy's
 // next archive supersedes its row. It returns the next cursor and how many
-// rows it read.
+// rows it read; an error of restore is returned as it is.
 func (s *Store) ResumeParked(ctx context.Context, endpointID string, after Cursor, limit int, restore func([]Parked) ([]Ref, error)) (next Cursor, taken int, err error) {
+	var restoreErr error
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		ps, nx, err := s.takeParked(ctx, tx, endpointID, after, limit, " FOR UPDATE")
 		if err != nil || len(ps) == 0 {
@@ -53,12 +54,16 @@ func (s *Store) ResumeParked(ctx context.Context, endpointID string, after Curso
 		next, taken = nx, len(ps)
 		refs, err := restore(ps)
 		if err != nil {
+			restoreErr = err
 			return err
 		}
 		_, err = unpark(ctx, tx, refs)
 		return err
 	})
-	if err != nil {
+	switch {
+	case restoreErr != nil:
+		return "", 0, restoreErr // as restore returned it
+	case err != nil:
 		return "", 0, wrapErr("resume parked", err)
 	}
 	return next, taken, nil
@@ -137,4 +142,31 @@ func unpark(ctx context.Context, q querier, refs []Ref) (int, error) {
 	// Their attempts stay: attempts are keyed by number and the live copy
 	// continues the numbering, so archiving it again finds them in place.
 	return int(tag.RowsAffected()), nil
+}
+
+// HoldDeliveries runs fn with the history rows of the deliveries ids
+// locked (FOR UPDATE, in a transaction committed when fn returns): reads
+// fn makes of them see their last committed copy, and no other write of
+// them (the archiver's upsert of a newer copy) lands until fn is done. A
+// caller that restores deliveries from history to Redis reads and
+// restores inside fn, so that it never brings back a copy that a newer
+// one, archived in between, superseded. Ids history does not hold lock
+// nothing. An error of fn is returned as it is.
+func (s *Store) HoldDeliveries(ctx context.Context, ids []string, fn func() error) error {
+	ts, bs := keysOf(prefixDelivery, ids)
+	var fnErr error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if len(bs) > 0 {
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM deliveries d JOIN unnest($1::timestamptz[], $2::uuid[]) k(t, id)
+				ON d.t = k.t AND d.id = k.id ORDER BY d.t, d.id FOR UPDATE OF d`, ts, bs); err != nil {
+				return err
+			}
+		}
+		fnErr = fn()
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return wrapErr("hold deliveries", err)
 }

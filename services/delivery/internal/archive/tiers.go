@@ -260,42 +260,48 @@ func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, 
 		}
 		return 0, err
 	}
-	var ds []delivery.Delivery
-	var atts [][]delivery.Attempt
-	for _, id := range idList {
-		h, hatts, err := s.GetDelivery(ctx, accountID, id)
-		if errors.Is(err, apierr.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		d := FromHistory(h)
-		if h.Test {
-			continue // Send Test deliveries are never sent again
-		}
-		if fresh {
-			d.Base, d.FirstAttempt = d.Attempts, time.Time{}
-		}
-		ds = append(ds, d)
-		atts = append(atts, FromHistoryAttempts(hatts))
-	}
-	if len(ds) == 0 {
-		if len(idList) == 1 {
-			return 0, apierr.NotFound("delivery", idList[0])
-		}
-		return 0, nil
-	}
-	if err := t.carryPayloads(ctx, s, accountID, ds); err != nil {
-		return 0, err
-	}
-	ok, err := t.Q.RestoreAudited(ctx, ds, atts, now, ents)
+	// Read and restored with their rows locked: a newer copy archived in
+	// between (after a concurrent retry sent it and it ended) would
+	// otherwise be superseded in Redis by the old one read here.
 	n := 0
-	for _, r := range ok {
-		if r {
-			n++
+	err = s.HoldDeliveries(ctx, idList, func() error {
+		var ds []delivery.Delivery
+		var atts [][]delivery.Attempt
+		for _, id := range idList {
+			h, hatts, err := s.GetDelivery(ctx, accountID, id)
+			if errors.Is(err, apierr.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			d := FromHistory(h)
+			if h.Test {
+				continue // Send Test deliveries are never sent again
+			}
+			if fresh {
+				d.Base, d.FirstAttempt = d.Attempts, time.Time{}
+			}
+			ds = append(ds, d)
+			atts = append(atts, FromHistoryAttempts(hatts))
 		}
-	}
+		if len(ds) == 0 {
+			if len(idList) == 1 {
+				return apierr.NotFound("delivery", idList[0])
+			}
+			return nil
+		}
+		if err := t.carryPayloads(ctx, s, accountID, ds); err != nil {
+			return err
+		}
+		ok, err := t.Q.RestoreAudited(ctx, ds, atts, now, ents)
+		for _, r := range ok {
+			if r {
+				n++
+			}
+		}
+		return err
+	})
 	return n, err
 }
 
