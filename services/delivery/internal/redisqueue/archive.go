@@ -413,16 +413,18 @@ func (q *Queue) BacklogStats(ctx context.Context, now time.Time) (int64, time.Ti
 //
 // An ordered delivery restored (a manual retry or a replay of one that
 // ended and moved) joins the tail of its line: history keeps its ordering
-// key. Parked work coming back (its sequence number given) rejoins its
+// key. One that joins behind parked work in history (its endpoint is
+// disabled) is parked work too, filed in the ended index at the move time
+// given. Parked work coming back (its sequence number given) rejoins its
 // closed line at its place (gate).
 //
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 audit index,
-//	      5 audit hash (auditlog.ForShard), 6 waiting index
+//	      5 audit hash (auditlog.ForShard), 6 waiting index, 7 ended index
 //	ARGV: 1 id, 2 due ms, 3 number n of hash arguments,
 //	      4 entry id, 5 entry JSON, 6 account,
 //	      7..6+n hash field/values, then attempt JSON entries,
-//	      and last the line sequence number (0: none) and the line key
-//	      prefix
+//	      and last the move time (ms; gate), the line sequence number (0:
+//	      none) and the line key prefix
 //	returns 1 when restored, 0 when it was live already
 var restoreScript = redis.NewScript(orderedLua + `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -430,11 +432,11 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local n = tonumber(ARGV[3])
 redis.call('HSET', KEYS[2], unpack(ARGV, 7, 6 + n))
 redis.call('DEL', KEYS[3])
-if #ARGV > 8 + n then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 7 + n, #ARGV - 2))
+if #ARGV > 9 + n then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 7 + n, #ARGV - 3))
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-gate(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[#ARGV], nil, nil, tonumber(ARGV[#ARGV - 1]))
+gate(KEYS[1], KEYS[6], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[#ARGV], KEYS[7], ARGV[#ARGV - 2], tonumber(ARGV[#ARGV - 1]))
 return 1
 `)
 
@@ -475,9 +477,9 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 			}
 			args = append(args, b)
 		}
-		args = append(args, d.LineSeq, linePrefix(n))
+		args = append(args, q.parkedMoveAt(ms(due)), d.LineSeq, linePrefix(n))
 		keys := append([]string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, akeys...)
-		calls[i] = redisx.ScriptCall{Script: restoreScript, Keys: append(keys, waitingKey(n)), Args: args}
+		calls[i] = redisx.ScriptCall{Script: restoreScript, Keys: append(keys, waitingKey(n), endedKey(n)), Args: args}
 	}
 	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	out := make([]bool, len(ds))

@@ -118,3 +118,53 @@ func TestTakeEndedKeepsTheEntryOfADeliveryThatEndedMeanwhile(t *testing.T) {
 		t.Fatalf("next TakeEnded = %v, %v; want %s, succeeded", again, err, waiting.ID)
 	}
 }
+
+// TestARetryIntoAClosedLineIsParkedWork: an ordered delivery restored from
+// history by a manual retry while its line is closed (its endpoint is
+// disabled and parked work of the line moved to history) waits behind the
+// sentinel, filed in the ended index at the move time like every other
+// delivery waiting there: it goes back to history as parked work instead
+// of waiting in Redis until the endpoint is enabled.
+func TestARetryIntoAClosedLineIsParkedWork(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	head := newDelivery(delivery.OrderedDeliveryID("evt_a", "ep_1", "upl_1"), now, now)
+	head.EventID, head.OrderingKey = "evt_a", "upl_1"
+	n := Shard(head.ID)
+	if _, err := q.Schedule(ctx, []delivery.Delivery{head}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _, err := q.Claim(ctx, now, now.Add(time.Minute), 10)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("Claim = %v, %v", jobs, err)
+	}
+	if ok, _, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusParked, Now: now}); !ok || err != nil {
+		t.Fatalf("park: Complete = %v, %v", ok, err)
+	}
+	parked, err := q.TakeEnded(ctx, n, now.Add(time.Hour), 10)
+	if err != nil || len(parked) != 1 {
+		t.Fatalf("TakeEnded = %v, %v", parked, err)
+	}
+	if del, err := q.DeleteArchived(ctx, []Ref{{ID: head.ID, AccountID: head.AccountID, Version: parked[0].Delivery.Version}}, now); err != nil || !del[0] {
+		t.Fatalf("DeleteArchived = %v, %v", del, err)
+	}
+	// A delivery of the same line that ended and moved long ago, retried.
+	old := newDelivery(delivery.OrderedDeliveryID("evt_0", "ep_1", "upl_1"), now, now)
+	old.EventID, old.OrderingKey, old.Status, old.Version = "evt_0", "upl_1", delivery.StatusFailed, 9
+	if ok, err := q.Restore(ctx, []delivery.Delivery{old}, [][]delivery.Attempt{nil}, now); err != nil || !ok[0] {
+		t.Fatalf("Restore = %v, %v", ok, err)
+	}
+	if _, err := srv.Client.ZScore(ctx, schedKey(n), old.ID).Result(); err == nil {
+		t.Error("the retried delivery is in the schedule, ahead of the line's parked work in history")
+	}
+	at, err := srv.Client.ZScore(ctx, endedKey(n), old.ID).Result()
+	if err != nil || int64(at) != q.parkedMoveAt(ms(now)) {
+		t.Fatalf("ended index: %v, %v; want it filed at the move time %d", at, err, q.parkedMoveAt(ms(now)))
+	}
+	got, err := q.TakeEnded(ctx, n, time.UnixMilli(q.parkedMoveAt(ms(now))), 10)
+	if err != nil || len(got) != 1 || got[0].Delivery.ID != old.ID || got[0].Delivery.Status != delivery.StatusParked || got[0].Delivery.LineSeq == 0 {
+		t.Fatalf("TakeEnded at the move time = %+v, %v; want %s as parked work with its place in the line", got, err, old.ID)
+	}
+}
