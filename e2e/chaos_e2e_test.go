@@ -41,7 +41,9 @@ func (s *Suite) current(name string) *exec.Cmd {
 // (:retry) while the archiver moves them: so kills land between the
 // archive's commit and its delete from Redis, and revives race that delete.
 // A second account's ordered endpoint is disabled by a 410 every few
-// seconds and enabled again once its parked lines moved to PostgreSQL.
+// seconds and enabled again once its parked lines moved to PostgreSQL:
+// each upload's events must still be answered in publish order, and each
+// of its deliveries end up in history once, with its whole attempt log.
 // Then every event acknowledged to the producer must reach the receiver at
 // least once: 0 lost. Once the archive backlog drained (Redis holds no
 // delivery nor event record), GET /v1/deliveries paged to the end lists
@@ -540,6 +542,51 @@ func TestChaos(t *testing.T) {
 	if bad := parallelGET(t, s, key, ackedIDs, func(id string) string { return "/v1/events/" + id }, nil); len(bad) > 0 {
 		t.Fatalf("GET /v1/events/{id} failed for %d of %d acknowledged events, e.g. %v", len(bad), len(ackedIDs), bad[:min(3, len(bad))])
 	}
+	// The ordered endpoint's history too: through the parking cycles (moves
+	// to history, resumes, restores at line_seq), each acknowledged event's
+	// delivery is listed once and read by id with its whole attempt log,
+	// ending in its success.
+	allO := listAllDeliveries(t, s, keyO)
+	byEventO := map[string]string{}
+	var dlvO []string
+	for _, d := range allO {
+		if other, ok := byEventO[d.EventID]; ok {
+			t.Fatalf("ordered endpoint: event %s has two deliveries listed: %s and %s", d.EventID, other, d.ID)
+		}
+		byEventO[d.EventID] = d.ID
+		dlvO = append(dlvO, d.ID)
+	}
+	oMu.Lock()
+	var unlistedO []string
+	for id := range oUpload {
+		if _, ok := byEventO[id]; !ok {
+			unlistedO = append(unlistedO, id)
+		}
+	}
+	oMu.Unlock()
+	if len(unlistedO) > 0 {
+		t.Fatalf("ordered endpoint: %d acknowledged events have no delivery in GET /v1/deliveries, e.g. %v", len(unlistedO), unlistedO[:min(5, len(unlistedO))])
+	}
+	var incompleteO []string
+	bad = parallelGET(t, s, keyO, dlvO, func(id string) string { return "/v1/deliveries/" + id }, func(id string, raw []byte) {
+		var out struct {
+			Delivery delivery `json:"delivery"`
+		}
+		err := json.Unmarshal(raw, &out)
+		if err == nil {
+			_, err = historyComplete(out.Delivery)
+		}
+		if err != nil {
+			hmu.Lock()
+			incompleteO = append(incompleteO, fmt.Sprintf("%s (event %s): %v", id, out.Delivery.EventID, err))
+			hmu.Unlock()
+		}
+	})
+	if len(bad)+len(incompleteO) > 0 {
+		t.Fatalf("ordered endpoint: GET /v1/deliveries/{id}: %d failed, e.g. %v; %d with incomplete history, e.g. %v",
+			len(bad), bad[:min(3, len(bad))], len(incompleteO), incompleteO[:min(3, len(incompleteO))])
+	}
+
 	revMu.Lock()
 	nRevived := len(revived)
 	revMu.Unlock()
@@ -551,8 +598,8 @@ func TestChaos(t *testing.T) {
 	if parksSeen.Load() > 0 && parksMoved.Load() == 0 {
 		t.Errorf("the ordered endpoint was disabled %d times, yet no parked line ever moved to PostgreSQL", parksSeen.Load())
 	}
-	t.Logf("ordered endpoint: %d events of %d uploads, each upload answered in publish order through %d 410s (%d seen disabling it; %d times parked lines had moved to PostgreSQL, %d lines in all, before the resume)",
-		nOrdered, nUploads, parks.Load(), parksSeen.Load(), parksMoved.Load(), linesClosed.Load())
+	t.Logf("ordered endpoint: %d events of %d uploads, each upload answered in publish order through %d 410s (%d seen disabling it; %d times parked lines had moved to PostgreSQL, %d lines in all, before the resume); %d deliveries listed once each with complete attempts",
+		nOrdered, nUploads, parks.Load(), parksSeen.Load(), parksMoved.Load(), linesClosed.Load(), len(allO))
 	t.Logf("history: %d revives tried, %d accepted, %d deliveries with two or more successful attempts; all delivered %v after the start, archived %v; %d deliveries listed once each with complete attempts, %d acknowledged events read by id",
 		reviveTries.Load(), nRevived, revivedTwice, tDelivered.Round(100*time.Millisecond), tArchived.Round(100*time.Millisecond), len(all), len(ackedIDs))
 }
