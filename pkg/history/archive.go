@@ -23,11 +23,19 @@ type Batch struct {
 // Archived is a delivery that history holds once Archive returns: at
 // Version (Applied) or already at a higher version (not Applied: this copy
 // was stale). Either way the caller may delete its Redis copy if that copy
-// is still at Version (compare-and-delete).
+// is still at Version (compare-and-delete), unless Newer is set.
 type Archived struct {
 	ID      string
 	Version int64
 	Applied bool
+	// Newer is the version history holds when it is higher than Version
+	// although its copy was updated before this one (0 otherwise): not a
+	// later state of this copy but another copy of the delivery with a
+	// history of its own (its versions forked, e.g. revived from an old
+	// row). This copy is then not in history, and deleting it would lose
+	// what happened to it; the caller renumbers it above Newer and
+	// archives it again.
+	Newer int64
 }
 
 // Quarantined is a record Archive could not place (its day has no partition,
@@ -305,9 +313,29 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 			if err := rows.Err(); err != nil {
 				return err
 			}
+			newer := map[[16]byte]int64{}
+			if len(applied) < len(dlRows) { // some held already: at this version (archived again), or a higher one
+				rows, err := tx.Query(ctx, `SELECT d.id, d.version FROM deliveries d JOIN history_stage_deliveries_v3 s USING (t, id) WHERE d.version > s.version AND d.update_time < s.update_time`)
+				if err != nil {
+					return err
+				}
+				for rows.Next() {
+					var id [16]byte
+					var v int64
+					if err := rows.Scan(&id, &v); err != nil {
+						rows.Close()
+						return err
+					}
+					newer[id] = v
+				}
+				if err := rows.Err(); err != nil {
+					return err
+				}
+			}
 			for i := range res.Deliveries {
 				k, _ := idBytes(prefixDelivery, res.Deliveries[i].ID)
 				res.Deliveries[i].Applied = applied[k]
+				res.Deliveries[i].Newer = newer[k]
 			}
 		}
 		if len(atRows) > 0 {

@@ -48,6 +48,10 @@
 //   - on success deletes from Redis each record named in Result.Deliveries,
 //     Result.Events and Result.Quarantined with a compare-and-delete on the
 //     Version it archived (in Lua): a record that changed meanwhile stays.
+//     A delivery with Archived.Newer set is not deleted: history holds
+//     another copy of it (a higher version, updated earlier: its versions
+//     forked), so the archiver renumbers the Redis copy above Newer and
+//     archives it again, and history ends with what happened last.
 //
 // A crash at any step loses nothing (Redis is cleared only after the
 // commit) and lists nothing twice (every write is an upsert keyed by id and

@@ -446,3 +446,31 @@ func TestHoldDeliveriesHoldsOffANewerCopy(t *testing.T) {
 		t.Errorf("HoldDeliveries returned %v, want fn's error", err)
 	}
 }
+
+// TestArchiveTellsAForkedCopyFromAStaleOne: a copy archived at a lower
+// version than history's is stale (Newer 0: its Redis copy may go) when
+// history's copy was updated after it, and another copy (Newer set) when
+// it was updated after history's.
+func TestArchiveTellsAForkedCopyFromAStaleOne(t *testing.T) {
+	s := open(t)
+	ep := ids.New(ids.Endpoint, now)
+	e := event(acctA, now.Add(-time.Hour), "transcript.completed", "")
+	held := delivery(e, ep, StatusFailed, 5)
+	held.UpdateTime = now.Add(-30 * time.Minute)
+	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{held}})
+	for _, tc := range []struct {
+		name    string
+		updated time.Time
+		newer   int64
+	}{
+		{"stale (updated before history's copy)", now.Add(-40 * time.Minute), 0},
+		{"forked (updated after history's copy)", now.Add(-10 * time.Minute), 5},
+	} {
+		c := delivery(e, ep, StatusSucceeded, 3)
+		c.UpdateTime = tc.updated
+		res := archive(t, s, Batch{Deliveries: []DeliveryRecord{c}})
+		if len(res.Deliveries) != 1 || res.Deliveries[0].Applied || res.Deliveries[0].Newer != tc.newer {
+			t.Errorf("%s: %+v; want not applied, Newer %d", tc.name, res.Deliveries, tc.newer)
+		}
+	}
+}

@@ -324,8 +324,21 @@ func (a *Archiver) deleteArchived(ctx context.Context, ended []redisqueue.Ended,
 		account[e.Delivery.ID] = e.Delivery.AccountID
 	}
 	var refs []redisqueue.Ref
+	var forked []redisqueue.Renumbered
 	for _, d := range res.Deliveries {
+		if d.Newer > 0 { // history holds another copy: this one stays, renumbered to supersede it
+			forked = append(forked, redisqueue.Renumbered{ID: d.ID, Version: version[d.ID], Newer: d.Newer})
+			continue
+		}
 		refs = append(refs, redisqueue.Ref{ID: d.ID, AccountID: account[d.ID], Version: version[d.ID]})
+	}
+	if len(forked) > 0 {
+		n, err := a.q.Renumber(ctx, forked, a.now())
+		if err != nil {
+			return 0, err
+		}
+		a.log.Error("history held another, older-updated copy of deliveries at a higher version; their Redis copies were kept and renumbered above it, to be archived again",
+			"deliveries", len(forked), "renumbered", n, "example", forked[0].ID)
 	}
 	heldEvents := map[string]bool{}
 	for _, id := range res.Events {

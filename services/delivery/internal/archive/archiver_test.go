@@ -506,3 +506,41 @@ func TestADeliveryWaitsInRedisUntilItsEventsFanoutIsMarked(t *testing.T) {
 		t.Fatalf("history: %+v, %d attempts, %v", got, len(atts), err)
 	}
 }
+
+// TestAForkedCopyIsKeptAndSupersedesHistorys: history holds a copy of a
+// delivery at a higher version although it was updated before the live
+// copy ended: not a later state of it but another copy (its versions
+// forked, e.g. revived from a row that was no longer current). The
+// archiver must not delete the live copy as if history held it: it keeps
+// it, renumbers it above history's version and archives it again, so that
+// history ends up with what happened last.
+func TestAForkedCopyIsKeptAndSupersedesHistorys(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.publish(1)[0]
+	d, _, err := f.q.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := toHistoryDelivery(d, "")
+	other.Version, other.Status, other.UpdateTime = 100, history.StatusFailed, time.Now().Add(-time.Hour)
+	if _, err := f.store.Archive(ctx, history.Batch{Deliveries: []history.DeliveryRecord{{Delivery: other}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.finish(delivery.StatusSucceeded)
+	f.drain() // finds history's copy newer: keeps and renumbers the live one
+	if _, _, err := f.q.Get(ctx, id); err != nil {
+		t.Fatalf("the live copy was deleted although history did not take it: %v", err)
+	}
+	f.drain() // archives it again, renumbered
+	h, atts, err := f.store.GetDelivery(ctx, f.acct, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Status != history.StatusSucceeded || h.Version <= 100 || len(atts) != 1 || atts[0].StatusCode != 200 {
+		t.Fatalf("history holds %s at version %d with %d attempts; want the live copy's success above version 100", h.Status, h.Version, len(atts))
+	}
+	if left := f.liveKeys(); len(left) > 0 {
+		t.Fatalf("Redis still holds %v", left)
+	}
+}

@@ -610,3 +610,57 @@ func (q *Queue) ParkedInHistory(ctx context.Context) ([]string, error) {
 func (q *Queue) ForgetParkedInHistory(ctx context.Context, member string) error {
 	return q.rdb.SRem(ctx, parkedEndpointsKey, member).Err()
 }
+
+// renumberScript raises the versions of deliveries of one shard whose
+// copy history holds is another one, with a higher version (history's
+// Archived.Newer), each only while it is still at the version archived:
+// to history's version + 1, so that its next archive (it stays in the
+// ended index, due now) supersedes the other copy instead of being
+// skipped as stale.
+//
+//	KEYS: 1 ended index
+//	ARGV: 1 delivery hash key prefix, 2 now ms, then per delivery: id,
+//	      version archived, history's version
+//	returns how many it renumbered
+var renumberScript = redis.NewScript(`
+local n = 0
+for i = 3, #ARGV, 3 do
+  local k = ARGV[1] .. ARGV[i]
+  if redis.call('HGET', k, 'ver') == ARGV[i + 1] then
+    redis.call('HSET', k, 'ver', tonumber(ARGV[i + 2]) + 1)
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`)
+
+// Renumbered is a delivery archived at Version whose copy in history is
+// another one, at Newer.
+type Renumbered struct {
+	ID             string
+	Version, Newer int64
+}
+
+// Renumber raises each delivery of rs still at Version to Newer + 1
+// (renumberScript), one script call per shard, and returns how many.
+func (q *Queue) Renumber(ctx context.Context, rs []Renumbered, now time.Time) (int, error) {
+	byShard := map[int][]any{}
+	for _, r := range rs {
+		n := Shard(r.ID)
+		byShard[n] = append(byShard[n], r.ID, r.Version, r.Newer)
+	}
+	var calls []redisx.ScriptCall
+	for n, args := range byShard {
+		calls = append(calls, redisx.ScriptCall{Script: renumberScript, Keys: []string{endedKey(n)}, Args: append([]any{dlvPrefix(n), ms(now)}, args...)})
+	}
+	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
+	total := 0
+	var err error
+	for i := range replies {
+		err = errors.Join(err, errs[i])
+		c, _ := replies[i].(int64)
+		total += int(c)
+	}
+	return total, err
+}
