@@ -483,14 +483,9 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	okMu.Unlock()
-	all := listAllDeliveries(t, s, key)
-	byEvent := map[string]string{}
+	all, byEvent := listedOnce(t, s, key)
 	var dlvIDs []string
 	for _, d := range all {
-		if other, ok := byEvent[d.EventID]; ok {
-			t.Fatalf("event %s has two deliveries listed to one endpoint: %s and %s", d.EventID, other, d.ID)
-		}
-		byEvent[d.EventID] = d.ID
 		dlvIDs = append(dlvIDs, d.ID)
 		if !delivered[d.EventID] {
 			t.Errorf("delivery %s (event %s) listed, but the receiver never answered 200 for that event", d.ID, d.EventID)
@@ -508,23 +503,8 @@ func TestChaos(t *testing.T) {
 	}
 	// Each delivery by id: its whole attempt log; a revived one shows its
 	// second success (when the revive came after the first was recorded).
-	var hmu sync.Mutex
-	var incomplete []string
 	revivedTwice := 0
-	bad := parallelGET(t, s, key, dlvIDs, func(id string) string { return "/v1/deliveries/" + id }, func(id string, raw []byte) {
-		var out struct {
-			Delivery delivery `json:"delivery"`
-		}
-		err := json.Unmarshal(raw, &out)
-		oks := 0
-		if err == nil {
-			oks, err = historyComplete(out.Delivery)
-		}
-		hmu.Lock()
-		defer hmu.Unlock()
-		if err != nil {
-			incomplete = append(incomplete, fmt.Sprintf("%s (event %s, revived %t): %v", id, out.Delivery.EventID, revived[out.Delivery.EventID], err))
-		}
+	bad, incomplete := incompleteHistories(t, s, key, dlvIDs, func(d delivery, oks int, err error) {
 		if oks >= 2 {
 			revivedTwice++
 		}
@@ -546,14 +526,9 @@ func TestChaos(t *testing.T) {
 	// to history, resumes, restores at line_seq), each acknowledged event's
 	// delivery is listed once and read by id with its whole attempt log,
 	// ending in its success.
-	allO := listAllDeliveries(t, s, keyO)
-	byEventO := map[string]string{}
+	allO, byEventO := listedOnce(t, s, keyO)
 	var dlvO []string
 	for _, d := range allO {
-		if other, ok := byEventO[d.EventID]; ok {
-			t.Fatalf("ordered endpoint: event %s has two deliveries listed: %s and %s", d.EventID, other, d.ID)
-		}
-		byEventO[d.EventID] = d.ID
 		dlvO = append(dlvO, d.ID)
 	}
 	oMu.Lock()
@@ -567,21 +542,7 @@ func TestChaos(t *testing.T) {
 	if len(unlistedO) > 0 {
 		t.Fatalf("ordered endpoint: %d acknowledged events have no delivery in GET /v1/deliveries, e.g. %v", len(unlistedO), unlistedO[:min(5, len(unlistedO))])
 	}
-	var incompleteO []string
-	bad = parallelGET(t, s, keyO, dlvO, func(id string) string { return "/v1/deliveries/" + id }, func(id string, raw []byte) {
-		var out struct {
-			Delivery delivery `json:"delivery"`
-		}
-		err := json.Unmarshal(raw, &out)
-		if err == nil {
-			_, err = historyComplete(out.Delivery)
-		}
-		if err != nil {
-			hmu.Lock()
-			incompleteO = append(incompleteO, fmt.Sprintf("%s (event %s): %v", id, out.Delivery.EventID, err))
-			hmu.Unlock()
-		}
-	})
+	bad, incompleteO := incompleteHistories(t, s, keyO, dlvO, nil)
 	if len(bad)+len(incompleteO) > 0 {
 		t.Fatalf("ordered endpoint: GET /v1/deliveries/{id}: %d failed, e.g. %v; %d with incomplete history, e.g. %v",
 			len(bad), bad[:min(3, len(bad))], len(incompleteO), incompleteO[:min(3, len(incompleteO))])
@@ -629,4 +590,20 @@ func closedLines(s *Suite, endpointID string) int {
 		}
 	}
 	return n
+}
+
+// listedOnce lists every delivery of the account (listAllDeliveries) and
+// fails the test when an event has two (each account here has one
+// endpoint): it returns them and event id → delivery id.
+func listedOnce(t testing.TB, s *Suite, key string) ([]delivery, map[string]string) {
+	t.Helper()
+	all := listAllDeliveries(t, s, key)
+	byEvent := map[string]string{}
+	for _, d := range all {
+		if other, ok := byEvent[d.EventID]; ok {
+			t.Fatalf("event %s has two deliveries listed to one endpoint: %s and %s", d.EventID, other, d.ID)
+		}
+		byEvent[d.EventID] = d.ID
+	}
+	return all, byEvent
 }

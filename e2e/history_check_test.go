@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -193,4 +194,33 @@ func leftovers(s *Suite, n int) string {
 		}
 	}
 	return b.String()
+}
+
+// incompleteHistories reads each delivery by id (GET /v1/deliveries/{id})
+// and returns the reads that failed and, for the others, what
+// historyComplete found wrong ("id (event e): reason"). each, when set,
+// gets every delivery read, with its count of successful attempts when it
+// is complete.
+func incompleteHistories(t testing.TB, s *Suite, key string, idList []string, each func(d delivery, oks int, err error)) (bad, incomplete []string) {
+	t.Helper()
+	var mu sync.Mutex
+	bad = parallelGET(t, s, key, idList, func(id string) string { return "/v1/deliveries/" + id }, func(id string, raw []byte) {
+		var out struct {
+			Delivery delivery `json:"delivery"`
+		}
+		err := json.Unmarshal(raw, &out)
+		oks := 0
+		if err == nil {
+			oks, err = historyComplete(out.Delivery)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			incomplete = append(incomplete, fmt.Sprintf("%s (event %s): %v", id, out.Delivery.EventID, err))
+		}
+		if each != nil {
+			each(out.Delivery, oks, err)
+		}
+	})
+	return bad, incomplete
 }

@@ -194,22 +194,7 @@ func TestPostgresOutageBacklogWaitsInRedisAndDrainsOnItsOwn(t *testing.T) {
 			t.Fatalf("event %s has no delivery listed", id)
 		}
 	}
-	var mu sync.Mutex
-	var incomplete []string
-	bad := parallelGET(t, s, key, dlvIDs, func(id string) string { return "/v1/deliveries/" + id }, func(id string, raw []byte) {
-		var out struct {
-			Delivery delivery `json:"delivery"`
-		}
-		err := json.Unmarshal(raw, &out)
-		if err == nil {
-			_, err = historyComplete(out.Delivery)
-		}
-		if err != nil {
-			mu.Lock()
-			incomplete = append(incomplete, id+": "+err.Error())
-			mu.Unlock()
-		}
-	})
+	bad, incomplete := incompleteHistories(t, s, key, dlvIDs, nil)
 	bad = append(bad, parallelGET(t, s, key, events, func(id string) string { return "/v1/events/" + id }, nil)...)
 	if len(bad)+len(incomplete) > 0 {
 		t.Fatalf("%d reads by id failed, e.g. %v; %d deliveries with incomplete history, e.g. %v", len(bad), bad[:min(3, len(bad))], len(incomplete), incomplete[:min(3, len(incomplete))])

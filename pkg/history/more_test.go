@@ -361,31 +361,21 @@ func TestResumeParkedHoldsOffANewerCopyUntilThePageIsBack(t *testing.T) {
 	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{parked}})
 	newer := delivery(e, ep, StatusSucceeded, 5)
 
-	landed := make(chan error, 1)
-	var duringRestore bool
+	var arch *concurrentArchive
 	_, taken, err := s.ResumeParked(ctx, ep, "", 10, func(ps []Parked) ([]Ref, error) {
 		if len(ps) != 1 || ps[0].ID != parked.ID || ps[0].Version != 2 {
 			t.Errorf("page = %+v; want %s at version 2", ps, parked.ID)
 		}
-		go func() {
-			_, err := s.Archive(ctx, Batch{Deliveries: []DeliveryRecord{newer}})
-			landed <- err
-		}()
-		select {
-		case err := <-landed:
-			duringRestore = true
-			landed <- err
-		case <-time.After(500 * time.Millisecond):
-		}
+		arch = startArchive(s, Batch{Deliveries: []DeliveryRecord{newer}})
 		return []Ref{{ID: parked.ID, Version: 2}}, nil
 	})
 	if err != nil || taken != 1 {
 		t.Fatalf("ResumeParked = %d, %v", taken, err)
 	}
-	if duringRestore {
+	if arch.landedEarly {
 		t.Fatal("the newer copy's archive landed while the page was being restored")
 	}
-	if err := <-landed; err != nil {
+	if err := arch.wait(); err != nil {
 		t.Fatal(err)
 	}
 	d, _, err := s.GetDelivery(ctx, acctA, parked.ID)
@@ -410,19 +400,9 @@ func TestHoldDeliveriesHoldsOffANewerCopy(t *testing.T) {
 	e := event(acctA, now.Add(-time.Hour), "transcript.completed", "")
 	failed := delivery(e, ep, StatusFailed, 3)
 	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{failed}})
-	landed := make(chan error, 1)
-	var during bool
+	var arch *concurrentArchive
 	err := s.HoldDeliveries(ctx, []string{failed.ID, "dlv_not-an-id"}, func() error {
-		go func() {
-			_, err := s.Archive(ctx, Batch{Deliveries: []DeliveryRecord{delivery(e, ep, StatusSucceeded, 6)}})
-			landed <- err
-		}()
-		select {
-		case err := <-landed:
-			during = true
-			landed <- err
-		case <-time.After(500 * time.Millisecond):
-		}
+		arch = startArchive(s, Batch{Deliveries: []DeliveryRecord{delivery(e, ep, StatusSucceeded, 6)}})
 		d, _, err := s.GetDelivery(ctx, acctA, failed.ID)
 		if err != nil || d.Version != 3 {
 			t.Errorf("read while held: %+v, %v; want version 3", d, err)
@@ -432,10 +412,10 @@ func TestHoldDeliveriesHoldsOffANewerCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if during {
+	if arch.landedEarly {
 		t.Fatal("the newer copy's archive landed while the delivery was held")
 	}
-	if err := <-landed; err != nil {
+	if err := arch.wait(); err != nil {
 		t.Fatal(err)
 	}
 	if d, _, err := s.GetDelivery(ctx, acctA, failed.ID); err != nil || d.Version != 6 {
@@ -474,3 +454,28 @@ func TestArchiveTellsAForkedCopyFromAStaleOne(t *testing.T) {
 		}
 	}
 }
+
+// concurrentArchive is an Archive started in the background by a test
+// that holds rows locked: landedEarly says whether it finished within
+// 500 ms of its start (it should wait for the lock).
+type concurrentArchive struct {
+	landedEarly bool
+	done        chan error
+}
+
+func startArchive(s *Store, b Batch) *concurrentArchive {
+	a := &concurrentArchive{done: make(chan error, 1)}
+	go func() {
+		_, err := s.Archive(context.Background(), b)
+		a.done <- err
+	}()
+	select {
+	case err := <-a.done:
+		a.landedEarly = true
+		a.done <- err
+	case <-time.After(500 * time.Millisecond):
+	}
+	return a
+}
+
+func (a *concurrentArchive) wait() error { return <-a.done }
