@@ -72,6 +72,7 @@ func (s *Store) partitionDays(ctx context.Context) (map[time.Time]bool, error) {
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 func partitionDaysOf(ctx context.Context, q querier) (map[time.Time]bool, error) {

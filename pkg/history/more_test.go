@@ -401,9 +401,9 @@ func TestHoldDeliveriesHoldsOffANewerCopy(t *testing.T) {
 	failed := delivery(e, ep, StatusFailed, 3)
 	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{failed}})
 	var arch *concurrentArchive
-	err := s.HoldDeliveries(ctx, []string{failed.ID, "dlv_not-an-id"}, func() error {
+	err := s.HoldDeliveries(ctx, []string{failed.ID, "dlv_not-an-id"}, func(h Held) error {
 		arch = startArchive(s, Batch{Deliveries: []DeliveryRecord{delivery(e, ep, StatusSucceeded, 6)}})
-		d, _, err := s.GetDelivery(ctx, acctA, failed.ID)
+		d, _, err := h.GetDelivery(ctx, acctA, failed.ID)
 		if err != nil || d.Version != 3 {
 			t.Errorf("read while held: %+v, %v; want version 3", d, err)
 		}
@@ -422,7 +422,7 @@ func TestHoldDeliveriesHoldsOffANewerCopy(t *testing.T) {
 		t.Errorf("after: %+v, %v; want version 6", d, err)
 	}
 	sentinel := errors.New("fn failed")
-	if err := s.HoldDeliveries(ctx, []string{failed.ID}, func() error { return sentinel }); !errors.Is(err, sentinel) {
+	if err := s.HoldDeliveries(ctx, []string{failed.ID}, func(Held) error { return sentinel }); !errors.Is(err, sentinel) {
 		t.Errorf("HoldDeliveries returned %v, want fn's error", err)
 	}
 }
@@ -479,3 +479,46 @@ func startArchive(s *Store, b Batch) *concurrentArchive {
 }
 
 func (a *concurrentArchive) wait() error { return <-a.done }
+
+// TestAHoldTakesOneConnection: what is read inside a hold (a resume's page
+// with its events, a retry's delivery and events) is read on the hold's
+// own transaction. With a pool of one connection both still finish: a
+// hold that waited for a second connection while holding the first would
+// hang whenever as many holds as the pool has connections ran at once.
+func TestAHoldTakesOneConnection(t *testing.T) {
+	url := srv.NewDatabase(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	s, err := Open(context.Background(), url+sep+"pool_max_conns=1", testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ep := ids.New(ids.Endpoint, now)
+	e := event(acctA, now.Add(-time.Hour), "transcript.completed", "")
+	parked := delivery(e, ep, StatusParked, 2)
+	archive(t, s, Batch{Events: []Event{e}, Deliveries: []DeliveryRecord{parked}})
+	err = s.HoldDeliveries(ctx, []string{parked.ID}, func(h Held) error {
+		if _, _, err := h.GetDelivery(ctx, acctA, parked.ID); err != nil {
+			return err
+		}
+		_, err := h.GetEvents(ctx, acctA, []string{e.ID})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("HoldDeliveries: %v", err)
+	}
+	_, taken, err := s.ResumeParked(ctx, ep, "", 10, func(ps []Parked) ([]Ref, error) {
+		if len(ps) != 1 || ps[0].Event == nil {
+			t.Errorf("page %+v; want the parked delivery with its event", ps)
+		}
+		return nil, nil
+	})
+	if err != nil || taken != 1 {
+		t.Fatalf("ResumeParked = %d, %v", taken, err)
+	}
+}

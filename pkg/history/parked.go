@@ -93,7 +93,7 @@ func (s *Store) takeParked(ctx context.Context, q querier, endpointID string, af
 	for i := range ds {
 		evIDs[i] = ds[i].EventID
 	}
-	evs, err := s.GetEvents(ctx, ds[0].AccountID, evIDs)
+	evs, err := getEvents(ctx, q, ds[0].AccountID, evIDs)
 	if err != nil {
 		return nil, "", err
 	}
@@ -144,15 +144,30 @@ func unpark(ctx context.Context, q querier, refs []Ref) (int, error) {
 	return int(tag.RowsAffected()), nil
 }
 
+// Held reads history inside HoldDeliveries, on its transaction (so a
+// hold takes one connection of the pool, never a second while it holds
+// the first).
+type Held struct{ q querier }
+
+// GetDelivery is Store.GetDelivery, read on the hold's transaction.
+func (h Held) GetDelivery(ctx context.Context, accountID, id string) (*Delivery, []Attempt, error) {
+	return getDelivery(ctx, h.q, accountID, id)
+}
+
+// GetEvents is Store.GetEvents, read on the hold's transaction.
+func (h Held) GetEvents(ctx context.Context, accountID string, ids []string) ([]Event, error) {
+	return getEvents(ctx, h.q, accountID, ids)
+}
+
 // HoldDeliveries runs fn with the history rows of the deliveries ids
-// locked (FOR UPDATE, in a transaction committed when fn returns): reads
-// fn makes of them see their last committed copy, and no other write of
+// locked (FOR UPDATE, in a transaction committed when fn returns): what fn
+// reads through h is their last committed copy, and no other write of
 // them (the archiver's upsert of a newer copy) lands until fn is done. A
 // caller that restores deliveries from history to Redis reads and
 // restores inside fn, so that it never brings back a copy that a newer
 // one, archived in between, superseded. Ids history does not hold lock
 // nothing. An error of fn is returned as it is.
-func (s *Store) HoldDeliveries(ctx context.Context, ids []string, fn func() error) error {
+func (s *Store) HoldDeliveries(ctx context.Context, ids []string, fn func(h Held) error) error {
 	ts, bs := keysOf(prefixDelivery, ids)
 	var fnErr error
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -162,7 +177,7 @@ func (s *Store) HoldDeliveries(ctx context.Context, ids []string, fn func() erro
 				return err
 			}
 		}
-		fnErr = fn()
+		fnErr = fn(Held{q: tx})
 		return fnErr
 	})
 	if fnErr != nil {

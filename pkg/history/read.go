@@ -105,6 +105,10 @@ func (s *Store) GetEvent(ctx context.Context, accountID, id string) (*Event, err
 // the order of ids (missing ones left out): the payloads a replay or a
 // resume brings back to Redis.
 func (s *Store) GetEvents(ctx context.Context, accountID string, ids []string) ([]Event, error) {
+	return getEvents(ctx, s.pool, accountID, ids)
+}
+
+func getEvents(ctx context.Context, q querier, accountID string, ids []string) ([]Event, error) {
 	acct, ok := idBytes(prefixAccount, accountID)
 	if !ok || len(ids) == 0 {
 		return nil, nil
@@ -112,7 +116,7 @@ func (s *Store) GetEvents(ctx context.Context, accountID string, ids []string) (
 	ts, bs := keysOf(prefixEvent, ids)
 	// One primary-key probe per id (the LIMIT keeps the planner from
 	// turning the lateral join into a hash join over every partition).
-	rows, err := s.pool.Query(ctx, `SELECT e.* FROM unnest($1::timestamptz[], $2::uuid[]) k(t, id)
+	rows, err := q.Query(ctx, `SELECT e.* FROM unnest($1::timestamptz[], $2::uuid[]) k(t, id)
 		CROSS JOIN LATERAL (`+eventSelect+` WHERE t = k.t AND id = k.id AND account_id = $3 LIMIT 1) e`, ts, bs, acct)
 	if err != nil {
 		return nil, wrapErr("get events", err)
@@ -212,6 +216,10 @@ func (s *Store) ListEvents(ctx context.Context, accountID string, q EventQuery) 
 // GetDelivery returns an account's delivery and its attempts, oldest
 // first, or an error wrapping apierr.ErrNotFound.
 func (s *Store) GetDelivery(ctx context.Context, accountID, id string) (*Delivery, []Attempt, error) {
+	return getDelivery(ctx, s.pool, accountID, id)
+}
+
+func getDelivery(ctx context.Context, q querier, accountID, id string) (*Delivery, []Attempt, error) {
 	k, ok := parseKey(prefixDelivery, id)
 	acct, ok2 := idBytes(prefixAccount, accountID)
 	if !ok || !ok2 {
@@ -221,7 +229,7 @@ func (s *Store) GetDelivery(ctx context.Context, accountID, id string) (*Deliver
 	b.Queue(deliverySelect+` WHERE t = $1 AND id = $2 AND account_id = $3`, k.t, k.id, acct)
 	b.Queue(`SELECT number, start_time, status_code, latency_us, error_type, error, response, headers, trace_id, span_id, url
 		FROM attempts WHERE t = $1 AND delivery_id = $2 ORDER BY number`, k.t, k.id)
-	br := s.pool.SendBatch(ctx, b)
+	br := q.SendBatch(ctx, b)
 	defer br.Close()
 	d, err := scanDelivery(br.QueryRow())
 	if errors.Is(err, pgx.ErrNoRows) {

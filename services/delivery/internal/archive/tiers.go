@@ -264,11 +264,11 @@ func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, 
 	// between (after a concurrent retry sent it and it ended) would
 	// otherwise be superseded in Redis by the old one read here.
 	n := 0
-	err = s.HoldDeliveries(ctx, idList, func() error {
+	err = s.HoldDeliveries(ctx, idList, func(held history.Held) error {
 		var ds []delivery.Delivery
 		var atts [][]delivery.Attempt
 		for _, id := range idList {
-			h, hatts, err := s.GetDelivery(ctx, accountID, id)
+			h, hatts, err := held.GetDelivery(ctx, accountID, id)
 			if errors.Is(err, apierr.ErrNotFound) {
 				continue
 			}
@@ -291,7 +291,7 @@ func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, 
 			}
 			return nil
 		}
-		if err := t.carryPayloads(ctx, s, accountID, ds); err != nil {
+		if err := t.carryPayloads(ctx, held, accountID, ds); err != nil {
 			return err
 		}
 		ok, err := t.Q.RestoreAudited(ctx, ds, atts, now, ents)
@@ -307,7 +307,7 @@ func (t *Tiers) restore(ctx context.Context, accountID string, idList []string, 
 
 // carryPayloads gives each delivery whose event is no longer in Redis its
 // event's payload from history.
-func (t *Tiers) carryPayloads(ctx context.Context, s *history.Store, accountID string, ds []delivery.Delivery) error {
+func (t *Tiers) carryPayloads(ctx context.Context, s history.Held, accountID string, ds []delivery.Delivery) error {
 	evIDs := make([]string, len(ds))
 	for i := range ds {
 		evIDs[i] = ds[i].EventID
