@@ -42,16 +42,20 @@ func (s *Store) TakeParked(ctx context.Context, endpointID string, after Cursor,
 // sent again with its versions forked from history's. A crash (or an
 // error of restore) after restoring leaves the rows parked and the copies
 // live: taking the page again restores nothing twice, and a live copy's
-// next archive supersedes its row. It returns the next cursor and how many
-// rows it read; an error of restore is returned as it is.
+// next archive supersedes its row. It returns the cursor after the page
+// and how many rows it read (0: nothing is left after the cursor); an
+// error of restore is returned as it is.
 func (s *Store) ResumeParked(ctx context.Context, endpointID string, after Cursor, limit int, restore func([]Parked) ([]Ref, error)) (next Cursor, taken int, err error) {
 	var restoreErr error
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		ps, nx, err := s.takeParked(ctx, tx, endpointID, after, limit, " FOR UPDATE")
+		ps, _, err := s.takeParked(ctx, tx, endpointID, after, limit, " FOR UPDATE")
 		if err != nil || len(ps) == 0 {
 			return err
 		}
-		next, taken = nx, len(ps)
+		// Locked rows that changed while it waited for them (a newer copy
+		// archived) are left out, so a short page is not the last one:
+		// the caller goes on until a page is empty.
+		next, taken = CursorAt(ps[len(ps)-1].ID), len(ps)
 		refs, err := restore(ps)
 		if err != nil {
 			restoreErr = err

@@ -429,11 +429,11 @@ func (t *Tiers) ResumeHistory(ctx context.Context, accountID, endpointID string,
 		if err != nil {
 			return total, err
 		}
-		cur = next
-		due = due.Add(time.Millisecond)
-		if taken == 0 || cur == "" {
+		if taken == 0 {
 			break
 		}
+		cur = next
+		due = due.Add(time.Millisecond)
 	}
 	if _, err := t.Q.OpenLines(ctx, endpointID, now); err != nil {
 		return total, err
