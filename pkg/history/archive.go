@@ -378,6 +378,15 @@ func (s *Store) Archive(ctx context.Context, b Batch) (Result, error) {
 	s.archived.Add(ctx, int64(len(res.Events)), metric.WithAttributes(attribute.String("kind", "event")))
 	s.archived.Add(ctx, int64(len(res.Deliveries)), metric.WithAttributes(attribute.String("kind", "delivery")))
 	s.archived.Add(ctx, int64(res.Attempts), metric.WithAttributes(attribute.String("kind", "attempt")))
+	forked := 0
+	for _, d := range res.Deliveries {
+		if d.Newer > 0 {
+			forked++
+		}
+	}
+	if forked > 0 {
+		s.forked.Add(ctx, int64(forked))
+	}
 	if len(res.Quarantined) > 0 {
 		s.log.Warn("history: records quarantined", "count", len(res.Quarantined), "first_reason", res.Quarantined[0].Reason)
 	}

@@ -67,6 +67,7 @@ type Store struct {
 	log         *slog.Logger
 	quarantined metric.Int64Counter
 	archived    metric.Int64Counter
+	forked      metric.Int64Counter
 }
 
 // CheckRetention refuses a HISTORY_RETENTION too short to outlive parked
@@ -132,6 +133,12 @@ func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
 	}
 	if s.archived, err = cfg.Meter.Int64Counter("history.archived_rows",
 		metric.WithDescription("Records written by Archive, by kind."), metric.WithUnit("{row}")); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.forked, err = cfg.Meter.Int64Counter("history.forked_deliveries",
+		metric.WithDescription("Deliveries archived while history held another copy at a higher version, updated earlier (Archived.Newer): their versions forked; the archiver renumbers and archives the live copy again. Should stay 0."),
+		metric.WithUnit("{delivery}")); err != nil {
 		pool.Close()
 		return nil, err
 	}
