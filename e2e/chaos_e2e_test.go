@@ -504,7 +504,7 @@ func TestChaos(t *testing.T) {
 	// Each delivery by id: its whole attempt log; a revived one shows its
 	// second success (when the revive came after the first was recorded).
 	revivedTwice := 0
-	bad, incomplete := incompleteHistories(t, s, key, dlvIDs, func(d delivery, oks int, err error) {
+	bad, incomplete := incompleteHistories(t, s, key, dlvIDs, func(oks int) {
 		if oks >= 2 {
 			revivedTwice++
 		}

@@ -198,10 +198,9 @@ func leftovers(s *Suite, n int) string {
 
 // incompleteHistories reads each delivery by id (GET /v1/deliveries/{id})
 // and returns the reads that failed and, for the others, what
-// historyComplete found wrong ("id (event e): reason"). each, when set,
-// gets every delivery read, with its count of successful attempts when it
-// is complete.
-func incompleteHistories(t testing.TB, s *Suite, key string, idList []string, each func(d delivery, oks int, err error)) (bad, incomplete []string) {
+// historyComplete found wrong ("id (event e): reason"). complete, when
+// set, gets each complete history's count of successful attempts.
+func incompleteHistories(t testing.TB, s *Suite, key string, idList []string, complete func(oks int)) (bad, incomplete []string) {
 	t.Helper()
 	var mu sync.Mutex
 	bad = parallelGET(t, s, key, idList, func(id string) string { return "/v1/deliveries/" + id }, func(id string, raw []byte) {
@@ -215,11 +214,11 @@ func incompleteHistories(t testing.TB, s *Suite, key string, idList []string, ea
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if err != nil {
+		switch {
+		case err != nil:
 			incomplete = append(incomplete, fmt.Sprintf("%s (event %s): %v", id, out.Delivery.EventID, err))
-		}
-		if each != nil {
-			each(out.Delivery, oks, err)
+		case complete != nil:
+			complete(oks)
 		}
 	})
 	return bad, incomplete
