@@ -104,6 +104,7 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzParseSchedule$$' -fuzztime $(FUZZTIME) ./pkg/config
 	go test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./pkg/events
 	go test -run '^$$' -fuzz '^FuzzValidateURL$$' -fuzztime $(FUZZTIME) ./pkg/ssrf
+	go test -run '^$$' -fuzz '^FuzzAttemptCodec$$' -fuzztime $(FUZZTIME) ./services/delivery/internal/redisqueue
 
 # Jaeger v2 all-in-one for the trace tests (STYLE.md recipe, ≈ 6 min once;
 # kept in .cache/). make test builds it first; TestTraceInJaeger fails

@@ -110,7 +110,7 @@ func (q *Queue) TakeEnded(ctx context.Context, n int, now time.Time, limit int) 
 		}
 		e := Ended{Delivery: *d}
 		for _, s := range ls[i].Val() {
-			if a, err := decodeAttempt([]byte(s)); err == nil {
+			if a, err := decodeAttempt(s); err == nil {
 				e.Attempts = append(e.Attempts, a)
 			}
 		}

@@ -2,10 +2,8 @@ package redisqueue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -141,46 +139,6 @@ func (q *Queue) List(ctx context.Context, accountID string, lq delivery.ListQuer
 		next = sc.Matches[len(sc.Matches)-1].ID
 	}
 	return sc.Matches, next, nil
-}
-
-// attemptJSON is an attempt log entry.
-type attemptJSON struct {
-	Number     int               `json:"number"`
-	Start      int64             `json:"start"`
-	StatusCode int               `json:"status,omitempty"`
-	LatencyMS  int64             `json:"latency_ms"`
-	ErrorType  string            `json:"error_type,omitempty"`
-	Error      string            `json:"error,omitempty"`
-	Response   string            `json:"response,omitempty"`
-	Headers    map[string]string `json:"request_headers,omitempty"`
-	TraceID    string            `json:"trace_id,omitempty"`
-	SpanID     string            `json:"span_id,omitempty"`
-	URL        string            `json:"url"`
-}
-
-func encodeAttempt(a *delivery.Attempt) ([]byte, error) {
-	resp := a.Response
-	if len(resp) > delivery.MaxResponseBytes {
-		resp = strings.ToValidUTF8(resp[:delivery.MaxResponseBytes], "\uFFFD")
-	}
-	return json.Marshal(attemptJSON{
-		Number: a.Number, Start: ms(a.Start), StatusCode: a.StatusCode, LatencyMS: a.Latency.Milliseconds(),
-		ErrorType: string(a.ErrorType), Error: a.Error, Response: resp, Headers: a.RequestHeaders,
-		TraceID: a.TraceID, SpanID: a.SpanID, URL: a.URL,
-	})
-}
-
-func decodeAttempt(b []byte) (delivery.Attempt, error) {
-	var j attemptJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return delivery.Attempt{}, err
-	}
-	return delivery.Attempt{
-		Number: j.Number, Start: time.UnixMilli(j.Start).UTC(), StatusCode: j.StatusCode,
-		Latency: time.Duration(j.LatencyMS) * time.Millisecond, ErrorType: delivery.ErrorType(j.ErrorType),
-		Error: j.Error, Response: j.Response, RequestHeaders: j.Headers, TraceID: j.TraceID,
-		SpanID: j.SpanID, URL: j.URL,
-	}, nil
 }
 
 // Listen calls wake whenever another process (or this one) schedules due

@@ -564,7 +564,7 @@ func (q *Queue) Get(ctx context.Context, id string) (*delivery.Delivery, []deliv
 	}
 	atts := make([]delivery.Attempt, 0, len(l.Val()))
 	for _, s := range l.Val() {
-		a, err := decodeAttempt([]byte(s))
+		a, err := decodeAttempt(s)
 		if err != nil {
 			continue // a damaged entry does not hide the others
 		}
