@@ -471,11 +471,7 @@ func (q *Queue) RestoreAudited(ctx context.Context, ds []delivery.Delivery, atts
 			as = as[len(as)-KeepAttempts:]
 		}
 		for j := range as {
-			b, err := encodeAttempt(&as[j])
-			if err != nil {
-				return nil, err
-			}
-			args = append(args, b)
+			args = append(args, encodeAttempt(&as[j]))
 		}
 		args = append(args, q.parkedMoveAt(ms(due)), d.LineSeq, linePrefix(n))
 		keys := append([]string{ScheduleKey(d.ID), DeliveryKey(d.ID), AttemptsKey(d.ID)}, akeys...)

@@ -61,7 +61,7 @@ func (j *attemptJSON) attempt() delivery.Attempt {
 }
 
 // encodeAttempt is json.Marshal of the attempt's attemptJSON.
-func encodeAttempt(a *delivery.Attempt) ([]byte, error) {
+func encodeAttempt(a *delivery.Attempt) []byte {
 	j := toAttemptJSON(a)
 	n := 160 + len(j.ErrorType) + len(j.Error) + len(j.Response) + len(j.TraceID) + len(j.SpanID) + len(j.URL)
 	for k, v := range j.Headers {
@@ -102,7 +102,7 @@ func encodeAttempt(a *delivery.Attempt) ([]byte, error) {
 	b = appendField(b, "span_id", j.SpanID)
 	b = append(b, `,"url":`...)
 	b = appendString(b, j.URL)
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // appendField appends ,"name":"v" unless v is empty (omitempty).

@@ -446,10 +446,7 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	var attempts, code, errMsg, attJSON, start string
 	errMsg = o.LastError
 	if a := o.Attempt; a != nil {
-		b, err := encodeAttempt(a)
-		if err != nil {
-			return false, nil, err
-		}
+		b := encodeAttempt(a)
 		attJSON, attempts, code, errMsg = string(b), strconv.Itoa(a.Number), strconv.Itoa(a.StatusCode), a.Error
 		start = strconv.FormatInt(max(ms(a.Start), 1), 10)
 	}
@@ -593,12 +590,9 @@ func (q *Queue) lineHeadEvent(ctx context.Context, d *delivery.Delivery) string 
 // a record the customer lists (and history keeps), so a PostgreSQL outage
 // must not lose it; it waits in wh:ended until the archiver moves it.
 func (q *Queue) RecordTest(ctx context.Context, d delivery.Delivery, a delivery.Attempt) error {
-	b, err := encodeAttempt(&a)
-	if err != nil {
-		return err
-	}
+	b := encodeAttempt(&a)
 	hk, ak := DeliveryKey(d.ID), AttemptsKey(d.ID)
-	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, hk, hashFields(&d)...)
 		p.RPush(ctx, ak, b)
 		p.ZAdd(ctx, endedKey(Shard(d.ID)), redis.Z{Score: float64(max(ms(d.UpdateTime), 1)), Member: d.ID}) // ended: to history
