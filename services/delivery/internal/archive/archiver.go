@@ -77,7 +77,12 @@ func New(q *redisqueue.Queue, events *eventstore.Store, store *history.Lazy, log
 }
 
 // Run archives every poll until ctx ends, backing off (1 s doubling to
-// 30 s) while PostgreSQL fails; the backlog waits in Redis meanwhile.
+// 30 s) while PostgreSQL fails; the backlog waits in Redis meanwhile. A
+// pass that found a full batch in some shard is followed by the next at
+// once, so a backlog drains at full speed. Any other waits poll: a pass
+// costs a few Redis round trips and a PostgreSQL transaction per shard
+// whatever it moves, so under steady load each moves a poll's worth of
+// deliveries at a time rather than the handful that ended meanwhile.
 func (a *Archiver) Run(ctx context.Context, poll time.Duration) {
 	if poll <= 0 {
 		poll = DefaultPoll
@@ -85,7 +90,7 @@ func (a *Archiver) Run(ctx context.Context, poll time.Duration) {
 	go a.adoptLegacy(ctx)
 	backoff := poll
 	for {
-		n, err := a.RunOnce(ctx)
+		_, more, err := a.pass(ctx)
 		if ctx.Err() != nil {
 			for s := range redisqueue.Shards {
 				a.q.ReleaseShard(context.WithoutCancel(ctx), s, a.owner)
@@ -97,9 +102,9 @@ func (a *Archiver) Run(ctx context.Context, poll time.Duration) {
 		case err != nil:
 			a.log.Warn("archiver: pass failed; the backlog waits in Redis", "error", err.Error(), "retry_in", backoff.String())
 			wait, backoff = backoff, min(backoff*2, maxBackoff)
-		case n > 0:
+		case more:
 			backoff = poll
-			continue // more may be waiting
+			continue // a full batch: a backlog to drain
 		default:
 			backoff = poll
 		}
@@ -156,11 +161,18 @@ func (a *Archiver) adoptLegacy(ctx context.Context) {
 // of each, and the events waiting for their fan-out. It returns how many
 // deliveries it moved, and the first error.
 func (a *Archiver) RunOnce(ctx context.Context) (int, error) {
+	n, _, err := a.pass(ctx)
+	return n, err
+}
+
+// pass is RunOnce; more reports that some shard had a full batch (of
+// deliveries, or of events waiting for their fan-out), so that more may
+// be due already.
+func (a *Archiver) pass(ctx context.Context) (total int, more bool, err error) {
 	store, err := a.store.Store()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	total := 0
 	var errs []error
 	for n := range redisqueue.Shards {
 		ok, err := a.q.LeaseShard(ctx, n, a.owner, leaseTTL)
@@ -171,30 +183,39 @@ func (a *Archiver) RunOnce(ctx context.Context) (int, error) {
 		if !ok {
 			continue // another process archives this shard
 		}
-		m, err := a.shard(ctx, store, n)
+		m, full, err := a.shard(ctx, store, n)
 		total += m
+		more = more || full
 		if err != nil {
 			errs = append(errs, err)
 			if errors.Is(err, errStop) {
 				break
 			}
 		}
-		if err := a.waiting(ctx, store, n); err != nil {
+		full, err = a.waiting(ctx, store, n)
+		more = more || full
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return total, errors.Join(errs...)
+	return total, more, errors.Join(errs...)
 }
 
 var errStop = errors.New("archiver: stopped after commit")
 
-// shard moves one batch of shard n.
-func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (int, error) {
+// shard moves one batch of shard n; full reports that the batch was.
+func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (moved int, full bool, err error) {
 	now := a.now()
 	ended, err := a.q.TakeEnded(ctx, n, now, a.batch)
 	if err != nil || len(ended) == 0 {
-		return 0, err
+		return 0, false, err
 	}
+	moved, err = a.move(ctx, store, n, now, ended)
+	return moved, len(ended) >= a.batch, err
+}
+
+// move moves the ended deliveries of shard n that TakeEnded read at now.
+func (a *Archiver) move(ctx context.Context, store *history.Store, n int, now time.Time, ended []redisqueue.Ended) (int, error) {
 	byEvent := map[string][]string{}
 	for _, e := range ended {
 		if !e.Delivery.Test {
@@ -386,11 +407,16 @@ func (a *Archiver) deleteArchived(ctx context.Context, ended []redisqueue.Ended,
 
 // waiting looks again at the events of shard n whose deliveries all moved
 // before their fan-out was marked done.
-func (a *Archiver) waiting(ctx context.Context, store *history.Store, n int) error {
+func (a *Archiver) waiting(ctx context.Context, store *history.Store, n int) (full bool, err error) {
 	ids, err := a.q.WaitingEvents(ctx, n, a.now().Add(-fanoutGrace), waitingPerPass)
 	if err != nil || len(ids) == 0 {
-		return err
+		return false, err
 	}
+	return len(ids) >= waitingPerPass, a.moveWaiting(ctx, store, ids)
+}
+
+// moveWaiting moves the events of ids that are done.
+func (a *Archiver) moveWaiting(ctx context.Context, store *history.Store, ids []string) error {
 	byEvent := make(map[string][]string, len(ids))
 	for _, id := range ids {
 		byEvent[id] = nil
