@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"net/http/httptest"
 	"testing"
@@ -22,6 +23,12 @@ import (
 //     5 s each, publish→receiver p50 / p99.
 //
 // The idle suite's pollers run meanwhile (a few ms of CPU a second).
+//
+// With -ab-against REV the first arm is instead REV, a build with the
+// history tier, with a PostgreSQL of its own: an A/B of a change against
+// the build before it (-ab-against HEAD~1), with the same phases.
+var abAgainst = flag.String("ab-against", "", "BenchmarkHistoryTierAgainstTheBuildBefore: compare with this revision (one with the history tier) instead of the build before it")
+
 func BenchmarkHistoryTierAgainstTheBuildBefore(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds the previous version of the suite")
@@ -30,7 +37,11 @@ func BenchmarkHistoryTierAgainstTheBuildBefore(b *testing.B) {
 		events = 10_000
 		paced  = 5 * time.Second
 	)
-	before := buildRevision(b, preHistoryRev)
+	rev := preHistoryRev
+	if *abAgainst != "" {
+		rev = *abAgainst
+	}
+	before := buildRevision(b, rev)
 	type arm struct {
 		name string
 		s    *Suite
@@ -47,10 +58,11 @@ func BenchmarkHistoryTierAgainstTheBuildBefore(b *testing.B) {
 		s.NewEndpoint(key, srv.URL+"/hook", "transcription.progress")
 		return arm{name, s, rcv, acct}
 	}
-	arms := []arm{
-		start("before (history in Redis)", SuiteOptions{BinDir: before, HistoryDown: true}),
-		start("this build (history in PostgreSQL)", SuiteOptions{PG: pgtest.StartServer(b)}),
+	first := start("before (history in Redis)", SuiteOptions{BinDir: before, HistoryDown: true})
+	if *abAgainst != "" {
+		first = start(rev+" (history in PostgreSQL)", SuiteOptions{BinDir: before, PG: pgtest.StartServer(b)})
 	}
+	arms := []arm{first, start("this build (history in PostgreSQL)", SuiteOptions{PG: pgtest.StartServer(b)})}
 	type result struct {
 		tput    []phase
 		p99     map[int][]time.Duration
@@ -92,15 +104,15 @@ func BenchmarkHistoryTierAgainstTheBuildBefore(b *testing.B) {
 		bp := best(r.tput...)
 		return fmt.Sprintf("%.0f /s (%s), %d ms CPU per 1,000 (%s)", bp.rate, spread(r.tput...), bp.suiteCPU().Milliseconds(), bp.parts())
 	}
-	rows = append(rows, fmt.Sprintf("| history A/B, throughput: %d events in PublishEvents batches of 100, one endpoint; best of 2 alternated (spread), CPU of the suite's processes in that phase — before / this build | %s / %s = %.2f | no worse than the build before (issue 12) |",
-		events, tp(0), tp(1), best(res[1].tput...).rate/best(res[0].tput...).rate))
+	rows = append(rows, fmt.Sprintf("| history A/B, throughput: %d events in PublishEvents batches of 100, one endpoint; best of 2 alternated (spread), CPU of the suite's processes in that phase — %s / this build | %s / %s = %.2f | no worse than the build before (issue 12) |",
+		events, arms[0].name, tp(0), tp(1), best(res[1].tput...).rate/best(res[0].tput...).rate))
 	for _, rate := range []int{500, 1000} {
 		lat := func(i int) string {
 			return fmt.Sprintf("p50 %v, %v; p99 %v, %v", res[i].p50[rate][0].Round(100*time.Microsecond), res[i].p50[rate][1].Round(100*time.Microsecond),
 				res[i].p99[rate][0].Round(100*time.Microsecond), res[i].p99[rate][1].Round(100*time.Microsecond))
 		}
-		rows = append(rows, fmt.Sprintf("| history A/B, single PublishEvent paced at %d events/s for %v, publish→receiver, rounds 1, 2 — before / this build | %s / %s (this build reached%s%s) | no worse than the build before (issue 12) |",
-			rate, paced, lat(0), lat(1), res[1].reached[rate][0], res[1].reached[rate][1]))
+		rows = append(rows, fmt.Sprintf("| history A/B, single PublishEvent paced at %d events/s for %v, publish→receiver, rounds 1, 2 — %s / this build | %s / %s (this build reached%s%s) | no worse than the build before (issue 12) |",
+			rate, paced, arms[0].name, lat(0), lat(1), res[1].reached[rate][0], res[1].reached[rate][1]))
 	}
 	for _, r := range rows {
 		b.Log(r)
