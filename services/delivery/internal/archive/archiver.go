@@ -203,7 +203,9 @@ func (a *Archiver) pass(ctx context.Context) (total int, more bool, err error) {
 
 var errStop = errors.New("archiver: stopped after commit")
 
-// shard moves one batch of shard n; full reports that the batch was.
+// shard moves one batch of shard n; full reports that the batch was, and
+// that some of it moved (a full batch of which nothing could move, all of
+// it held back, is no reason to read it again at once).
 func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (moved int, full bool, err error) {
 	now := a.now()
 	ended, err := a.q.TakeEnded(ctx, n, now, a.batch)
@@ -211,7 +213,7 @@ func (a *Archiver) shard(ctx context.Context, store *history.Store, n int) (move
 		return 0, false, err
 	}
 	moved, err = a.move(ctx, store, n, now, ended)
-	return moved, len(ended) >= a.batch, err
+	return moved, len(ended) >= a.batch && moved > 0, err
 }
 
 // move moves the ended deliveries of shard n that TakeEnded read at now.
