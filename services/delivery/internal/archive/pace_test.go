@@ -50,16 +50,19 @@ func TestRunWaitsForThePollAfterAPassWithoutAFullBatch(t *testing.T) {
 	ids := f.publishKey("upload-1", 2)
 	f.finish(delivery.StatusSucceeded)
 	var late []string
+	ended := make(chan struct{})
 	var once sync.Once
 	f.arch.afterCommit = func() error {
 		once.Do(func() { // the same line, so the shard just read
 			late = f.publishKey("upload-1", 1)
 			f.finish(delivery.StatusSucceeded)
+			close(ended)
 		})
 		return nil
 	}
 	runArchiver(t, f)
 	f.waitMoved(ids)
+	<-ended
 	time.Sleep(500 * time.Millisecond) // a pass at once would have moved it by now
 	if !f.inRedis(late[0]) {
 		t.Fatal("a pass ran again at once after one without a full batch")
