@@ -444,13 +444,16 @@ func quantiles(lat map[int]time.Duration, counts func(i int) bool) (p50, p99, p9
 	return q(0.50), q(0.99), q(0.999), len(kept)
 }
 
-func waitFor(b testing.TB, f func() bool, d time.Duration) {
+func waitFor(b testing.TB, f func() bool, d time.Duration) { waitEvery(b, f, d, 5*time.Millisecond) }
+
+// waitEvery is waitFor looking every interval.
+func waitEvery(b testing.TB, f func() bool, d, every time.Duration) {
 	deadline := time.Now().Add(d)
 	for !f() {
 		if time.Now().After(deadline) {
 			b.Fatalf("timed out after %v", d)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"github.com/voxscriber/webhooks/pkg/pgtest"
 )
 
+var abAgainst = flag.String("ab-against", "", "BenchmarkHistoryTierAgainstTheBuildBefore: compare with this revision (one with the history tier) instead of the build before it")
+
 // BenchmarkHistoryTierAgainstTheBuildBefore is issue #12's A/B: the build
 // before the history tier (preHistoryRev, built from this repository's
 // history; history kept in Redis) against this one (history in a
@@ -26,9 +28,8 @@ import (
 //
 // With -ab-against REV the first arm is instead REV, a build with the
 // history tier, with a PostgreSQL of its own: an A/B of a change against
-// the build before it (-ab-against HEAD~1), with the same phases.
-var abAgainst = flag.String("ab-against", "", "BenchmarkHistoryTierAgainstTheBuildBefore: compare with this revision (one with the history tier) instead of the build before it")
-
+// the build before it (-ab-against HEAD for an uncommitted change), with
+// the same phases.
 func BenchmarkHistoryTierAgainstTheBuildBefore(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds the previous version of the suite")
@@ -58,9 +59,11 @@ func BenchmarkHistoryTierAgainstTheBuildBefore(b *testing.B) {
 		s.NewEndpoint(key, srv.URL+"/hook", "transcription.progress")
 		return arm{name, s, rcv, acct}
 	}
-	first := start("before (history in Redis)", SuiteOptions{BinDir: before, HistoryDown: true})
+	var first arm
 	if *abAgainst != "" {
 		first = start(rev+" (history in PostgreSQL)", SuiteOptions{BinDir: before, PG: pgtest.StartServer(b)})
+	} else {
+		first = start("before (history in Redis)", SuiteOptions{BinDir: before, HistoryDown: true})
 	}
 	arms := []arm{first, start("this build (history in PostgreSQL)", SuiteOptions{PG: pgtest.StartServer(b)})}
 	type result struct {
