@@ -94,9 +94,10 @@ type Worker struct {
 	// waiting holds claimed jobs of endpoints at their limit; each keeps
 	// its slot token and runs when an attempt of its endpoint ends.
 	waiting map[string][]Job
-	// latency is a moving average of each busy endpoint's attempt time; it
-	// says how soon a place frees up.
-	latency map[string]time.Duration
+	// latency is a moving average of each endpoint's attempt time, kept
+	// for latencyMemory after its last attempt; it says how soon a place
+	// frees up.
+	latency map[string]endpointLatency
 	jobs    chan Job // claimed jobs for the pool (capacity Slots)
 	wake    chan struct{}
 	// offers carries jobs created leased to this worker (Service.Schedule)
@@ -157,7 +158,7 @@ func NewWorker(d *Dispatcher, cfg WorkerConfig) *Worker {
 		held:      map[string]int{},
 		heldUntil: map[string]time.Time{},
 		waiting:   map[string][]Job{},
-		latency:   map[string]time.Duration{},
+		latency:   map[string]endpointLatency{},
 	}
 	for range cfg.Slots {
 		w.tokens <- struct{}{}
@@ -615,6 +616,9 @@ func (w *Worker) syncPlaces(renew bool) {
 	defer w.holdMu.Unlock()
 	var wants []PlaceWant
 	w.busyMu.Lock()
+	if renew {
+		w.forgetLatencies(time.Now())
+	}
 	for ep, h := range w.held {
 		want := min(h, w.busy[ep]+len(w.waiting[ep]))
 		if want < h {
@@ -645,6 +649,38 @@ func (w *Worker) releasePlaces() {
 	w.hold(wants)
 }
 
+// latencyMemory is how long an endpoint's average attempt time is kept
+// after its last attempt. Kept across idle gaps, it lets the next burst of
+// a fast endpoint (a batch fanned out to it) wait in its line instead of
+// being handed back as if its speed were unknown (BusyDelay); forgotten
+// after that, it bounds the map by the endpoints of the last minutes.
+const latencyMemory = 10 * time.Minute
+
+// endpointLatency is an endpoint's moving average attempt time and when
+// its last attempt ended.
+type endpointLatency struct {
+	avg  time.Duration
+	seen time.Time
+}
+
+// add folds in an attempt that took took and ended at now.
+func (l endpointLatency) add(took time.Duration, now time.Time) endpointLatency {
+	if l.avg > 0 {
+		took = (4*l.avg + took) / 5
+	}
+	return endpointLatency{avg: took, seen: now}
+}
+
+// forgetLatencies drops the averages of endpoints with no attempt for
+// latencyMemory (busyMu held).
+func (w *Worker) forgetLatencies(now time.Time) {
+	for ep, l := range w.latency {
+		if w.busy[ep] == 0 && now.Sub(l.seen) > latencyMemory {
+			delete(w.latency, ep)
+		}
+	}
+}
+
 // lineBudget is about how long a claimed job may wait in its endpoint's
 // line: long enough that a fast endpoint's backlog flows without trips
 // back to Redis, short next to a lease.
@@ -656,8 +692,8 @@ const lineBudget = time.Second
 // speed gets) and at most half the slots, so others always find room.
 func (w *Worker) lineLimit(endpointID string) int {
 	limit := w.cfg.EndpointConcurrency
-	lat, ok := w.latency[endpointID]
-	if !ok || lat <= 0 {
+	lat := w.latency[endpointID].avg
+	if lat <= 0 {
 		return limit
 	}
 	n := int(time.Duration(limit) * lineBudget / lat)
@@ -672,17 +708,12 @@ func (w *Worker) lineLimit(endpointID string) int {
 func (w *Worker) leave(endpointID string, took time.Duration) (next Job, ok bool, stranded []Job) {
 	w.busyMu.Lock()
 	defer w.busyMu.Unlock()
-	if old, ok := w.latency[endpointID]; ok {
-		w.latency[endpointID] = (4*old + took) / 5
-	} else {
-		w.latency[endpointID] = took
-	}
+	w.latency[endpointID] = w.latency[endpointID].add(took, time.Now())
 	if len(w.waiting[endpointID]) > 0 && w.busy[endpointID] <= w.places(endpointID, time.Now()) {
 		return w.popWaiting(endpointID), true, nil
 	}
 	if w.busy[endpointID] <= 1 {
 		delete(w.busy, endpointID)
-		delete(w.latency, endpointID)
 		stranded = w.waiting[endpointID]
 		delete(w.waiting, endpointID)
 	} else {
@@ -749,8 +780,8 @@ const (
 func (w *Worker) busyDelay(endpointID string, k int) time.Duration {
 	w.busyMu.Lock()
 	defer w.busyMu.Unlock()
-	lat, ok := w.latency[endpointID]
-	if !ok {
+	lat := w.latency[endpointID].avg
+	if lat <= 0 {
 		lat = w.cfg.BusyDelay
 	}
 	ahead := time.Duration(1 + (len(w.waiting[endpointID])+k)/w.cfg.EndpointConcurrency)
