@@ -708,8 +708,9 @@ func (w *Worker) lineLimit(endpointID string) int {
 func (w *Worker) leave(endpointID string, took time.Duration) (next Job, ok bool, stranded []Job) {
 	w.busyMu.Lock()
 	defer w.busyMu.Unlock()
-	w.latency[endpointID] = w.latency[endpointID].add(took, time.Now())
-	if len(w.waiting[endpointID]) > 0 && w.busy[endpointID] <= w.places(endpointID, time.Now()) {
+	now := time.Now()
+	w.latency[endpointID] = w.latency[endpointID].add(took, now)
+	if len(w.waiting[endpointID]) > 0 && w.busy[endpointID] <= w.places(endpointID, now) {
 		return w.popWaiting(endpointID), true, nil
 	}
 	if w.busy[endpointID] <= 1 {
