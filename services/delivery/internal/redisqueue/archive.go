@@ -265,36 +265,27 @@ type Ref struct {
 // now), then removes the deleted ones from their accounts'
 // indexes. It reports which it deleted.
 func (q *Queue) DeleteArchived(ctx context.Context, refs []Ref, now time.Time) ([]bool, error) {
-	byShard := map[int][]int{}
-	for i, r := range refs {
-		n := Shard(r.ID)
-		byShard[n] = append(byShard[n], i)
-	}
-	var calls []redisx.ScriptCall
-	var order [][]int
-	for n, idx := range byShard {
-		for len(idx) > 0 {
-			part := idx[:min(len(idx), 500)]
-			idx = idx[len(part):]
-			args := []any{dlvPrefix(n), linePrefix(n), closedLinesPrefix(n), ms(now)}
-			for _, i := range part {
-				args = append(args, refs[i].ID, strconv.FormatInt(refs[i].Version, 10))
-			}
-			calls = append(calls, redisx.ScriptCall{Script: deleteArchivedScript, Keys: []string{endedKey(n), parkedKey(n), waitingKey(n)}, Args: args})
-			order = append(order, part)
+	chunks := chunkByShard(len(refs), func(i int) string { return refs[i].ID }, 500)
+	calls := make([]redisx.ScriptCall, len(chunks))
+	for j, c := range chunks {
+		n := c.shard
+		args := []any{dlvPrefix(n), linePrefix(n), closedLinesPrefix(n), ms(now)}
+		for _, i := range c.idx {
+			args = append(args, refs[i].ID, strconv.FormatInt(refs[i].Version, 10))
 		}
+		calls[j] = redisx.ScriptCall{Script: deleteArchivedScript, Keys: []string{endedKey(n), parkedKey(n), waitingKey(n)}, Args: args}
 	}
 	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	deleted := make([]bool, len(refs))
 	var firstErr error
 	byAccount := map[string][]any{}
-	for j, part := range order {
+	for j, c := range chunks {
 		if errs[j] != nil {
 			firstErr = errors.Join(firstErr, errs[j])
 			continue
 		}
 		res, _ := replies[j].([]any)
-		for k, i := range part {
+		for k, i := range c.idx {
 			if k < len(res) && res[k] == int64(1) {
 				deleted[i] = true
 				byAccount[refs[i].AccountID] = append(byAccount[refs[i].AccountID], refs[i].ID)
@@ -641,14 +632,14 @@ type Renumbered struct {
 // Renumber raises each delivery of rs still at Version to Newer + 1
 // (renumberScript), one script call per shard, and returns how many.
 func (q *Queue) Renumber(ctx context.Context, rs []Renumbered, now time.Time) (int, error) {
-	byShard := map[int][]any{}
-	for _, r := range rs {
-		n := Shard(r.ID)
-		byShard[n] = append(byShard[n], r.ID, r.Version, r.Newer)
-	}
-	var calls []redisx.ScriptCall
-	for n, args := range byShard {
-		calls = append(calls, redisx.ScriptCall{Script: renumberScript, Keys: []string{endedKey(n)}, Args: append([]any{dlvPrefix(n), ms(now)}, args...)})
+	chunks := chunkByShard(len(rs), func(i int) string { return rs[i].ID }, 0)
+	calls := make([]redisx.ScriptCall, len(chunks))
+	for j, c := range chunks {
+		args := []any{dlvPrefix(c.shard), ms(now)}
+		for _, i := range c.idx {
+			args = append(args, rs[i].ID, rs[i].Version, rs[i].Newer)
+		}
+		calls[j] = redisx.ScriptCall{Script: renumberScript, Keys: []string{endedKey(c.shard)}, Args: args}
 	}
 	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	total := 0

@@ -57,19 +57,15 @@ func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs 
 	if err != nil {
 		return 0, err
 	}
-	byShard := map[int][]any{}
-	for _, id := range ids {
-		n := Shard(id)
-		byShard[n] = append(byShard[n], id)
-	}
-	var calls []redisx.ScriptCall
-	for n, list := range byShard {
-		for len(list) > 0 {
-			c := min(len(list), eraseChunk)
-			calls = append(calls, redisx.ScriptCall{Script: eraseScript, Keys: []string{schedKey(n), parkedKey(n), endedKey(n), waitingKey(n)},
-				Args: append([]any{dlvPrefix(n), linePrefix(n)}, list[:c]...)})
-			list = list[c:]
+	chunks := chunkByShard(len(ids), func(i int) string { return ids[i] }, eraseChunk)
+	calls := make([]redisx.ScriptCall, len(chunks))
+	for j, c := range chunks {
+		n := c.shard
+		args := []any{dlvPrefix(n), linePrefix(n)}
+		for _, i := range c.idx {
+			args = append(args, ids[i])
 		}
+		calls[j] = redisx.ScriptCall{Script: eraseScript, Keys: []string{schedKey(n), parkedKey(n), endedKey(n), waitingKey(n)}, Args: args}
 	}
 	replies, errs := redisx.RunScripts(ctx, q.rdb, calls, nil)
 	for _, err := range errs {
@@ -86,7 +82,8 @@ func (q *Queue) EraseAccount(ctx context.Context, accountID string, endpointIDs 
 		found += len(evs)
 		for _, e := range evs {
 			if s, ok := e.(string); ok {
-				waiting[Shard(s)] = append(waiting[Shard(s)], s)
+				n := EventWaitShard(s)
+				waiting[n] = append(waiting[n], s)
 			}
 		}
 	}

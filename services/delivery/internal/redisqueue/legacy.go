@@ -98,7 +98,7 @@ func (q *Queue) sweepOnce(ctx context.Context, doneKey string, sweep func() (int
 // crash before it leaves create-time scores, which the next sweep cannot
 // see again; they differ from the id's time by milliseconds).
 func (q *Queue) adopt(ctx context.Context, keys []string) (int, error) {
-	byShard := map[int][]any{}
+	var ids []string
 	for _, k := range keys {
 		rest, ok := strings.CutPrefix(k, "wh:dlv:{s")
 		if !ok || strings.HasSuffix(k, ":att") {
@@ -109,24 +109,28 @@ func (q *Queue) adopt(ctx context.Context, keys []string) (int, error) {
 		if !ok || err != nil || strings.Contains(id, ":") || Shard(id) != n {
 			continue
 		}
-		byShard[n] = append(byShard[n], id)
+		ids = append(ids, id)
 	}
 	adopted := 0
 	byAccount := map[string][]redis.Z{}
-	for n, ids := range byShard {
-		args := append([]any{dlvPrefix(n), q.parkedMoveAfter.Milliseconds()}, ids...)
+	for _, c := range chunkByShard(len(ids), func(i int) string { return ids[i] }, 0) {
+		n := c.shard
+		args := []any{dlvPrefix(n), q.parkedMoveAfter.Milliseconds()}
+		for _, i := range c.idx {
+			args = append(args, ids[i])
+		}
 		res, err := q.runScript(ctx, adoptScript, []string{endedKey(n), parkedKey(n)}, args...)
 		if err != nil {
 			return adopted, err
 		}
 		accts, _ := res.([]any)
-		for i, a := range accts {
+		for k, a := range accts {
 			acct, _ := a.(string)
-			if acct == "" || i >= len(ids) {
+			if acct == "" || k >= len(c.idx) {
 				continue
 			}
 			adopted++
-			id := ids[i].(string)
+			id := ids[c.idx[k]]
 			byAccount[acct] = append(byAccount[acct], redis.Z{Score: idScore(id, time.Now()), Member: id})
 		}
 	}

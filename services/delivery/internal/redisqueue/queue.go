@@ -104,6 +104,32 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Queue {
 // Shard is the schedule shard of a delivery id.
 func Shard(id string) int { return shard.Of(id) }
 
+// shardChunk is positions of the caller's list whose ids share a shard, in
+// the list's order: one script call's worth.
+type shardChunk struct {
+	shard int
+	idx   []int
+}
+
+// chunkByShard groups the positions 0..n-1 by the shard of id(i), at most
+// size to a chunk (0: no bound); chunks come in the order of their first
+// position.
+func chunkByShard(n int, id func(i int) string, size int) []*shardChunk {
+	var chunks []*shardChunk
+	open := map[int]*shardChunk{}
+	for i := range n {
+		s := Shard(id(i))
+		c := open[s]
+		if c == nil || (size > 0 && len(c.idx) == size) {
+			c = &shardChunk{shard: s}
+			open[s] = c
+			chunks = append(chunks, c)
+		}
+		c.idx = append(c.idx, i)
+	}
+	return chunks
+}
+
 // Key names.
 func schedKey(n int) string         { return "wh:sched:{s" + strconv.Itoa(n) + "}" }
 func dlvPrefix(n int) string        { return "wh:dlv:{s" + strconv.Itoa(n) + "}:" }
@@ -182,23 +208,7 @@ func (q *Queue) Schedule(ctx context.Context, ds []delivery.Delivery) ([]bool, e
 	if len(ds) == 0 {
 		return nil, nil
 	}
-	// Group by shard; each chunk remembers the positions of its deliveries.
-	type chunk struct {
-		shard int
-		idx   []int
-	}
-	var chunks []*chunk
-	open := map[int]*chunk{}
-	for i := range ds {
-		n := Shard(ds[i].ID)
-		c := open[n]
-		if c == nil || len(c.idx) == scheduleChunk {
-			c = &chunk{shard: n}
-			open[n] = c
-			chunks = append(chunks, c)
-		}
-		c.idx = append(c.idx, i)
-	}
+	chunks := chunkByShard(len(ds), func(i int) string { return ds[i].ID }, scheduleChunk)
 	byAccount := map[string][]redis.Z{}
 	var now int64 // the latest create time: when a delivery that waits began waiting
 	wake := false // a delivery no caller leased: the claimers find it
