@@ -45,12 +45,15 @@ var pendingEnv = map[string]bool{}
 
 // envReads derives, from the source, the variables service reads: its
 // main.go, everything config.ReadCommon reads, ssrf.FromEnv when main.go
-// calls it. OTEL_* variables are read by the OTel SDK (reads reports true
-// for any of them).
+// calls it. OTEL_* variables are read by the OTel SDK, and goRuntimeEnv by
+// the Go runtime of every service (reads reports true for any of them).
 type envReads map[string]bool
 
+// goRuntimeEnv are the Go runtime's own variables a deployment may set.
+var goRuntimeEnv = map[string]bool{"GOGC": true, "GOMEMLIMIT": true}
+
 func (r envReads) reads(name string) bool {
-	return r[name] || strings.HasPrefix(name, "OTEL_")
+	return r[name] || strings.HasPrefix(name, "OTEL_") || goRuntimeEnv[name]
 }
 
 func serviceEnv(t testing.TB, service string) envReads {
