@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -411,6 +413,56 @@ func TestPortsAndProbesMatchTheBinaries(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestGoMemoryLimitUnderTheContainerLimit: the services collect garbage
+// less often than Go's default (pkg/serve), so each sets GOMEMLIMIT at
+// 80–95 % of its container's memory limit: the collector works harder as
+// the heap nears it instead of the container being killed.
+func TestGoMemoryLimitUnderTheContainerLimit(t *testing.T) {
+	for _, dir := range kustomizations {
+		m := newManifests()
+		loadKustomization(t, dir, m)
+		for _, s := range suiteServices {
+			c := m.deployments[s].Spec.Template.Spec.Containers[0]
+			limit := c.Resources.Limits.Memory().Value()
+			var set string
+			for _, e := range c.Env {
+				if e.Name == "GOMEMLIMIT" {
+					set = e.Value
+				}
+			}
+			got, err := goMemLimit(set)
+			if err != nil {
+				t.Errorf("%s, %s: GOMEMLIMIT: %v", filepath.Base(dir), s, err)
+				continue
+			}
+			if ratio := float64(got) / float64(limit); ratio < 0.8 || ratio > 0.95 {
+				t.Errorf("%s, %s: GOMEMLIMIT %s is %.0f %% of the memory limit %s, want 80–95 %%",
+					filepath.Base(dir), s, set, 100*ratio, c.Resources.Limits.Memory())
+			}
+		}
+	}
+}
+
+// goMemLimit parses a GOMEMLIMIT value as the Go runtime reads it: a
+// number of bytes with an optional B, KiB, MiB, GiB or TiB suffix.
+func goMemLimit(v string) (int64, error) {
+	if v == "" {
+		return 0, errors.New("not set")
+	}
+	mult := int64(1)
+	for i, suffix := range []string{"TiB", "GiB", "MiB", "KiB", "B"} {
+		if strings.HasSuffix(v, suffix) {
+			v, mult = strings.TrimSuffix(v, suffix), int64(1)<<(10*(4-i))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a number of bytes", v)
+	}
+	return n * mult, nil
+}
 
 // TestPodsAreLockedDown: non-root, read-only root, no privilege escalation,
 // no capabilities, requests and limits, a grace period longer than the

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,22 +16,7 @@ import (
 	"github.com/voxscriber/webhooks/services/gateway/internal/gateway"
 )
 
-// gcPercent is the gateway's GOGC when GOGC is unset. Its live heap is
-// small (the requests in flight), so letting the heap grow to 5× it
-// between collections instead of 2× costs little memory, and the
-// collector's work sat on the producers' path: alternated with the
-// default at 1,000 single POST /v1/events per second, it took 13–22 %
-// off the gateway's CPU and about a quarter off REST's p50 and p99
-// (bench/RESULTS.md, 2026-12-03). GOMEMLIMIT, which k8s/base sets below
-// the container's limit, still makes it collect harder near that limit.
-const gcPercent = 400
-
-func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
-	serve.Main("gateway", run)
-}
+func main() { serve.Main("gateway", run) }
 
 func run(ctx context.Context) error {
 	env := config.FromOS()
