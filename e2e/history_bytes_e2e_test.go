@@ -8,24 +8,30 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 )
 
 // TestRedisBytesPerArchivedEvent measures what an event delivered and
 // archived still costs Redis (issue #12's target: ≤ 50 B per event):
 // used_memory before and after E2E_MEASURE_EVENTS events (each with an
 // idempotency key, one delivery) went through the suite and left for
-// history, and MEMORY USAGE of every key left, by kind (2,000 events, or
+// history, and MEMORY USAGE of every key left, by kind (100,000 events,
+// as the issue asks: over 2,000, the allocator's own growth moved
+// used_memory by up to 50 B per event from run to run; or
 // E2E_MEASURE_EVENTS). A measurement, not a check: `make bench` runs it,
 // and -v shows the split by kind.
 func BenchmarkRedisBytesPerArchivedEvent(b *testing.B) {
 	var t testing.TB = b
 	n, _ := strconv.Atoi(os.Getenv("E2E_MEASURE_EVENTS"))
 	if n <= 0 {
-		n = 2000
+		n = 100_000
 	}
 	s := startSuite(t, SuiteOptions{})
 	rc := newReceiver()
@@ -47,11 +53,38 @@ func BenchmarkRedisBytesPerArchivedEvent(b *testing.B) {
 	before := memory(t, rdb)
 	beforeInfo := memoryInfo(t, rdb)
 
-	for i := 0; i < n; i++ {
-		publish(t, ing, ctx, acct, "transcription.completed", completed(fmt.Sprintf("upl_%d", i)), fmt.Sprintf("%08d-1111-4000-8000-000000000000", i))
+	// Published by 32 producers at once (100,000 one after the other would
+	// take minutes); the first error ends the run.
+	var next atomic.Int64
+	errs := make(chan error, measureProducers)
+	for range measureProducers {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					errs <- nil
+					return
+				}
+				st, err := structpb.NewStruct(completed(fmt.Sprintf("upl_%d", i)))
+				if err == nil {
+					_, err = ing.PublishEvent(ctx, &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.completed", Data: st,
+						IdempotencyKey: fmt.Sprintf("%08d-1111-4000-8000-000000000000", i)})
+				}
+				if err != nil {
+					next.Store(int64(n))
+					errs <- fmt.Errorf("PublishEvent %d: %w", i, err)
+					return
+				}
+			}
+		}()
 	}
-	eventually(t, 120*time.Second, "every webhook", func() bool { return rc.Count() >= warm+n })
-	eventually(t, 120*time.Second, "Redis to hold no delivery or event record", func() bool { return redisHistoryKeys(t, s) == 0 })
+	for range measureProducers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 300*time.Second, "every webhook", func() bool { return rc.Count() >= warm+n })
+	eventually(t, 300*time.Second, "Redis to hold no delivery or event record", func() bool { return redisHistoryKeys(t, s) == 0 })
 	after := memory(t, rdb)
 	afterInfo := memoryInfo(t, rdb)
 	afterKeys := usage(t, rdb)
@@ -96,6 +129,9 @@ func BenchmarkRedisBytesPerArchivedEvent(b *testing.B) {
 	t.Logf("reference: a %d-entry event list is %d B (%.1f B per event)", n, rdb.MemoryUsage(bg, ref, 0).Val(), float64(rdb.MemoryUsage(bg, ref, 0).Val())/float64(n))
 	rdb.Del(bg, ref)
 }
+
+// measureProducers is how many producers publish the measured events.
+const measureProducers = 32
 
 type kindUsage struct {
 	keys  int
