@@ -194,19 +194,26 @@ func (s *Store) MarkFannedOut(ctx context.Context, id string, n int) error {
 	return s.MarkFannedOutMany(ctx, []Fanout{{ID: id, Count: n}})
 }
 
-// fanoutScript marks an event's fan-out done and removes its expiry: the
-// archiver moves it to history once its deliveries did (at once when it
+// fanoutScript marks events' fan-out done and removes their expiry: the
+// archiver moves each to history once its deliveries did (at once when it
 // has none: MarkFannedOutMany files it on the waiting list first). An
-// event that is not stored is left so: no fragment is created.
+// event that is not stored is left so: no fragment is created. Written for
+// many keys (redisx.RunForKeys).
 //
-//	KEYS: 1 the event's hash
-//	ARGV: 1 delivery count
-//	returns 1 when marked, 0 when the event is not stored
+//	KEYS: the events' hashes
+//	ARGV: per event its delivery count
+//	returns per event 1 when marked, 0 when it is not stored
 var fanoutScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], 'account') == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'fanout', 1, 'count', ARGV[1])
-redis.call('PERSIST', KEYS[1])
-return 1
+local out = {}
+for i = 1, #KEYS do
+  out[i] = 0
+  if redis.call('HEXISTS', KEYS[i], 'account') == 1 then
+    redis.call('HSET', KEYS[i], 'fanout', 1, 'count', ARGV[i])
+    redis.call('PERSIST', KEYS[i])
+    out[i] = 1
+  end
+end
+return out
 `)
 
 // WaitKey is the archiver's list of events of shard n to look at without
@@ -242,12 +249,12 @@ func (s *Store) MarkFannedOutMany(ctx context.Context, fs []Fanout) error {
 			return err
 		}
 	}
-	calls := make([]redisx.ScriptCall, len(fs))
+	keys, counts := make([]string, len(fs)), make([]any, len(fs))
 	for i, f := range fs {
-		calls[i] = redisx.ScriptCall{Script: fanoutScript, Keys: []string{Key(f.ID)}, Args: []any{f.Count}}
+		keys[i], counts[i] = Key(f.ID), f.Count
 	}
-	_, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
-	return redisx.FirstError(errs)
+	_, err := redisx.RunForKeys(ctx, s.rdb, fanoutScript, keys, counts, 1)
+	return err
 }
 
 // Get returns the event or an apierr.ErrNotFound error.
@@ -370,17 +377,22 @@ if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then done = 1 
 return {done, redis.call('HMGET', KEYS[1], 'account', 'type', 'payload', 'created', 'idem', 'upload', 'trace', 'fanout', 'count')}
 `)
 
-// deleteDoneScript deletes an event that is done (see markScript).
+// deleteDoneScript deletes events that are done (see markScript).
+// Written for many keys (redisx.RunForKeys).
 //
-//	KEYS: 1 the event's hash
-//	returns the event's account when deleted, else 0
+//	KEYS: the events' hashes
+//	returns per event its account when deleted, else 0
 var deleteDoneScript = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'fanout', 'count', 'ended', 'account')
-if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then
-  redis.call('DEL', KEYS[1])
-  return f[4] or ''
+local out = {}
+for i = 1, #KEYS do
+  out[i] = 0
+  local f = redis.call('HMGET', KEYS[i], 'fanout', 'count', 'ended', 'account')
+  if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then
+    redis.call('DEL', KEYS[i])
+    out[i] = f[4] or ''
+  end
 end
-return 0
+return out
 `)
 
 // EventState is an event as the archiver sees it.
@@ -438,12 +450,12 @@ func (s *Store) MarkEnded(ctx context.Context, byEvent map[string][]string) (map
 // round trip: another slot, so a crash in between leaves entries whose
 // event is gone, which ingestion's listing drops as it meets them.
 func (s *Store) DeleteDone(ctx context.Context, ids []string) ([]bool, error) {
-	calls := make([]redisx.ScriptCall, len(ids))
+	keys := make([]string, len(ids))
 	for i, id := range ids {
-		calls[i] = redisx.ScriptCall{Script: deleteDoneScript, Keys: []string{Key(id)}}
+		keys[i] = Key(id)
 	}
-	replies, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
-	if err := redisx.FirstError(errs); err != nil {
+	replies, err := redisx.RunForKeys(ctx, s.rdb, deleteDoneScript, keys, nil, 0)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]bool, len(ids))

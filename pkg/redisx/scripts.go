@@ -3,6 +3,7 @@ package redisx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -108,4 +109,45 @@ func FirstError(errs []error) error {
 		}
 	}
 	return nil
+}
+
+// MaxKeysPerCall bounds the keys of one RunForKeys call on a standalone
+// Redis: a script blocks the server while it runs.
+const MaxKeysPerCall = 500
+
+// RunForKeys runs a script written for many keys over keys, as few calls
+// as it may: on a standalone Redis up to MaxKeysPerCall keys to a call, on
+// a Redis Cluster one key to a call (keys of other slots cannot share one).
+// The script reads KEYS[i] with its arity arguments, ARGV[(i-1)*arity+1]
+// to ARGV[i*arity] (args holds them in that order), and returns a table of
+// one entry per key (never nil: Lua ends a table at its first nil). It
+// returns each key's entry in the order of keys. Run per event, these
+// scripts cost a script call each: most of the Redis time of a call that
+// does little is the call itself.
+func RunForKeys(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, keys []string, args []any, arity int) ([]any, error) {
+	if len(args) != len(keys)*arity {
+		return nil, fmt.Errorf("redisx: %d arguments for %d keys of arity %d", len(args), len(keys), arity)
+	}
+	size := MaxKeysPerCall
+	if _, cluster := rdb.(*redis.ClusterClient); cluster {
+		size = 1
+	}
+	var calls []ScriptCall
+	for lo := 0; lo < len(keys); lo += size {
+		hi := min(lo+size, len(keys))
+		calls = append(calls, ScriptCall{Script: script, Keys: keys[lo:hi], Args: args[lo*arity : hi*arity]})
+	}
+	replies, errs := RunScripts(ctx, rdb, calls, nil)
+	if err := FirstError(errs); err != nil {
+		return nil, err
+	}
+	out := make([]any, 0, len(keys))
+	for j, r := range replies {
+		entries, _ := r.([]any)
+		if len(entries) != len(calls[j].Keys) {
+			return nil, fmt.Errorf("redisx: script %s answered %d entries for %d keys", script.Hash(), len(entries), len(calls[j].Keys))
+		}
+		out = append(out, entries...)
+	}
+	return out, nil
 }

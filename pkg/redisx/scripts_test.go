@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,107 @@ func TestRunScriptsOnCluster(t *testing.T) {
 			t.Fatalf("key %d = %d after 2 runs", i, got)
 		}
 	}
+}
+
+// tagScript is written for many keys: per key KEYS[i] and its two
+// arguments joined, after counting the run in the key.
+var tagScript = redis.NewScript(`
+local out = {}
+for i = 1, #KEYS do
+  redis.call('INCR', KEYS[i])
+  out[i] = KEYS[i] .. ':' .. ARGV[2 * i - 1] .. ARGV[2 * i]
+end
+return out
+`)
+
+// evalshaCalls is how many EVALSHA calls the server has run.
+func evalshaCalls(t *testing.T, ctx context.Context, rdb redis.Cmdable) int {
+	t.Helper()
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		if rest, ok := strings.CutPrefix(l, "cmdstat_evalsha:calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
+}
+
+// runForKeys runs tagScript over n keys and checks every key's entry, in
+// order, and that each key ran once more.
+func runForKeys(t *testing.T, ctx context.Context, rdb redis.UniversalClient, n, runs int) {
+	t.Helper()
+	keys := make([]string, n)
+	var args []any
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+		args = append(args, "a", i)
+	}
+	got, err := RunForKeys(ctx, rdb, tagScript, keys, args, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d entries for %d keys", len(got), n)
+	}
+	for i, k := range keys {
+		if want := fmt.Sprintf("%s:a%d", k, i); got[i] != want {
+			t.Fatalf("entry %d = %v, want %s", i, got[i], want)
+		}
+		if c := counts(t, ctx, rdb, k)[0]; c != runs {
+			t.Fatalf("key %s ran %d times, want %d", k, c, runs)
+		}
+	}
+}
+
+// TestRunForKeys: on a standalone Redis the keys go MaxKeysPerCall to a
+// call, each key's entry comes back in order, a flushed script cache is
+// refilled, and arguments that do not match the keys are refused before
+// anything runs.
+func TestRunForKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := srv.Client
+	n := 2*MaxKeysPerCall + 201
+	before := evalshaCalls(t, ctx, rdb)
+	runForKeys(t, ctx, rdb, n, 1)
+	if calls := evalshaCalls(t, ctx, rdb) - before; calls != 3 {
+		t.Errorf("%d keys took %d EVALSHA calls, want 3", n, calls)
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	runForKeys(t, ctx, rdb, n, 2)
+	if _, err := RunForKeys(ctx, rdb, tagScript, []string{"x", "y"}, []any{"a", 1, "b"}, 2); err == nil || !strings.Contains(err.Error(), "3 arguments for 2 keys of arity 2") {
+		t.Errorf("mismatched arguments: %v", err)
+	}
+	if c := counts(t, ctx, rdb, "x")[0]; c != 0 {
+		t.Errorf("a refused call ran: x = %d", c)
+	}
+	short := redis.NewScript(`return {1}`)
+	if _, err := RunForKeys(ctx, rdb, short, []string{"x", "y"}, nil, 0); err == nil || !strings.Contains(err.Error(), "answered 1 entries for 2 keys") {
+		t.Errorf("a script answering too few entries: %v", err)
+	}
+}
+
+// TestRunForKeysOnCluster: on a Redis Cluster every key is a call of its
+// own (its slot's node), with the same answers.
+func TestRunForKeysOnCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	c, err := Open(ctx, cl.URL, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runForKeys(t, ctx, c, 40, 1) // keys of many slots, so of every node
+	for _, n := range cl.Nodes {
+		if err := n.Client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runForKeys(t, ctx, c, 40, 2)
 }
