@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,15 +39,16 @@ func counts(t *testing.T, ctx context.Context, rdb redis.Cmdable, keys ...string
 	return out
 }
 
-// evalCount is how many EVAL commands the server has run so far.
-func evalCount(t *testing.T, ctx context.Context, rdb redis.Cmdable) int {
+// callCount is how many calls of the command cmd (lower case: eval,
+// evalsha) the server has run so far.
+func callCount(t *testing.T, ctx context.Context, rdb redis.Cmdable, cmd string) int {
 	t.Helper()
 	info, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_eval:calls="); ok {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
 			var n int
 			fmt.Sscanf(rest, "%d", &n)
 			return n
@@ -100,13 +100,13 @@ func TestRunScripts(t *testing.T) {
 	}
 
 	// Cached: one pipeline by hash, no EVAL.
-	evals := evalCount(t, ctx, rdb)
+	evals := callCount(t, ctx, rdb, "eval")
 	res, errs = RunScripts(ctx, rdb, calls("cached"), after)
 	check(res, errs, "cached")
 	if got := counts(t, ctx, rdb, "after")[0]; got != 3 {
 		t.Fatalf("after ran %d times in all, want 3", got)
 	}
-	if got := evalCount(t, ctx, rdb); got != evals {
+	if got := callCount(t, ctx, rdb, "eval"); got != evals {
 		t.Fatalf("%d EVALs with every script cached, want none", got-evals)
 	}
 
@@ -120,7 +120,7 @@ func TestRunScripts(t *testing.T) {
 	}
 	mixed := append(calls("flushed"), ScriptCall{Script: otherScript, Keys: []string{"other"}},
 		ScriptCall{Script: otherScript, Keys: []string{"other"}})
-	evals = evalCount(t, ctx, rdb)
+	evals = callCount(t, ctx, rdb, "eval")
 	res, errs = RunScripts(ctx, rdb, mixed, nil)
 	check(res[:n], errs[:n], "flushed")
 	for i := n; i < len(mixed); i++ {
@@ -131,7 +131,7 @@ func TestRunScripts(t *testing.T) {
 	if got := counts(t, ctx, rdb, "other")[0]; got != 2 {
 		t.Fatalf("other = %d after 2 calls", got)
 	}
-	if got := evalCount(t, ctx, rdb) - evals; got != n {
+	if got := callCount(t, ctx, rdb, "eval") - evals; got != n {
 		t.Fatalf("%d calls re-sent by source, want the %d that met NOSCRIPT", got, n)
 	}
 
@@ -234,22 +234,6 @@ end
 return out
 `)
 
-// evalshaCalls is how many EVALSHA calls the server has run.
-func evalshaCalls(t *testing.T, ctx context.Context, rdb redis.Cmdable) int {
-	t.Helper()
-	info, err := rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(info, "\r\n") {
-		if rest, ok := strings.CutPrefix(l, "cmdstat_evalsha:calls="); ok {
-			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-			return n
-		}
-	}
-	return 0
-}
-
 // runForKeys runs tagScript over n keys and checks every key's entry, in
 // order, and that each key ran once more.
 func runForKeys(t *testing.T, ctx context.Context, rdb redis.UniversalClient, n, runs int) {
@@ -286,9 +270,9 @@ func TestRunForKeys(t *testing.T) {
 	ctx := context.Background()
 	rdb := srv.Client
 	n := 2*MaxKeysPerCall + 201
-	before := evalshaCalls(t, ctx, rdb)
+	before := callCount(t, ctx, rdb, "evalsha")
 	runForKeys(t, ctx, rdb, n, 1)
-	if calls := evalshaCalls(t, ctx, rdb) - before; calls != 3 {
+	if calls := callCount(t, ctx, rdb, "evalsha") - before; calls != 3 {
 		t.Errorf("%d keys took %d EVALSHA calls, want 3", n, calls)
 	}
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
