@@ -182,16 +182,23 @@ func TestRunScripts(t *testing.T) {
 	}
 }
 
-// TestRunScriptsOnCluster: a cluster client splits the pipelines by slot;
-// after every primary's cache is flushed, each call still runs once.
-func TestRunScriptsOnCluster(t *testing.T) {
+// openCluster starts a 3-node Redis Cluster and opens a client of it.
+func openCluster(t *testing.T) (*redistest.Cluster, redis.UniversalClient) {
+	t.Helper()
 	cl := redistest.StartCluster(t, 3)
-	ctx := context.Background()
-	c, err := Open(ctx, cl.URL, 10*time.Second)
+	c, err := Open(context.Background(), cl.URL, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
+	return cl, c
+}
+
+// TestRunScriptsOnCluster: a cluster client splits the pipelines by slot;
+// after every primary's cache is flushed, each call still runs once.
+func TestRunScriptsOnCluster(t *testing.T) {
+	cl, c := openCluster(t)
+	ctx := context.Background()
 	keys := make([]string, 30) // of many slots, so of every node
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)
@@ -294,13 +301,8 @@ func TestRunForKeys(t *testing.T) {
 // TestRunForKeysOnCluster: on a Redis Cluster every key is a call of its
 // own (its slot's node), with the same answers.
 func TestRunForKeysOnCluster(t *testing.T) {
-	cl := redistest.StartCluster(t, 3)
+	cl, c := openCluster(t)
 	ctx := context.Background()
-	c, err := Open(ctx, cl.URL, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	runForKeys(t, ctx, c, 40, 1) // keys of many slots, so of every node
 	for _, n := range cl.Nodes {
 		if err := n.Client.ScriptFlush(ctx).Err(); err != nil {
