@@ -121,9 +121,9 @@ const MaxKeysPerCall = 500
 // The script reads KEYS[i] with its arity arguments, ARGV[(i-1)*arity+1]
 // to ARGV[i*arity] (args holds them in that order), and returns a table of
 // one entry per key (never nil: Lua ends a table at its first nil). It
-// returns each key's entry in the order of keys. Run per event, these
-// scripts cost a script call each: most of the Redis time of a call that
-// does little is the call itself.
+// returns each key's entry in the order of keys. Run once per key
+// instead, such a script costs Redis a command of its own per key (its
+// parsing, dispatch and reply), which is most of a call that does little.
 func RunForKeys(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, keys []string, args []any, arity int) ([]any, error) {
 	if len(args) != len(keys)*arity {
 		return nil, fmt.Errorf("redisx: %d arguments for %d keys of arity %d", len(args), len(keys), arity)
