@@ -156,7 +156,7 @@ func run(ctx context.Context) error {
 			Identities:    common.TLS.Identities,
 		},
 		TLS:      grpcTLS,
-		Register: grpcapi.New(svc, common.JaegerUIURL).Register,
+		Register: grpcapi.New(svc, common.JaegerUIURL, tel.Logger).Register,
 		Ready:    redisx.Ready(rdb),
 		// Reported, never required: the gateway's /healthz shows it.
 		Components: map[string]func(context.Context) error{config.HistoryHealthService: hist.Ping},

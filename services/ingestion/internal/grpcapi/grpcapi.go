@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 
 	"google.golang.org/grpc"
@@ -26,20 +27,24 @@ type Server struct {
 	ingestionv1.UnimplementedIngestionServiceServer
 	svc         *ingest.Service
 	jaegerUIURL string
+	log         *slog.Logger
 }
 
 var _ ingestionv1.IngestionServiceServer = (*Server)(nil)
 
 // New returns the gRPC server of svc; jaegerUIURL (may be empty) turns
-// trace ids into links.
-func New(svc *ingest.Service, jaegerUIURL string) *Server {
-	return &Server{svc: svc, jaegerUIURL: jaegerUIURL}
+// trace ids into links; log (may be nil) records the causes of internal
+// errors that PublishEach answers per event.
+func New(svc *ingest.Service, jaegerUIURL string, log *slog.Logger) *Server {
+	return &Server{svc: svc, jaegerUIURL: jaegerUIURL, log: log}
 }
 
 // Register registers the ingestion services (serve.Service.Register):
-// events, the suite's operational events and the delivery stats.
+// events, the gateway's gathered publishes, the suite's operational events
+// and the delivery stats.
 func (s *Server) Register(g *grpc.Server) {
 	ingestionv1.RegisterIngestionServiceServer(g, s)
+	ingestionv1.RegisterGatewayPublishServiceServer(g, newGatewayServer(s))
 	ingestionv1.RegisterIngestionInternalServiceServer(g, &InternalServer{s: s})
 	ingestionv1.RegisterStatsServiceServer(g, &Stats{svc: s.svc})
 }
@@ -50,6 +55,7 @@ func Policy() authn.Policy {
 	return authn.Policy{
 		ingestionv1.IngestionService_PublishEvent_FullMethodName:               authn.Producer,
 		ingestionv1.IngestionService_PublishEvents_FullMethodName:              authn.Producer,
+		ingestionv1.GatewayPublishService_PublishEach_FullMethodName:           authn.Producer,
 		ingestionv1.IngestionService_ReportCreditBalance_FullMethodName:        authn.Producer,
 		ingestionv1.IngestionService_GetEvent_FullMethodName:                   authn.Customer,
 		ingestionv1.IngestionService_ListEvents_FullMethodName:                 authn.Customer,

@@ -152,6 +152,8 @@ type env struct {
 	reg    *registrytest.Registry
 	dlv    *deliveryDouble
 	client ingestionv1.IngestionServiceClient
+	// gateway is the REST gateway's client (gathered publishes).
+	gateway ingestionv1.GatewayPublishServiceClient
 	// internal is the suite's own client (operational events).
 	internal ingestionv1.IngestionInternalServiceClient
 	stats    ingestionv1.StatsServiceClient
@@ -205,7 +207,7 @@ func newEnv(t testing.TB, o options) *env {
 			ProducerToken: o.producerToken,
 			InternalToken: internalToken,
 		},
-		Register: grpcapi.New(svc, jaegerUI).Register,
+		Register: grpcapi.New(svc, jaegerUI, nil).Register,
 	}
 	srv, _ := service.NewServer()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -220,6 +222,7 @@ func newEnv(t testing.TB, o options) *env {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	e.client = ingestionv1.NewIngestionServiceClient(conn)
+	e.gateway = ingestionv1.NewGatewayPublishServiceClient(conn)
 	internalConn, err := serve.Dial(lis.Addr().String(), internalToken) // as delivery dials ingestion
 	if err != nil {
 		t.Fatal(err)

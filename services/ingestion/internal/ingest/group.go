@@ -80,6 +80,47 @@ func newGrouper(s *Service) *grouper {
 // publishOne validates one event in the caller's goroutine and then
 // publishes it with the calls in flight with it.
 func (s *Service) publishOne(ctx context.Context, r Request) (Result, error) {
+	c, err := s.validateOne(ctx, r)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.groups.Do(ctx, c)
+}
+
+// PublishEach publishes events that arrived together from different
+// callers (the gateway's gathered REST publishes) as one group, without
+// waiting for the grouper: each event is validated on its own, under its
+// own context (ctxs[i]: its caller's trace), and answered on its own, as if
+// its Publish had met the others in a group. The group runs under none of
+// the contexts, within groupTimeout, like the grouper's groups.
+func (s *Service) PublishEach(ctxs []context.Context, rs []Request) ([]Result, []error) {
+	res := make([]Result, len(rs))
+	errs := make([]error, len(rs))
+	calls := make([]groupCall, 0, len(rs))
+	members := make([]int, 0, len(rs))
+	for i, r := range rs {
+		c, err := s.validateOne(ctxs[i], r)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		calls = append(calls, c)
+		members = append(members, i)
+	}
+	if len(calls) == 0 {
+		return res, errs
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	gres, gerrs := s.publishGroup(ctx, calls)
+	for k, i := range members {
+		res[i], errs[i] = gres[k], gerrs[k]
+	}
+	return res, errs
+}
+
+// validateOne validates one event for a group, in its caller's trace.
+func (s *Service) validateOne(ctx context.Context, r Request) (groupCall, error) {
 	now := s.now().UTC().Truncate(time.Millisecond)
 	sc := trace.SpanContextFromContext(ctx)
 	var traceID string
@@ -88,10 +129,10 @@ func (s *Service) publishOne(ctx context.Context, r Request) (Result, error) {
 	}
 	items, err := s.validate(ctx, []Request{r}, false, now, traceID)
 	if err != nil {
-		return Result{}, err
+		return groupCall{}, err
 	}
 	stampTrace(ctx, items)
-	return s.groups.Do(ctx, groupCall{it: items[0], caller: sc})
+	return groupCall{it: items[0], caller: sc}, nil
 }
 
 // stampTrace records the caller's W3C trace context on its items: their
