@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,23 +96,36 @@ func (s *Store) Put(ctx context.Context, e *Event) error {
 	return nil
 }
 
-// createScript stores an event create-only: when the hash already holds an
-// event (it has an account) it changes nothing and returns that event's
-// fields; otherwise it writes the hash (replacing a fragment without an
-// account, which is no event) and its expiry together, and returns 1.
-// One key, so it runs on Redis Cluster as is.
+// createScript stores events create-only: when an event's hash already
+// holds an event (it has an account) it changes nothing and answers that
+// event's fields; otherwise it writes the hash (replacing a fragment
+// without an account, which is no event) and its expiry together, and
+// answers 1. Written for many keys (redisx.RunForKeys).
 //
-//	KEYS: 1 the event's hash
-//	ARGV: 1 expiry (ms), 2.. field, value, field, value, ...
+//	KEYS: the events' hashes
+//	ARGV: per key createArity values: expiry (ms), account, type, payload,
+//	      created, idem, upload, trace, okey ('' for none)
 var createScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], 'account') == 1 then
-  return redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #KEYS do
+  local k, a = KEYS[i], (i - 1) * 9
+  if redis.call('HEXISTS', k, 'account') == 1 then
+    out[i] = redis.call('HGETALL', k)
+  else
+    redis.call('DEL', k)
+    redis.call('HSET', k, 'account', ARGV[a+2], 'type', ARGV[a+3], 'payload', ARGV[a+4],
+      'created', ARGV[a+5], 'idem', ARGV[a+6], 'upload', ARGV[a+7], 'trace', ARGV[a+8],
+      'fanout', 0, 'count', 0)
+    if ARGV[a+9] ~= '' then redis.call('HSET', k, 'okey', ARGV[a+9]) end
+    redis.call('PEXPIRE', k, ARGV[a+1])
+    out[i] = 1
+  end
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
+return out
 `)
+
+// createArity is the number of createScript's arguments per event.
+const createArity = 9
 
 // CreateMany stores each event (FanoutDone false) unless an event of its id
 // is already stored, in one round trip. Each check and write is one atomic
@@ -132,12 +146,15 @@ func (s *Store) CreateManyAlso(ctx context.Context, evs []*Event, also func(redi
 	if len(evs) == 0 {
 		return found, nil
 	}
-	calls := make([]redisx.ScriptCall, len(evs))
+	keys := make([]string, len(evs))
+	args := make([]any, 0, len(evs)*createArity)
 	for i, e := range evs {
-		calls[i] = redisx.ScriptCall{Script: createScript, Keys: []string{Key(e.ID)}, Args: createArgs(e, s.unfinished)}
+		keys[i] = Key(e.ID)
+		args = append(args, s.unfinished.Milliseconds(), e.AccountID, e.Type, e.Payload,
+			e.CreateTime.UnixMilli(), e.IdempotencyKey, e.UploadID, e.TraceID, e.OrderingKey)
 	}
-	res, errs := redisx.RunScripts(ctx, s.rdb, calls, also)
-	if err := redisx.FirstError(errs); err != nil {
+	res, err := redisx.RunForKeys(ctx, s.rdb, createScript, keys, args, createArity, also)
+	if err != nil {
 		return nil, err
 	}
 	for i, r := range res {
@@ -146,17 +163,6 @@ func (s *Store) CreateManyAlso(ctx context.Context, evs []*Event, also func(redi
 		}
 	}
 	return found, nil
-}
-
-func createArgs(e *Event, ttl time.Duration) []any {
-	args := []any{ttl.Milliseconds(),
-		"account", e.AccountID, "type", e.Type, "payload", e.Payload,
-		"created", e.CreateTime.UnixMilli(), "idem", e.IdempotencyKey,
-		"upload", e.UploadID, "trace", e.TraceID, "fanout", 0, "count", 0}
-	if e.OrderingKey != "" {
-		args = append(args, "okey", e.OrderingKey)
-	}
-	return args
 }
 
 // LineKey is the key that orders the event's deliveries to endpoints
@@ -253,7 +259,7 @@ func (s *Store) MarkFannedOutMany(ctx context.Context, fs []Fanout) error {
 	for i, f := range fs {
 		keys[i], counts[i] = Key(f.ID), f.Count
 	}
-	_, err := redisx.RunForKeys(ctx, s.rdb, fanoutScript, keys, counts, 1)
+	_, err := redisx.RunForKeys(ctx, s.rdb, fanoutScript, keys, counts, 1, nil)
 	return err
 }
 
@@ -355,26 +361,35 @@ func (s *Store) Accounts(ctx context.Context, ids []string) ([]string, error) {
 // and "ended" reaches its delivery count: the archiver archives it with
 // the batch that ends its last delivery, then deletes it here.
 
-// markScript marks deliveries of one event as ended and reports its state.
-// An event fanned out to deliveries is PERSISTed here too: one an earlier
-// build wrote with a TTL (DELIVERY_RETENTION) is adopted when the archiver
-// first meets it, so it waits for its deliveries like a new one.
+// markScript marks deliveries of events as ended and reports each event's
+// state. An event fanned out to deliveries is PERSISTed here too: one an
+// earlier build wrote with a TTL (DELIVERY_RETENTION) is adopted when the
+// archiver first meets it, so it waits for its deliveries like a new one.
+// Written for many keys (redisx.RunForKeys).
 //
-//	KEYS: 1 the event's hash
-//	ARGV: delivery ids
-//	returns {} when the event is not stored, else {done (0|1), fields...}
+//	KEYS: the events' hashes
+//	ARGV: per key, its delivery ids joined by commas
+//	returns per event {} when it is not stored, else {done (0|1), {fields...}}
 var markScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], 'account') == 0 then return {} end
-for i = 1, #ARGV do
-  if redis.call('HSETNX', KEYS[1], 'x:' .. ARGV[i], 1) == 1 then
-    redis.call('HINCRBY', KEYS[1], 'ended', 1)
+local out = {}
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  if redis.call('HEXISTS', k, 'account') == 0 then
+    out[i] = {}
+  else
+    for d in string.gmatch(ARGV[i], '[^,]+') do
+      if redis.call('HSETNX', k, 'x:' .. d, 1) == 1 then
+        redis.call('HINCRBY', k, 'ended', 1)
+      end
+    end
+    local f = redis.call('HMGET', k, 'fanout', 'count', 'ended')
+    if f[1] == '1' and (tonumber(f[2]) or 0) > 0 then redis.call('PERSIST', k) end
+    local done = 0
+    if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then done = 1 end
+    out[i] = {done, redis.call('HMGET', k, 'account', 'type', 'payload', 'created', 'idem', 'upload', 'trace', 'fanout', 'count')}
   end
 end
-local f = redis.call('HMGET', KEYS[1], 'fanout', 'count', 'ended')
-if f[1] == '1' and (tonumber(f[2]) or 0) > 0 then redis.call('PERSIST', KEYS[1]) end
-local done = 0
-if f[1] == '1' and (tonumber(f[3]) or 0) >= (tonumber(f[2]) or 0) then done = 1 end
-return {done, redis.call('HMGET', KEYS[1], 'account', 'type', 'payload', 'created', 'idem', 'upload', 'trace', 'fanout', 'count')}
+return out
 `)
 
 // deleteDoneScript deletes events that are done (see markScript).
@@ -403,25 +418,19 @@ type EventState struct {
 }
 
 // MarkEnded marks, per event, the given deliveries as ended and returns
-// each event's state, in one round trip (one script call per event).
+// each event's state, in one round trip.
 func (s *Store) MarkEnded(ctx context.Context, byEvent map[string][]string) (map[string]EventState, error) {
 	ids := make([]string, 0, len(byEvent))
-	for id := range byEvent {
+	keys := make([]string, 0, len(byEvent))
+	args := make([]any, 0, len(byEvent))
+	for id, dlvs := range byEvent {
 		ids = append(ids, id)
+		keys = append(keys, Key(id))
+		args = append(args, strings.Join(dlvs, ","))
 	}
-	calls := make([]redisx.ScriptCall, len(ids))
-	for i, id := range ids {
-		args := make([]any, len(byEvent[id]))
-		for j, d := range byEvent[id] {
-			args[j] = d
-		}
-		calls[i] = redisx.ScriptCall{Script: markScript, Keys: []string{Key(id)}, Args: args}
-	}
-	replies, errs := redisx.RunScripts(ctx, s.rdb, calls, nil)
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, err
-		}
+	replies, err := redisx.RunForKeys(ctx, s.rdb, markScript, keys, args, 1, nil)
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[string]EventState, len(ids))
 	names := []string{"account", "type", "payload", "created", "idem", "upload", "trace", "fanout", "count"}
@@ -454,7 +463,7 @@ func (s *Store) DeleteDone(ctx context.Context, ids []string) ([]bool, error) {
 	for i, id := range ids {
 		keys[i] = Key(id)
 	}
-	replies, err := redisx.RunForKeys(ctx, s.rdb, deleteDoneScript, keys, nil, 0)
+	replies, err := redisx.RunForKeys(ctx, s.rdb, deleteDoneScript, keys, nil, 0, nil)
 	if err != nil {
 		return nil, err
 	}

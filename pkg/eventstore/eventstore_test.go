@@ -224,3 +224,61 @@ func TestAFannedOutEventNeverExpires(t *testing.T) {
 		t.Errorf("DeleteDone = %v, %v", del, err)
 	}
 }
+
+// TestOneCallStoresAndMarksManyEvents: CreateMany and MarkEnded run one
+// script over all their events (redisx.RunForKeys) and still answer each
+// event on its own: a stored event's fields for an id already taken, the
+// ordering key only where one was given; deliveries marked once each, an
+// event unknown to Redis reported as not stored.
+func TestOneCallStoresAndMarksManyEvents(t *testing.T) {
+	srv := redistest.Start(t)
+	s := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now()
+	taken := &Event{ID: "evt_a", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{"first":1}`), CreateTime: now}
+	if _, err := s.CreateMany(ctx, []*Event{taken}); err != nil {
+		t.Fatal(err)
+	}
+	evs := []*Event{
+		{ID: "evt_a", AccountID: "acct_2", Type: "upload.completed", Payload: []byte(`{"again":1}`), CreateTime: now},
+		{ID: "evt_b", AccountID: "acct_1", Type: "transcription.completed", Payload: []byte(`{"b":1}`), CreateTime: now, OrderingKey: "job-7", UploadID: "upl_1", IdempotencyKey: "k1", TraceID: "t1"},
+		{ID: "evt_c", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{"c":1}`), CreateTime: now},
+	}
+	found, err := s.CreateMany(ctx, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found[0] == nil || found[0].AccountID != "acct_1" || string(found[0].Payload) != `{"first":1}` || found[1] != nil || found[2] != nil {
+		t.Fatalf("answers %+v; want evt_a's stored event, then nil, nil", found)
+	}
+	b, err := s.Get(ctx, "evt_b")
+	if err != nil || b.OrderingKey != "job-7" || b.UploadID != "upl_1" || b.IdempotencyKey != "k1" || b.TraceID != "t1" ||
+		b.Type != "transcription.completed" || string(b.Payload) != `{"b":1}` || b.CreateTime.UnixMilli() != now.UnixMilli() {
+		t.Fatalf("evt_b stored as %+v, %v", b, err)
+	}
+	if n := srv.Client.HExists(ctx, Key("evt_c"), "okey").Val(); n {
+		t.Error("evt_c has an okey field without an ordering key")
+	}
+	for _, id := range []string{"evt_b", "evt_c"} {
+		if ttl := srv.Client.PTTL(ctx, Key(id)).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Errorf("%s expiry %v", id, ttl)
+		}
+	}
+
+	if err := s.MarkFannedOutMany(ctx, []Fanout{{ID: "evt_b", Count: 2}, {ID: "evt_c", Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 { // marking again counts nothing twice
+		st, err := s.MarkEnded(ctx, map[string][]string{"evt_b": {"dlv_1", "dlv_2"}, "evt_c": {"dlv_3"}, "evt_gone": {"dlv_4"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := st["evt_b"]; !b.Done || b.Event == nil || b.Event.ID != "evt_b" || b.Event.Type != "transcription.completed" ||
+			!st["evt_c"].Done || st["evt_gone"].Event != nil || st["evt_gone"].Done {
+			t.Fatalf("round %d: states %+v", round, st)
+		}
+		if got := srv.Client.HGet(ctx, Key("evt_b"), "ended").Val(); got != "2" {
+			t.Errorf("round %d: evt_b ended %s, want 2", round, got)
+		}
+	}
+}

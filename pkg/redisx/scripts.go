@@ -124,7 +124,9 @@ const MaxKeysPerCall = 500
 // returns each key's entry in the order of keys. Run once per key
 // instead, such a script costs Redis a command of its own per key (its
 // parsing, dispatch and reply), which is most of a call that does little.
-func RunForKeys(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, keys []string, args []any, arity int) ([]any, error) {
+// after, when set, queues more commands in the same round trip, after the
+// script calls, as RunScripts does.
+func RunForKeys(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, keys []string, args []any, arity int, after func(redis.Pipeliner)) ([]any, error) {
 	if len(args) != len(keys)*arity {
 		return nil, fmt.Errorf("redisx: %d arguments for %d keys of arity %d", len(args), len(keys), arity)
 	}
@@ -137,7 +139,7 @@ func RunForKeys(ctx context.Context, rdb redis.UniversalClient, script *redis.Sc
 		hi := min(lo+size, len(keys))
 		calls = append(calls, ScriptCall{Script: script, Keys: keys[lo:hi], Args: args[lo*arity : hi*arity]})
 	}
-	replies, errs := RunScripts(ctx, rdb, calls, nil)
+	replies, errs := RunScripts(ctx, rdb, calls, after)
 	if err := FirstError(errs); err != nil {
 		return nil, err
 	}

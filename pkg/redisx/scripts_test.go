@@ -251,7 +251,7 @@ func runForKeys(t *testing.T, ctx context.Context, rdb redis.UniversalClient, n,
 		keys[i] = fmt.Sprintf("k%d", i)
 		args = append(args, "a", i)
 	}
-	got, err := RunForKeys(ctx, rdb, tagScript, keys, args, 2)
+	got, err := RunForKeys(ctx, rdb, tagScript, keys, args, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,14 +286,14 @@ func TestRunForKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	runForKeys(t, ctx, rdb, n, 2)
-	if _, err := RunForKeys(ctx, rdb, tagScript, []string{"x", "y"}, []any{"a", 1, "b"}, 2); err == nil || !strings.Contains(err.Error(), "3 arguments for 2 keys of arity 2") {
+	if _, err := RunForKeys(ctx, rdb, tagScript, []string{"x", "y"}, []any{"a", 1, "b"}, 2, nil); err == nil || !strings.Contains(err.Error(), "3 arguments for 2 keys of arity 2") {
 		t.Errorf("mismatched arguments: %v", err)
 	}
 	if c := counts(t, ctx, rdb, "x")[0]; c != 0 {
 		t.Errorf("a refused call ran: x = %d", c)
 	}
 	short := redis.NewScript(`return {1}`)
-	if _, err := RunForKeys(ctx, rdb, short, []string{"x", "y"}, nil, 0); err == nil || !strings.Contains(err.Error(), "answered 1 entries for 2 keys") {
+	if _, err := RunForKeys(ctx, rdb, short, []string{"x", "y"}, nil, 0, nil); err == nil || !strings.Contains(err.Error(), "answered 1 entries for 2 keys") {
 		t.Errorf("a script answering too few entries: %v", err)
 	}
 }
