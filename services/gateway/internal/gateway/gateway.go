@@ -74,7 +74,7 @@ func New(ctx context.Context, b Backends) (http.Handler, error) {
 	}
 	h := http.NewServeMux()
 	h.Handle("/v1/", http.MaxBytesHandler(mux, MaxBodyBytes))
-	h.Handle("POST /v1/events", http.MaxBytesHandler(publishHandler(mux, marshaler, newPublisher(ingestionv1.NewGatewayPublishServiceClient(b.Ingestion))), MaxBodyBytes))
+	h.Handle("POST /v1/events", http.MaxBytesHandler(publishHandler(mux, marshaler, newPublisher(b.Ingestion)), MaxBodyBytes))
 	backends := map[string]*grpc.ClientConn{"registry": b.Registry, "ingestion": b.Ingestion, "delivery": b.Delivery}
 	h.Handle("GET /healthz", healthz(backends, backends)) // each opens the history store on its own
 	h.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {

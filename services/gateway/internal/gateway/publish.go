@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -80,9 +81,13 @@ func publishHandler(mux *runtime.ServeMux, m runtime.Marshaler, p *publisher) ht
 // what it had with a PublishEvent of its own: its credential (requests
 // with different Authorization headers never share a call), its trace
 // context, and its own answer or error; a failed call fails each of its
-// requests with that call's error.
+// requests with that call's error. An ingestion that does not serve
+// PublishEach yet (an older build, during a rolling upgrade) answers
+// Unimplemented: the requests of that call then go as PublishEvent calls
+// of their own, as before.
 type publisher struct {
 	client  ingestionv1.GatewayPublishServiceClient
+	single  ingestionv1.IngestionServiceClient
 	batches *autobatch.Batcher[gathered, *ingestionv1.PublishEventResponse]
 }
 
@@ -93,8 +98,8 @@ type gathered struct {
 	item   *ingestionv1.PublishEachItem
 }
 
-func newPublisher(client ingestionv1.GatewayPublishServiceClient) *publisher {
-	p := &publisher{client: client}
+func newPublisher(cc grpc.ClientConnInterface) *publisher {
+	p := &publisher{client: ingestionv1.NewGatewayPublishServiceClient(cc), single: ingestionv1.NewIngestionServiceClient(cc)}
 	p.batches = autobatch.New(autobatch.DefaultMax, autobatch.DefaultSenders, publishTimeout, p.send)
 	return p
 }
@@ -170,6 +175,10 @@ func (p *publisher) call(ctx context.Context, batch []gathered, members []int, r
 		req.Items[k] = batch[i].item
 	}
 	resp, err := p.client.PublishEach(metadata.NewOutgoingContext(ctx, md), req)
+	if status.Code(err) == codes.Unimplemented {
+		p.each(ctx, md, batch, members, res, errs)
+		return
+	}
 	if err == nil && len(resp.GetResults()) != len(members) {
 		err = status.Errorf(codes.Internal, "ingestion answered %d results for %d events", len(resp.GetResults()), len(members))
 	}
@@ -185,4 +194,21 @@ func (p *publisher) call(ctx context.Context, batch []gathered, members []int, r
 		}
 		errs[i] = status.ErrorProto(&spb.Status{Code: r.GetCode(), Message: r.GetMessage(), Details: r.GetDetails()})
 	}
+}
+
+// each publishes batch's members with a PublishEvent call each, at once,
+// every call in its own request's trace: the path to an ingestion that
+// does not serve PublishEach.
+func (p *publisher) each(ctx context.Context, md metadata.MD, batch []gathered, members []int, res []*ingestionv1.PublishEventResponse, errs []error) {
+	var wg sync.WaitGroup
+	for _, i := range members {
+		wg.Go(func() {
+			cctx := ctx
+			if sc := batch[i].caller; sc.IsValid() {
+				cctx = trace.ContextWithSpanContext(ctx, sc)
+			}
+			res[i], errs[i] = p.single.PublishEvent(metadata.NewOutgoingContext(cctx, md), batch[i].item.GetRequest())
+		})
+	}
+	wg.Wait()
 }
