@@ -20,13 +20,19 @@ import (
 // backend is a real gRPC server with only the health service.
 func backend(t *testing.T) (*grpc.ClientConn, *health.Server) {
 	t.Helper()
+	hs := health.NewServer()
+	return serveGRPC(t, func(srv *grpc.Server) { healthpb.RegisterHealthServer(srv, hs) }), hs
+}
+
+// serveGRPC serves what register registers on loopback and dials it.
+func serveGRPC(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(srv, hs)
+	register(srv)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -34,7 +40,7 @@ func backend(t *testing.T) (*grpc.ClientConn, *health.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return cc, hs
+	return cc
 }
 
 func TestHealthzOpenAPIAndDashboard(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -73,23 +71,12 @@ func (p *ingestionPeer) PublishEach(ctx context.Context, r *ingestionv1.PublishE
 // serveIngestion serves p over loopback, with PublishEach when gathered.
 func serveIngestion(t *testing.T, p *ingestionPeer, gathered bool) *grpc.ClientConn {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	ingestionv1.RegisterIngestionServiceServer(srv, p)
-	if gathered {
-		ingestionv1.RegisterGatewayPublishServiceServer(srv, p)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
+	return serveGRPC(t, func(srv *grpc.Server) {
+		ingestionv1.RegisterIngestionServiceServer(srv, p)
+		if gathered {
+			ingestionv1.RegisterGatewayPublishServiceServer(srv, p)
+		}
+	})
 }
 
 // publishAtOnce makes n POST /v1/events at once, request i with credential
