@@ -52,9 +52,13 @@ func TestRESTPublishesKeepTheirOwnTraces(t *testing.T) {
 
 	for i, id := range traceIDs {
 		var all []span
-		eventually(t, 20*time.Second, fmt.Sprintf("trace %d's attempt span", i), func() bool {
+		// Spans arrive as each process exports them, in any order: the
+		// gateway's and ingestion's end after the attempt may have.
+		eventually(t, 20*time.Second, fmt.Sprintf("trace %d's gateway, PublishEvent and attempt spans", i), func() bool {
 			all = col.Trace(id)
-			return count(all, func(s span) bool { return s.Name == "webhook.attempt" }) >= 1
+			return count(all, func(s span) bool { return s.Name == "webhook.attempt" }) >= 1 &&
+				count(all, func(s span) bool { return s.Service == "gateway" && s.Kind == "server" }) >= 1 &&
+				count(all, func(s span) bool { return s.Service == "ingestion" && s.Kind == "server" }) >= 1
 		})
 		byID := map[string]span{}
 		for _, sp := range all {
