@@ -124,11 +124,7 @@ func (p *publisher) send(ctx context.Context, batch []gathered) ([]*ingestionv1.
 	errs := make([]error, len(batch))
 	var wg sync.WaitGroup
 	for _, members := range calls(batch) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.call(ctx, batch, members, res, errs)
-		}()
+		wg.Go(func() { p.call(ctx, batch, members, res, errs) })
 	}
 	wg.Wait()
 	return res, errs
