@@ -36,8 +36,8 @@ func TestConcurrentRESTPublishesEachGetTheirOwnAnswer(t *testing.T) {
 	for i := range 10 {
 		calls = append(calls, call{kind: "invalid", token: producerToken, body: progress(fmt.Sprintf("upl_bad%d", i), 140)})
 	}
-	for range 8 {
-		b := progress("upl_keyed", 10)
+	for i := range 8 {
+		b := progress("upl_keyed", 10+i) // a repeat answers with the first one's data
 		b["idempotencyKey"] = "group-key-1"
 		calls = append(calls, call{kind: "keyed", token: producerToken, body: b})
 	}
@@ -77,13 +77,17 @@ func TestConcurrentRESTPublishesEachGetTheirOwnAnswer(t *testing.T) {
 	wg.Wait()
 
 	keyedIDs := map[string]int{}
+	keyedData := map[float64]int{}
 	originals := 0
 	for i, c := range calls {
 		a := answers[i]
 		var out struct {
 			Event struct {
 				ID, TraceID string
-				Data        struct{ UploadID string }
+				Data        struct {
+					UploadID   string
+					Percentage float64
+				}
 			}
 			Duplicate bool
 		}
@@ -106,6 +110,7 @@ func TestConcurrentRESTPublishesEachGetTheirOwnAnswer(t *testing.T) {
 				continue
 			}
 			keyedIDs[out.Event.ID]++
+			keyedData[out.Event.Data.Percentage]++
 			if !out.Duplicate {
 				originals++
 			}
@@ -117,6 +122,9 @@ func TestConcurrentRESTPublishesEachGetTheirOwnAnswer(t *testing.T) {
 	}
 	if len(keyedIDs) != 1 || originals != 1 {
 		t.Errorf("8 repeats of one key: events %v, %d not duplicates; want one event, one original", keyedIDs, originals)
+	}
+	if len(keyedData) != 1 {
+		t.Errorf("8 repeats of one key answered with data.percentage %v, want every one the stored event's", keyedData)
 	}
 	var list struct {
 		Events []struct{ ID string } `json:"events"`

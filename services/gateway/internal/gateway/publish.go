@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	ingestionv1 "github.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1"
 	"github.com/voxscriber/webhooks/pkg/authn"
@@ -122,8 +123,13 @@ func (p *publisher) publish(ctx context.Context, auth string, req *ingestionv1.P
 func (p *publisher) send(ctx context.Context, batch []gathered) ([]*ingestionv1.PublishEventResponse, []error) {
 	res := make([]*ingestionv1.PublishEventResponse, len(batch))
 	errs := make([]error, len(batch))
+	cs := calls(batch)
+	if len(cs) == 1 { // the usual case: on this goroutine, whose stack has grown already
+		p.call(ctx, batch, cs[0], res, errs)
+		return res, errs
+	}
 	var wg sync.WaitGroup
-	for _, members := range calls(batch) {
+	for _, members := range cs {
 		wg.Go(func() { p.call(ctx, batch, members, res, errs) })
 	}
 	wg.Wait()
@@ -166,7 +172,7 @@ func (p *publisher) call(ctx context.Context, batch []gathered, members []int, r
 	if first.caller.IsValid() {
 		ctx = trace.ContextWithSpanContext(ctx, first.caller)
 	}
-	req := &ingestionv1.PublishEachRequest{Items: make([]*ingestionv1.PublishEachItem, len(members))}
+	req := &ingestionv1.PublishEachRequest{Items: make([]*ingestionv1.PublishEachItem, len(members)), OmitEchoedData: true}
 	for k, i := range members {
 		req.Items[k] = batch[i].item
 	}
@@ -186,10 +192,23 @@ func (p *publisher) call(ctx context.Context, batch []gathered, members []int, r
 		r := resp.GetResults()[k]
 		if r.GetResponse() != nil {
 			res[i] = r.GetResponse()
+			if r.GetDataOmitted() {
+				res[i].GetEvent().Data = echoedData(batch[i].item.GetRequest())
+			}
 			continue
 		}
 		errs[i] = status.ErrorProto(&spb.Status{Code: r.GetCode(), Message: r.GetMessage(), Details: r.GetDetails()})
 	}
+}
+
+// echoedData is the data of a new event published by req, which PublishEach
+// leaves out of its answer (omit_echoed_data): req's own, as PublishEvent
+// would have answered it.
+func echoedData(req *ingestionv1.PublishEventRequest) *structpb.Struct {
+	if d := req.GetData(); d != nil {
+		return d
+	}
+	return &structpb.Struct{}
 }
 
 // each publishes batch's members with a PublishEvent call each, at once,

@@ -22,8 +22,9 @@ import (
 )
 
 // ingestionPeer is a gRPC ingestion that answers publishes with an event
-// naming the request's type and credential, and refuses the type "bad"
-// (InvalidArgument). gathered false plays a build before PublishEach.
+// naming the request's type and credential, with its data (left out when
+// PublishEach is asked to), and refuses the type "bad" (InvalidArgument).
+// gathered false plays a build before PublishEach.
 type ingestionPeer struct {
 	ingestionv1.UnimplementedIngestionServiceServer
 	ingestionv1.UnimplementedGatewayPublishServiceServer
@@ -42,7 +43,7 @@ func (p *ingestionPeer) answer(ctx context.Context, r *ingestionv1.PublishEventR
 		return nil, status.Error(codes.InvalidArgument, "type: bad is no event type")
 	}
 	return &ingestionv1.PublishEventResponse{Event: &ingestionv1.Event{
-		Id: "evt_" + r.GetIdempotencyKey(), Type: r.GetType(), AccountId: strings.Join(md.Get("authorization"), ","),
+		Id: "evt_" + r.GetIdempotencyKey(), Type: r.GetType(), AccountId: strings.Join(md.Get("authorization"), ","), Data: r.GetData(),
 	}}, nil
 }
 
@@ -63,7 +64,11 @@ func (p *ingestionPeer) PublishEach(ctx context.Context, r *ingestionv1.PublishE
 	for _, it := range r.GetItems() {
 		resp, err := p.answer(ctx, it.GetRequest())
 		st := status.Convert(err).Proto()
-		out.Results = append(out.Results, &ingestionv1.PublishEachResult{Response: resp, Code: st.GetCode(), Message: st.GetMessage()})
+		omit := resp != nil && r.GetOmitEchoedData()
+		if omit {
+			resp.Event.Data = nil
+		}
+		out.Results = append(out.Results, &ingestionv1.PublishEachResult{Response: resp, Code: st.GetCode(), Message: st.GetMessage(), DataOmitted: omit})
 	}
 	return out, nil
 }
@@ -80,7 +85,8 @@ func serveIngestion(t *testing.T, p *ingestionPeer, gathered bool) *grpc.ClientC
 }
 
 // publishAtOnce makes n POST /v1/events at once, request i with credential
-// creds[i%len(creds)], idempotency key i and type typ(i); it returns each
+// creds[i%len(creds)], idempotency key i, type typ(i) and data.uploadId
+// upl_<i>; it returns each
 // answer's status and body.
 func publishAtOnce(t *testing.T, url string, n int, creds []string, typ func(int) string) ([]int, []string) {
 	codes := make([]int, n)
@@ -89,7 +95,7 @@ func publishAtOnce(t *testing.T, url string, n int, creds []string, typ func(int
 	start := make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
-			raw, _ := json.Marshal(map[string]any{"type": typ(i), "idempotencyKey": fmt.Sprint(i)})
+			raw, _ := json.Marshal(map[string]any{"type": typ(i), "idempotencyKey": fmt.Sprint(i), "data": map[string]any{"uploadId": fmt.Sprint("upl_", i)}})
 			req, _ := http.NewRequest("POST", url+"/v1/events", bytes.NewReader(raw))
 			req.Header.Set("Authorization", creds[i%len(creds)])
 			<-start
@@ -136,7 +142,10 @@ func TestGatheredPublishesKeepTheirOwnCredentialAndAnswer(t *testing.T) {
 			codes, bodies := publishAtOnce(t, srv.URL, n, creds, typ)
 			for i := range n {
 				var out struct {
-					Event struct{ ID, Type, AccountID string }
+					Event struct {
+						ID, Type, AccountID string
+						Data                struct{ UploadID string }
+					}
 				}
 				_ = json.Unmarshal([]byte(bodies[i]), &out)
 				switch {
@@ -144,8 +153,9 @@ func TestGatheredPublishesKeepTheirOwnCredentialAndAnswer(t *testing.T) {
 					if codes[i] != 400 || !strings.Contains(bodies[i], "bad is no event type") {
 						t.Errorf("request %d: %d %s, want 400 with its own error", i, codes[i], bodies[i])
 					}
-				case codes[i] != 200 || out.Event.ID != fmt.Sprintf("evt_%d", i) || out.Event.AccountID != creds[i%len(creds)]:
-					t.Errorf("request %d: %d %s, want its own event under %q", i, codes[i], bodies[i], creds[i%len(creds)])
+				case codes[i] != 200 || out.Event.ID != fmt.Sprintf("evt_%d", i) || out.Event.AccountID != creds[i%len(creds)] ||
+					out.Event.Data.UploadID != fmt.Sprint("upl_", i):
+					t.Errorf("request %d: %d %s, want its own event and data under %q", i, codes[i], bodies[i], creds[i%len(creds)])
 				}
 			}
 			peer.mu.Lock()

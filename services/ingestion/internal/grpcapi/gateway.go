@@ -30,7 +30,8 @@ var _ ingestionv1.GatewayPublishServiceServer = (*GatewayServer)(nil)
 // items are published as one group (ingest.Service.PublishEach), each under
 // a server span named like PublishEvent's, a child of the item's trace
 // context and linked to this call's span, and each answered with what its
-// PublishEvent would have answered.
+// PublishEvent would have answered (less the data the caller sent, when it
+// asks for that with omit_echoed_data).
 func (g *GatewayServer) PublishEach(ctx context.Context, req *ingestionv1.PublishEachRequest) (*ingestionv1.PublishEachResponse, error) {
 	items := req.GetItems()
 	if n := len(items); n == 0 || n > ingest.MaxBatch {
@@ -48,11 +49,13 @@ func (g *GatewayServer) PublishEach(ctx context.Context, req *ingestionv1.Publis
 	out := &ingestionv1.PublishEachResponse{Results: make([]*ingestionv1.PublishEachResult, len(items))}
 	for i, it := range items {
 		var resp *ingestionv1.PublishEventResponse
+		var omitted bool
 		err := errs[i]
 		if err == nil {
-			resp, err = g.s.result(res[i], it.GetRequest().GetData())
+			resp, omitted, err = g.s.result(res[i], it.GetRequest().GetData(), req.GetOmitEchoedData())
 		}
 		out.Results[i] = g.answer(ctxs[i], spans[i], resp, err)
+		out.Results[i].DataOmitted = omitted
 	}
 	return out, nil
 }

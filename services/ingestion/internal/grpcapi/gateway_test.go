@@ -2,6 +2,7 @@ package grpcapi_test
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -132,5 +133,48 @@ func TestPublishEachRefusesWhatItCannotServe(t *testing.T) {
 	grpctest.RequireCode(t, err, codes.InvalidArgument, "items")
 	if n := e.dbsize(t); n != 0 {
 		t.Fatalf("DBSIZE %d after refused calls", n)
+	}
+}
+
+// TestPublishEachLeavesOutOnlyTheCallersOwnData: with omit_echoed_data a
+// new event's answer leaves out the data its item sent (and says so),
+// while a repeat answers with the stored event's data and an item with a
+// -0 with the stored 0; without the field every answer carries its data.
+func TestPublishEachLeavesOutOnlyTheCallersOwnData(t *testing.T) {
+	e := newEnv(t, options{producerToken: "p-secret"})
+	acct, _ := e.customer(t)
+	ctx := withToken(t.Context(), "p-secret")
+	item := func(key string, kv ...any) *ingestionv1.PublishEachItem {
+		return &ingestionv1.PublishEachItem{Request: &ingestionv1.PublishEventRequest{AccountId: acct, Type: "transcription.progress",
+			IdempotencyKey: key, Data: sample(t, "transcription.progress", kv...)}}
+	}
+	if _, err := e.gateway.PublishEach(ctx, &ingestionv1.PublishEachRequest{Items: []*ingestionv1.PublishEachItem{item("first", "percentage", 10)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, omit := range []bool{true, false} {
+		resp, err := e.gateway.PublishEach(ctx, &ingestionv1.PublishEachRequest{OmitEchoedData: omit, Items: []*ingestionv1.PublishEachItem{
+			item(fmt.Sprint("new-", omit), "percentage", 20),
+			item("first", "percentage", 30), // a repeat: the stored 10
+			item(fmt.Sprint("zero-", omit), "percentage", math.Copysign(0, -1)),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []struct {
+			omitted    bool
+			percentage float64
+		}{{omit, 20}, {false, 10}, {false, 0}} {
+			r := resp.GetResults()[i]
+			data := r.GetResponse().GetEvent().GetData()
+			got := data.GetFields()["percentage"].GetNumberValue()
+			switch {
+			case r.GetCode() != 0:
+				t.Errorf("omit %v, item %d: %v", omit, i, r)
+			case r.GetDataOmitted() != want.omitted || (data == nil) != want.omitted:
+				t.Errorf("omit %v, item %d: data_omitted %v, data %v; want omitted %v", omit, i, r.GetDataOmitted(), data, want.omitted)
+			case !want.omitted && (got != want.percentage || math.Signbit(got)):
+				t.Errorf("omit %v, item %d: percentage %v, want %v", omit, i, got, want.percentage)
+			}
+		}
 	}
 }

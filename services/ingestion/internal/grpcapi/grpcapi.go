@@ -109,7 +109,8 @@ func (s *Server) PublishEvent(ctx context.Context, req *ingestionv1.PublishEvent
 	if err != nil {
 		return nil, err
 	}
-	return s.result(res, req.GetData())
+	resp, _, err := s.result(res, req.GetData(), false)
+	return resp, err
 }
 
 // PublishEvents implements ingestionv1.IngestionServiceServer.
@@ -127,7 +128,7 @@ func (s *Server) PublishEvents(ctx context.Context, req *ingestionv1.PublishEven
 	}
 	out := &ingestionv1.PublishEventsResponse{Results: make([]*ingestionv1.PublishEventResponse, len(results))}
 	for i, r := range results {
-		if out.Results[i], err = s.result(r, req.GetEvents()[i].GetData()); err != nil {
+		if out.Results[i], _, err = s.result(r, req.GetEvents()[i].GetData(), false); err != nil {
 			return nil, err
 		}
 	}
@@ -204,18 +205,26 @@ func request(r *ingestionv1.PublishEventRequest) ingest.Request {
 // payload was made from that data, so the answer carries the caller's own
 // Struct instead of decoding it back from the payload (every publish
 // answers with its event: this is on the producers' hot path); a
-// duplicate answers with the stored event's data.
-func (s *Server) result(r ingest.Result, data *structpb.Struct) (*ingestionv1.PublishEventResponse, error) {
-	if r.Duplicate || hasNegativeZero(data) {
-		data = nil // the stored data (the payload writes -0 as 0)
-	} else if data == nil {
+// duplicate answers with the stored event's data. With omitEchoed a new
+// event's answer leaves the caller's data out instead (the caller holds
+// it: PublishEach's omit_echoed_data), and omitted says so.
+func (s *Server) result(r ingest.Result, data *structpb.Struct, omitEchoed bool) (resp *ingestionv1.PublishEventResponse, omitted bool, err error) {
+	echoed := !r.Duplicate && !hasNegativeZero(data) // else the stored data (the payload writes -0 as 0)
+	switch {
+	case !echoed:
+		data = nil
+	case data == nil || omitEchoed:
 		data = &structpb.Struct{} // what decoding the payload's "data": {} gives
 	}
 	e, err := s.eventWith(r.Event, data)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return &ingestionv1.PublishEventResponse{Event: e, Duplicate: r.Duplicate}, nil
+	omitted = echoed && omitEchoed
+	if omitted {
+		e.Data = nil
+	}
+	return &ingestionv1.PublishEventResponse{Event: e, Duplicate: r.Duplicate}, omitted, nil
 }
 
 // hasNegativeZero tells whether a field of data is the number -0, which

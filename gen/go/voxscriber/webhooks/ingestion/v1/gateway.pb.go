@@ -23,10 +23,16 @@ const (
 )
 
 type PublishEachRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*PublishEachItem     `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*PublishEachItem     `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// When set, a result whose event data is its item's own request data
+	// (a new event, not a repeat) leaves that data out and sets
+	// data_omitted: the caller holds it already, so it is neither encoded
+	// nor decoded twice. An ingestion that does not know the field answers
+	// with the data, as before.
+	OmitEchoedData bool `protobuf:"varint,2,opt,name=omit_echoed_data,json=omitEchoedData,proto3" json:"omit_echoed_data,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PublishEachRequest) Reset() {
@@ -64,6 +70,13 @@ func (x *PublishEachRequest) GetItems() []*PublishEachItem {
 		return x.Items
 	}
 	return nil
+}
+
+func (x *PublishEachRequest) GetOmitEchoedData() bool {
+	if x != nil {
+		return x.OmitEchoedData
+	}
+	return false
 }
 
 // PublishEachItem is one caller's PublishEvent.
@@ -182,9 +195,12 @@ type PublishEachResult struct {
 	// Set when the event was published (or was a repeat).
 	Response *PublishEventResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
 	// A google.rpc.Code, 0 (OK) when response is set.
-	Code          int32        `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string       `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	Details       []*anypb.Any `protobuf:"bytes,4,rep,name=details,proto3" json:"details,omitempty"`
+	Code    int32        `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message string       `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Details []*anypb.Any `protobuf:"bytes,4,rep,name=details,proto3" json:"details,omitempty"`
+	// Set when response.event.data was left out (omit_echoed_data): the
+	// event's data is the item's request data, or {} when it had none.
+	DataOmitted   bool `protobuf:"varint,5,opt,name=data_omitted,json=dataOmitted,proto3" json:"data_omitted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,13 +263,21 @@ func (x *PublishEachResult) GetDetails() []*anypb.Any {
 	return nil
 }
 
+func (x *PublishEachResult) GetDataOmitted() bool {
+	if x != nil {
+		return x.DataOmitted
+	}
+	return false
+}
+
 var File_voxscriber_webhooks_ingestion_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_voxscriber_webhooks_ingestion_v1_gateway_proto_rawDesc = "" +
 	"\n" +
-	".voxscriber/webhooks/ingestion/v1/gateway.proto\x12 voxscriber.webhooks.ingestion.v1\x1a\x19google/protobuf/any.proto\x1a0voxscriber/webhooks/ingestion/v1/ingestion.proto\"]\n" +
+	".voxscriber/webhooks/ingestion/v1/gateway.proto\x12 voxscriber.webhooks.ingestion.v1\x1a\x19google/protobuf/any.proto\x1a0voxscriber/webhooks/ingestion/v1/ingestion.proto\"\x87\x01\n" +
 	"\x12PublishEachRequest\x12G\n" +
-	"\x05items\x18\x01 \x03(\v21.voxscriber.webhooks.ingestion.v1.PublishEachItemR\x05items\"\xa4\x01\n" +
+	"\x05items\x18\x01 \x03(\v21.voxscriber.webhooks.ingestion.v1.PublishEachItemR\x05items\x12(\n" +
+	"\x10omit_echoed_data\x18\x02 \x01(\bR\x0eomitEchoedData\"\xa4\x01\n" +
 	"\x0fPublishEachItem\x12O\n" +
 	"\arequest\x18\x01 \x01(\v25.voxscriber.webhooks.ingestion.v1.PublishEventRequestR\arequest\x12 \n" +
 	"\vtraceparent\x18\x02 \x01(\tR\vtraceparent\x12\x1e\n" +
@@ -261,12 +285,13 @@ const file_voxscriber_webhooks_ingestion_v1_gateway_proto_rawDesc = "" +
 	"tracestate\x18\x03 \x01(\tR\n" +
 	"tracestate\"d\n" +
 	"\x13PublishEachResponse\x12M\n" +
-	"\aresults\x18\x01 \x03(\v23.voxscriber.webhooks.ingestion.v1.PublishEachResultR\aresults\"\xc5\x01\n" +
+	"\aresults\x18\x01 \x03(\v23.voxscriber.webhooks.ingestion.v1.PublishEachResultR\aresults\"\xe8\x01\n" +
 	"\x11PublishEachResult\x12R\n" +
 	"\bresponse\x18\x01 \x01(\v26.voxscriber.webhooks.ingestion.v1.PublishEventResponseR\bresponse\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12.\n" +
-	"\adetails\x18\x04 \x03(\v2\x14.google.protobuf.AnyR\adetails2\x95\x01\n" +
+	"\adetails\x18\x04 \x03(\v2\x14.google.protobuf.AnyR\adetails\x12!\n" +
+	"\fdata_omitted\x18\x05 \x01(\bR\vdataOmitted2\x95\x01\n" +
 	"\x15GatewayPublishService\x12|\n" +
 	"\vPublishEach\x124.voxscriber.webhooks.ingestion.v1.PublishEachRequest\x1a5.voxscriber.webhooks.ingestion.v1.PublishEachResponse\"\x00B\xab\x02\n" +
 	"$com.voxscriber.webhooks.ingestion.v1B\fGatewayProtoP\x01ZRgithub.com/voxscriber/webhooks/gen/go/voxscriber/webhooks/ingestion/v1;ingestionv1\xa2\x02\x03VWI\xaa\x02 Voxscriber.Webhooks.Ingestion.V1\xca\x02 Voxscriber\\Webhooks\\Ingestion\\V1\xe2\x02,Voxscriber\\Webhooks\\Ingestion\\V1\\GPBMetadata\xea\x02#Voxscriber::Webhooks::Ingestion::V1b\x06proto3"
