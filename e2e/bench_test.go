@@ -361,13 +361,16 @@ func latencyAt(b *testing.B, publish publishOne, ctx context.Context, rcv *arriv
 // rate for d, waits (a minute at most) until each receiver of rcvs has
 // answered every accepted one 2xx, and returns per receiver, by event (the
 // index given to publish), the time from the producer's call to that first
-// 2xx; note says the rate the publishes reached and how many were refused.
+// 2xx; note says the rate the publishes reached, how many were refused, and
+// the p50 and p99 of the acknowledgements (the producer's call to its
+// answer: the part of the latency before delivery takes over).
 func pacedLatencies(b *testing.B, publish publishOne, ctx context.Context, rate int, d time.Duration, base int, rcvs ...*arrivals) (lats []map[int]time.Duration, note string) {
 	total := int(d.Seconds() * float64(rate))
 	type pub struct {
-		i  int
-		id string
-		at time.Time
+		i   int
+		id  string
+		at  time.Time
+		ack time.Duration
 	}
 	pubs := make(chan pub, total)
 	interval := time.Second / time.Duration(rate)
@@ -391,15 +394,17 @@ func pacedLatencies(b *testing.B, publish publishOne, ctx context.Context, rate 
 				b.Error(err)
 				return
 			}
-			pubs <- pub{i, id, at}
+			pubs <- pub{i, id, at, time.Since(at)}
 		}(base + i)
 	}
 	wg.Wait()
 	pubDur := time.Since(start)
 	close(pubs)
 	var all []pub
+	acks := map[int]time.Duration{}
 	for p := range pubs {
 		all = append(all, p)
+		acks[p.i] = p.ack
 	}
 	for _, rcv := range rcvs {
 		waitFor(b, func() bool {
@@ -418,7 +423,8 @@ func pacedLatencies(b *testing.B, publish publishOne, ctx context.Context, rate 
 		lats = append(lats, lat)
 	}
 	achieved := float64(len(all)) / pubDur.Seconds()
-	note = fmt.Sprintf(" (reached %.0f/s, %d of %d accepted)", achieved, len(all), total)
+	ack50, ack99, _, _ := quantiles(acks, nil)
+	note = fmt.Sprintf(" (reached %.0f/s, %d of %d accepted; acknowledged p50 %s, p99 %s)", achieved, len(all), total, ack50, ack99)
 	if r := refused.Load(); r > 0 {
 		note += fmt.Sprintf(", %d refused", r)
 	}

@@ -42,6 +42,7 @@ type span struct {
 	TraceID, SpanID, ParentID string
 	Name, Service, Kind       string
 	Attrs                     map[string]string
+	Duration                  time.Duration // 0 for spans from a recorder
 }
 
 // otlpCollector is an OTLP/HTTP trace receiver (POST /v1/traces with
@@ -110,6 +111,7 @@ func fromOTLP(service string, sp *tracepb.Span) span {
 		TraceID: hex.EncodeToString(sp.GetTraceId()), SpanID: hex.EncodeToString(sp.GetSpanId()),
 		ParentID: hex.EncodeToString(sp.GetParentSpanId()), Name: sp.GetName(), Service: service,
 		Kind: strings.ToLower(strings.TrimPrefix(sp.GetKind().String(), "SPAN_KIND_")), Attrs: map[string]string{},
+		Duration: time.Duration(sp.GetEndTimeUnixNano() - sp.GetStartTimeUnixNano()),
 	}
 	for _, kv := range sp.GetAttributes() {
 		v := kv.GetValue()
