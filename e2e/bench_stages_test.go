@@ -42,16 +42,19 @@ func BenchmarkPublishStages(b *testing.B) {
 		_, note := pacedLatencies(b, tr.one, ctx, *stageRate, 3*time.Second, 30_000_000+10_000_000*k, rcv)
 		time.Sleep(time.Second) // the last spans' export
 		c.mu.Lock()
-		by := map[string][]time.Duration{}
-		for _, sp := range c.spans {
-			by[sp.Service+" "+sp.Name] = append(by[sp.Service+" "+sp.Name], sp.Duration)
+		by := map[string]map[int]time.Duration{}
+		for i, sp := range c.spans {
+			name := sp.Service + " " + sp.Name
+			if by[name] == nil {
+				by[name] = map[int]time.Duration{}
+			}
+			by[name][i] = sp.Duration
 		}
 		c.mu.Unlock()
 		var rows []string
 		for name, ds := range by {
-			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-			q := func(f float64) time.Duration { return ds[min(len(ds)-1, int(f*float64(len(ds))))].Round(10 * time.Microsecond) }
-			rows = append(rows, fmt.Sprintf("%-60s %6d  p50 %9s  p99 %9s", name, len(ds), q(0.5), q(0.99)))
+			p50, p99, _, n := quantiles(ds, nil)
+			rows = append(rows, fmt.Sprintf("%-60s %6d  p50 %9s  p99 %9s", name, n, p50, p99))
 		}
 		sort.Strings(rows)
 		fmt.Printf("%s at %d/s%s\n%s\n", tr.name, *stageRate, note, strings.Join(rows, "\n"))
