@@ -324,33 +324,47 @@ func (s *Store) PayloadMany(ctx context.Context, ids []string) ([][]byte, []erro
 
 // Accounts returns the account of each event in one round trip; "" for an
 // event that is not stored. Delivery checks with it that a Schedule call
-// names the account its events belong to.
-func (s *Store) Accounts(ctx context.Context, ids []string) ([]string, error) {
+// names the account its events belong to. With payloads, the same read
+// returns each stored event's payload too (nil for one not stored), for
+// the deliveries that Schedule call starts at once.
+func (s *Store) Accounts(ctx context.Context, ids []string, payloads bool) ([]string, [][]byte, error) {
 	out := make([]string, len(ids))
-	if len(ids) == 0 {
-		return out, nil
+	var bodies [][]byte
+	if payloads {
+		bodies = make([][]byte, len(ids))
 	}
-	cmds := make([]*redis.StringCmd, len(ids))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	if len(ids) == 0 {
+		return out, bodies, nil
+	}
+	fields := []string{"account"}
+	if payloads {
+		fields = append(fields, "payload")
+	}
+	cmds := make([]*redis.SliceCmd, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HGet(ctx, Key(id), "account")
+			cmds[i] = p.HMGet(ctx, Key(id), fields...)
 		}
 		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
+	}); err != nil {
+		return nil, nil, err
 	}
 	for i, c := range cmds {
-		v, cerr := c.Result()
-		switch {
-		case errors.Is(cerr, redis.Nil):
-		case cerr != nil:
-			return nil, cerr
-		default:
-			out[i] = v
+		vs, err := c.Result()
+		if err != nil {
+			return nil, nil, err
+		}
+		acct, _ := vs[0].(string)
+		if acct == "" {
+			continue
+		}
+		out[i] = acct
+		if payloads {
+			b, _ := vs[1].(string)
+			bodies[i] = []byte(b)
 		}
 	}
-	return out, nil
+	return out, bodies, nil
 }
 
 // Moving events to history (issue #12). The delivery service's archiver

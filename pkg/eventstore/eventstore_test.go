@@ -42,6 +42,36 @@ func TestPayloadMany(t *testing.T) {
 // with its own body and account, exactly one stores its event; every other
 // gets that stored event back and changes nothing, not even a fan-out
 // already recorded. The hash always carries its expiry.
+// TestAccountsReadsPayloadsInTheSameTripWhenAsked: the account of each
+// event, "" for one not stored; with payloads each stored one's payload
+// byte for byte (nil for one not stored); an unreachable Redis is an error.
+func TestAccountsReadsPayloadsInTheSameTripWhenAsked(t *testing.T) {
+	srv := redistest.Start(t)
+	s := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	evs := []*Event{
+		{ID: "evt_a", AccountID: "acct_1", Type: "upload.completed", Payload: []byte(`{"a":"\u00e9"}`), CreateTime: time.Now()},
+		{ID: "evt_b", AccountID: "acct_2", Type: "upload.completed", Payload: []byte(`{"b":2}`), CreateTime: time.Now()},
+	}
+	if _, err := s.CreateMany(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"evt_b", "evt_missing", "evt_a"}
+	accts, bodies, err := s.Accounts(ctx, ids, false)
+	if err != nil || fmt.Sprint(accts) != "[acct_2  acct_1]" || bodies != nil {
+		t.Errorf("without payloads: %q, %q, %v", accts, bodies, err)
+	}
+	accts, bodies, err = s.Accounts(ctx, ids, true)
+	if err != nil || fmt.Sprint(accts) != "[acct_2  acct_1]" || len(bodies) != 3 ||
+		string(bodies[0]) != `{"b":2}` || bodies[1] != nil || string(bodies[2]) != `{"a":"\u00e9"}` {
+		t.Errorf("with payloads: %q, %q, %v", accts, bodies, err)
+	}
+	srv.Stop()
+	if _, _, err := s.Accounts(ctx, ids, true); err == nil {
+		t.Error("no error with Redis stopped")
+	}
+}
+
 func TestStoringAnEventIsCreateOnly(t *testing.T) {
 	srv := redistest.Start(t)
 	s := New(srv.Client, time.Hour)

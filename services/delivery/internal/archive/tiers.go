@@ -312,7 +312,7 @@ func (t *Tiers) carryPayloads(ctx context.Context, s history.Held, accountID str
 	for i := range ds {
 		evIDs[i] = ds[i].EventID
 	}
-	accts, err := t.Events.Accounts(ctx, evIDs)
+	accts, _, err := t.Events.Accounts(ctx, evIDs, false)
 	if err != nil {
 		return err
 	}

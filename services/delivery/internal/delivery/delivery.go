@@ -155,6 +155,10 @@ type Target struct {
 type Job struct {
 	Delivery   Delivery
 	LeaseUntil time.Time
+	// Payload is the event's payload when whoever made the job read it
+	// already (Schedule, for the deliveries it leases to this process);
+	// nil: the dispatcher reads it. It is never stored with the delivery.
+	Payload []byte
 }
 
 // Outcome is what the record stage writes back for a job.
@@ -176,6 +180,12 @@ type Outcome struct {
 	// Handoff is that delivery, set by the dispatcher once the outcome is
 	// recorded (nil: none). Its sender must run it or release it.
 	Handoff *Job
+	// MarkEndpoint, set on a success that counts for its endpoint, asks
+	// Complete to raise the endpoint's last-success time (the mark the
+	// disable decisions of EndpointStats read) to Now first, whether or not
+	// the lease is still held: an outcome is never recorded without its
+	// mark, and an error writing the mark records nothing.
+	MarkEndpoint bool
 }
 
 // ListQuery selects deliveries of one account for ListDeliveries.
@@ -207,7 +217,8 @@ type Queue interface {
 	Claim(ctx context.Context, now, leaseUntil time.Time, max int) (jobs []Job, next time.Time, err error)
 	// Complete records the outcome if the job's lease is still held and
 	// reports whether it was; next is the delivery leased to the caller
-	// for o.HandoffUntil (nil when none was asked for or released).
+	// for o.HandoffUntil (nil when none was asked for or released). With
+	// o.MarkEndpoint it first marks the endpoint's success at o.Now.
 	Complete(ctx context.Context, job Job, o Outcome) (recorded bool, next *Job, err error)
 	// Release hands a job back, due now, if its lease is still held.
 	Release(ctx context.Context, job Job, now time.Time) error
@@ -284,8 +295,11 @@ type ArchivedEvents interface {
 // EventAccounts tells which account each stored event belongs to ("" for
 // an event that is not stored). Schedule checks it: a caller cannot make
 // one account's event reach another account's endpoints or delivery list.
+// With payloads it returns each stored event's payload from the same read
+// (nil for one not stored): the deliveries Schedule starts at once send
+// it without reading it again.
 type EventAccounts interface {
-	Accounts(ctx context.Context, eventIDs []string) ([]string, error)
+	Accounts(ctx context.Context, eventIDs []string, payloads bool) ([]string, [][]byte, error)
 }
 
 // Clock tells the time.

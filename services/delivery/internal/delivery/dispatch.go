@@ -203,7 +203,7 @@ func (d *Dispatcher) prepare(ctx context.Context, job Job) (*prepared, *Outcome)
 		return nil, &Outcome{Status: StatusParked, Now: now,
 			LastError: fmt.Sprintf("endpoint %s is %s; the delivery resumes when it is enabled", dl.EndpointID, t.Status)}
 	}
-	body, err := d.body(lctx, dl)
+	body, err := d.body(lctx, dl, job.Payload)
 	switch {
 	case errors.Is(err, apierr.ErrNotFound):
 		return nil, &Outcome{Status: StatusCanceled, Now: now,
@@ -215,11 +215,15 @@ func (d *Dispatcher) prepare(ctx context.Context, job Job) (*prepared, *Outcome)
 }
 
 // body is the request body of a delivery: its own (Send Test), else its
-// event's payload from the live tier, else from history (a delivery
-// revived, or read, after the archiver moved its done event).
-func (d *Dispatcher) body(ctx context.Context, dl *Delivery) ([]byte, error) {
+// event's payload: read already (read, Job.Payload), else from the live
+// tier, else from history (a delivery revived, or read, after the archiver
+// moved its done event).
+func (d *Dispatcher) body(ctx context.Context, dl *Delivery, read []byte) ([]byte, error) {
 	if len(dl.Body) > 0 {
 		return dl.Body, nil
+	}
+	if len(read) > 0 {
+		return read, nil
 	}
 	body, err := d.deps.Events.Payload(ctx, dl.EventID)
 	if errors.Is(err, apierr.ErrNotFound) && d.deps.Archived != nil {
@@ -316,24 +320,17 @@ func (d *Dispatcher) decide(job Job, att Attempt, resp Response) *Outcome {
 // record writes the outcome and reports whether the queue accepted it. It
 // runs even when ctx has just ended, bounded by its own timeout: the queue
 // accepts it only while the lease is ours (saved false, no error, when it
-// was lost). A success first marks its endpoint healthy: a success is
-// recorded only once its mark is written, so a disable decision, which
-// reads the marks, never misses a recorded success. A mark or outcome
-// that cannot be written is an error: the lease expires and the attempt
-// repeats.
+// was lost). A success also marks its endpoint healthy, in the same write
+// (Outcome.MarkEndpoint): a disable decision, which reads the marks, never
+// misses a recorded success. An outcome that cannot be written is an
+// error: the lease expires and the attempt repeats.
 func (d *Dispatcher) record(ctx context.Context, job Job, o *Outcome, take bool) (saved bool, err error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	log := d.deps.Logger
 	dl := &job.Delivery
 	ctx = d.logContext(ctx, dl, o.Attempt) // log lines carry the event's trace
-	if a := o.Attempt; a != nil && a.Succeeded() && !dl.Test && d.deps.Stats != nil {
-		if err := d.deps.Stats.MarkSuccess(rctx, dl.EndpointID, o.Now); err != nil {
-			log.ErrorContext(ctx, "recording an endpoint's success failed; the lease expires and the attempt repeats",
-				"delivery_id", dl.ID, "endpoint_id", dl.EndpointID, "error", err.Error())
-			return false, err
-		}
-	}
+	o.MarkEndpoint = o.Attempt != nil && o.Attempt.Succeeded() && !dl.Test && d.deps.Stats != nil
 	if take && dl.OrderingKey != "" && o.Status.Ended() {
 		o.HandoffUntil = d.LeaseUntil(d.deps.Clock.Now())
 	}

@@ -50,10 +50,8 @@ type PendingDisable struct {
 
 // EndpointStats remembers per endpoint when it last succeeded and when the
 // system last decided to disable it, and keeps the pending disables.
+// The successes are marked by Queue.Complete (Outcome.MarkEndpoint).
 type EndpointStats interface {
-	// MarkSuccess records a successful attempt finished at at; nil means
-	// written.
-	MarkSuccess(ctx context.Context, endpointID string, at time.Time) error
 	// ClaimDisable reports whether the endpoint p names is to be disabled:
 	// it had no success at or after since (ignored when force) and the
 	// system did not already decide to disable it since then. A true answer

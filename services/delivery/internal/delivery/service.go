@@ -123,7 +123,8 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	if err := s.checkEventAccounts(ctx, accountID, items); err != nil {
+	payloads, err := s.checkEventAccounts(ctx, accountID, items)
+	if err != nil {
 		return nil, err
 	}
 	carrier := propagation.MapCarrier{}
@@ -147,7 +148,7 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 			ds[i].TraceParent, ds[i].TraceState = it.TraceParent, it.TraceState
 		}
 	}
-	ds, err := s.keepEarlier(ctx, items, ds, out)
+	ds, err = s.keepEarlier(ctx, items, ds, out)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +166,7 @@ func (s *Service) Schedule(ctx context.Context, accountID, eventType string, ite
 		switch {
 		case !c:
 		case !ds[i].LeaseUntil.IsZero():
-			j := Job{Delivery: ds[i], LeaseUntil: ds[i].LeaseUntil}
+			j := Job{Delivery: ds[i], LeaseUntil: ds[i].LeaseUntil, Payload: payloads[ds[i].EventID]}
 			j.Delivery.Version++ // what the create wrote
 			j.Delivery.LeaseUntil = time.Time{}
 			jobs = append(jobs, j)
@@ -263,10 +264,11 @@ func (s *Service) keepEarlier(ctx context.Context, items []ScheduleItem, ds []De
 // decides whose delivery list it joins and whose endpoint lookups it makes,
 // and its body is read by event id alone, so trusting the caller's account
 // would let a forged Schedule send one account's events to another's
-// endpoints.
-func (s *Service) checkEventAccounts(ctx context.Context, accountID string, items []ScheduleItem) error {
+// endpoints. With a local worker, which may start some of the deliveries
+// at once, the same read returns the events' payloads, by event id.
+func (s *Service) checkEventAccounts(ctx context.Context, accountID string, items []ScheduleItem) (map[string][]byte, error) {
 	if s.d.deps.EventAccounts == nil {
-		return errors.New("schedule: no event store to check event accounts against")
+		return nil, errors.New("schedule: no event store to check event accounts against")
 	}
 	first := map[string]int{} // event id -> index of its first item
 	var eventIDs []string
@@ -276,21 +278,28 @@ func (s *Service) checkEventAccounts(ctx context.Context, accountID string, item
 			eventIDs = append(eventIDs, it.EventID)
 		}
 	}
-	accounts, err := s.d.deps.EventAccounts.Accounts(ctx, eventIDs)
+	accounts, bodies, err := s.d.deps.EventAccounts.Accounts(ctx, eventIDs, s.w != nil)
 	if err != nil {
-		return apierr.Wrap(apierr.ErrUnavailable, "reading the accounts of %d events: %v", len(eventIDs), err)
+		return nil, apierr.Wrap(apierr.ErrUnavailable, "reading the accounts of %d events: %v", len(eventIDs), err)
 	}
 	for j, id := range eventIDs {
 		field := fmt.Sprintf("items[%d].event_id", first[id])
 		switch accounts[j] {
 		case accountID:
 		case "":
-			return apierr.Invalid(field, "event %s is not stored; nothing was scheduled", id)
+			return nil, apierr.Invalid(field, "event %s is not stored; nothing was scheduled", id)
 		default:
-			return apierr.Invalid(field, "event %s does not belong to account %s; nothing was scheduled", id, accountID)
+			return nil, apierr.Invalid(field, "event %s does not belong to account %s; nothing was scheduled", id, accountID)
 		}
 	}
-	return nil
+	var payloads map[string][]byte
+	if bodies != nil {
+		payloads = make(map[string][]byte, len(eventIDs))
+		for j, id := range eventIDs {
+			payloads[id] = bodies[j]
+		}
+	}
+	return payloads, nil
 }
 
 // Get returns one of the account's deliveries with its attempts and the
@@ -302,7 +311,7 @@ func (s *Service) Get(ctx context.Context, accountID, id string) (*Delivery, []A
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	body, err := s.d.body(ctx, d)
+	body, err := s.d.body(ctx, d, nil)
 	if err != nil && !errors.Is(err, apierr.ErrNotFound) {
 		return nil, nil, nil, fmt.Errorf("payload of event %s: %w", d.EventID, err)
 	}

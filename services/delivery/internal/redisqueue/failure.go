@@ -34,9 +34,13 @@ import (
 func epStatKey(endpointID string) string {
 	return "wh:epstat:{s" + strconv.Itoa(Shard(endpointID)) + "}:" + endpointID
 }
-func disablesKey(n int) string               { return "wh:disabling:{s" + strconv.Itoa(n) + "}" }
-func disablePrefix(n int) string             { return disablesKey(n) + ":" }
-func disableJobKey(endpointID string) string { return disablePrefix(Shard(endpointID)) + endpointID }
+
+// EndpointStatsKey is the hash of an endpoint's stats (its success mark
+// and disable decision), as DeliveryKey names a delivery's.
+func EndpointStatsKey(endpointID string) string { return epStatKey(endpointID) }
+func disablesKey(n int) string                  { return "wh:disabling:{s" + strconv.Itoa(n) + "}" }
+func disablePrefix(n int) string                { return disablesKey(n) + ":" }
+func disableJobKey(endpointID string) string    { return disablePrefix(Shard(endpointID)) + endpointID }
 
 // legacyEpStatKey is where endpoint stats lived before they moved to the
 // endpoint's shard. ClaimDisable still reads it (never writes it), so the
@@ -87,12 +91,21 @@ return 1
 //
 //	KEYS: 1 endpoint stats hash
 //	ARGV: 1 time ms, 2 ttl ms
-var successScript = redis.NewScript(`
-local ok = tonumber(redis.call('HGET', KEYS[1], 'ok') or '0') or 0
-if ok < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'ok', ARGV[1]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+var successScript = redis.NewScript(raiseOKLua + `
+raiseOK(KEYS[1], ARGV[1], ARGV[2])
 return 1
 `)
+
+// raiseOKLua defines raiseOK(k, t, ttl): endpoint stats hash k's
+// last-success time (field ok, ms) becomes t unless it is later already;
+// k expires ttl ms from now. successScript and completeScript share it.
+const raiseOKLua = `
+local function raiseOK(k, t, ttl)
+  local ok = tonumber(redis.call('HGET', k, 'ok') or '0') or 0
+  if ok < tonumber(t) then redis.call('HSET', k, 'ok', t) end
+  redis.call('PEXPIRE', k, ttl)
+end
+`
 
 // disableScript decides, once, that an endpoint is to be disabled: not
 // when the system already decided so since ARGV[1], nor (unless forced)
@@ -217,7 +230,10 @@ func newSuccessBatcher(rdb redis.UniversalClient, retention time.Duration) *auto
 	})
 }
 
-// MarkSuccess implements delivery.EndpointStats.
+// MarkSuccess raises an endpoint's last-success time to at (the mark
+// ClaimDisable reads); Complete does it for an outcome with MarkEndpoint,
+// in the same script where the keys allow. Marks made at about the same
+// time share a pipeline.
 func (q *Queue) MarkSuccess(ctx context.Context, endpointID string, at time.Time) error {
 	_, err := q.successes.Do(ctx, successMark{endpointID, at.UnixMilli()})
 	return err

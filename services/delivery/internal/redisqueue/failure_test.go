@@ -314,3 +314,66 @@ func TestTestDeliveriesAreNeverFoundNorRestarted(t *testing.T) {
 		t.Error("test delivery scheduled by Restart")
 	}
 }
+
+// TestCompleteMarksTheEndpointsSuccess: an outcome with MarkEndpoint
+// raises its endpoint's success mark in the script that records it (never
+// lowering a later mark), also when the lease was lost; one without it
+// marks nothing.
+func TestCompleteMarksTheEndpointsSuccess(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	mark := func(ep string) string { return srv.Client.HGet(ctx, epStatKey(ep), "ok").Val() }
+	a, b, c := newDelivery("dlv_a", now, now), newDelivery("dlv_b", now, now), newDelivery("dlv_c", now, now)
+	b.EndpointID, c.EndpointID = "ep_2", "ep_3"
+	if _, err := q.Schedule(ctx, []delivery.Delivery{a, b, c}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _, err := q.Claim(ctx, now, now.Add(15*time.Second), 10)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("Claim = %v, %v", jobs, err)
+	}
+	byID := map[string]delivery.Job{}
+	for _, j := range jobs {
+		byID[j.Delivery.ID] = j
+	}
+	at := now.Add(time.Second)
+	succeeded := delivery.Outcome{Status: delivery.StatusSucceeded, Now: at, MarkEndpoint: true,
+		Attempt: &delivery.Attempt{Number: 1, Start: now, StatusCode: 200}}
+	if ok, _, err := q.Complete(ctx, byID["dlv_a"], succeeded); err != nil || !ok {
+		t.Fatalf("Complete = %v, %v", ok, err)
+	}
+	if got, want := mark("ep_1"), strconv.FormatInt(at.UnixMilli(), 10); got != want {
+		t.Errorf("ep_1's mark = %q, want %q", got, want)
+	}
+	if ttl := srv.Client.PTTL(ctx, epStatKey("ep_1")).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("ep_1's stats ttl = %v, want the retention", ttl)
+	}
+	// An earlier success recorded later does not lower the mark.
+	earlier := succeeded
+	earlier.Now = now
+	lost := byID["dlv_b"]
+	lost.LeaseUntil = lost.LeaseUntil.Add(time.Second) // another claim's lease: not recorded
+	if err := q.MarkSuccess(ctx, "ep_2", at); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := q.Complete(ctx, lost, earlier); err != nil || ok {
+		t.Fatalf("Complete with a lost lease = %v, %v; want not recorded", ok, err)
+	}
+	if got, want := mark("ep_2"), strconv.FormatInt(at.UnixMilli(), 10); got != want {
+		t.Errorf("ep_2's mark = %q, want %q (not lowered)", got, want)
+	}
+	lost.Delivery.EndpointID = "ep_4" // the same lost lease, a fresh endpoint: marked anyway
+	if ok, _, _ := q.Complete(ctx, lost, succeeded); ok || mark("ep_4") == "" {
+		t.Errorf("a success whose lease was lost: recorded %v, mark %q; want not recorded, marked", ok, mark("ep_4"))
+	}
+	plain := succeeded
+	plain.MarkEndpoint = false
+	if ok, _, err := q.Complete(ctx, byID["dlv_c"], plain); err != nil || !ok {
+		t.Fatalf("Complete = %v, %v", ok, err)
+	}
+	if got := mark("ep_3"); got != "" {
+		t.Errorf("an outcome without MarkEndpoint marked its endpoint: %q", got)
+	}
+}

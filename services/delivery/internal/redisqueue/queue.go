@@ -448,7 +448,9 @@ func fieldMap(fields []any) map[string]string {
 
 // Complete records an outcome if the lease is still held. With
 // o.HandoffUntil set, the next delivery of an ordered line that the end
-// releases is leased to the caller until then and returned.
+// releases is leased to the caller until then and returned. With
+// o.MarkEndpoint the endpoint's success is marked first: in the same
+// script on a standalone Redis, by MarkSuccess before it on a cluster.
 func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outcome) (bool, *delivery.Job, error) {
 	d := &job.Delivery
 	n := Shard(d.ID)
@@ -467,11 +469,22 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	case delivery.StatusParked:
 		moveAt = q.parkedMoveAt(max(ms(o.Now), 1))
 	}
-	res, err := q.runScript(ctx, completeScript,
-		[]string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n), waitingKey(n)},
+	keys := []string{schedKey(n), hk, hk + ":att", parkedKey(n), endedKey(n), waitingKey(n)}
+	var markAt int64 // the endpoint's success, marked by the script (0: none)
+	if o.MarkEndpoint {
+		if q.cluster { // the endpoint's stats are in another slot: marked first, on their own
+			if err := q.MarkSuccess(ctx, d.EndpointID, o.Now); err != nil {
+				return false, nil, err
+			}
+		} else {
+			keys = append(keys, epStatKey(d.EndpointID))
+			markAt = o.Now.UnixMilli()
+		}
+	}
+	res, err := q.runScript(ctx, completeScript, keys,
 		d.ID, job.LeaseUntil.UnixMilli(), string(o.Status), ms(o.Next), ms(o.Now),
 		attempts, code, errMsg, attJSON, d.EndpointID+"|"+d.ID, KeepAttempts, start, moveAt,
-		linePrefix(n), dlvPrefix(n), ms(o.HandoffUntil),
+		linePrefix(n), dlvPrefix(n), ms(o.HandoffUntil), markAt, q.retention.Milliseconds(),
 	)
 	if err != nil {
 		return false, nil, err

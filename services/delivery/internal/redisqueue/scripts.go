@@ -216,19 +216,28 @@ return {out, first[2] or ''}
 // with a handoff lease (ARGV[16] > 0) the next one is leased to the caller
 // until then and returned, saving the claim that would fetch it.
 //
+// A success can mark its endpoint first (ARGV[17] > 0; raiseOK, whether
+// or not the lease is held), so the success and its mark are one write:
+// a failing mark (an error) records nothing. Only on a standalone Redis:
+// the endpoint stats hash is in the endpoint's shard, not the delivery's.
+//
 //	KEYS: 1 schedule zset, 2 delivery hash, 3 attempt list, 4 parked set,
-//	      5 ended index, 6 waiting index
+//	      5 ended index, 6 waiting index, 7 endpoint stats hash (with
+//	      ARGV[17] > 0)
 //	ARGV: 1 id, 2 lease ms, 3 status, 4 next ms, 5 now ms,
 //	      6 attempts ('' when no attempt was made), 7 status code, 8 error,
 //	      9 attempt JSON ('' for none), 10 parked member,
 //	      11 attempts kept, 12 attempt start ms (kept as the round's
 //	      first attempt when none is recorded yet), 13 when the archiver
 //	      takes it (ms; 0 while it stays live), 14 line key prefix,
-//	      15 delivery hash key prefix, 16 handoff lease ms (0: none)
+//	      15 delivery hash key prefix, 16 handoff lease ms (0: none),
+//	      17 the endpoint's success time to mark (ms; 0: none), 18 the
+//	      endpoint stats' ttl ms
 //	returns 1 when recorded, 2 when recorded and the next delivery of its
 //	line made due, {2, id, {hash fields...}} when that one was leased to
 //	the caller, 0 when the lease was lost
-var completeScript = redis.NewScript(orderedLua + `
+var completeScript = redis.NewScript(orderedLua + raiseOKLua + `
+if tonumber(ARGV[17]) > 0 then raiseOK(KEYS[7], ARGV[17], ARGV[18]) end
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
 local st = ARGV[3]

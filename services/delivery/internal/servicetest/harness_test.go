@@ -155,7 +155,22 @@ type proc struct {
 	svc     *delivery.Service
 	client  deliveryv1.DeliveryServiceClient
 	sent    *atomic.Int64
-	drain   func(context.Context)
+	// payloadReads counts the payloads it read from the event store for
+	// sending or showing (GetDelivery), not those Schedule read with the
+	// events' accounts.
+	payloadReads *atomic.Int64
+	drain        func(context.Context)
+}
+
+// countingPayloads counts the payload reads of a dispatcher.
+type countingPayloads struct {
+	delivery.Events
+	n *atomic.Int64
+}
+
+func (c countingPayloads) Payload(ctx context.Context, id string) ([]byte, error) {
+	c.n.Add(1)
+	return c.Events.Payload(ctx, id)
 }
 
 type countingSender struct {
@@ -204,7 +219,7 @@ func (e *env) start(o procOpts) *proc {
 	}
 	log := telemetry.NewLogger(logOut, "debug")
 
-	p := &proc{sent: &atomic.Int64{}, claimed: &atomic.Int64{}}
+	p := &proc{sent: &atomic.Int64{}, claimed: &atomic.Int64{}, payloadReads: &atomic.Int64{}}
 	p.queue = redisqueue.New(e.rdb, time.Hour)
 	snd := sender.New(sender.Config{Timeout: o.timeout, Policy: ssrf.Policy{AllowHTTP: true, AllowedCIDRs: cidrs}})
 	t.Cleanup(snd.Close)
@@ -212,8 +227,9 @@ func (e *env) start(o procOpts) *proc {
 		delivery.Config{Retry: delivery.RetryPolicy{Schedule: o.schedule}, Timeout: o.timeout, LeaseMargin: o.leaseMargin},
 		delivery.Deps{
 			Queue: countingQueue{p.queue, p.claimed}, History: &archive.Tiers{Q: p.queue, Events: e.events}, Sender: countingSender{snd, p.sent},
-			Targets:       targetcache.New(e.regc, time.Second), // the in-memory registry announces no changes: a short TTL
-			Events:        cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
+			Targets: targetcache.New(e.regc, time.Second), // the in-memory registry announces no changes: a short TTL
+			Events: countingPayloads{cache.NewPayloads(e.events, cache.PayloadConfig{MaxEntries: 1000, MaxBytes: 16 << 20, TTL: time.Minute}),
+				p.payloadReads},
 			EventAccounts: e.events,
 			Tracer:        otel.Tracer("delivery-test"), Logger: log,
 			Limits: redisqueue.NewLimits(e.rdb),

@@ -12,8 +12,10 @@ import (
 
 // TestDueDeliveriesAreLeasedAtCreationAndSentWithoutAClaim: what Schedule
 // creates due at once goes to the local worker leased, as far as it has
-// free slots, and is sent without a claim; the rest is claimed as before.
-// Every delivery is sent once.
+// free slots, and is sent without a claim, with the payload Schedule read
+// when it checked the events' accounts (byte for byte, and not read
+// again); the rest is claimed, and its payload read, as before. Every
+// delivery is sent once.
 func TestDueDeliveriesAreLeasedAtCreationAndSentWithoutAClaim(t *testing.T) {
 	e := newEnv(t)
 	p := e.start(procOpts{workers: 8})
@@ -24,16 +26,29 @@ func TestDueDeliveriesAreLeasedAtCreationAndSentWithoutAClaim(t *testing.T) {
 
 	// Fewer than the free slots: none is claimed.
 	var items []*deliveryv1.ScheduleItem
+	bodies := map[string]bool{}
 	for range 3 {
-		evt, _ := e.publish(acct, completed)
+		evt, body := e.publish(acct, completed)
+		bodies[string(body)] = true
 		items = append(items, item(evt, "ep_a"), item(evt, "ep_b"))
 	}
 	ids := p.schedule(t, context.Background(), acct, completed, items...)
+	for deadline := time.Now().Add(10 * time.Second); rc.count() < len(ids) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := p.payloadReads.Load(); n != 0 { // before GetDelivery, which reads them, is called
+		t.Errorf("the dispatcher read %d payloads of deliveries leased at creation, want none (Schedule read them)", n)
+	}
 	for _, id := range ids {
 		p.waitStatus(t, key, id, deliveryv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 10*time.Second)
 	}
 	if n := p.claimed.Load(); n != 0 {
 		t.Errorf("%d of %d deliveries were claimed, want none (leased at creation)", n, len(ids))
+	}
+	for _, r := range rc.requests() {
+		if !bodies[string(r.body)] {
+			t.Errorf("a delivery leased at creation sent %q, not its event's stored payload", r.body)
+		}
 	}
 
 	// More than the slots: 8 are leased at creation, the other 12 claimed.
@@ -49,6 +64,7 @@ func TestDueDeliveriesAreLeasedAtCreationAndSentWithoutAClaim(t *testing.T) {
 	if n := p.claimed.Load(); n < 12 || n > 20-1 {
 		t.Errorf("%d of 20 deliveries were claimed with 8 slots free, want 12 (or a few more if one was handed back)", n)
 	}
+
 	if got, want := rc.count(), 26; got != want {
 		t.Errorf("receiver got %d requests, want %d (each delivery once)", got, want)
 	}
