@@ -298,7 +298,9 @@ func BenchmarkSingleProducerPath(b *testing.B) {
 		}
 		singleVsBatched(b, &rep, s, ctx, rcv, tr.name, tr.one, tr.many, n, plain)
 		for _, rate := range []int{1000} {
+			stalls := watchFsync(b, s)
 			p50, p99, p999, note := latencyAt(b, tr.one, ctx, rcv, rate, 3*time.Second)
+			note += stalls()
 			rep.add(fmt.Sprintf("single %s at %d/s", tr.name, rate), fmt.Sprintf("%s / %s / %s%s", p50, p99, p999, note), "")
 		}
 	}

@@ -98,12 +98,16 @@ return 1
 
 // raiseOKLua defines raiseOK(k, t, ttl): endpoint stats hash k's
 // last-success time (field ok, ms) becomes t unless it is later already;
-// k expires ttl ms from now. successScript and completeScript share it.
+// k expires ttl ms from now, give or take a minute: the expiry is renewed
+// only once less than that is left (at most once a minute for a busy
+// endpoint, which spares a write, and its AOF record, per success).
+// successScript and completeScript share it.
 const raiseOKLua = `
 local function raiseOK(k, t, ttl)
   local ok = tonumber(redis.call('HGET', k, 'ok') or '0') or 0
   if ok < tonumber(t) then redis.call('HSET', k, 'ok', t) end
-  redis.call('PEXPIRE', k, ttl)
+  ttl = tonumber(ttl)
+  if redis.call('PTTL', k) < math.max(ttl - 60000, ttl / 2) then redis.call('PEXPIRE', k, ttl) end
 end
 `
 

@@ -350,6 +350,14 @@ func TestCompleteMarksTheEndpointsSuccess(t *testing.T) {
 	if ttl := srv.Client.PTTL(ctx, epStatKey("ep_1")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("ep_1's stats ttl = %v, want the retention", ttl)
 	}
+	// An expiry that ran down is renewed by the next mark.
+	srv.Client.PExpire(ctx, epStatKey("ep_1"), 10*time.Minute)
+	if err := q.MarkSuccess(ctx, "ep_1", at.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := srv.Client.PTTL(ctx, epStatKey("ep_1")).Val(); ttl < 59*time.Minute {
+		t.Errorf("ep_1's stats ttl after a mark = %v, want the retention again", ttl)
+	}
 	// An earlier success recorded later does not lower the mark.
 	earlier := succeeded
 	earlier.Now = now
