@@ -212,21 +212,45 @@ func spanString(v *int64) string {
 
 // keptHeaders returns "Name: value" for the headers worth storing, sorted.
 func keptHeaders(h map[string]string, d *Delivery) []string {
+	h = KeptHeaders(h, d.EventType, d.ID, d.EventID)
 	if len(h) == 0 {
 		return nil
 	}
 	out := make([]string, 0, len(h))
 	for k, v := range h {
-		if derivedHeader(k) {
-			continue
-		}
-		if strings.EqualFold(k, "X-Webhook-Event") && v == d.EventType ||
-			strings.EqualFold(k, "X-Webhook-Id") && (v == d.ID || v == d.EventID) {
-			continue
-		}
 		out = append(out, k+": "+v)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// KeptHeaders returns the request headers of an attempt of delivery
+// deliveryID (event eventID, of type eventType) worth storing: h without
+// DerivedHeaders, nor X-Webhook-Event and X-Webhook-Id when they hold the
+// event's type or the delivery's or event's id. The live tier stores the
+// same set (services/delivery's redisqueue), so an attempt reads the same
+// before and after it moves here. h itself when it keeps everything.
+func KeptHeaders(h map[string]string, eventType, deliveryID, eventID string) map[string]string {
+	drop := func(k, v string) bool {
+		return derivedHeader(k) ||
+			strings.EqualFold(k, "X-Webhook-Event") && v == eventType ||
+			strings.EqualFold(k, "X-Webhook-Id") && (v == deliveryID || v == eventID)
+	}
+	n := 0
+	for k, v := range h {
+		if drop(k, v) {
+			n++
+		}
+	}
+	if n == 0 {
+		return h
+	}
+	out := make(map[string]string, len(h)-n)
+	for k, v := range h {
+		if !drop(k, v) {
+			out[k] = v
+		}
+	}
 	return out
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/voxscriber/webhooks/pkg/auditlog"
 	"github.com/voxscriber/webhooks/pkg/autobatch"
 	"github.com/voxscriber/webhooks/pkg/config"
+	"github.com/voxscriber/webhooks/pkg/history"
 	"github.com/voxscriber/webhooks/pkg/redisx"
 	"github.com/voxscriber/webhooks/pkg/shard"
 	"github.com/voxscriber/webhooks/services/delivery/internal/delivery"
@@ -458,7 +459,9 @@ func (q *Queue) Complete(ctx context.Context, job delivery.Job, o delivery.Outco
 	var attempts, code, errMsg, attJSON, start string
 	errMsg = o.LastError
 	if a := o.Attempt; a != nil {
-		b := encodeAttempt(a)
+		kept := *a // the headers history keeps, so that the attempt reads the same in both tiers
+		kept.RequestHeaders = history.KeptHeaders(a.RequestHeaders, d.EventType, d.ID, d.EventID)
+		b := encodeAttempt(&kept)
 		attJSON, attempts, code, errMsg = string(b), strconv.Itoa(a.Number), strconv.Itoa(a.StatusCode), a.Error
 		start = strconv.FormatInt(max(ms(a.Start), 1), 10)
 	}

@@ -2,6 +2,7 @@ package redisqueue
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,6 +201,45 @@ func TestAttemptLogKeepsTheLast(t *testing.T) {
 	}
 	if h, l := srv.Client.PTTL(ctx, DeliveryKey("dlv_log")).Val(), srv.Client.PTTL(ctx, AttemptsKey("dlv_log")).Val(); h != -1 || l != -1 {
 		t.Errorf("attempt log ttl %v, delivery ttl %v: neither may expire (the log lives as long as the delivery)", l, h)
+	}
+}
+
+// TestAttemptKeepsTheHeadersHistoryKeeps: the live attempt log stores the
+// request headers history.KeptHeaders keeps (not the derived ones, nor the
+// event's type and id), so an attempt reads the same in both tiers.
+func TestAttemptKeepsTheHeadersHistoryKeeps(t *testing.T) {
+	srv := redistest.Start(t)
+	q := New(srv.Client, time.Hour)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	d := newDelivery("dlv_hdr", now, now)
+	if _, err := q.Schedule(ctx, []delivery.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _, err := q.Claim(ctx, now, now.Add(time.Minute), 1)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("Claim = %v, %v", jobs, err)
+	}
+	sent := map[string]string{
+		"Content-Type": "application/json", "User-Agent": "VoxScriber-Webhooks/1.0", "X-Webhook-Attempt": "1",
+		"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"X-Webhook-Event": d.EventType, "X-Webhook-Id": d.EventID,
+		"Webhook-Id": d.EventID, "Webhook-Signature": "v1,abc=", "X-Tenant": "t1",
+	}
+	att := &delivery.Attempt{Number: 1, Start: now, StatusCode: 200, RequestHeaders: sent}
+	if ok, _, err := q.Complete(ctx, jobs[0], delivery.Outcome{Status: delivery.StatusSucceeded, Attempt: att, Now: now}); !ok || err != nil {
+		t.Fatalf("Complete = %v, %v", ok, err)
+	}
+	_, atts, err := q.Get(ctx, "dlv_hdr")
+	if err != nil || len(atts) != 1 {
+		t.Fatalf("Get = %v, %v", atts, err)
+	}
+	want := map[string]string{"Webhook-Id": d.EventID, "Webhook-Signature": "v1,abc=", "X-Tenant": "t1"}
+	if got := atts[0].RequestHeaders; !reflect.DeepEqual(got, want) {
+		t.Errorf("stored headers %v, want %v", got, want)
+	}
+	if len(sent) != 9 {
+		t.Errorf("Complete changed the caller's headers: %v", sent)
 	}
 }
 

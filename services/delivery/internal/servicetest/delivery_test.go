@@ -120,8 +120,10 @@ func TestWebhookRequest(t *testing.T) {
 	if !strings.HasSuffix(tp, "-01") || !strings.Contains(tp, a.GetSpanId()) {
 		t.Errorf("traceparent %q is not the attempt span %s", tp, a.GetSpanId())
 	}
+	// The headers history keeps (history.KeptHeaders): not the derived ones
+	// (the traceparent is the attempt's trace and span ids).
 	hdrs := a.GetRequestHeaders()
-	if hdrs["Authorization"] != "[redacted]" || hdrs["X-Webhook-Signature"] == "" || hdrs["Traceparent"] == "" {
+	if hdrs["Authorization"] != "[redacted]" || hdrs["X-Webhook-Signature"] == "" || hdrs["Traceparent"] != "" || hdrs["User-Agent"] != "" {
 		t.Errorf("recorded headers = %v", hdrs)
 	}
 	for k, v := range hdrs {
