@@ -222,7 +222,7 @@ func TestAttemptKeepsTheHeadersHistoryKeeps(t *testing.T) {
 	}
 	sent := map[string]string{
 		"Content-Type": "application/json", "User-Agent": "VoxScriber-Webhooks/1.0", "X-Webhook-Attempt": "1",
-		"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"Traceparent":     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"X-Webhook-Event": d.EventType, "X-Webhook-Id": d.EventID,
 		"Webhook-Id": d.EventID, "Webhook-Signature": "v1,abc=", "X-Tenant": "t1",
 	}
