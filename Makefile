@@ -97,8 +97,12 @@ test-short: build
 test-race: build
 	go test -race -count=1 -short -timeout 30m $(MODULES)
 
-# Fuzz targets, briefly each (FUZZTIME=30s for longer).
-FUZZTIME ?= 10s
+# Fuzz targets, briefly each: a count of inputs, not a duration. With a
+# duration, Go's fuzzing coordinator can race its own deadline on a busy
+# machine and fail with a bare "context deadline exceeded" and no failing
+# input (golang/go#75804); a count has no deadline (FUZZTIME=500000x, or a
+# duration such as 30s, for longer).
+FUZZTIME ?= 50000x
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./pkg/signing
 	go test -run '^$$' -fuzz '^FuzzParseSchedule$$' -fuzztime $(FUZZTIME) ./pkg/config
