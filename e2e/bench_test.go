@@ -503,7 +503,6 @@ func rewriteAOF(b testing.TB, s *Suite) string {
 	return aofRewrites(b, s)
 }
 
-// infoField reads one field of a section of INFO.
 // watchFsync starts watching Redis's fsync of the AOF (appendfsync
 // always: Redis waits for it before it answers anything) and returns what
 // tells, at the end of a phase, how often it took 5 ms or more and the
@@ -536,6 +535,7 @@ func watchFsync(b testing.TB, s *Suite) func() string {
 	}
 }
 
+// infoField reads one field of a section of INFO.
 func infoField(b testing.TB, s *Suite, section, field string) string {
 	info, err := s.Redis.Client.Info(context.Background(), section).Result()
 	if err != nil {

@@ -38,10 +38,6 @@ func TestPayloadMany(t *testing.T) {
 	}
 }
 
-// TestStoringAnEventIsCreateOnly: of many concurrent stores of one id, each
-// with its own body and account, exactly one stores its event; every other
-// gets that stored event back and changes nothing, not even a fan-out
-// already recorded. The hash always carries its expiry.
 // TestAccountsReadsPayloadsInTheSameTripWhenAsked: the account of each
 // event, "" for one not stored; with payloads each stored one's payload
 // byte for byte (nil for one not stored); an unreachable Redis is an error.
@@ -72,6 +68,10 @@ func TestAccountsReadsPayloadsInTheSameTripWhenAsked(t *testing.T) {
 	}
 }
 
+// TestStoringAnEventIsCreateOnly: of many concurrent stores of one id, each
+// with its own body and account, exactly one stores its event; every other
+// gets that stored event back and changes nothing, not even a fan-out
+// already recorded. The hash always carries its expiry.
 func TestStoringAnEventIsCreateOnly(t *testing.T) {
 	srv := redistest.Start(t)
 	s := New(srv.Client, time.Hour)
